@@ -1,0 +1,1 @@
+"""kwsbnn.boards."""
