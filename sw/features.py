@@ -1,0 +1,259 @@
+"""Input features: log-mel energies or MFCCs of 1 s clips, their int8 quantizer, and a disk cache.
+
+Pipeline (:func:`compute`), all float32 in torch:
+
+1. ``torch.stft`` with a periodic Hann window of ``win_ms`` (400 samples at 25 ms), hop ``hop_ms``
+   (160 samples), ``n_fft`` 512, ``center=True`` with reflect padding: a clip of S samples gives
+   ``1 + S // hop`` frames (101 for one second; :attr:`FeatureConfig.frames`).
+2. Power spectrum ``|X|^2`` times the HTK-mel triangular filterbank (:func:`mel_filterbank`).
+3. Natural log with a floor: ``log(mel + LOG_FLOOR)``.
+4. ``mfcc``: the orthonormal DCT-II over the mel axis, first ``n_coeffs`` coefficients
+   (:func:`dct_matrix`); ``logmel``: the log energies themselves (``n_coeffs`` is ignored).
+
+The result is ``[N, T, F]`` (time, then coefficient), the layout the integer network reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kwsbnn.errors import KwsError
+from kwsbnn.paths import cache_dir, write_atomic
+
+LOG_FLOOR = 1e-6
+FEATURE_VERSION = 1  # bump when compute() changes; part of FeatureConfig.key()
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Feature settings. ``frames`` is the number of frames of a 1 s clip (101 with the defaults)."""
+    kind: str = "mfcc"
+    n_mels: int = 40
+    n_coeffs: int = 40
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    sample_rate: int = 16000
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    n_fft: int = 512
+
+    def __post_init__(self):
+        if self.kind not in ("mfcc", "logmel"):
+            raise KwsError(f"unknown feature kind {self.kind!r}", "use 'mfcc' or 'logmel'")
+        if self.kind == "mfcc" and not 1 <= self.n_coeffs <= self.n_mels:
+            raise KwsError(f"n_coeffs={self.n_coeffs} must be between 1 and n_mels={self.n_mels}")
+        if self.win_length > self.n_fft:
+            raise KwsError(f"window of {self.win_length} samples is longer than n_fft={self.n_fft}",
+                           "raise n_fft or shorten win_ms")
+        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise KwsError(f"mel range {self.f_min}..{self.f_max} Hz is not inside 0..Nyquist")
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def n_features(self) -> int:
+        """F, the coefficients per frame."""
+        return self.n_coeffs if self.kind == "mfcc" else self.n_mels
+
+    def frames_for(self, samples: int) -> int:
+        """T for a clip of ``samples`` samples (centred frames)."""
+        return 1 + samples // self.hop_length
+
+    @property
+    def frames(self) -> int:
+        """T for a one-second clip."""
+        return self.frames_for(self.sample_rate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        return cls(**d)
+
+    def key(self) -> str:
+        """A short stable hash of the settings (and of the feature code version)."""
+        blob = json.dumps({"v": FEATURE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def hz_to_mel(f):
+    """HTK mel scale: 2595 log10(1 + f / 700)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: FeatureConfig) -> torch.Tensor:
+    """Triangular filters ``[n_mels, n_fft//2 + 1]`` (float32, unnormalized, peak 1).
+
+    ``n_mels + 2`` points equally spaced on the HTK mel scale from f_min to f_max give each filter's
+    lower edge, centre and upper edge (in Hz); the weight of FFT bin k (frequency k * sr / n_fft) is
+    the triangle ``max(0, min((f - lo) / (c - lo), (hi - f) / (hi - c)))``.
+    """
+    n_bins = cfg.n_fft // 2 + 1
+    freqs = np.arange(n_bins) * cfg.sample_rate / cfg.n_fft
+    pts = mel_to_hz(np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.f_max), cfg.n_mels + 2))
+    lo, c, hi = pts[:-2, None], pts[1:-1, None], pts[2:, None]
+    up = (freqs[None, :] - lo) / (c - lo)
+    down = (hi - freqs[None, :]) / (hi - c)
+    return torch.from_numpy(np.maximum(0.0, np.minimum(up, down))).float()
+
+
+def dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """Orthonormal DCT-II ``[n_out, n_in]``: ``D[k, n] = s_k cos(pi k (2n + 1) / (2 n_in))`` with
+    ``s_0 = sqrt(1 / n_in)`` and ``s_k = sqrt(2 / n_in)``; ``y = D @ x``."""
+    n = np.arange(n_in)[None, :]
+    k = np.arange(n_out)[:, None]
+    d = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
+    d[0] /= math.sqrt(2.0)
+    return torch.from_numpy(d).float()
+
+
+_CONSTS: dict = {}
+
+
+def _consts(cfg: FeatureConfig):
+    """Window, filterbank and DCT for ``cfg`` (memoized)."""
+    if cfg not in _CONSTS:
+        _CONSTS[cfg] = (torch.hann_window(cfg.win_length), mel_filterbank(cfg),
+                        dct_matrix(cfg.n_mels, cfg.n_coeffs) if cfg.kind == "mfcc" else None)
+    return _CONSTS[cfg]
+
+
+def compute(waves: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """Features ``[N, T, F]`` float32 of waveforms ``[N, S]`` (or ``[S]`` -> ``[T, F]``)."""
+    waves = torch.as_tensor(waves, dtype=torch.float32)
+    single = waves.dim() == 1
+    if single:
+        waves = waves[None]
+    window, fb, dct = _consts(cfg)
+    spec = torch.stft(waves, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                      window=window, center=True, pad_mode="reflect", return_complex=True)
+    power = spec.real.square() + spec.imag.square()          # [N, bins, T]
+    mel = torch.matmul(fb, power).transpose(1, 2)             # [N, T, n_mels]
+    feats = torch.log(mel + LOG_FLOOR)
+    if dct is not None:
+        feats = torch.matmul(feats, dct.T)                    # [N, T, n_coeffs]
+    feats = feats.contiguous()
+    return feats[0] if single else feats
+
+
+class FeatureQuantizer:
+    """Per-coefficient int8 quantizer: ``q = clamp(round_half_even((x - offset[f]) / scale[f]), -127, 127)``.
+
+    Computed in float32 (offset and scale are rounded to float32 when stored), exactly as in
+    docs/integer-network.md. :meth:`fit` sets ``offset`` to the mean of each coefficient and
+    ``scale`` so that a fraction ``coverage`` of ``|x - offset|`` is within 127 steps.
+    """
+
+    def __init__(self, offset, scale):
+        self.offset = torch.as_tensor(np.asarray(offset, dtype=np.float32))
+        self.scale = torch.as_tensor(np.asarray(scale, dtype=np.float32))
+        if self.offset.shape != self.scale.shape or self.offset.dim() != 1:
+            raise KwsError("feature quantizer: offset and scale must be equal-length vectors")
+        if not bool(torch.all(self.scale > 0)):
+            raise KwsError("feature quantizer: every scale must be positive")
+
+    @classmethod
+    def fit(cls, feats: torch.Tensor, coverage: float = 0.999, max_values: int = 2_000_000,
+            seed: int = 0) -> "FeatureQuantizer":
+        """Fit on training features ``[N, T, F]`` (at most ``max_values`` rows sampled per coefficient)."""
+        x = torch.as_tensor(feats, dtype=torch.float32).reshape(-1, feats.shape[-1]).numpy()
+        if x.shape[0] > max_values:
+            x = x[np.random.default_rng(seed).choice(x.shape[0], max_values, replace=False)]
+        offset = x.astype(np.float64).mean(axis=0)
+        spread = np.quantile(np.abs(x - offset), coverage, axis=0)
+        scale = np.maximum(spread / 127.0, 1e-6)
+        return cls(offset.astype(np.float32), scale.astype(np.float32))
+
+    @property
+    def n_features(self) -> int:
+        return int(self.offset.numel())
+
+    def quantize(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """int8 values of features ``[..., F]`` (as ``dtype``: float32 for training, or torch.int8)."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        q = torch.clamp(torch.round((x - self.offset) / self.scale), -127, 127)
+        return q.to(dtype)
+
+    def dequantize(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(q, dtype=torch.float32) * self.scale + self.offset
+
+    def to_dict(self) -> dict:
+        """JSON-safe: lists of floats (float32 values written exactly as Python floats)."""
+        return {"offset": [float(v) for v in self.offset.tolist()],
+                "scale": [float(v) for v in self.scale.tolist()]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureQuantizer":
+        return cls(d["offset"], d["scale"])
+
+
+def _example_fingerprint(ex, ds) -> tuple:
+    """What a cached feature row depends on: the file (path, size, mtime) or the silence recipe."""
+    if ex.path is None:
+        p = ds.noise_paths()[ex.noise]
+        st = p.stat()
+        return ("silence", str(p), st.st_size, st.st_mtime_ns, ex.offset, ex.gain)
+    st = Path(ex.path).stat()
+    return (ex.path, st.st_size, st.st_mtime_ns, ex.label)
+
+
+class FeatureCache:
+    """Non-augmented features of example lists, cached on disk as ``<cfg.key()>-<dataset hash>.npy``.
+
+    The dataset hash covers every example's path, size and modification time (or its silence recipe
+    and noise file), so a changed setting or file is a miss. Files are written atomically.
+    """
+
+    def __init__(self, cfg: FeatureConfig, root=None, batch_size: int = 256):
+        self.cfg = cfg
+        self.root = Path(root) if root is not None else cache_dir("features")
+        self.batch_size = batch_size
+        self.hits = 0
+        self.misses = 0
+
+    def path_for(self, examples, ds) -> Path:
+        h = hashlib.sha256(repr([_example_fingerprint(e, ds) for e in examples]).encode()).hexdigest()
+        return self.root / f"{self.cfg.key()}-{h[:16]}.npy"
+
+    def get(self, examples, ds, progress=None) -> torch.Tensor:
+        """Features ``[N, T, F]`` of ``examples`` (from the cache, else computed and stored)."""
+        from kwsbnn.sw.data import load_waveforms
+        path = self.path_for(examples, ds)
+        if path.exists():
+            try:
+                arr = np.load(path)
+                if arr.shape == (len(examples), self.cfg.frames, self.cfg.n_features):
+                    self.hits += 1
+                    return torch.from_numpy(arr)
+            except (OSError, ValueError):
+                pass  # unreadable cache file: recompute and overwrite
+        self.misses += 1
+        out = np.zeros((len(examples), self.cfg.frames, self.cfg.n_features), dtype=np.float32)
+        for i in range(0, len(examples), self.batch_size):
+            chunk = examples[i:i + self.batch_size]
+            out[i:i + len(chunk)] = compute(torch.from_numpy(load_waveforms(chunk, ds)), self.cfg).numpy()
+            if progress:
+                progress(len(chunk))
+        buf = io.BytesIO()
+        np.save(buf, out)
+        write_atomic(path, buf.getvalue())
+        return torch.from_numpy(out)
