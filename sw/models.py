@@ -1,0 +1,395 @@
+"""The ResNet keyword-spotting family (Tang & Lin 2018, castorini/honk) at float, 8-bit and binary precision.
+
+A model maps the int8-quantized feature map ``q [B, T, F]`` (int8 values in a float tensor) to class
+logits ``[B, K]``. Architectures are plain data (:data:`ARCHS`); precision is a parameter. Two layouts:
+
+``honk``  Honk's own network: ``conv0 -> ReLU -> avgpool``, then convs ``i = 1..n`` each
+          ``conv -> ReLU -> (+ block input every second conv) -> BN(affine=False)``, global average
+          pool, linear. Used for the float baseline and for *naive* binarization (sign of weights and
+          inputs of conv1..n, first and last layer float). In this layout conv1's input is a ReLU
+          output, so its sign is always +1 and conv1 sees a constant: that is why naive
+          binarization fails, and the model keeps it to show it. Not deployable.
+
+``chain`` The deployable layout, one contract ``conv`` layer per block (docs/integer-network.md):
+          ``acc = conv(x)`` (exact integers) ``-> sum pool -> z = BN(acc * scale) + a_c * x ->``
+          activation; then a sum (global average) pool and a dense layer. Precision decides the
+          quantizers: ``float`` (ReLU, real shortcut), ``int8`` (int8 weights per channel, ReLU + int8
+          fake quantization, int8 shortcut, int8 dense with a per-tensor scale) or ``binary`` (±1
+          weights, sign activations, the 1-bit shortcut ``BN(conv(x)) + a_c * x`` with x the ±1
+          input, pad value ``pad_bit``; the first layer reads int8 features with binary or int8
+          weights; the dense layer is int8).
+
+Every block splits into :meth:`Block.accumulate` (exact integer accumulator in evaluation mode) and
+:meth:`Block.pre_activation` (the float post-accumulator function that threshold folding enumerates).
+"""
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .quant import Int8Activation, KernelQuantizer, sign_ste
+
+# Tang & Lin 2018 / Honk configurations (n_layers counts the convolutions after conv0).
+ARCHS = {
+    "res8":         dict(channels=45, layers=6, pool=(4, 3), dilation=False),
+    "res8-narrow":  dict(channels=19, layers=6, pool=(4, 3), dilation=False),
+    "res15":        dict(channels=45, layers=13, pool=None, dilation=True),
+    "res15-narrow": dict(channels=19, layers=13, pool=None, dilation=True),
+    "res26":        dict(channels=45, layers=24, pool=(2, 2), dilation=False),
+}
+PRECISIONS = ("float", "int8", "binary")
+INPUT_SCALE = 1.0 / 32.0        # real value of one int8 feature step seen by the first layer
+
+
+@dataclass
+class BinaryOptions:
+    """The binary-network design choices, each a flag a search can toggle.
+
+    Model: ``layout`` (``chain`` = redesign, ``honk`` = naive), ``first_weights`` (``int8`` | ``bin``
+    weights of the first layer), ``bn`` (batch norm before each sign: a learned threshold),
+    ``shortcut`` (1-bit shortcut around every binary conv), ``width`` (channels; None = the arch's),
+    ``clipped_ste`` (hardtanh gradient of sign), ``pad_bit`` (binary padding value, 1 = +1).
+    Training: ``optimizer`` (``adam`` | ``sgd``), ``schedule`` (``cosine`` | ``linear`` | ``constant``),
+    ``lr``, ``distill`` (weight of the KL term to a float teacher, 0 = off), ``temperature``,
+    ``bn_reestimate`` (recompute batch-norm statistics on training batches before evaluation),
+    ``clip_latent`` (clip latent binary weights to [-1, 1] after each step).
+    """
+    layout: str = "chain"
+    first_weights: str = "int8"
+    bn: bool = True
+    shortcut: bool = True
+    width: int | None = None
+    clipped_ste: bool = True
+    pad_bit: int = 1
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    lr: float = 2e-3
+    distill: float = 0.0
+    temperature: float = 4.0
+    bn_reestimate: bool = True
+    clip_latent: bool = True
+
+    @classmethod
+    def parse(cls, text: str | None) -> "BinaryOptions":
+        """``naive`` | ``redesign`` (default) followed by ``,key=value`` overrides."""
+        parts = [p.strip() for p in (text or "redesign").split(",") if p.strip()]
+        opts = PRESETS["redesign"]
+        if parts and "=" not in parts[0]:
+            name = parts.pop(0)
+            if name not in PRESETS:
+                raise ValueError(f"unknown binary preset {name!r}; known: {', '.join(PRESETS)}")
+            opts = PRESETS[name]
+        types = {f.name: f.type for f in fields(cls)}
+        for p in parts:
+            key, _, val = p.partition("=")
+            if key not in types:
+                raise ValueError(f"unknown binary option {key!r}; known: {', '.join(types)}")
+            cur = getattr(opts, key)
+            if isinstance(cur, bool):
+                v = val.lower() in ("1", "true", "yes", "on")
+            elif key == "width":
+                v = None if val.lower() in ("", "none") else int(val)
+            elif isinstance(cur, int):
+                v = int(val)
+            elif isinstance(cur, float):
+                v = float(val)
+            else:
+                v = val
+            opts = replace(opts, **{key: v})
+        return opts
+
+
+PRESETS = {
+    "redesign": BinaryOptions(),
+    "naive": BinaryOptions(layout="honk", first_weights="float", bn=False, shortcut=False,
+                           clipped_ste=True, lr=1e-3, schedule="constant", bn_reestimate=False,
+                           clip_latent=False),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model: plain data, saved in every model file."""
+    arch: str = "res8"
+    precision: str = "float"
+    layout: str = "honk"
+    channels: int = 45
+    layers: int = 6
+    pool: tuple | None = (4, 3)
+    dilation: bool = False
+    n_classes: int = 12
+    dropout: float = 0.0
+    binary: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        if d.get("pool") is not None:
+            d["pool"] = tuple(d["pool"])
+        return cls(**d)
+
+    @property
+    def options(self) -> BinaryOptions:
+        return BinaryOptions(**self.binary) if self.binary else BinaryOptions()
+
+
+def make_config(arch: str, precision: str, binary: BinaryOptions | None = None, n_classes: int = 12,
+                dropout: float = 0.0, layout: str | None = None) -> ModelConfig:
+    """The configuration of ``arch`` at ``precision`` (layout: float honk, int8 chain, binary per options)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    a = dict(ARCHS[arch])
+    bin_dict = {}
+    if precision == "binary":
+        binary = binary or BinaryOptions()
+        bin_dict = asdict(binary)
+        layout = binary.layout
+        if binary.width:
+            a["channels"] = binary.width
+    layout = layout or ("honk" if precision == "float" else "chain")
+    if precision == "int8" and layout != "chain":
+        raise ValueError("int8 models use the chain layout")
+    return ModelConfig(arch=arch, precision=precision, layout=layout, n_classes=n_classes,
+                       dropout=dropout, binary=bin_dict, **a)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """A fresh model for ``cfg`` (its ``.config`` is ``cfg``)."""
+    return HonkResNet(cfg) if cfg.layout == "honk" else ChainResNet(cfg)
+
+
+def _dilations(cfg: ModelConfig) -> list[int]:
+    return [int(2 ** (i // 3)) if cfg.dilation else 1 for i in range(1, cfg.layers + 1)]
+
+
+class QConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with named ``input_quantizer`` and ``kernel_quantizer`` (larq style)."""
+
+    def __init__(self, *args, input_quantizer=None, kernel_quantizer=None, **kw):
+        super().__init__(*args, **kw)
+        self.input_quantizer = input_quantizer
+        self.kernel_quantizer = kernel_quantizer or KernelQuantizer("float")
+
+    def forward(self, x):
+        if self.input_quantizer is not None:
+            x = self.input_quantizer(x)
+        w, _ = self.kernel_quantizer(self.weight)
+        return self._conv_forward(x, w, self.bias)
+
+
+class SignQuantizer(nn.Module):
+    """Input quantizer: sign with a (clipped) straight-through gradient."""
+
+    def __init__(self, clipped: bool = True):
+        super().__init__()
+        self.clipped = clipped
+
+    def forward(self, x):
+        return sign_ste(x, self.clipped)
+
+
+class HonkResNet(nn.Module):
+    """Honk's res8/res15/res26 (float), or its naive binarization (``precision='binary'``)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        n, binary = cfg.channels, cfg.precision == "binary"
+        clipped = cfg.options.clipped_ste
+        self.conv0 = nn.Conv2d(1, n, 3, padding=1, bias=False)
+        self.convs = nn.ModuleList(
+            QConv2d(n, n, 3, padding=d, dilation=d, bias=False,
+                    input_quantizer=SignQuantizer(clipped) if binary else None,
+                    kernel_quantizer=KernelQuantizer("bin" if binary else "float", clipped=clipped))
+            for d in _dilations(cfg))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(n, affine=False) for _ in range(cfg.layers))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(n, cfg.n_classes)
+
+    def forward(self, q):
+        x = q.unsqueeze(1) * INPUT_SCALE
+        x = F.relu(self.conv0(x))
+        if self.config.pool:
+            x = F.avg_pool2d(x, self.config.pool)
+        old = x
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns), start=1):
+            y = F.relu(conv(x))
+            if i % 2 == 0:
+                x = y + old
+                old = x
+            else:
+                x = y
+            x = bn(x)
+        return self.output(self.drop(x.mean(dim=(2, 3))))
+
+
+class Block(nn.Module):
+    """One contract ``conv`` layer: ``conv (3x3) -> sum pool -> z = BN(acc * scale) + a_c * x -> act``.
+
+    ``in_prec``/``out_prec``: ``float`` | ``int8`` | ``bin``; ``w_prec``: ``float`` | ``int8`` | ``bin``.
+    ``forward(x, in_scale) -> (y, out_scale)`` with ``x`` integer values (int8 or ±1) for quantized
+    inputs and ``x * in_scale`` the real value.
+    """
+
+    def __init__(self, cin, cout, *, dilation=1, pool=None, in_prec, w_prec, out_prec,
+                 shortcut=False, bn=True, pad_bit=1, clipped=True):
+        super().__init__()
+        self.cin, self.cout, self.dilation, self.pool = cin, cout, dilation, pool
+        self.in_prec, self.w_prec, self.out_prec = in_prec, w_prec, out_prec
+        self.pad_bit, self.clipped = pad_bit, clipped
+        self.conv = nn.Conv2d(cin, cout, 3, dilation=dilation, bias=False)
+        self.kernel_quantizer = KernelQuantizer(w_prec, clipped=clipped)
+        self.bn = nn.BatchNorm2d(cout) if bn else None
+        if shortcut and (cin != cout or pool):
+            raise ValueError("a shortcut needs in_channels == out_channels and no pooling")
+        self.shortcut_scale = nn.Parameter(torch.ones(cout)) if shortcut else None
+        self.act = Int8Activation() if out_prec == "int8" else None
+
+    @property
+    def pad_value(self) -> float:
+        return float(2 * self.pad_bit - 1) if self.in_prec == "bin" else 0.0
+
+    def weights(self):
+        """``(w_int, scale [C_out])``: the quantized kernel the accumulator uses."""
+        return self.kernel_quantizer(self.conv.weight)
+
+    def accumulate(self, x):
+        """Padded convolution on the integer input values, then the optional sum pool."""
+        d = self.dilation
+        w, _ = self.weights()
+        x = F.pad(x, (d, d, d, d), value=self.pad_value)
+        acc = F.conv2d(x, w, dilation=d)
+        if self.pool:
+            acc = F.avg_pool2d(acc, self.pool, stride=self.pool, divisor_override=1)
+        return acc
+
+    def pre_activation(self, acc, x, in_scale):
+        """The float post-accumulator function before the activation (eval: explicit elementwise ops).
+
+        ``x`` is the block input at the same positions (for the shortcut), ``in_scale`` its real step.
+        """
+        _, ws = self.weights()
+        m = (ws * in_scale).view(1, -1, 1, 1)
+        z = acc * m
+        if self.bn is not None:
+            if self.training:
+                z = self.bn(z)
+            else:
+                bn = self.bn
+                alpha = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+                z = (z - bn.running_mean.view(1, -1, 1, 1)) * alpha.view(1, -1, 1, 1) \
+                    + bn.bias.view(1, -1, 1, 1)
+        if self.shortcut_scale is not None:
+            z = z + self.shortcut_scale.view(1, -1, 1, 1) * (x * in_scale)
+        return z
+
+    def activation(self, z):
+        """``(y, out_scale)``: ReLU (float), ReLU + int8 fake quant, or sign (+1 at 0)."""
+        if self.out_prec == "bin":
+            return sign_ste(z, self.clipped), 1.0
+        if self.out_prec == "int8":
+            return self.act(z)
+        return F.relu(z), 1.0
+
+    def forward(self, x, in_scale=1.0):
+        acc = self.accumulate(x)
+        return self.activation(self.pre_activation(acc, x, in_scale))
+
+
+class Head(nn.Module):
+    """Global sum pool and the dense layer: ``logits = (W_int g + b_int) * c`` when quantized.
+
+    ``g = sum_{t,f} x`` (integer for quantized inputs), ``c = w_scale * in_scale / (T*F)``: the int8
+    weights share one scale so that integer scores are proportional to the logits.
+    """
+
+    def __init__(self, cin, n_classes, prec, dropout=0.0):
+        super().__init__()
+        self.prec = prec
+        self.linear = nn.Linear(cin, n_classes)
+        self.kernel_quantizer = KernelQuantizer(prec, per_channel=False)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, in_scale=1.0):
+        n = x.shape[2] * x.shape[3]
+        g = self.drop(x.sum(dim=(2, 3)))
+        if self.prec == "float":
+            return self.linear(g * (in_scale / n))
+        w, ws = self.kernel_quantizer(self.linear.weight)
+        c = ws[0] * in_scale / n
+        b = torch.round(self.linear.bias / c)
+        b = self.linear.bias / c + (b - self.linear.bias / c).detach()
+        scores = g.double() @ w.double().t() + b.double()
+        return (scores * c.double()).float()
+
+
+class ChainResNet(nn.Module):
+    """The deployable layout (see the module docstring)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        opts, n = cfg.options, cfg.channels
+        if cfg.precision == "float":
+            act, w, first_w, sc, head = "float", "float", "float", True, "float"
+        elif cfg.precision == "int8":
+            act, w, first_w, sc, head = "int8", "int8", "int8", True, "int8"
+        else:
+            act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut, "int8"
+        kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
+                  clipped=opts.clipped_ste)
+        blocks = [Block(1, n, pool=cfg.pool, in_prec="int8", w_prec=first_w, out_prec=act, **kw)]
+        for d in _dilations(cfg):
+            blocks.append(Block(n, n, dilation=d, in_prec=act, w_prec=w, out_prec=act, shortcut=sc, **kw))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = Head(n, cfg.n_classes, head, cfg.dropout)
+
+    def forward(self, q, return_activations=False):
+        x, s = q.unsqueeze(1), INPUT_SCALE
+        acts = []
+        for b in self.blocks:
+            x, s = b(x, s)
+            acts.append(x)
+        out = self.head(x, s)
+        return (out, acts) if return_activations else out
+
+
+def binary_weight_bits(model: nn.Module) -> int:
+    """Bits of binary weights in a chain model (the block-RAM budget of the redesign)."""
+    total = 0
+    for m in model.modules():
+        if isinstance(m, Block) and m.w_prec == "bin":
+            total += m.conv.weight.numel()
+    return total
+
+
+def reestimate_bn(model: nn.Module, batches) -> None:
+    """Recompute every batch norm's running statistics as the plain average over ``batches``.
+
+    Binary models' statistics go stale while the latent weights move; evaluation collapses unless
+    they are re-estimated. Only batch-norm buffers change (int8 activation ranges are restored).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = {k: v.clone() for k, v in model.state_dict().items() if "running_max" in k or "initialized" in k}
+    was_training = model.training
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for bn, mom in zip(bns, momenta):
+        bn.momentum = mom
+    model.load_state_dict({**model.state_dict(), **saved})
+    model.train(was_training)
