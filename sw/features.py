@@ -49,7 +49,8 @@ class FeatureConfig:
         if self.kind not in ("mfcc", "logmel"):
             raise KwsError(f"unknown feature kind {self.kind!r}", "use 'mfcc' or 'logmel'")
         if self.kind == "mfcc" and not 1 <= self.n_coeffs <= self.n_mels:
-            raise KwsError(f"n_coeffs={self.n_coeffs} must be between 1 and n_mels={self.n_mels}")
+            raise KwsError(f"n_coeffs={self.n_coeffs} must be between 1 and n_mels={self.n_mels}",
+                           "MFCCs are a DCT of the mel energies: set n_coeffs <= n_mels")
         if self.win_length > self.n_fft:
             raise KwsError(f"window of {self.win_length} samples is longer than n_fft={self.n_fft}",
                            "raise n_fft or shorten win_ms")

@@ -1,12 +1,68 @@
-"""`kwsbnn train`: not built yet."""
+"""`kwsbnn train`: train a keyword-spotting model at float, int8 or binary precision."""
 
-from . import not_built
+import json
 
-HELP = "training (issue 3) [not built yet]"
+HELP = "train a float, int8 or binary keyword-spotting model"
+DESCRIPTION = """\
+Train a ResNet keyword-spotting model (res8, res8-narrow, res15, res15-narrow, res26) on a Speech
+Commands folder. Writes OUT/state.pt every epoch (resume with --resume), OUT/model.pt (best
+validation accuracy) and OUT/metrics.json.
+
+Binary options: a preset (redesign | naive) then key=value overrides, e.g.
+  --binary-options redesign,width=32,first_weights=bin,distill=0.5
+keys: layout first_weights bn shortcut width clipped_ste pad_bit optimizer schedule lr distill
+      temperature bn_reestimate clip_latent
+"""
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--data", required=True, help="Speech Commands folder (read in place)")
+    parser.add_argument("--arch", default="res8", help="res8 | res8-narrow | res15 | res15-narrow | res26")
+    parser.add_argument("--precision", default="float", choices=["float", "int8", "binary"])
+    parser.add_argument("--binary-options", default="redesign", metavar="OPTS",
+                        help="binary design flags (see above; default: redesign)")
+    parser.add_argument("--layout", choices=["honk", "chain"], default=None,
+                        help="float models only: Honk's layout (default) or the deployable chain")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="run folder (default runs/<arch>-<precision>-s<seed>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--teacher", default=None, metavar="MODEL",
+                        help="float model to distill from (a path or a shipped model's name)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (float/int8; binary: lr=)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--weight-decay", type=float, default=None)
+    parser.add_argument("--dropout", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
 
 
-run = not_built("train", "training (issue 3)")
+def run(args) -> int:
+    from kwsbnn.cli import emit_json
+    from kwsbnn.errors import KwsError
+    from kwsbnn.sw.models import ARCHS, BinaryOptions
+    from kwsbnn.sw.train import TrainConfig, train
+
+    if args.arch not in ARCHS:
+        raise KwsError(f"unknown architecture {args.arch!r}", f"use one of {', '.join(ARCHS)}")
+    try:
+        BinaryOptions.parse(args.binary_options)
+    except ValueError as e:
+        raise KwsError(f"--binary-options: {e}") from None
+    if args.epochs < 1:
+        raise KwsError("--epochs must be at least 1")
+    cfg = TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
+                      binary=args.binary_options if args.precision == "binary" else "redesign",
+                      layout=args.layout, epochs=args.epochs, seed=args.seed,
+                      out=args.out or f"runs/{args.arch}-{args.precision}-s{args.seed}",
+                      batch_size=args.batch_size, teacher=args.teacher, threads=args.threads)
+    for key in ("lr", "weight_decay", "dropout"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    metrics = train(cfg, resume=args.resume)
+    if args.json:
+        emit_json({k: v for k, v in metrics.items() if k != "history"} | {"history": metrics["history"]})
+    else:
+        keys = ("best_val_accuracy", "test_accuracy", "seconds_per_epoch", "total_seconds", "model")
+        print(json.dumps({k: metrics.get(k) for k in keys}))
+    return 0

@@ -1,0 +1,117 @@
+"""Global sum pooling of binary channels, the final dense layer to integer scores, and argmax.
+
+Per inference it takes ``positions`` transfers of ``C`` bits (one per output position of the last
+binary layer), counts the ones per channel, forms ``g[c] = 2 * ones[c] - positions`` (the sum of the
+±1 values), computes ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` one channel per cycle for all
+classes in parallel, then the class of the largest score (lowest index on a tie).
+
+Throughput: one inference per ``positions + C + K + 4`` cycles at most (input transfers overlap
+nothing else). Latency from the last input transfer: ``C + K + 4`` cycles.
+
+Members: ``i : In(stream.Signature(C))``; ``o : Out(stream.Signature(layout))`` where
+``layout = {"cls": unsigned, "scores": ArrayLayout(signed(score_width), K)}``.
+"""
+
+import numpy as np
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .arith import bits_for, signed_width
+
+
+def result_layout(n_classes: int, score_width: int) -> data.StructLayout:
+    """The payload of the network's output stream: the class and every score."""
+    return data.StructLayout({"cls": unsigned(max(1, ceil_log2(n_classes))),
+                              "scores": data.ArrayLayout(signed(score_width), n_classes)})
+
+
+class GapDenseArgmax(wiring.Component):
+    def __init__(self, weights: np.ndarray, bias: np.ndarray, *, positions: int, binary_weights: bool):
+        w = np.asarray(weights, dtype=np.int64)
+        if binary_weights:
+            w = 2 * w - 1
+        self._w = w
+        self._k, self._c = w.shape
+        self._bias = np.asarray(bias, dtype=np.int64).reshape(self._k)
+        self._p = int(positions)
+        self._ww = signed_width(int(w.min()), int(w.max()))
+        gmax = self._p
+        reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
+        self._sw = signed_width(-reach, reach)
+        self._layout = result_layout(self._k, self._sw)
+        super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(self._layout))})
+
+    @property
+    def score_width(self) -> int:
+        return self._sw
+
+    @property
+    def layout(self) -> data.StructLayout:
+        return self._layout
+
+    @property
+    def cycles_per_inference(self) -> int:
+        return self._p + self._c + self._k + 4
+
+    def elaborate(self, platform):
+        m = Module()
+        kn, cn, pn, ww = self._k, self._c, self._p, self._ww
+        mask = (1 << ww) - 1
+        init = [sum((int(self._w[k, c]) & mask) << (k * ww) for k in range(kn)) for c in range(cn)]
+        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(kn * ww), depth=cn, init=init)
+        rp = wrom.read_port()
+
+        ones = Array(Signal(bits_for(pn), name=f"ones{c}") for c in range(cn))
+        pos = Signal(range(pn + 1))
+        c_idx = Signal(range(cn + 1))
+        d_valid, d_c = Signal(), Signal(range(cn))
+        scores = [Signal(signed(self._sw), name=f"score{k}") for k in range(kn)]
+        k_idx = Signal(range(kn + 1))
+        best, best_val = Signal(range(kn)), Signal(signed(self._sw))
+        s_arr = Array(scores)
+
+        with m.FSM():
+            with m.State("POOL"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    for c in range(cn):
+                        m.d.sync += ones[c].eq(ones[c] + self.i.payload[c])
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(pos == pn - 1):
+                        m.d.sync += [pos.eq(0), c_idx.eq(0)]
+                        m.d.sync += [scores[k].eq(int(self._bias[k])) for k in range(kn)]
+                        m.next = "DENSE"
+            with m.State("DENSE"):
+                # Address c this cycle; its weights and count are used on the next.
+                m.d.comb += rp.addr.eq(c_idx)
+                m.d.sync += [d_valid.eq(c_idx < cn), d_c.eq(c_idx)]
+                with m.If(c_idx < cn):
+                    m.d.sync += c_idx.eq(c_idx + 1)
+                with m.If(d_valid):
+                    g = Signal(signed(bits_for(pn) + 2))
+                    m.d.comb += g.eq((ones[d_c] << 1) - pn)
+                    for k in range(kn):
+                        wk = rp.data[k * ww:(k + 1) * ww].as_signed()
+                        m.d.sync += scores[k].eq(scores[k] + wk * g)
+                with m.If(d_valid & (d_c == cn - 1)):
+                    m.d.sync += [d_valid.eq(0), k_idx.eq(0), *[ones[c].eq(0) for c in range(cn)]]
+                    m.next = "ARGMAX"
+            with m.State("ARGMAX"):
+                with m.If(k_idx == 0):
+                    m.d.sync += [best.eq(0), best_val.eq(scores[0]), k_idx.eq(1)]
+                with m.Elif(k_idx < kn):
+                    with m.If(s_arr[k_idx] > best_val):
+                        m.d.sync += [best.eq(k_idx), best_val.eq(s_arr[k_idx])]
+                    m.d.sync += k_idx.eq(k_idx + 1)
+                with m.Else():
+                    m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += self.o.valid.eq(1)
+                with m.If(self.o.ready):
+                    m.next = "POOL"
+        m.d.comb += self.o.payload.cls.eq(best)
+        for k in range(kn):
+            m.d.comb += self.o.payload.scores[k].eq(scores[k])
+        return m

@@ -1,0 +1,29 @@
+"""Stream helpers for Amaranth simulator testbenches: put and get with random gaps and stalls."""
+
+import random
+
+
+async def stream_put(ctx, stream, payloads, *, rng: random.Random | None = None, gap: float = 0.0):
+    """Send each payload in turn; with probability ``gap`` wait a cycle with valid low first."""
+    for payload in payloads:
+        while rng is not None and rng.random() < gap:
+            ctx.set(stream.valid, 0)
+            await ctx.tick()
+        ctx.set(stream.valid, 1)
+        ctx.set(stream.payload, payload)
+        await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+async def stream_get(ctx, stream, count: int, *, rng: random.Random | None = None, stall: float = 0.0):
+    """Receive ``count`` payloads; with probability ``stall`` hold ready low for a cycle first."""
+    out = []
+    for _ in range(count):
+        while rng is not None and rng.random() < stall:
+            ctx.set(stream.ready, 0)
+            await ctx.tick()
+        ctx.set(stream.ready, 1)
+        payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
+        out.append(payload)
+    ctx.set(stream.ready, 0)
+    return out

@@ -1,0 +1,36 @@
+"""Verilog generation: deployable model + folding -> ``<top>.v``, memory images and a cost report."""
+
+import json
+import shutil
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from kwsbnn.paths import write_atomic
+
+from .cost import Folding
+from .network import Network
+
+TOP = "kws_top"
+
+
+def generate(dep, out: str | Path, folding: Folding | None = None, name: str = TOP) -> dict:
+    """Write ``<name>.v``, the model's memory images and ``report.json`` into ``out``; return the report.
+
+    The network is checked (and its folding validated) before anything is written.
+    """
+    top = Network(dep, folding)
+    text = verilog.convert(top, name=name, emit_src=False)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / f"{name}.v", text)
+    images = out / "images"
+    images.mkdir(exist_ok=True)
+    for meta in dep.manifest["images"].values():
+        shutil.copyfile(Path(dep.path) / meta["hex"], images / meta["hex"])
+    report = {"top": name, "verilog": str(out / f"{name}.v"), "model": dep.name,
+              "folding": top.folding.to_dict(), "score_width": top.score_width,
+              "n_classes": top.n_classes, "input_bits": int(dep.input["shape"][0]),
+              **top.costs()}
+    write_atomic(out / "report.json", json.dumps(report, indent=1) + "\n")
+    return report

@@ -1,0 +1,86 @@
+"""cocotb testbench of a generated accelerator against the NumPy golden model.
+
+Configured through environment variables set by :mod:`kwsbnn.sim.runner`:
+``KWSBNN_TB_MODEL`` (deployable model folder), ``KWSBNN_TB_REPORT`` (the generator's report.json),
+``KWSBNN_TB_INPUTS`` (a .npy file of inputs ``[N, C, T, F]``; random if unset),
+``KWSBNN_TB_COUNT``, ``KWSBNN_TB_SEED``, ``KWSBNN_TB_GAP``, ``KWSBNN_TB_STALL``,
+``KWSBNN_TB_RESULT`` (where to write a JSON summary).
+"""
+
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from kwsbnn.sw.golden import GoldenModel
+
+from .streams import StreamSink, StreamSource
+
+
+def decode_result(word: int, n_classes: int, score_width: int) -> tuple[int, list[int]]:
+    """Split the output payload into the class and the signed scores (layout of hw.scores)."""
+    cls_w = max(1, (n_classes - 1).bit_length())
+    cls = word & ((1 << cls_w) - 1)
+    scores = []
+    for k in range(n_classes):
+        v = (word >> (cls_w + k * score_width)) & ((1 << score_width) - 1)
+        scores.append(v - (1 << score_width) if v >> (score_width - 1) else v)
+    return cls, scores
+
+
+def frame_words(x: np.ndarray) -> list[int]:
+    """Input transfers of one inference ``[C, T, F]`` (bits): one word per (t, f), bit c = channel c."""
+    c, t, f = x.shape
+    out = []
+    for ti in range(t):
+        for fi in range(f):
+            out.append(int(sum(int(x[ch, ti, fi]) << ch for ch in range(c))))
+    return out
+
+
+@cocotb.test()
+async def network_matches_golden(dut):
+    env = os.environ
+    golden = GoldenModel(env["KWSBNN_TB_MODEL"])
+    with open(env["KWSBNN_TB_REPORT"]) as f:
+        report = json.load(f)
+    seed = int(env.get("KWSBNN_TB_SEED", "0"))
+    if env.get("KWSBNN_TB_INPUTS"):
+        xs = np.load(env["KWSBNN_TB_INPUTS"])
+    else:
+        shape = tuple(golden.model.input["shape"])
+        xs = np.random.default_rng(seed).integers(0, 2, (int(env.get("KWSBNN_TB_COUNT", "100")),) + shape)
+    expected = golden.run(xs)
+
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    src = StreamSource(dut, "i", dut.clk, gap=float(env.get("KWSBNN_TB_GAP", "0")), seed=seed + 1)
+    sink = StreamSink(dut, "o", dut.clk, stall=float(env.get("KWSBNN_TB_STALL", "0")), seed=seed + 2)
+    dut.rst.value = 1
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+    async def feed():
+        for x in xs:
+            await src.send_all(frame_words(x))
+
+    cocotb.start_soon(feed())
+    mismatches = []
+    cycles = 0
+    for n in range(len(xs)):
+        word, waited = await sink.recv()
+        cycles += waited
+        cls, scores = decode_result(word, report["n_classes"], report["score_width"])
+        want = expected.scores[n].tolist()
+        if scores != want or cls != int(expected.classes[n]):
+            mismatches.append({"index": n, "rtl": {"cls": cls, "scores": scores},
+                               "golden": {"cls": int(expected.classes[n]), "scores": want}})
+    summary = {"total": len(xs), "equal": len(xs) - len(mismatches), "mismatches": mismatches[:10],
+               "cycles": cycles, "cycles_per_inference": cycles / max(1, len(xs))}
+    if env.get("KWSBNN_TB_RESULT"):
+        with open(env["KWSBNN_TB_RESULT"], "w") as f:
+            json.dump(summary, f)
+    assert not mismatches, f"{len(mismatches)} of {len(xs)} inferences differ; first: {mismatches[0]}"
