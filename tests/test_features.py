@@ -154,7 +154,8 @@ def test_quantizer_formula_roundtrip_and_clamp():
     # JSON round trip gives identical codes
     d = json.loads(json.dumps(q.to_dict()))
     assert torch.equal(FeatureQuantizer.from_dict(d).quantize(feats), codes)
-    assert torch.allclose(q.dequantize(codes[:3]), x, atol=float(q.scale.max()))
+    err = (q.dequantize(codes) - feats).abs()
+    assert torch.all(err[codes.abs() < 127] <= (q.scale / 2 * 1.001).expand_as(err)[codes.abs() < 127])
     with pytest.raises(KwsError):
         FeatureQuantizer([0.0], [0.0])
 
