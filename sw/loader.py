@@ -9,7 +9,10 @@
   split again (for ``train`` a fresh unknown subset, see ``SpeechCommands.split``), augments the
   waveforms batch by batch (fresh silence, shift, gain, noise) and computes features on the fly.
 
-Shuffling and augmentation are seeded by ``(seed, epoch)``: the same call gives the same batches.
+Shuffling, augmentation and SpecAugment all draw from one torch generator seeded by ``(seed, epoch)``
+(the augmenter's own seed is not used here): the same call gives the same batches. One pass over the
+2,959-clip training split of the real subset (3,230 examples with silence) with augmentation and
+SpecAugment takes about 3 s on one CPU thread (batch 128), after a one-time 1.7 s decode.
 """
 
 from __future__ import annotations
