@@ -1,0 +1,101 @@
+"""Training: a short run on the synthetic fixture, exact resume, model files, and `kwsbnn eval`."""
+
+import json
+
+import pytest
+import torch
+
+from fixtures import make_speech_commands
+from kwsbnn.cli import main
+from kwsbnn.errors import KwsError
+from kwsbnn.sw.checkpoint import load_model, model_payload
+from kwsbnn.sw.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_speech_commands(tmp_path_factory.mktemp("sc")).root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KWSBNN_CACHE", str(tmp_path / "cache"))
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), arch="res8-narrow", precision="binary", binary="redesign,width=8",
+                epochs=2, out=str(out), batch_size=16, bn_batches=2, threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_interrupted_run_resumes_to_the_same_result(data, tmp_path):
+    full = train(_cfg(data, tmp_path / "full"), progress=False)
+    assert full["complete"] and (tmp_path / "full" / "model.pt").exists()
+    assert set(full) >= {"best_val_accuracy", "test_accuracy", "seconds_per_epoch", "total_seconds"}
+
+    part = train(_cfg(data, tmp_path / "part"), stop_after=1, progress=False)
+    assert not part["complete"] and (tmp_path / "part" / "state.pt").exists()
+    assert not (tmp_path / "part" / "metrics.json").exists()
+    done = train(_cfg(data, tmp_path / "part"), resume=True, progress=False)
+    assert done["complete"]
+
+    a = load_model(tmp_path / "full" / "model.pt").state_dict()
+    b = load_model(tmp_path / "part" / "model.pt").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["val_accuracy"] for h in full["history"]] == [h["val_accuracy"] for h in done["history"]]
+    sa = torch.load(tmp_path / "full" / "state.pt", weights_only=False)
+    sb = torch.load(tmp_path / "part" / "state.pt", weights_only=False)
+    for k, v in sa["model"]["state_dict"].items():
+        assert torch.equal(v, sb["model"]["state_dict"][k]), k
+
+
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+    train(_cfg(data, tmp_path / "r", precision="float", arch="res8-narrow"), stop_after=1, progress=False)
+    with pytest.raises(KwsError, match="other settings"):
+        train(_cfg(data, tmp_path / "r", precision="float", arch="res8-narrow", epochs=3), resume=True,
+              progress=False)
+
+
+def test_model_file_of_another_version_is_rejected(data, tmp_path):
+    train(_cfg(data, tmp_path / "v", precision="float"), stop_after=1, progress=False)
+    payload = torch.load(tmp_path / "v" / "model.pt", weights_only=False)
+    payload["version"] = 99
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(KwsError, match="version 99"):
+        load_model(tmp_path / "old.pt")
+    torch.save({"something": "else"}, tmp_path / "foreign.pt")
+    with pytest.raises(KwsError, match="not a kwsbnn model"):
+        load_model(tmp_path / "foreign.pt")
+    (tmp_path / "junk.pt").write_text("not torch")
+    with pytest.raises(KwsError, match="cannot read"):
+        load_model(tmp_path / "junk.pt")
+    with pytest.raises(KwsError, match="no such model"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_cli_train_and_eval_json(data, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["train", "--data", str(data), "--arch", "res8-narrow", "--precision", "int8",
+                 "--epochs", "1", "--batch-size", "16", "--threads", "1", "--out", str(out), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["epochs"] == 1 and 0 <= metrics["best_val_accuracy"] <= 1
+    png = tmp_path / "conf.png"
+    assert main(["eval", "--model", str(out / "model.pt"), "--data", str(data), "--json",
+                 "--plot", str(png)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert 0 <= res["accuracy"] <= 1 and png.stat().st_size > 0
+    assert len(res["predictions"]) == len(res["clips"]) == res["n"]
+    assert set(res["predictions"]) <= set(res["classes"]) and len(res["confusion"]) == 12
+    assert any(c.startswith("_silence_/") for c in res["clips"])
+    assert main(["eval", "--model", str(out / "model.pt"), "--data", str(data), "--json",
+                 "--limit", "3", "--split", "validation"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 3
+    assert main(["eval", "--model", str(out / "model.pt"), "--data", str(data), "--engine", "nope"]) == 2
+    assert "unknown engine" in capsys.readouterr().err
+
+
+def test_cli_eval_unknown_model(data, capsys):
+    assert main(["eval", "--model", "no-such-model", "--data", str(data)]) == 2
+    assert "no such model" in capsys.readouterr().err
