@@ -4,7 +4,8 @@ Engines are functions ``engine(model, q) -> classes`` with ``q`` the int8 featur
 ``[N, T, F]`` (int8 values in a float32 tensor, the model's own quantizer applied) and ``classes`` an
 int64 numpy array ``[N]``. :data:`ENGINES` holds them by name; ``torch`` is built in (the float model
 runs in float, int8 and binary models run in the integer inference mode of
-:mod:`kwsbnn.sw.integer`); other parts of the project add ``golden`` or ``rtl`` with
+:mod:`kwsbnn.sw.integer`; a naive binary model in Honk's layout has no integer form and runs in its
+float evaluation mode; ``float`` runs any model's float evaluation mode); other parts of the project add ``golden`` or ``rtl`` with
 :func:`register_engine`.
 
 Clips are in the split's stable order (:meth:`SpeechCommands.split`, sorted by label then path), the
@@ -29,8 +30,13 @@ def register_engine(name: str, fn) -> None:
     ENGINES[name] = fn
 
 
+def has_integer_form(model) -> bool:
+    """Whether the model has an integer inference mode (int8 or binary in the chain layout)."""
+    return model.config.precision != "float" and model.config.layout == "chain"
+
+
 def _torch_engine(model, q: torch.Tensor) -> np.ndarray:
-    if model.config.precision == "float":
+    if not has_integer_form(model):     # float models, and naive binary (Honk layout) in float eval
         with torch.no_grad():
             model.eval()
             return model(q).argmax(1).numpy()
@@ -42,7 +48,15 @@ def _torch_engine(model, q: torch.Tensor) -> np.ndarray:
     return torch.argmax(scores, dim=1).numpy()
 
 
+def _float_engine(model, q: torch.Tensor) -> np.ndarray:
+    """The model's own float evaluation mode (fake quantization for int8/binary): for comparisons."""
+    with torch.no_grad():
+        model.eval()
+        return model(q).argmax(1).numpy()
+
+
 register_engine("torch", _torch_engine)
+register_engine("float", _float_engine)
 
 
 def predict(model, q: torch.Tensor, engine: str = "torch", batch_size: int = 256) -> np.ndarray:
@@ -101,8 +115,9 @@ def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int
     np.add.at(conf, (labels, pred), 1)
     per_class = {c: (float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None)
                  for i, c in enumerate(classes)}
+    mode = "integer" if engine != "torch" or has_integer_form(model) else "float"
     return {"accuracy": float((pred == labels).mean()), "n": len(examples), "split": split,
-            "engine": engine, "classes": classes, "per_class": per_class,
+            "engine": engine, "mode": mode, "classes": classes, "per_class": per_class,
             "counts": {c: int(conf[i].sum()) for i, c in enumerate(classes)},
             "confusion": conf.tolist(), "predictions": [classes[i] for i in pred],
             "labels": [classes[i] for i in labels], "clips": [clip_name(e, ds.root) for e in examples]}

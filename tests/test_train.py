@@ -99,3 +99,13 @@ def test_cli_train_and_eval_json(data, tmp_path, capsys):
 def test_cli_eval_unknown_model(data, capsys):
     assert main(["eval", "--model", "no-such-model", "--data", str(data)]) == 2
     assert "no such model" in capsys.readouterr().err
+
+
+def test_integer_engine_agrees_with_float_eval(data, tmp_path):
+    from kwsbnn.sw.evaluate import evaluate
+    train(_cfg(data, tmp_path / "b", epochs=1), progress=False)
+    model = load_model(tmp_path / "b" / "model.pt")
+    a = evaluate(model, data, split="all", engine="torch")
+    b = evaluate(model, data, split="all", engine="float")
+    assert a["mode"] == "integer" and a["clips"] == b["clips"]
+    assert a["predictions"] == b["predictions"]
