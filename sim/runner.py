@@ -41,6 +41,12 @@ def run_testbench(verilog: Path, top: str, test_module: str, build_dir: Path, en
                 log_file=str(build_dir / "test.log") if quiet else None)
     from cocotb_tools.runner import get_results
     n_tests, n_failed = get_results(xml)
-    summary = json.loads(result.read_text()) if result.exists() else {}
+    if not result.exists():
+        log_tail = ""
+        if (build_dir / "test.log").exists():
+            log_tail = "\n".join((build_dir / "test.log").read_text().splitlines()[-25:])
+        raise KwsError(f"the testbench {test_module} stopped before writing its result\n{log_tail}",
+                       f"see {build_dir / 'test.log'}")
+    summary = json.loads(result.read_text())
     summary.update({"tests": n_tests, "failed": n_failed})
     return summary

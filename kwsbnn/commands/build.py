@@ -1,12 +1,46 @@
-"""`kwsbnn build`: placeholder until the walking skeleton fills it."""
+"""`kwsbnn build`: a bitstream for a board with the YoWASP toolchain."""
 
-from . import not_built
-
-HELP = "build [not built yet]"
+HELP = "build a bitstream for a board (icebreaker, ulx3s-85f)"
+DESCRIPTION = """\
+Build the board top (network behind a UART link, LEDs showing the last class) for an FPGA board with
+YoWASP yosys and nextpnr, and report logic cells, block RAM, SPRAM and DSP use, the achieved Fmax
+against the clock, and inferences per second at that clock. A design that does not fit or misses
+timing fails with the numbers. --model takes a deployable folder, a model file, a shipped model's
+name or `tiny`.
+"""
 
 
 def add_arguments(parser):
-    pass
+    from kwsbnn.boards.build import BOARDS
+    parser.add_argument("--board", required=True, choices=sorted(BOARDS))
+    parser.add_argument("--model", default="tiny", help="deployable folder, model file, shipped name "
+                        "or tiny (default: tiny)")
+    parser.add_argument("--out", default=None, help="build folder (default: build/<board>)")
+    parser.add_argument("--freq", type=float, default=None, metavar="MHZ", help="clock in MHz")
+    parser.add_argument("--fold", default="auto", help="folding: auto or a JSON file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-run = not_built("build", "walking skeleton")
+def run(args) -> int:
+    import sys
+
+    from kwsbnn.boards.build import build
+    from kwsbnn.cli import emit_json
+    from kwsbnn.hw.cost import Folding
+    from kwsbnn.sw.export import deployable
+
+    dep = deployable(args.model)
+    folding = None if args.fold == "auto" else Folding.load(args.fold, dep)
+    out = args.out or f"build/{args.board}"
+    report = build(dep, args.board, out, folding=folding, freq_mhz=args.freq,
+                   progress=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        emit_json(report)
+    else:
+        print(f"bitstream: {report['bitstream']} ({report['seconds']} s)")
+        print(f"clock {report['clock_mhz']} MHz, Fmax {report['fmax_mhz']:.1f} MHz, "
+              f"{report['inferences_per_second']:.0f} inferences/s "
+              f"({report['cycles_per_inference']} cycles each)")
+        for name, r in report["resources"].items():
+            print(f"  {name:12s} {r['used']:6d} / {r['available']}")
+    return 0
