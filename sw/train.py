@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
             raise KwsError(f"{state_path}: not a training state of this kwsbnn version",
                            "start a new run without --resume, or use another --out")
-        if state["train_config"] != _jsonable(asdict(cfg)):
+        if _comparable(state["train_config"]) != _comparable(_jsonable(asdict(cfg))):
             raise KwsError(f"{state_path}: was written with other settings",
                            "resume with the same options, or use another --out")
         quantizer = FeatureQuantizer.from_dict(state["quantizer"])
@@ -270,6 +270,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                                             "epochs", "final_train_accuracy")})
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _comparable(d: dict) -> dict:
+    """The settings that must not change on resume (thread count may)."""
+    return {k: v for k, v in d.items() if k != "threads"}
 
 
 def _jsonable(d):

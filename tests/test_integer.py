@@ -168,3 +168,20 @@ def test_float_model_has_no_integer_form():
     model = build_model(make_config("res8-narrow", "float"))
     with pytest.raises(KwsError):
         integer_spec(model)
+
+
+@pytest.mark.parametrize("precision,opts", [("binary", "redesign"), ("binary", "redesign,first_weights=bin,pad_bit=0"),
+                                            ("int8", None)])
+def test_spec_runs_bit_exact_in_the_golden_model(precision, opts, tmp_path):
+    """The spec written as a deployable model gives the same integers in the NumPy golden model."""
+    deploy = pytest.importorskip("kwsbnn.sw.deploy")
+    golden = pytest.importorskip("kwsbnn.sw.golden")
+    model = _trained_like(precision, opts)
+    spec = integer_spec(model)
+    deploy.save(spec, tmp_path / "dep")
+    q = torch.randint(-127, 128, (4, T, F)).float()
+    scores, acts = integer_forward(spec, q)
+    res = golden.GoldenModel(tmp_path / "dep").run(q.numpy().astype(np.int64)[:, None], dump=True)
+    assert np.array_equal(res.scores, scores.numpy())
+    for name, arr in res.layers.items():
+        assert np.array_equal(arr, acts[name].numpy()), name
