@@ -84,7 +84,7 @@ class BinaryMVTU(wiring.Component):
                                                   init=self._winit)
         m.submodules.trom = trom = memory.Memory(shape=unsigned(pe * lane_w), depth=nf_n, init=self._tinit)
         wrp, trp = wrom.read_port(), trom.read_port()
-        m.submodules.out = out = fifo.SyncFIFOBuffered(width=self._c, depth=2)
+        m.submodules.out = out = fifo.SyncFIFO(width=self._c, depth=2)
         wiring.connect(m, out.r_stream, wiring.flipped(self.o))
 
         # Stage A: hold the input vector and issue ROM addresses.

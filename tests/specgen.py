@@ -1,0 +1,77 @@
+"""Random networks in the integer contract, for testing the chain spec -> files -> golden/RTL."""
+
+import numpy as np
+
+
+def conv(rng, name, cin, cout, *, in_prec, w_prec="bin", out="bits", kernel=(3, 3), stride=(1, 1),
+         dilation=(1, 1), padding=(1, 1), pool=None, shortcut="none", pad_bit=0):
+    kt, kf = kernel
+    k = cin * kt * kf
+    layer = {"name": name, "op": "conv", "in_channels": cin, "out_channels": cout,
+             "kernel": list(kernel), "stride": list(stride), "dilation": list(dilation),
+             "padding": list(padding), "in_prec": in_prec, "w_prec": w_prec, "pad_bit": pad_bit,
+             "pool": list(pool) if pool else None, "out": out, "shortcut": shortcut}
+    if w_prec == "bin":
+        layer["weights"] = rng.integers(0, 2, (cout, k))
+        wmax = 1
+    else:
+        layer["weights"] = rng.integers(-127, 128, (cout, k))
+        wmax = 127
+    xmax = 1 if in_prec == "bin" else 127
+    area = pool[0] * pool[1] if pool else 1
+    reach = k * xmax * wmax * area
+    if out == "bits":
+        layer["direction"] = rng.choice([-1, 1], cout)
+        n = 2 if shortcut == "bit" else 1
+        # Mostly thresholds near the middle of the distribution; some constant channels.
+        spread = max(1, int(np.sqrt(k) * xmax * wmax * area))
+        thr = rng.integers(-spread, spread + 1, (cout, n))
+        thr[0, :] = -reach - 1
+        if cout > 1:
+            thr[1, :] = reach + 1
+        layer["threshold"] = thr
+    else:
+        layer["mul"] = rng.integers(1, 200, cout)
+        layer["add"] = rng.integers(-5000, 5000, cout)
+        layer["smul"] = rng.integers(0, 300, cout) if shortcut == "int8" else np.zeros(cout, np.int64)
+        layer["shift"] = int(rng.integers(8, 14))
+        layer["lo"], layer["hi"] = 0, 127
+    return layer
+
+
+def head(rng, cin, n_classes, w_prec="int8"):
+    w = rng.integers(0, 2, (n_classes, cin)) if w_prec == "bin" else rng.integers(-127, 128, (n_classes, cin))
+    return [{"name": "gap", "op": "gap"},
+            {"name": "dense", "op": "dense", "in_features": cin, "out_features": n_classes,
+             "w_prec": w_prec, "weights": w, "bias": rng.integers(-1000, 1000, n_classes)}]
+
+
+def binary_kws(seed=0, t=16, f=10, c=8, n_classes=5):
+    """A small binary KWS-shaped network: int8 first layer with pooling, binary convs with 1-bit
+    shortcuts, a dilated and a strided conv, gap, int8 dense."""
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "conv0", 1, c, in_prec="int8", pool=(2, 2)),
+              conv(rng, "conv1", c, c, in_prec="bin", shortcut="bit", pad_bit=1),
+              conv(rng, "conv2", c, c, in_prec="bin", dilation=(2, 2), padding=(2, 2), shortcut="bit"),
+              conv(rng, "conv3", c, c, in_prec="bin", stride=(2, 1), padding=(1, 0))]
+    layers += head(rng, c, n_classes)
+    return {"name": f"binary_kws{seed}", "classes": [f"k{i}" for i in range(n_classes)],
+            "input": {"prec": "int8", "shape": [1, t, f]}, "layers": layers}
+
+
+def int8_kws(seed=0, t=12, f=8, c=6, n_classes=4):
+    """A small 8-bit network with an int8 shortcut."""
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "conv0", 1, c, in_prec="int8", w_prec="int8", out="int8"),
+              conv(rng, "conv1", c, c, in_prec="int8", w_prec="int8", out="int8", shortcut="int8")]
+    layers += head(rng, c, n_classes)
+    return {"name": f"int8_kws{seed}", "classes": [f"k{i}" for i in range(n_classes)],
+            "input": {"prec": "int8", "shape": [1, t, f]}, "layers": layers}
+
+
+def random_inputs(spec, n, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = tuple(spec["input"]["shape"])
+    if spec["input"]["prec"] == "bin":
+        return rng.integers(0, 2, (n,) + shape)
+    return rng.integers(-127, 128, (n,) + shape)
