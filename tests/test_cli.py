@@ -1,0 +1,57 @@
+"""The command line: every subcommand has --help; unbuilt ones say so; --json gives one object;
+user mistakes give one clear line, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kwsbnn.cli import COMMANDS
+
+
+def kwsbnn(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "kwsbnn.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help(command):
+    r = kwsbnn(command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert f"kwsbnn {command}" in r.stdout and len(r.stdout.splitlines()) > 3
+
+
+def test_unbuilt_subcommands_say_so():
+    for command in ("run", "search", "report"):
+        r = kwsbnn(command)
+        assert r.returncode == 2
+        assert "not built yet" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_and_verilog_json(tmp_path):
+    r = kwsbnn("export", "--model", "tiny", "--out", str(tmp_path / "m"), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["layers"] == ["fc1", "gap", "fc2"]
+    assert (tmp_path / "m" / "manifest.json").is_file()
+    r = kwsbnn("verilog", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "v"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    for key in ("cycles_per_inference", "initiation_interval", "memory_bits", "lanes", "layers"):
+        assert key in rep
+    assert (tmp_path / "v" / "kws_top.v").read_text().count("module kws_top") == 1
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    r = kwsbnn("verilog", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "v"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no such model file" in r.stderr
+    fold = tmp_path / "fold.json"
+    fold.write_text(json.dumps({"layers": {"fc1": {"pe": 3, "simd": 32}}}))
+    r = kwsbnn("verilog", "--model", "tiny", "--out", str(tmp_path / "v"), "--fold", str(fold))
+    assert r.returncode == 2 and "PE=3 must divide 32 channels" in r.stderr
+    assert not (tmp_path / "v").exists()
+    r = kwsbnn("build", "--board", "icebreaker", "--model", "tiny", "--freq", "48",
+               "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "needs a PLL" in r.stderr
