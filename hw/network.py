@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from kwsbnn.errors import KwsError
 
 from .cost import Folding, layer_costs
-from .mvtu import BinaryMVTU, FoldingError
+from .mvu import FoldingError, MatrixVectorUnit
 from .scores import GapDenseArgmax
 
 
@@ -59,9 +59,9 @@ class Network(wiring.Component):
         try:
             for layer in dep.layers[:-2]:
                 fold = self._folding[layer["name"]]
-                self._units.append(BinaryMVTU(layer["weights"], layer["direction"],
-                                              layer["threshold"][:, 0], pe=fold["pe"],
-                                              simd=fold["simd"], name=layer["name"]))
+                self._units.append(MatrixVectorUnit(
+                    layer["weights"], in_prec="bin", out="bits", direction=2 * layer["direction"] - 1,
+                    threshold=layer["threshold"], pe=fold["pe"], simd=fold["simd"], name=layer["name"]))
         except FoldingError as e:
             raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
         dense = dep.layers[-1]

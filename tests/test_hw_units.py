@@ -8,7 +8,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from kwsbnn.boards.uart import UARTRx, UARTTx
-from kwsbnn.hw.mvtu import BinaryMVTU, FoldingError
+from kwsbnn.hw.mvu import FoldingError, MatrixVectorUnit
 from kwsbnn.hw.scores import GapDenseArgmax
 from kwsbnn.hw.testing import stream_get, stream_put
 from kwsbnn.sw import packing
@@ -34,7 +34,7 @@ def run_stream(dut, inputs, n_out, *, gap, stall, seed):
 
 @pytest.mark.parametrize("c,k,pe,simd,gap,stall", [
     (8, 24, 1, 24, 0.0, 0.0), (8, 24, 2, 8, 0.3, 0.3), (6, 18, 3, 3, 0.5, 0.0), (4, 16, 4, 16, 0.0, 0.6)])
-def test_mvtu_matches_numpy(c, k, pe, simd, gap, stall):
+def test_mvu_matches_numpy(c, k, pe, simd, gap, stall):
     rng = np.random.default_rng(c * 100 + k + pe)
     w = rng.integers(0, 2, (c, k))
     d = rng.choice([-1, 1], c)
@@ -43,13 +43,50 @@ def test_mvtu_matches_numpy(c, k, pe, simd, gap, stall):
     xs = rng.integers(0, 2, (25, k))
     acc = k - 2 * (xs[:, None, :] ^ w[None]).sum(-1)
     want = packing.pack_rows(apply_step(acc, d, t).astype(np.uint8))
-    dut = BinaryMVTU(w, d, t, pe=pe, simd=simd)
+    dut = MatrixVectorUnit(w, direction=d, threshold=t, pe=pe, simd=simd)
     assert run_stream(dut, packing.pack_rows(xs), len(xs), gap=gap, stall=stall, seed=k) == want
 
 
-def test_mvtu_rejects_folding_that_does_not_divide():
+@pytest.mark.parametrize("pe,simd", [(1, 9), (2, 3), (4, 18)])
+def test_mvu_shortcut_selects_threshold_by_input_bit(pe, simd):
+    rng = np.random.default_rng(pe * 10 + simd)
+    c, k = 4, 18
+    w = rng.integers(0, 2, (c, k))
+    d = rng.choice([-1, 1], c)
+    t = rng.integers(-6, 7, (c, 2))
+    xs = rng.integers(0, 2, (20, k))
+    scs = rng.integers(0, 2, (20, c))
+    acc = k - 2 * (xs[:, None, :] ^ w[None]).sum(-1)
+    thr = np.where(scs == 1, t[:, 1], t[:, 0])
+    want = packing.pack_rows(np.where(d > 0, acc >= thr, acc <= thr).astype(np.uint8))
+    words = packing.pack_rows(np.concatenate([xs, scs], axis=1))
+    dut = MatrixVectorUnit(w, direction=d, threshold=t, shortcut=True, pe=pe, simd=simd)
+    assert run_stream(dut, words, len(xs), gap=0.3, stall=0.3, seed=pe) == want
+
+
+@pytest.mark.parametrize("pe,simd", [(1, 9), (3, 3)])
+def test_mvu_int8_input_accumulators(pe, simd):
+    rng = np.random.default_rng(simd)
+    c, k = 6, 9
+    w = rng.integers(0, 2, (c, k))
+    xs = rng.integers(-128, 128, (15, k))
+    xs[0] = 127
+    xs[1] = -128
+    acc = xs @ (2 * w - 1).T
+    dut = MatrixVectorUnit(w, in_prec="int8", out="acc", pe=pe, simd=simd)
+    aw = dut.acc_width
+    words = [sum((int(v) & 0xff) << (8 * j) for j, v in enumerate(x)) for x in xs]
+    got = run_stream(dut, words, len(xs), gap=0.3, stall=0.3, seed=simd)
+    mask = (1 << aw) - 1
+    for n in range(len(xs)):
+        vals = [(got[n] >> (aw * ch)) & mask for ch in range(c)]
+        vals = [v - (1 << aw) if v >> (aw - 1) else v for v in vals]
+        assert vals == acc[n].tolist()
+
+
+def test_mvu_rejects_folding_that_does_not_divide():
     with pytest.raises(FoldingError, match="PE=3 must divide 8 channels"):
-        BinaryMVTU(np.zeros((8, 16), int), np.ones(8), np.zeros(8), pe=3, simd=16)
+        MatrixVectorUnit(np.zeros((8, 16), int), direction=np.ones(8), threshold=np.zeros(8), pe=3, simd=16)
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -1,0 +1,214 @@
+"""Matrix-vector unit: XNOR-popcount (binary input) or add/subtract (int8 input) against binary
+weights, with PE x SIMD folding, and a per-channel threshold or raw accumulator output.
+
+For each input vector ``x`` of ``K`` elements (a convolution window in window order) it computes, for
+every output channel ``c`` of ``C``, ``acc[c] = sum_k x[k] * w[c, k]`` with ``w`` in ±1 and ``x`` in ±1
+(binary input: ``K - 2 * popcount(x ^ w)``) or int8. Then either
+- ``out="bits"``: bit ``acc[c] >= threshold[c][s]`` (direction +1) or ``<=`` (direction -1), where ``s``
+  is the shortcut bit of channel ``c`` when ``shortcut=True`` (else 0); or
+- ``out="acc"``: the accumulators themselves (signed, ``acc_width`` bits each), for a pooling unit.
+
+Folding: ``pe`` channels in parallel, ``simd`` elements per cycle, ``(C / pe) * (K / simd)`` cycles per
+vector. Weights and thresholds live in ROMs (``lib.memory``) initialised from the deployable model.
+
+Throughput: one vector per ``(C/pe)(K/simd)`` cycles when the input is ready and the output is not
+stalled (consecutive vectors overlap in the pipeline). Latency: ``(C/pe)(K/simd) + 3`` cycles from the
+input transfer to the output being valid.
+
+Members: ``i : In(stream.Signature(K * ew + (C if shortcut else 0)))``: the window (element ``k`` at
+bits ``[k*ew, (k+1)*ew)``), then the shortcut bits (bit ``c`` = channel ``c``);
+``o : Out(stream.Signature(C))`` for bits, ``Out(stream.Signature(C * acc_width))`` for accumulators.
+"""
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import bits_for, popcount, signed_width
+
+
+class FoldingError(ValueError):
+    """A folding the unit cannot build (names the layer, the value and what divides)."""
+
+
+def _sum_tree(values):
+    level = list(values)
+    while len(level) > 1:
+        nxt = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+class MatrixVectorUnit(wiring.Component):
+    def __init__(self, weights: np.ndarray, *, in_prec: str = "bin", out: str = "bits",
+                 direction=None, threshold=None, shortcut: bool = False,
+                 pe: int = 1, simd: int | None = None, name: str = "mvu"):
+        weights = np.asarray(weights, dtype=np.int64)
+        self._c, self._k = weights.shape
+        self._pe = int(pe)
+        self._simd = int(simd or self._k)
+        self._name = name
+        if self._pe < 1 or self._simd < 1 or self._c % self._pe or self._k % self._simd:
+            raise FoldingError(f"{name}: PE={self._pe} must divide {self._c} channels and "
+                               f"SIMD={self._simd} must divide {self._k} inputs")
+        if in_prec not in ("bin", "int8") or out not in ("bits", "acc"):
+            raise ValueError(f"{name}: in_prec must be bin|int8 and out bits|acc")
+        if shortcut and (out != "bits" or in_prec != "bin"):
+            raise ValueError(f"{name}: a shortcut bit needs binary input and bit output")
+        self._in_prec, self._out, self._shortcut = in_prec, out, bool(shortcut)
+        self._ew = 1 if in_prec == "bin" else 8
+        self._nf, self._sf = self._c // self._pe, self._k // self._simd
+        xmax = 1 if in_prec == "bin" else 128
+        self._reach = self._k * xmax
+        self._aw = signed_width(-self._reach, self._reach)
+        # Weight ROM: word nf*SF + sf holds lanes p (bits p*SIMD + j) = w[nf*PE + p, sf*SIMD + j].
+        self._winit = []
+        for nf in range(self._nf):
+            for sf in range(self._sf):
+                word = 0
+                for p in range(self._pe):
+                    row = weights[nf * self._pe + p, sf * self._simd:(sf + 1) * self._simd]
+                    for j, b in enumerate(row):
+                        word |= int(b) << (p * self._simd + j)
+                self._winit.append(word)
+        self._nstates = 2 if shortcut else 1
+        if out == "bits":
+            direction = np.asarray(direction).astype(np.int64).reshape(self._c)
+            threshold = np.asarray(threshold).astype(np.int64).reshape(self._c, self._nstates)
+            self._tw = signed_width(int(min(threshold.min(), -self._reach - 1)),
+                                    int(max(threshold.max(), self._reach + 1)))
+            lane = self.threshold_lane_bits
+            mask = (1 << self._tw) - 1
+            self._tinit = []
+            for nf in range(self._nf):
+                word = 0
+                for p in range(self._pe):
+                    c = nf * self._pe + p
+                    field = 1 if direction[c] > 0 else 0
+                    for s in range(self._nstates):
+                        field |= (int(threshold[c, s]) & mask) << (1 + s * self._tw)
+                    word |= field << (p * lane)
+                self._tinit.append(word)
+            o_width = self._c
+        else:
+            self._tw = 0
+            o_width = self._c * self._aw
+        i_width = self._k * self._ew + (self._c if shortcut else 0)
+        super().__init__({"i": In(stream.Signature(i_width)), "o": Out(stream.Signature(o_width))})
+
+    @property
+    def cycles_per_vector(self) -> int:
+        return self._nf * self._sf
+
+    @property
+    def lanes(self) -> int:
+        return self._pe * self._simd
+
+    @property
+    def acc_width(self) -> int:
+        return self._aw
+
+    @property
+    def threshold_lane_bits(self) -> int:
+        return 1 + self._nstates * self._tw
+
+    @property
+    def weight_bits(self) -> int:
+        return self._c * self._k
+
+    @property
+    def threshold_bits(self) -> int:
+        return self._c * self.threshold_lane_bits if self._out == "bits" else 0
+
+    def elaborate(self, platform):
+        m = Module()
+        pe, simd, nf_n, sf_n, k, ew = self._pe, self._simd, self._nf, self._sf, self._k, self._ew
+        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(pe * simd), depth=len(self._winit),
+                                                  init=self._winit)
+        wrp = wrom.read_port()
+        out_w = len(self.o.payload)
+        m.submodules.out = out = fifo.SyncFIFO(width=out_w, depth=2)
+        wiring.connect(m, out.r_stream, wiring.flipped(self.o))
+
+        # Stage A: hold the input vector and issue ROM addresses.
+        x = Signal(k * ew)
+        sc = Signal(self._c if self._shortcut else 1)
+        have_x = Signal()
+        nf, sf = Signal(range(nf_n)), Signal(range(sf_n))
+        inflight = Signal(range(3))
+        starting = (nf == 0) & (sf == 0)
+        credit = (out.level + inflight) < 2
+        issue = have_x & (~starting | credit)
+        last_issue = issue & (nf == nf_n - 1) & (sf == sf_n - 1)
+        m.d.comb += wrp.addr.eq(nf * sf_n + sf)
+        m.d.comb += self.i.ready.eq(~have_x | last_issue)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [x.eq(self.i.payload[:k * ew]), have_x.eq(1)]
+            if self._shortcut:
+                m.d.sync += sc.eq(self.i.payload[k * ew:])
+        with m.Elif(last_issue):
+            m.d.sync += have_x.eq(0)
+        with m.If(issue):
+            with m.If(sf == sf_n - 1):
+                m.d.sync += [sf.eq(0), nf.eq(Mux(nf == nf_n - 1, 0, nf + 1))]
+            with m.Else():
+                m.d.sync += sf.eq(sf + 1)
+
+        # Stage B: ROM data arrives; partial dot products per lane, accumulated.
+        b_valid, b_first, b_last = Signal(), Signal(), Signal()
+        b_nf = Signal(range(nf_n))
+        b_x = Signal(simd * ew)
+        b_sc = Signal(pe)
+        m.d.sync += [b_valid.eq(issue), b_first.eq(sf == 0), b_last.eq(sf == sf_n - 1), b_nf.eq(nf),
+                     b_x.eq(x.word_select(sf, simd * ew))]
+        if self._shortcut:
+            m.d.sync += b_sc.eq(sc.word_select(nf, pe))
+        acc = [Signal(signed(self._aw), name=f"acc{p}") for p in range(pe)]
+        for p in range(pe):
+            wl = wrp.data[p * simd:(p + 1) * simd]
+            if self._in_prec == "bin":
+                part = simd - (popcount(b_x ^ wl) << 1)
+            else:
+                elems = [b_x[j * 8:(j + 1) * 8].as_signed() for j in range(simd)]
+                part = _sum_tree([Mux(wl[j], e, -e) for j, e in enumerate(elems)])
+            with m.If(b_valid):
+                m.d.sync += acc[p].eq(Mux(b_first, part, acc[p] + part))
+
+        # Stage C: finished channels -> bits (or accumulators), collected, pushed to the output FIFO.
+        c_valid, c_nf = Signal(), Signal(range(nf_n))
+        c_sc = Signal(pe)
+        m.d.sync += [c_valid.eq(b_valid & b_last), c_nf.eq(b_nf), c_sc.eq(b_sc)]
+        res = Signal(out_w)
+        full = Signal(out_w)
+        m.d.comb += full.eq(res)
+        if self._out == "bits":
+            trom = memory.Memory(shape=unsigned(pe * self.threshold_lane_bits), depth=nf_n,
+                                 init=self._tinit)
+            m.submodules.trom = trom
+            trp = trom.read_port()
+            m.d.comb += trp.addr.eq(b_nf)       # read during stage B, data in stage C
+            lane = self.threshold_lane_bits
+            bits = Signal(pe)
+            for p in range(pe):
+                field = trp.data[p * lane:(p + 1) * lane]
+                d = field[0]
+                t0 = field[1:1 + self._tw].as_signed()
+                if self._shortcut:
+                    t1 = field[1 + self._tw:1 + 2 * self._tw].as_signed()
+                    t = Mux(c_sc[p], t1, t0)
+                else:
+                    t = t0
+                m.d.comb += bits[p].eq(Mux(d, acc[p] >= t, acc[p] <= t))
+            m.d.comb += full.word_select(c_nf, pe).eq(bits)
+        else:
+            from amaranth.hdl import Cat
+            m.d.comb += full.word_select(c_nf, pe * self._aw).eq(Cat(*acc))
+        push = c_valid & (c_nf == nf_n - 1)
+        with m.If(c_valid):
+            m.d.sync += res.eq(full)
+        m.d.comb += [out.w_stream.payload.eq(full), out.w_stream.valid.eq(push)]
+        m.d.sync += inflight.eq(inflight + (issue & starting) - push)
+        return m
