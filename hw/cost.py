@@ -87,7 +87,7 @@ def layer_costs(dep, folding: Folding) -> dict:
             wv = 2 * w - 1 if layer["w_prec"] == "bin" else w
             ww = signed_width(int(np.min(wv)), int(np.max(wv)))
             entries.append({"name": name, "op": "gap+dense+argmax", "lanes": 0,
-                            "cycles": positions + cc + kk + 4, "binary_ops": 0,
+                            "cycles": positions + cc * kk + kk + 5, "binary_ops": 0,
                             "weight_bits": int(kk * cc * ww), "threshold_bits": 0,
                             "buffer_bits": 0})
     ii = max(e["cycles"] for e in entries)

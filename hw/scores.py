@@ -2,11 +2,11 @@
 
 Per inference it takes ``positions`` transfers of ``C`` bits (one per output position of the last
 binary layer), counts the ones per channel, forms ``g[c] = 2 * ones[c] - positions`` (the sum of the
-±1 values), computes ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` one channel per cycle for all
-classes in parallel, then the class of the largest score (lowest index on a tie).
+±1 values), computes ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` with one multiply-accumulate per cycle
+(one multiplier: a DSP where there is one), then the class of the largest score (lowest index on a tie).
 
-Throughput: one inference per ``positions + C + K + 4`` cycles at most (input transfers overlap
-nothing else). Latency from the last input transfer: ``C + K + 4`` cycles.
+Throughput: one inference per ``positions + C*K + K + 5`` cycles at most (input transfers overlap
+nothing else). Latency from the last input transfer: ``C*K + K + 5`` cycles.
 
 Members: ``i : In(stream.Signature(C))``; ``o : Out(stream.Signature(layout))`` where
 ``layout = {"cls": unsigned, "scores": ArrayLayout(signed(score_width), K)}``.
@@ -53,20 +53,20 @@ class GapDenseArgmax(wiring.Component):
 
     @property
     def cycles_per_inference(self) -> int:
-        return self._p + self._c + self._k + 4
+        return self._p + self._c * self._k + self._k + 5
 
     def elaborate(self, platform):
         m = Module()
         kn, cn, pn, ww = self._k, self._c, self._p, self._ww
         mask = (1 << ww) - 1
-        init = [sum((int(self._w[k, c]) & mask) << (k * ww) for k in range(kn)) for c in range(cn)]
-        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(kn * ww), depth=cn, init=init)
+        init = [int(self._w[k, c]) & mask for c in range(cn) for k in range(kn)]
+        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(ww), depth=cn * kn, init=init)
         rp = wrom.read_port()
 
         ones = Array(Signal(bits_for(pn), name=f"ones{c}") for c in range(cn))
         pos = Signal(range(pn + 1))
         c_idx = Signal(range(cn + 1))
-        d_valid, d_c = Signal(), Signal(range(cn))
+        d_valid, d_c, d_k = Signal(), Signal(range(cn)), Signal(range(kn))
         scores = [Signal(signed(self._sw), name=f"score{k}") for k in range(kn)]
         k_idx = Signal(range(kn + 1))
         best, best_val = Signal(range(kn)), Signal(signed(self._sw))
@@ -80,22 +80,24 @@ class GapDenseArgmax(wiring.Component):
                         m.d.sync += ones[c].eq(ones[c] + self.i.payload[c])
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(pos == pn - 1):
-                        m.d.sync += [pos.eq(0), c_idx.eq(0)]
+                        m.d.sync += [pos.eq(0), c_idx.eq(0), k_idx.eq(0)]
                         m.d.sync += [scores[k].eq(int(self._bias[k])) for k in range(kn)]
                         m.next = "DENSE"
             with m.State("DENSE"):
-                # Address c this cycle; its weights and count are used on the next.
-                m.d.comb += rp.addr.eq(c_idx)
-                m.d.sync += [d_valid.eq(c_idx < cn), d_c.eq(c_idx)]
-                with m.If(c_idx < cn):
-                    m.d.sync += c_idx.eq(c_idx + 1)
+                # One multiply-accumulate per cycle: address (c, k) now, use it on the next cycle.
+                m.d.comb += rp.addr.eq(c_idx * kn + k_idx)
+                issue = c_idx < cn
+                m.d.sync += [d_valid.eq(issue), d_c.eq(c_idx), d_k.eq(k_idx)]
+                with m.If(issue):
+                    with m.If(k_idx == kn - 1):
+                        m.d.sync += [k_idx.eq(0), c_idx.eq(c_idx + 1)]
+                    with m.Else():
+                        m.d.sync += k_idx.eq(k_idx + 1)
                 with m.If(d_valid):
                     g = Signal(signed(bits_for(pn) + 2))
                     m.d.comb += g.eq((ones[d_c] << 1) - pn)
-                    for k in range(kn):
-                        wk = rp.data[k * ww:(k + 1) * ww].as_signed()
-                        m.d.sync += scores[k].eq(scores[k] + wk * g)
-                with m.If(d_valid & (d_c == cn - 1)):
+                    m.d.sync += s_arr[d_k].eq(s_arr[d_k] + rp.data.as_signed() * g)
+                with m.If(d_valid & (d_c == cn - 1) & (d_k == kn - 1)):
                     m.d.sync += [d_valid.eq(0), k_idx.eq(0), *[ones[c].eq(0) for c in range(cn)]]
                     m.next = "ARGMAX"
             with m.State("ARGMAX"):
