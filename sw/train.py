@@ -166,8 +166,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     else:
         quantizer = FeatureQuantizer.fit(cache.get(ds.split("train"), ds))
 
-    mcfg = make_config(cfg.arch, cfg.precision, opts, n_classes=len(CLASSES), dropout=cfg.dropout,
-                       layout=cfg.layout)
+    try:
+        mcfg = make_config(cfg.arch, cfg.precision, opts, n_classes=len(CLASSES), dropout=cfg.dropout,
+                           layout=cfg.layout)
+    except ValueError as e:
+        raise KwsError(str(e), "see `kwsbnn train --help`") from None
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg).to(device)
     model.meta = {"classes": list(CLASSES), "features": fcfg.to_dict(), "quantizer": quantizer.to_dict(),
