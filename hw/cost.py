@@ -1,12 +1,16 @@
 """The cost model: cycles, memory bits and lanes per layer for a deployable model and a folding.
 
-One model serves the generator's reports, the folding choice and the architecture search. Figures:
-- ``cycles``: cycles a layer is busy per inference (positions x neuron folds x synapse folds);
-- ``initiation_interval``: cycles between inferences in steady state = the slowest layer;
-- ``latency``: cycles from the first input transfer to the result, for one inference alone
-  (an upper bound: the layers are summed as if nothing overlapped);
-- ``memory_bits``: weights, thresholds (direction bit + threshold) and buffers;
-- ``lanes``: XNOR lanes (PE x SIMD) for binary layers.
+One model serves the generator's reports, the folding choice and the architecture search. It reads
+the plan (:mod:`kwsbnn.hw.plan`) and the units' own figures (the units are constructed, not
+elaborated, which is cheap). Figures per conv layer and for the network:
+- ``cycles``: cycles the layer's slowest unit is busy per inference (window unit, matrix-vector
+  unit = output positions x neuron folds x synapse folds, pooling unit);
+- ``initiation_interval`` = ``cycles_per_inference``: cycles between inferences in steady state,
+  the slowest layer (the layers run concurrently);
+- ``latency``: an upper bound on the cycles from the first input to the result of one inference;
+- ``memory_bits``: weights + thresholds + line buffer + shortcut FIFO + pooling buffer;
+- ``lanes``: XNOR (or add/subtract) lanes, PE x SIMD;
+- ``binary_ops``: multiply-accumulates per inference (for pipeline efficiency).
 """
 
 import json
@@ -20,13 +24,13 @@ from kwsbnn.errors import KwsError
 from .arith import signed_width
 
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
 @dataclass
 class Folding:
-    """Per-layer PE (output channels in parallel) and SIMD (input bits per cycle)."""
+    """Per-layer PE (output channels in parallel) and SIMD (input elements per cycle)."""
     layers: dict = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> dict:
@@ -39,7 +43,7 @@ class Folding:
         for layer in dep.layers:
             if layer["op"] == "conv":
                 k = int(np.shape(layer["weights"])[1])
-                layers[layer["name"]] = {"pe": 1, "simd": max(d for d in _divisors(k) if d <= max_simd)}
+                layers[layer["name"]] = {"pe": 1, "simd": max(d for d in divisors(k) if d <= max_simd)}
         return cls(layers)
 
     @classmethod
@@ -63,38 +67,59 @@ class Folding:
         return {"layers": self.layers}
 
 
-def layer_costs(dep, folding: Folding) -> dict:
+def _conv_entry(p, units, fold) -> dict:
+    mvu = units["mvu"]
+    positions = p.window_positions
+    c_out = p.conv_shape[0]
+    cyc = {"mvu": positions * mvu.cycles_per_vector}
+    if "window" in units:
+        cyc["window"] = units["window"].cycles_per_inference
+    if "pool" in units:
+        cyc["pool"] = units["pool"].cycles_per_inference
+    thr_bits = mvu.threshold_bits
+    pool_buf = 0
+    if "pool" in units:
+        thr_bits = c_out * (1 + units["pool"].sum_width)
+        pool_buf = units["pool"].buffer_bits
+    window_buf = units["window"].buffer_bits if "window" in units else 0
+    fifo_bits = p.shortcut_depth * p.in_shape[0] if p.shortcut else 0
+    entry = {"name": p.name, "op": "conv", "pe": fold["pe"], "simd": fold["simd"],
+             "lanes": mvu.lanes, "cycles": max(cyc.values()), "unit_cycles": cyc,
+             "binary_ops": positions * c_out * p.k, "weight_bits": mvu.weight_bits,
+             "threshold_bits": thr_bits, "line_buffer_bits": window_buf,
+             "shortcut_fifo_bits": fifo_bits, "pool_buffer_bits": pool_buf,
+             "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)}
+    entry["memory_bits"] = thr_bits + mvu.weight_bits + window_buf + fifo_bits + pool_buf
+    return entry
+
+
+def layer_costs(dep, folding: Folding | None = None) -> dict:
     """Per-layer and whole-network cost figures (see the module docstring)."""
-    c, t, f = dep.input["shape"]
-    positions = t * f
+    from .network import Network
+    from .plan import plan
+
+    folding = folding or Folding.default(dep)
+    convs, tail = plan(dep)
     entries = []
-    for layer in dep.layers:
-        name = layer["name"]
-        if layer["op"] == "conv":
-            co, k = np.shape(layer["weights"])
-            fold = folding[name]
-            nf, sf = co // fold["pe"], k // fold["simd"]
-            thr = layer["threshold"]
-            tw = signed_width(int(min(thr.min(), -k)), int(max(thr.max(), k)))
-            entries.append({"name": name, "op": "conv", "pe": fold["pe"], "simd": fold["simd"],
-                            "lanes": fold["pe"] * fold["simd"], "cycles": positions * nf * sf,
-                            "binary_ops": positions * co * k,
-                            "weight_bits": int(co * k), "threshold_bits": int(co * (1 + tw * thr.shape[1])),
-                            "buffer_bits": int(k + 2 * co)})
-        elif layer["op"] == "dense":
-            w = layer["weights"]
-            kk, cc = np.shape(w)
-            wv = 2 * w - 1 if layer["w_prec"] == "bin" else w
-            ww = signed_width(int(np.min(wv)), int(np.max(wv)))
-            entries.append({"name": name, "op": "gap+dense+argmax", "lanes": 0,
-                            "cycles": positions + cc * kk + kk + 5, "binary_ops": 0,
-                            "weight_bits": int(kk * cc * ww), "threshold_bits": 0,
-                            "buffer_bits": 0})
+    for p in convs:
+        units = Network._conv_units(p, folding[p.name])
+        for unit in units.values():
+            unit._MustUse__silence = True      # built for their figures only, never elaborated
+        entries.append(_conv_entry(p, units, folding[p.name]))
+    w = tail.layer["weights"]
+    wv = 2 * w - 1 if tail.binary_weights else w
+    ww = signed_width(int(np.min(wv)), int(np.max(wv)))
+    tail_bits = int(tail.classes * tail.channels * ww)
+    entries.append({"name": tail.name, "op": "gap+dense+argmax", "pe": 1, "simd": 1, "lanes": 0,
+                    "cycles": tail.positions + tail.channels * tail.classes + tail.classes + 5,
+                    "binary_ops": tail.channels * tail.classes, "weight_bits": tail_bits,
+                    "threshold_bits": 0, "line_buffer_bits": 0, "shortcut_fifo_bits": 0,
+                    "pool_buffer_bits": 0, "memory_bits": tail_bits})
     ii = max(e["cycles"] for e in entries)
-    for e in entries:
-        e["memory_bits"] = e["weight_bits"] + e["threshold_bits"] + e["buffer_bits"]
+    bottleneck = max(entries, key=lambda e: e["cycles"])
     return {"cycles_per_inference": ii, "initiation_interval": ii,
             "latency": sum(e["cycles"] + 3 for e in entries),
             "memory_bits": sum(e["memory_bits"] for e in entries),
             "weight_bits": sum(e["weight_bits"] for e in entries),
-            "lanes": sum(e["lanes"] for e in entries), "layers": entries}
+            "lanes": sum(e["lanes"] for e in entries), "bottleneck": bottleneck["name"],
+            "layers": entries}

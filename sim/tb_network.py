@@ -13,7 +13,7 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 
 from kwsbnn.sw.golden import GoldenModel
 
@@ -31,14 +31,13 @@ def decode_result(word: int, n_classes: int, score_width: int) -> tuple[int, lis
     return cls, scores
 
 
-def frame_words(x: np.ndarray) -> list[int]:
-    """Input transfers of one inference ``[C, T, F]`` (bits): one word per (t, f), bit c = channel c."""
+def frame_words(x: np.ndarray, ew: int) -> list[int]:
+    """Input transfers of one inference ``[C, T, F]``: one word per position (t, f), t-major, with
+    element c at bits [c*ew, (c+1)*ew) (two's complement for int8)."""
     c, t, f = x.shape
-    out = []
-    for ti in range(t):
-        for fi in range(f):
-            out.append(int(sum(int(x[ch, ti, fi]) << ch for ch in range(c))))
-    return out
+    mask = (1 << ew) - 1
+    vals = (np.asarray(x, dtype=np.int64) & mask).transpose(1, 2, 0).reshape(t * f, c)
+    return [int(sum(int(v) << (ch * ew) for ch, v in enumerate(row))) for row in vals]
 
 
 @cocotb.test()
@@ -63,15 +62,23 @@ async def network_matches_golden(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
 
+    ew = 1 if golden.model.input["prec"] == "bin" else 8
+
     async def feed():
         for x in xs:
-            await src.send_all(frame_words(x))
+            await src.send_all(frame_words(x, ew))
 
     cocotb.start_soon(feed())
+    # A watchdog instead of a hang: no result within many initiation intervals is a failure.
+    limit = 20 * int(report["initiation_interval"]) + 20 * int(report["latency"]) + 10_000
     mismatches = []
     cycles = 0
     for n in range(len(xs)):
-        word, waited = await sink.recv()
+        try:
+            word, waited = await with_timeout(sink.recv(), limit * 10, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"no result for inference {n} within {limit} cycles "
+                                 f"({n} of {len(xs)} done): the design stalled") from None
         cycles += waited
         cls, scores = decode_result(word, report["n_classes"], report["score_width"])
         want = expected.scores[n].tolist()

@@ -1,0 +1,111 @@
+"""The hardware plan of a deployable model: per-layer geometry and the units each layer needs.
+
+Shared by the generator (:mod:`kwsbnn.hw.network`) and the cost model (:mod:`kwsbnn.hw.cost`), so
+both see the same structure. :func:`plan` raises :class:`UnsupportedNetwork` for a layer the
+hardware cannot build, before anything is elaborated or written.
+
+A conv layer becomes: [sliding window unit] -> matrix-vector unit -> [sum-pool + threshold unit],
+with the shortcut bits of a ``shortcut: bit`` layer delayed in a FIFO and joined to each window.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kwsbnn.errors import KwsError
+
+from .arith import signed_width
+
+
+class UnsupportedNetwork(KwsError):
+    """A network the generator cannot build; raised before any Verilog is written."""
+
+
+@dataclass
+class ConvPlan:
+    name: str
+    layer: dict
+    in_shape: tuple          # (C, T, F)
+    conv_shape: tuple        # (C_out, T', F') before pooling
+    out_shape: tuple         # (C_out, T'', F'') after pooling
+    in_prec: str
+    ew: int                  # input element width (1 or 8)
+    k: int                   # window elements
+    needs_window: bool       # False for a 1x1, stride-1, unpadded kernel
+    pool: tuple | None
+    shortcut: bool
+    shortcut_depth: int      # FIFO entries for the shortcut stream (0 without shortcut)
+
+    @property
+    def window_positions(self) -> int:
+        return self.conv_shape[1] * self.conv_shape[2]
+
+    @property
+    def reach(self) -> int:
+        return self.k * (1 if self.in_prec == "bin" else 128)
+
+    @property
+    def acc_width(self) -> int:
+        return signed_width(-self.reach, self.reach)
+
+
+@dataclass
+class TailPlan:
+    name: str
+    layer: dict
+    channels: int
+    positions: int
+    classes: int
+    binary_weights: bool
+
+
+def _hint() -> str:
+    return ("the generator builds int8 or binary inputs, binary weights, bit outputs (thresholds), "
+            "sum pooling, 1-bit shortcuts, then gap and a dense layer")
+
+
+def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
+    """The per-layer plan of ``dep`` (a loaded deployable model)."""
+    ops = [layer["op"] for layer in dep.layers]
+    if len(ops) < 3 or ops[-2:] != ["gap", "dense"] or any(op != "conv" for op in ops[:-2]):
+        raise UnsupportedNetwork(f"model {dep.name}: layer sequence {ops} is not supported", _hint())
+    shape = tuple(dep.input["shape"])
+    prec = dep.input["prec"]
+    convs = []
+    for layer in dep.layers[:-2]:
+        name = layer["name"]
+        if layer["w_prec"] != "bin":
+            raise UnsupportedNetwork(f"layer {name}: {layer['w_prec']} weights are not supported "
+                                     "in hardware (binary weights only)", _hint())
+        if layer["out"] != "bits":
+            raise UnsupportedNetwork(f"layer {name}: output {layer['out']!r} is not supported "
+                                     "(thresholded bits only)", _hint())
+        if prec not in ("bin", "int8"):
+            raise UnsupportedNetwork(f"layer {name}: input precision {prec!r}", _hint())
+        c, t, f = shape
+        kt, kf = layer["kernel"]
+        st, sf = layer.get("stride", (1, 1))
+        dt, df = layer.get("dilation", (1, 1))
+        pt, pf = layer.get("padding", (0, 0))
+        to = (t + 2 * pt - dt * (kt - 1) - 1) // st + 1
+        fo = (f + 2 * pf - df * (kf - 1) - 1) // sf + 1
+        pool = tuple(layer["pool"]) if layer.get("pool") else None
+        out_t, out_f = (to // pool[0], fo // pool[1]) if pool else (to, fo)
+        co = layer["out_channels"]
+        sc = layer.get("shortcut", "none")
+        if sc not in ("none", "bit"):
+            raise UnsupportedNetwork(f"layer {name}: shortcut {sc!r} is not supported", _hint())
+        needs_window = (kt, kf, st, sf, pt, pf) != (1, 1, 1, 1, 0, 0)
+        # The window of output (t, f) needs input up to row t + (kt-1)dt - pt: the shortcut bits of
+        # (t, f) wait while the window unit takes in those rows, plus one row of slack.
+        rows_ahead = max(0, (kt - 1) * dt - pt) + 2
+        depth = rows_ahead * f + 4 if sc == "bit" else 0
+        convs.append(ConvPlan(name=name, layer=layer, in_shape=shape, conv_shape=(co, to, fo),
+                              out_shape=(co, out_t, out_f), in_prec=prec, ew=1 if prec == "bin" else 8,
+                              k=c * kt * kf, needs_window=needs_window, pool=pool,
+                              shortcut=sc == "bit", shortcut_depth=depth))
+        shape, prec = (co, out_t, out_f), "bin"
+    dense = dep.layers[-1]
+    tail = TailPlan(name=dense["name"], layer=dense, channels=shape[0], positions=shape[1] * shape[2],
+                    classes=int(np.shape(dense["weights"])[0]), binary_weights=dense["w_prec"] == "bin")
+    return convs, tail
