@@ -73,6 +73,7 @@ async def network_matches_golden(dut):
     limit = 20 * int(report["initiation_interval"]) + 20 * int(report["latency"]) + 10_000
     mismatches = []
     cycles = 0
+    first = 0
     for n in range(len(xs)):
         try:
             word, waited = await with_timeout(sink.recv(), limit * 10, "ns")
@@ -80,13 +81,17 @@ async def network_matches_golden(dut):
             raise AssertionError(f"no result for inference {n} within {limit} cycles "
                                  f"({n} of {len(xs)} done): the design stalled") from None
         cycles += waited
+        if n == 0:
+            first = waited
         cls, scores = decode_result(word, report["n_classes"], report["score_width"])
         want = expected.scores[n].tolist()
         if scores != want or cls != int(expected.classes[n]):
             mismatches.append({"index": n, "rtl": {"cls": cls, "scores": scores},
                                "golden": {"cls": int(expected.classes[n]), "scores": want}})
     summary = {"total": len(xs), "equal": len(xs) - len(mismatches), "mismatches": mismatches[:10],
-               "cycles": cycles, "cycles_per_inference": cycles / max(1, len(xs))}
+               "cycles": cycles, "cycles_per_inference": cycles / max(1, len(xs)),
+               "cycles_first": first,
+               "cycles_steady": (cycles - first) / max(1, len(xs) - 1)}
     if env.get("KWSBNN_TB_RESULT"):
         with open(env["KWSBNN_TB_RESULT"], "w") as f:
             json.dump(summary, f)
