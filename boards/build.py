@@ -79,8 +79,9 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
         progress(f"building {board.name} bitstream in {out} (yosys, nextpnr; the first YoWASP run "
                  "compiles its tools, 1-2 minutes)")
     try:
+        opts = {"synth_opts": "-dsp"} if board.name == "icebreaker" else {}
         platform.build(top, name=name, build_dir=str(out), do_program=False,
-                       nextpnr_opts=f"--report {name}.report.json")
+                       nextpnr_opts=f"--report {name}.report.json", **opts)
     except subprocess.CalledProcessError as e:
         log = out / f"{name}.tim"
         tail = log.read_text().splitlines()[-15:] if log.exists() else []

@@ -34,7 +34,7 @@ class KwsTop(wiring.Component):
     def __init__(self, dep, folding=None, *, clk_freq: float, baud: int = 115200):
         self._net = Network(dep, folding)
         self._divisor = int(round(clk_freq / baud))
-        self._n_in = int(dep.input["shape"][0])
+        self._n_in = int(dep.input["shape"][0]) * (1 if dep.input["prec"] == "bin" else 8)
         self._sizes = link_sizes(self._n_in, self._net.score_width, self._net.n_classes)
         super().__init__()
 

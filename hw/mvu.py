@@ -1,8 +1,8 @@
-"""Matrix-vector unit: XNOR-popcount (binary input) or add/subtract (int8 input) against binary
-weights, with PE x SIMD folding, and a per-channel threshold or raw accumulator output.
+"""Matrix-vector unit: XNOR-popcount (binary input and weights), add/subtract (int8 input, binary
+weights) or multiply-accumulate (int8 input and weights, for a first layer), with PE x SIMD folding, and a per-channel threshold or raw accumulator output.
 
 For each input vector ``x`` of ``K`` elements (a convolution window in window order) it computes, for
-every output channel ``c`` of ``C``, ``acc[c] = sum_k x[k] * w[c, k]`` with ``w`` in ±1 and ``x`` in ±1
+every output channel ``c`` of ``C``, ``acc[c] = sum_k x[k] * w[c, k]`` with ``w`` in ±1 or int8 and ``x`` in ±1
 (binary input: ``K - 2 * popcount(x ^ w)``) or int8. Then either
 - ``out="bits"``: bit ``acc[c] >= threshold[c][s]`` (direction +1) or ``<=`` (direction -1), where ``s``
   is the shortcut bit of channel ``c`` when ``shortcut=True`` (else 0); or
@@ -43,7 +43,7 @@ def _sum_tree(values):
 
 
 class MatrixVectorUnit(wiring.Component):
-    def __init__(self, weights: np.ndarray, *, in_prec: str = "bin", out: str = "bits",
+    def __init__(self, weights: np.ndarray, *, in_prec: str = "bin", w_prec: str = "bin", out: str = "bits",
                  direction=None, threshold=None, shortcut: bool = False,
                  pe: int = 1, simd: int | None = None, name: str = "mvu"):
         weights = np.asarray(weights, dtype=np.int64)
@@ -54,15 +54,18 @@ class MatrixVectorUnit(wiring.Component):
         if self._pe < 1 or self._simd < 1 or self._c % self._pe or self._k % self._simd:
             raise FoldingError(f"{name}: PE={self._pe} must divide {self._c} channels and "
                                f"SIMD={self._simd} must divide {self._k} inputs")
-        if in_prec not in ("bin", "int8") or out not in ("bits", "acc"):
-            raise ValueError(f"{name}: in_prec must be bin|int8 and out bits|acc")
+        if in_prec not in ("bin", "int8") or w_prec not in ("bin", "int8") or out not in ("bits", "acc"):
+            raise ValueError(f"{name}: in_prec and w_prec must be bin|int8 and out bits|acc")
+        if w_prec == "int8" and in_prec != "int8":
+            raise ValueError(f"{name}: int8 weights need an int8 input")
         if shortcut and (out != "bits" or in_prec != "bin"):
             raise ValueError(f"{name}: a shortcut bit needs binary input and bit output")
-        self._in_prec, self._out, self._shortcut = in_prec, out, bool(shortcut)
+        self._in_prec, self._w_prec, self._out, self._shortcut = in_prec, w_prec, out, bool(shortcut)
         self._ew = 1 if in_prec == "bin" else 8
+        self._ww = 1 if w_prec == "bin" else 8
         self._nf, self._sf = self._c // self._pe, self._k // self._simd
         xmax = 1 if in_prec == "bin" else 128
-        self._reach = self._k * xmax
+        self._reach = self._k * xmax * (1 if w_prec == "bin" else 128)
         self._aw = signed_width(-self._reach, self._reach)
         # Weight ROM: word nf*SF + sf holds lanes p (bits p*SIMD + j) = w[nf*PE + p, sf*SIMD + j].
         self._winit = []
@@ -72,7 +75,7 @@ class MatrixVectorUnit(wiring.Component):
                 for p in range(self._pe):
                     row = weights[nf * self._pe + p, sf * self._simd:(sf + 1) * self._simd]
                     for j, b in enumerate(row):
-                        word |= int(b) << (p * self._simd + j)
+                        word |= (int(b) & ((1 << self._ww) - 1)) << ((p * self._simd + j) * self._ww)
                 self._winit.append(word)
         self._nstates = 2 if shortcut else 1
         if out == "bits":
@@ -117,7 +120,12 @@ class MatrixVectorUnit(wiring.Component):
 
     @property
     def weight_bits(self) -> int:
-        return self._c * self._k
+        return self._c * self._k * self._ww
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers (int8 x int8), 0 for binary weights."""
+        return self.lanes if self._w_prec == "int8" else 0
 
     @property
     def threshold_bits(self) -> int:
@@ -126,7 +134,8 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pe, simd, nf_n, sf_n, k, ew = self._pe, self._simd, self._nf, self._sf, self._k, self._ew
-        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(pe * simd), depth=len(self._winit),
+        wwid = self._ww
+        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(pe * simd * wwid), depth=len(self._winit),
                                                   init=self._winit)
         wrp = wrom.read_port()
         out_w = len(self.o.payload)
@@ -168,12 +177,15 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += b_sc.eq(sc.word_select(nf, pe))
         acc = [Signal(signed(self._aw), name=f"acc{p}") for p in range(pe)]
         for p in range(pe):
-            wl = wrp.data[p * simd:(p + 1) * simd]
+            wl = wrp.data[p * simd * wwid:(p + 1) * simd * wwid]
             if self._in_prec == "bin":
                 part = simd - (popcount(b_x ^ wl) << 1)
-            else:
+            elif wwid == 1:
                 elems = [b_x[j * 8:(j + 1) * 8].as_signed() for j in range(simd)]
                 part = _sum_tree([Mux(wl[j], e, -e) for j, e in enumerate(elems)])
+            else:
+                part = _sum_tree([b_x[j * 8:(j + 1) * 8].as_signed() * wl[j * 8:(j + 1) * 8].as_signed()
+                                  for j in range(simd)])
             with m.If(b_valid):
                 m.d.sync += acc[p].eq(Mux(b_first, part, acc[p] + part))
 

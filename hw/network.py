@@ -68,14 +68,16 @@ class Network(wiring.Component):
                 pad_value=int(layer.get("pad_bit", 0)) if p.ew == 1 else 0)
         direction = 2 * layer["direction"] - 1
         if p.pool:
-            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, out="acc",
+            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"],
+                                            out="acc",
                                             pe=fold["pe"], simd=fold["simd"], name=p.name)
             units["pool"] = SumPoolThreshold(
                 channels=p.conv_shape[0], acc_width=units["mvu"].acc_width, frames=p.conv_shape[1],
                 coeffs=p.conv_shape[2], pool=p.pool, direction=direction,
                 threshold=layer["threshold"][:, 0], name=f"{p.name}_pool")
         else:
-            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, out="bits",
+            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"],
+                                            out="bits",
                                             direction=direction, threshold=layer["threshold"],
                                             shortcut=p.shortcut, pe=fold["pe"], simd=fold["simd"],
                                             name=p.name)

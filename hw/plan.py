@@ -42,7 +42,7 @@ class ConvPlan:
 
     @property
     def reach(self) -> int:
-        return self.k * (1 if self.in_prec == "bin" else 128)
+        return self.k * (1 if self.in_prec == "bin" else 128) * (1 if self.layer["w_prec"] == "bin" else 128)
 
     @property
     def acc_width(self) -> int:
@@ -60,7 +60,8 @@ class TailPlan:
 
 
 def _hint() -> str:
-    return ("the generator builds int8 or binary inputs, binary weights, bit outputs (thresholds), "
+    return ("the generator builds int8 or binary inputs, binary weights (int8 in an int8-input layer), "
+            "bit outputs (thresholds), "
             "sum pooling, 1-bit shortcuts, then gap and a dense layer")
 
 
@@ -74,9 +75,10 @@ def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
     convs = []
     for layer in dep.layers[:-2]:
         name = layer["name"]
-        if layer["w_prec"] != "bin":
-            raise UnsupportedNetwork(f"layer {name}: {layer['w_prec']} weights are not supported "
-                                     "in hardware (binary weights only)", _hint())
+        if layer["w_prec"] != "bin" and prec != "int8":
+            raise UnsupportedNetwork(f"layer {name}: {layer['w_prec']} weights on a binary input are "
+                                     "not supported in hardware (int8 weights only in an int8-input "
+                                     "first layer)", _hint())
         if layer["out"] != "bits":
             raise UnsupportedNetwork(f"layer {name}: output {layer['out']!r} is not supported "
                                      "(thresholded bits only)", _hint())

@@ -64,16 +64,16 @@ def test_mvu_shortcut_selects_threshold_by_input_bit(pe, simd):
     assert run_stream(dut, words, len(xs), gap=0.3, stall=0.3, seed=pe) == want
 
 
-@pytest.mark.parametrize("pe,simd", [(1, 9), (3, 3)])
-def test_mvu_int8_input_accumulators(pe, simd):
+@pytest.mark.parametrize("pe,simd,w_prec", [(1, 9, "bin"), (3, 3, "bin"), (2, 3, "int8"), (1, 9, "int8")])
+def test_mvu_int8_input_accumulators(pe, simd, w_prec):
     rng = np.random.default_rng(simd)
     c, k = 6, 9
-    w = rng.integers(0, 2, (c, k))
+    w = rng.integers(0, 2, (c, k)) if w_prec == "bin" else rng.integers(-128, 128, (c, k))
     xs = rng.integers(-128, 128, (15, k))
     xs[0] = 127
     xs[1] = -128
-    acc = xs @ (2 * w - 1).T
-    dut = MatrixVectorUnit(w, in_prec="int8", out="acc", pe=pe, simd=simd)
+    acc = xs @ ((2 * w - 1) if w_prec == "bin" else w).T
+    dut = MatrixVectorUnit(w, in_prec="int8", w_prec=w_prec, out="acc", pe=pe, simd=simd)
     aw = dut.acc_width
     words = [sum((int(v) & 0xff) << (8 * j) for j, v in enumerate(x)) for x in xs]
     got = run_stream(dut, words, len(xs), gap=0.3, stall=0.3, seed=simd)

@@ -47,5 +47,5 @@ def test_another_folding_gives_identical_results(dep, simdir):
 def test_unsupported_layers_are_refused_before_generation(dep):
     spec = specgen.int8_kws(0)
     d = deploy.load(deploy.save(spec, dep.path.parent / "int8"))
-    with pytest.raises(UnsupportedNetwork, match="int8 weights are not supported"):
+    with pytest.raises(UnsupportedNetwork, match="output .int8. is not supported"):
         plan(d)
