@@ -115,7 +115,7 @@ def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int
     np.add.at(conf, (labels, pred), 1)
     per_class = {c: (float(conf[i, i] / conf[i].sum()) if conf[i].sum() else None)
                  for i, c in enumerate(classes)}
-    mode = "integer" if engine != "torch" or has_integer_form(model) else "float"
+    mode = {"torch": "integer" if has_integer_form(model) else "float", "float": "float"}.get(engine, "integer")
     return {"accuracy": float((pred == labels).mean()), "n": len(examples), "split": split,
             "engine": engine, "mode": mode, "classes": classes, "per_class": per_class,
             "counts": {c: int(conf[i].sum()) for i, c in enumerate(classes)},

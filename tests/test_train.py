@@ -107,5 +107,5 @@ def test_integer_engine_agrees_with_float_eval(data, tmp_path):
     model = load_model(tmp_path / "b" / "model.pt")
     a = evaluate(model, data, split="all", engine="torch")
     b = evaluate(model, data, split="all", engine="float")
-    assert a["mode"] == "integer" and a["clips"] == b["clips"]
+    assert a["mode"] == "integer" and b["mode"] == "float" and a["clips"] == b["clips"]
     assert a["predictions"] == b["predictions"]
