@@ -9,11 +9,13 @@ Configured through environment variables set by :mod:`kwsbnn.sim.runner`:
 
 import json
 import os
+import time
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
+from cocotb.utils import get_sim_steps, get_sim_time
 
 from kwsbnn.sw.golden import GoldenModel
 
@@ -57,6 +59,7 @@ async def network_matches_golden(dut):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     src = StreamSource(dut, "i", dut.clk, gap=float(env.get("KWSBNN_TB_GAP", "0")), seed=seed + 1)
     sink = StreamSink(dut, "o", dut.clk, stall=float(env.get("KWSBNN_TB_STALL", "0")), seed=seed + 2)
+    sink.period = get_sim_steps(10, "ns")
     dut.rst.value = 1
     for _ in range(3):
         await RisingEdge(dut.clk)
@@ -68,6 +71,7 @@ async def network_matches_golden(dut):
         for x in xs:
             await src.send_all(frame_words(x, ew))
 
+    wall0, sim0 = time.monotonic(), get_sim_time("step")
     cocotb.start_soon(feed())
     # A watchdog instead of a hang: no result within many initiation intervals is a failure.
     limit = 20 * int(report["initiation_interval"]) + 20 * int(report["latency"]) + 10_000
@@ -88,7 +92,10 @@ async def network_matches_golden(dut):
         if scores != want or cls != int(expected.classes[n]):
             mismatches.append({"index": n, "rtl": {"cls": cls, "scores": scores},
                                "golden": {"cls": int(expected.classes[n]), "scores": want}})
-    summary = {"total": len(xs), "equal": len(xs) - len(mismatches), "mismatches": mismatches[:10],
+    wall = time.monotonic() - wall0
+    sim_cycles = (get_sim_time("step") - sim0) / sink.period
+    summary = {"total": len(xs), "sim_cycles": sim_cycles, "wall_seconds": wall,
+               "sim_cycles_per_second": sim_cycles / wall if wall > 0 else None, "equal": len(xs) - len(mismatches), "mismatches": mismatches[:10],
                "cycles": cycles, "cycles_per_inference": cycles / max(1, len(xs)),
                "cycles_first": first,
                "cycles_steady": (cycles - first) / max(1, len(xs) - 1)}
