@@ -148,3 +148,5 @@ def plot_confusion(result: dict, path, title: str = "") -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+from . import engines as _engines  # noqa: E402,F401  (registers the golden engine)

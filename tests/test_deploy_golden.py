@@ -116,3 +116,26 @@ def test_not_a_model_folder(tmp_path):
     (tmp_path / "manifest.json").write_text("{nope")
     with pytest.raises(deploy.DeployableError, match="not valid JSON"):
         deploy.load(tmp_path)
+
+
+@pytest.mark.parametrize("precision", ["binary", "int8"])
+def test_golden_engine_equals_torch_engine_on_a_kws_model(precision):
+    """`eval --engine golden` (deployable files + NumPy) predicts what `--engine torch` predicts."""
+    from kwsbnn.sw.evaluate import predict
+    from kwsbnn.sw.models import BinaryOptions, build_model, make_config
+
+    torch.manual_seed(0)
+    opts = BinaryOptions(width=8) if precision == "binary" else None
+    model = build_model(make_config("res8-narrow", precision, opts))
+    model.meta = {"input_shape": [20, 10], "classes": [f"c{k}" for k in range(12)]}
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-3, 3)
+            mod.running_var.uniform_(0.5, 20)
+            if precision == "binary":      # negative and near-zero scales fold into thresholds
+                mod.weight.data.uniform_(-1, 1)
+    model.eval()
+    q = torch.randint(-127, 128, (40, 20, 10)).float()
+    torch_cls = predict(model, q, "torch")
+    golden_cls = predict(model, q, "golden")
+    assert np.array_equal(torch_cls, golden_cls)
