@@ -134,8 +134,10 @@ def test_golden_engine_equals_torch_engine_on_a_kws_model(precision):
             mod.running_var.uniform_(0.5, 20)
             if precision == "binary":      # negative and near-zero scales fold into thresholds
                 mod.weight.data.uniform_(-1, 1)
-    model.eval()
     q = torch.randint(-127, 128, (40, 20, 10)).float()
+    with torch.no_grad():
+        model.train()(q)            # calibrates the activation quantizers of the int8 model
+    model.eval()
     torch_cls = predict(model, q, "torch")
     golden_cls = predict(model, q, "golden")
     assert np.array_equal(torch_cls, golden_cls)
