@@ -56,6 +56,14 @@ def threshold_bits(acc: np.ndarray, direction: np.ndarray, thr: np.ndarray) -> n
     return np.where(d, acc >= thr, acc <= thr).astype(np.int64)
 
 
+def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer matrix product through float64 BLAS: exact while every partial sum is below 2**53."""
+    bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).sum(axis=0).max(initial=0))
+    if bound >= 1 << 53:
+        return a @ b
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
 class GoldenModel:
     """Bit-exact integer inference of a deployable model (a folder path or a loaded Deployable)."""
 
@@ -110,7 +118,7 @@ class GoldenModel:
         else:
             win = windows(x, kernel, stride, dilation, padding, 0)
             wv = 2 * w.astype(np.int64) - 1 if layer["w_prec"] == "bin" else w.astype(np.int64)
-            acc = win @ wv.T
+            acc = _exact_matmul(win, wv.T)
         acc = acc.transpose(0, 3, 1, 2)                  # [B, C, T', F']
         pool = layer.get("pool")
         if pool:
