@@ -56,3 +56,19 @@ def run_testbench(verilog: Path, top: str, test_module: str, build_dir: Path, en
     summary = json.loads(result.read_text())
     summary.update({"tests": n_tests, "failed": n_failed})
     return summary
+
+
+# Warnings that Yosys's Verilog backend produces by construction (explicit zero-extension and
+# truncation of its own temporaries, casez over partial state encodings, [0:n] ranges); anything
+# else (undriven or multiply driven nets, latches, combinational loops) fails the lint.
+LINT_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE", "-Wno-ASCRANGE"]
+
+
+def lint(verilog: Path, top: str) -> None:
+    """``verilator --lint-only`` on a generated design; a :class:`KwsError` with the findings."""
+    import subprocess
+    toolchain.activate(yowasp=False)
+    r = subprocess.run([toolchain.require("verilator"), "--lint-only", *LINT_WAIVERS,
+                        "--top-module", top, str(verilog)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise KwsError(f"verilator --lint-only found problems in {verilog}:\n{r.stderr[-3000:]}")

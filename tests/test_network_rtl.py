@@ -49,3 +49,10 @@ def test_unsupported_layers_are_refused_before_generation(dep):
     d = deploy.load(deploy.save(spec, dep.path.parent / "int8"))
     with pytest.raises(UnsupportedNetwork, match="output .int8. is not supported"):
         plan(d)
+
+
+def test_generated_verilog_passes_verilator_lint(dep, tmp_path):
+    from kwsbnn.hw.verilog import TOP, generate
+    from kwsbnn.sim.runner import lint
+    generate(dep, tmp_path)
+    lint(tmp_path / f"{TOP}.v", TOP)
