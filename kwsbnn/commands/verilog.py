@@ -14,21 +14,36 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--fold", default="auto", help="folding: auto or a JSON file "
                         '{"layers": {"NAME": {"pe": P, "simd": S}}}')
+    parser.add_argument("--target-ips", type=float, default=None, metavar="N",
+                        help="choose the folding for N inferences per second (balanced layers)")
+    parser.add_argument("--clock-mhz", type=float, default=24.0,
+                        help="clock for --target-ips (default 24 MHz)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args) -> int:
     from kwsbnn.cli import emit_json
+    from kwsbnn.errors import KwsError
     from kwsbnn.hw.cost import Folding
+    from kwsbnn.hw.folding import for_ips
     from kwsbnn.hw.verilog import generate
     from kwsbnn.sw.export import deployable
 
     dep = deployable(args.model)
-    folding = None if args.fold == "auto" else Folding.load(args.fold, dep)
+    if args.target_ips is not None:
+        if args.fold != "auto":
+            raise KwsError("give either --fold FILE or --target-ips, not both")
+        folding = for_ips(dep, args.target_ips, args.clock_mhz * 1e6)
+    else:
+        folding = None if args.fold == "auto" else Folding.load(args.fold, dep)
     report = generate(dep, args.out, folding)
     if args.json:
         emit_json(report)
     else:
+        if args.target_ips is not None:
+            ips = args.clock_mhz * 1e6 / report["cycles_per_inference"]
+            print(f"folding for {args.target_ips:g} inferences/s at {args.clock_mhz:g} MHz: "
+                  f"{ips:.0f} inferences/s")
         print(f"wrote {report['verilog']}: {report['cycles_per_inference']} cycles per inference, "
               f"{report['memory_bits']} memory bits, {report['lanes']} XNOR lanes")
         for e in report["layers"]:
