@@ -13,11 +13,11 @@ f-minor, ``T * F`` per inference, bit ``c`` = channel ``c``, inferences back to 
 ``o : Out(stream.Signature(C_out))``, one transfer per output position ``(t', f')``, t'-major, bit ``c``
 = output channel ``c``.
 
-Line buffer: one ``lib.memory.Memory`` of ``R * F`` words of ``C`` bits, a ring of ``R`` rows (row ``g``
+Line buffer: one ``lib.memory.Memory`` of ``R * F (+ 1)`` words of ``C`` bits, a ring of ``R`` rows (row ``g``
 of the input stream, counted across inferences, lives in slot ``g mod R``). The writer stores each
 input as it arrives (address = running element count mod ``R * F``); the reader walks the output
 positions and, for each, reads the window one SIMD chunk per cycle from the ring (positions in the
-padding are never read: the pad bits are substituted). One signed counter ``D`` = rows completely
+padding are never read: they read one extra word, initialised to the pad bits and never written). One signed counter ``D`` = rows completely
 written minus the first row still needed by the reader's current output row keeps them apart: the
 writer takes an input only while ``D < R`` (the slot it writes holds no row still needed), the reader
 starts an output row only when every row it needs is complete (``D >= need - base + 1``; rows in the
@@ -204,8 +204,8 @@ class StreamedConv(wiring.Component):
 
     @property
     def buffer_bits(self) -> int:
-        """Line-buffer memory bits: ``R * F * C``."""
-        return self._r * self._f * self._c
+        """Line-buffer memory bits: ``(R * F + 1) * C`` (the extra word holds the pad bits)."""
+        return (self._r * self._f + 1) * self._c
 
     @property
     def weight_bits(self) -> int:
@@ -232,14 +232,18 @@ class StreamedConv(wiring.Component):
         to_n, fo_n = self._to, self._fo
 
         def modadd(x, c):
-            """``(x + c) mod mm`` for ``x`` in ``range(mm)``, constant ``c``."""
-            c %= mm
+            """``(x + c) mod R`` for ``x`` in ``range(R)``, constant ``c``."""
+            c %= rr
             if c == 0:
                 return x
-            return Mux(x >= mm - c, x - (mm - c), x + c)
+            return Mux(x >= rr - c, x - (rr - c), x + c)
 
         # Line buffer.
-        m.submodules.lines = lines = memory.Memory(shape=unsigned(c_n), depth=mm, init=[])
+        # Word mm (never written) holds the pad bits: padding taps read it, so the datapath has no
+        # pad multiplexer.
+        pad_word = (1 << c_n) - 1 if self._pad else 0
+        m.submodules.lines = lines = memory.Memory(shape=unsigned(c_n), depth=mm + 1,
+                                                   init=[0] * mm + [pad_word])
         wp = lines.write_port()
         rp = lines.read_port()
         m.submodules.wrom = wrom = memory.Memory(shape=unsigned(pe * simd), depth=nf_n * sf_n,
@@ -270,8 +274,8 @@ class StreamedConv(wiring.Component):
         ot = Signal(range(to_n))
         of = Signal(range(fo_n))
         fcol = Signal(signed(signed_width(-pf - 1, (fo_n - 1) * sf - pf + sf + 1)), init=-pf)
-        slot0 = Signal(range(mm))                     # word address of row 0 of the current inference
-        rtop = Signal(range(mm), init=(-pt * f_n) % mm)   # word address of row lo
+        slot0 = Signal(range(rr))                     # ring slot of row 0 of the current inference
+        rtop = Signal(range(rr), init=-pt % rr)       # ring slot of row lo
         # Window walk within a position.
         nf = Signal(range(nf_n))
         a = Signal(range(kt))
@@ -279,15 +283,23 @@ class StreamedConv(wiring.Component):
         j = Signal(range(cs))
         row = Signal(signed(signed_width(-pt - 1, t_n + pt + st + 1)), init=-pt)
         col = Signal(signed(signed_width(-pf - 1, f_n + pf + sf + 1)), init=-pf)
-        raddr = Signal(range(mm), init=(-pt * f_n) % mm)  # word address of row `row`
+        rslot = Signal(range(rr), init=-pt % rr)      # ring slot of row `row`
         waddr_rom = Signal(range(nf_n * sf_n))
 
-        def clamp(v, lo_, hi_):
-            return Mux(v < lo_, lo_, Mux(v > hi_, hi_, v))
+        # Per output row t': rows it needs beyond its first (req) and rows released when it is done
+        # (freed), as constant tables.
+        def base_of(t):
+            return min(max(t * st - pt, 0), t_n)
+        req_tab = [min(t * st - pt + span - 1, t_n - 1) - base_of(t) + 1 for t in range(to_n)]
+        freed_tab = [base_of(t + 1) - base_of(t) for t in range(to_n - 1)] + [t_n - base_of(to_n - 1)]
 
-        base = clamp(lo, 0, t_n)
-        need = Mux(lo + (span - 1) > t_n - 1, t_n - 1, lo + (span - 1))
-        row_ok = d_rows >= need - base + 1
+        def table(values, index):
+            lo_, hi_ = min(values), max(values)
+            shape = signed(signed_width(lo_, hi_)) if lo_ < 0 else unsigned(bits_for(hi_))
+            if lo_ == hi_:
+                return Const(lo_, shape)
+            return Array(Const(v, shape) for v in values)[index]
+        row_ok = d_rows >= table(req_tab, ot)
 
         last_j, last_b, last_a = j == cs - 1, b == kf - 1, a == kt - 1
         last_sf = last_j & last_b & last_a
@@ -296,7 +308,7 @@ class StreamedConv(wiring.Component):
         real = (row >= 0) & (row < t_n) & (col >= 0) & (col < f_n)
 
         # Pipeline stage flags.
-        b_valid, b_first, b_last, b_fin, b_pad = Signal(), Signal(), Signal(), Signal(), Signal()
+        b_valid, b_first, b_last, b_fin = Signal(), Signal(), Signal(), Signal()
         b_cap = Signal()
         b_j = Signal(range(cs))
         b_nf = Signal(range(nf_n))
@@ -306,14 +318,14 @@ class StreamedConv(wiring.Component):
         out_ok = ~self.o.valid & ~(b_valid & b_fin) & ~(c_valid & c_fin)
         issue = Signal()
         m.d.comb += issue.eq(row_ok & (~fin | out_ok))
-        m.d.comb += [rp.addr.eq(raddr + col.as_unsigned()), wrp.addr.eq(waddr_rom)]
+        m.d.comb += [rp.addr.eq(Mux(real, rslot * f_n + col.as_unsigned(), mm)), wrp.addr.eq(waddr_rom)]
         if self._shortcut:
             a0, b0 = pt // dt, pf // df
             cap = (nf == 0) & (a == a0) & (b == b0)
         else:
             cap = Const(0, 1)
         m.d.sync += [b_valid.eq(issue), b_first.eq(first_sf), b_last.eq(last_sf), b_fin.eq(fin),
-                     b_pad.eq(~real), b_cap.eq(issue & cap), b_j.eq(j), b_nf.eq(nf)]
+                     b_cap.eq(issue & cap), b_j.eq(j), b_nf.eq(nf)]
 
         # Counter updates on issue.
         with m.If(issue):
@@ -327,9 +339,9 @@ class StreamedConv(wiring.Component):
                 with m.Else():
                     m.d.sync += [b.eq(0), col.eq(fcol)]
                     with m.If(~last_a):
-                        m.d.sync += [a.eq(a + 1), row.eq(row + dt), raddr.eq(modadd(raddr, dt * f_n))]
+                        m.d.sync += [a.eq(a + 1), row.eq(row + dt), rslot.eq(modadd(rslot, dt))]
                     with m.Else():
-                        m.d.sync += [a.eq(0), row.eq(lo), raddr.eq(rtop)]
+                        m.d.sync += [a.eq(0), row.eq(lo), rslot.eq(rtop)]
                         with m.If(nf != nf_n - 1):
                             m.d.sync += nf.eq(nf + 1)
                         with m.Else():
@@ -341,21 +353,20 @@ class StreamedConv(wiring.Component):
                                 m.d.sync += [of.eq(0), fcol.eq(-pf), col.eq(-pf)]
                                 with m.If(ot != to_n - 1):
                                     nlo = lo + st
-                                    nrtop = modadd(rtop, st * f_n)
+                                    nrtop = modadd(rtop, st)
                                     m.d.sync += [ot.eq(ot + 1), lo.eq(nlo), row.eq(nlo),
-                                                 rtop.eq(nrtop), raddr.eq(nrtop)]
-                                    m.d.comb += rows_freed.eq(clamp(nlo, 0, t_n) - base)
+                                                 rtop.eq(nrtop), rslot.eq(nrtop)]
                                 with m.Else():
-                                    ns0 = modadd(slot0, t_n * f_n)
-                                    nrtop = modadd(ns0, -pt * f_n)
+                                    ns0 = modadd(slot0, t_n)
+                                    nrtop = modadd(slot0, t_n - pt)
                                     m.d.sync += [ot.eq(0), lo.eq(-pt), row.eq(-pt), slot0.eq(ns0),
-                                                 rtop.eq(nrtop), raddr.eq(nrtop)]
-                                    m.d.comb += rows_freed.eq(t_n - base)
+                                                 rtop.eq(nrtop), rslot.eq(nrtop)]
+                                m.d.comb += rows_freed.eq(table(freed_tab, ot))
 
         # Stage B: memory data -> chunk (pad substituted), mismatches per lane, accumulate.
         chunk = Signal(simd)
         m.d.comb += chunk.eq(rp.data.word_select(b_j, simd) if cs > 1 else rp.data)
-        x = Mux(b_pad, Const((1 << simd) - 1 if self._pad else 0, simd), chunk)
+        x = chunk
         aw = bits_for(k)
         acc = [Signal(aw, name=f"acc{p}") for p in range(pe)]
         for p in range(pe):
