@@ -34,16 +34,16 @@ count mismatches ``d += popcount(x ^ w)`` per lane (``acc = K - 2 d``), then com
 ``y = (d < v) ^ inv`` with ``v``, ``inv`` derived from threshold and direction (direction +1:
 ``v = floor((K - thr) / 2) + 1``; -1: ``v = ceil((K - thr) / 2)``, inverted; clamped to ``0 .. K + 1``),
 ``v`` chosen by the shortcut bit. The thresholds are constants in logic (``C_out/pe`` words).
-The shortcut bits are captured into a ``C``-bit register while the first neuron fold reads the
-kernel's centre tap (the input at ``(t, f)``).
+Each fold captures its ``pe`` shortcut bits (input channels ``nf*pe + p`` at ``(t, f)``, the kernel's
+centre tap, which every fold reads anyway) into a ``pe``-bit register as the tap's chunk goes by.
 
-Timing: 3-stage pipeline (issue address -> memory data, XNOR-popcount-accumulate -> threshold,
-collect, output register). When never stalled and never starved, one output position every
-``P = max((C_out / pe) * (K / simd), 4)`` cycles (the 4: a position's last read may issue only when
-the output register is free and no other result is in flight, i.e. 4 cycles after the previous one's),
+Timing: 3-stage pipeline (issue addresses -> memory data, XNOR-popcount-accumulate -> threshold and
+shift the ``pe`` bits into the output register, which collects the position). When never stalled and
+never starved, one output position every ``P = NF * SF + max(0, 4 - SF)`` cycles (``NF = C_out / pe``,
+``SF = K / simd``; the first fold's last read of a position may issue only when the output register is
+free and no finished position is in flight, i.e. 4 cycles after the previous position's last read),
 so ``cycles_per_inference = T' * F' * P`` exactly in steady state, provided the input keeps up
-(``compute_bound``: ``T * F`` input cycles fit, see :attr:`compute_bound`); otherwise it is a lower
-bound. Latency: the output is valid 3 cycles after the last read of its window is issued.
+(:attr:`compute_bound`); otherwise it is a lower bound. Latency: the output is valid 3 cycles after the last read of its window is issued.
 """
 
 import numpy as np
@@ -184,8 +184,9 @@ class StreamedConv(wiring.Component):
     # Cost figures.
     @property
     def cycles_per_position(self) -> int:
-        """``P = max((C_out / pe) * (K / simd), 4)`` cycles per output position when not stalled."""
-        return max(self._nf * self._sfn, 4)
+        """``P = NF * SF + max(0, 4 - SF)`` cycles per output position when never stalled, with
+        ``NF = C_out / pe``, ``SF = K / simd``."""
+        return self._nf * self._sfn + max(0, 4 - self._sfn)
 
     @property
     def cycles_per_inference(self) -> int:
@@ -298,6 +299,8 @@ class StreamedConv(wiring.Component):
             shape = signed(signed_width(lo_, hi_)) if lo_ < 0 else unsigned(bits_for(hi_))
             if lo_ == hi_:
                 return Const(lo_, shape)
+            if list(values) == list(range(len(values))):
+                return index
             return Array(Const(v, shape) for v in values)[index]
         row_ok = d_rows >= table(req_tab, ot)
 
@@ -309,23 +312,28 @@ class StreamedConv(wiring.Component):
 
         # Pipeline stage flags.
         b_valid, b_first, b_last, b_fin = Signal(), Signal(), Signal(), Signal()
-        b_cap = Signal()
         b_j = Signal(range(cs))
         b_nf = Signal(range(nf_n))
         c_valid, c_fin = Signal(), Signal()
         c_nf = Signal(range(nf_n))
 
+        # The output register collects the bits of a position: the first fold's last read may issue
+        # only when it is free and no finished position is in flight.
         out_ok = ~self.o.valid & ~(b_valid & b_fin) & ~(c_valid & c_fin)
         issue = Signal()
-        m.d.comb += issue.eq(row_ok & (~fin | out_ok))
+        m.d.comb += issue.eq(row_ok & (~(last_sf & (nf == 0)) | out_ok))
         m.d.comb += [rp.addr.eq(Mux(real, rslot * f_n + col.as_unsigned(), mm)), wrp.addr.eq(waddr_rom)]
+        # Shortcut: lane p of fold nf needs channel ch = nf*pe + p of the input at (t, f), the centre
+        # tap (a0, b0): chunk ch // simd, bit ch % simd, captured when this fold reads it.
+        b_cap = Signal(pe)
         if self._shortcut:
             a0, b0 = pt // dt, pf // df
-            cap = (nf == 0) & (a == a0) & (b == b0)
-        else:
-            cap = Const(0, 1)
+            at_tap = (a == a0) & (b == b0)
+            for p in range(pe):
+                jj = table([(n * pe + p) // simd for n in range(nf_n)], nf)
+                m.d.sync += b_cap[p].eq(issue & at_tap & (j == jj))
         m.d.sync += [b_valid.eq(issue), b_first.eq(first_sf), b_last.eq(last_sf), b_fin.eq(fin),
-                     b_cap.eq(issue & cap), b_j.eq(j), b_nf.eq(nf)]
+                     b_j.eq(j), b_nf.eq(nf)]
 
         # Counter updates on issue.
         with m.If(issue):
@@ -374,10 +382,12 @@ class StreamedConv(wiring.Component):
             part = popcount(x ^ wl)
             with m.If(b_valid):
                 m.d.sync += acc[p].eq(Mux(b_first, part, acc[p] + part))
-        sc_reg = Signal(c_n if self._shortcut else 1)
+        scb = Signal(pe)
         if self._shortcut:
-            with m.If(b_cap):
-                m.d.sync += sc_reg.word_select(b_j, simd).eq(chunk)
+            for p in range(pe):
+                ll = table([(n * pe + p) % simd for n in range(nf_n)], b_nf)
+                with m.If(b_cap[p]):
+                    m.d.sync += scb[p].eq(chunk.bit_select(ll, 1) if simd > 1 else chunk)
         m.d.sync += [c_valid.eq(b_valid & b_last), c_fin.eq(b_valid & b_fin), c_nf.eq(b_nf)]
 
         # Stage C: thresholds (constants), collect, output register.
@@ -388,22 +398,17 @@ class StreamedConv(wiring.Component):
         else:
             tword = Const(self._tinit[0], twidth)
         bits = Signal(pe)
-        scb = sc_reg.word_select(c_nf, pe) if self._shortcut else None
         for p in range(pe):
             fld = tword[p * lane:(p + 1) * lane]
             v = fld[1:1 + vw]
             if self._shortcut:
                 v = Mux(scb[p], fld[1 + vw:1 + 2 * vw], v)
             m.d.comb += bits[p].eq((acc[p] < v) ^ fld[0])
-        if nf_n > 1:
-            res = Signal(self._co - pe)
-            full = Cat(res, bits)
-            with m.If(c_valid):
-                m.d.sync += res.eq(full[pe:])
-        else:
-            full = bits
+        # Collect in the output register itself (free from the first fold's result on): shift in.
+        with m.If(c_valid):
+            m.d.sync += self.o.payload.eq(Cat(self.o.payload, bits)[pe:] if nf_n > 1 else bits)
         with m.If(c_fin):
-            m.d.sync += [self.o.payload.eq(full), self.o.valid.eq(1)]
+            m.d.sync += self.o.valid.eq(1)
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
