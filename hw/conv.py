@@ -13,9 +13,10 @@ f-minor, ``T * F`` per inference, bit ``c`` = channel ``c``, inferences back to 
 ``o : Out(stream.Signature(C_out))``, one transfer per output position ``(t', f')``, t'-major, bit ``c``
 = output channel ``c``.
 
-Line buffer: one ``lib.memory.Memory`` of ``R * F (+ 1)`` words of ``C`` bits, a ring of ``R`` rows (row ``g``
-of the input stream, counted across inferences, lives in slot ``g mod R``). The writer stores each
-input as it arrives (address = running element count mod ``R * F``); the reader walks the output
+Line buffer: one ``lib.memory.Memory`` of ``C``-bit words, a ring of ``R`` rows (row ``g`` of the input
+stream, counted across inferences, lives in slot ``g mod R``; address = (slot, column), the column
+field rounded up to a power of two; one more word, never written, holds the pad bits, see
+:attr:`buffer_bits`). The writer stores each input as it arrives; the reader walks the output
 positions and, for each, reads the window one SIMD chunk per cycle from the ring (positions in the
 padding are never read: they read one extra word, initialised to the pad bits and never written). One signed counter ``D`` = rows completely
 written minus the first row still needed by the reader's current output row keeps them apart: the
@@ -203,10 +204,20 @@ class StreamedConv(wiring.Component):
         return (self._fo * p >= self._st * self._f + self._f
                 and self.cycles_per_inference >= self._t * self._f + self._r * self._f)
 
+    def _layout(self):
+        """Line-buffer address bits of the column, depth, address of the pad word."""
+        fw = (self._f - 1).bit_length()
+        if self._f < (1 << fw):
+            return fw, (self._r - 1) * (1 << fw) + self._f, self._f     # pad word: slot 0, column F
+        return fw, self._r * (1 << fw) + 1, self._r * (1 << fw)
+
     @property
     def buffer_bits(self) -> int:
-        """Line-buffer memory bits: ``(R * F + 1) * C`` (the extra word holds the pad bits)."""
-        return (self._r * self._f + 1) * self._c
+        """Line-buffer memory bits: ``depth * C`` with the address = (ring slot, column), columns
+        rounded up to a power of two, and one word of pad bits (slot 0, column ``F``):
+        ``((R - 1) * 2^ceil(log2 F) + F) * C``, or ``(R * F + 1) * C`` when ``F`` is a power of two. Block RAM cost: ``C / 16`` RAMs while the
+        depth is at most 256."""
+        return self._layout()[1] * self._c
 
     @property
     def weight_bits(self) -> int:
@@ -229,7 +240,7 @@ class StreamedConv(wiring.Component):
                                           self._dt, self._df, self._pt, self._pf)
         pe, simd, nf_n, sf_n, cs = self._pe, self._simd, self._nf, self._sfn, self._cs
         rr, span, k = self._r, self._span, self._k
-        mm = rr * f_n                                  # line-buffer words
+        fw, depth, pad_addr = self._layout()
         to_n, fo_n = self._to, self._fo
 
         def modadd(x, c):
@@ -240,11 +251,12 @@ class StreamedConv(wiring.Component):
             return Mux(x >= rr - c, x - (rr - c), x + c)
 
         # Line buffer.
-        # Word mm (never written) holds the pad bits: padding taps read it, so the datapath has no
-        # pad multiplexer.
+        # Address = (slot, column) concatenated; one word (never written) holds the pad bits: padding
+        # taps read it, so the datapath has no pad multiplexer.
         pad_word = (1 << c_n) - 1 if self._pad else 0
-        m.submodules.lines = lines = memory.Memory(shape=unsigned(c_n), depth=mm + 1,
-                                                   init=[0] * mm + [pad_word])
+        init = [0] * depth
+        init[pad_addr] = pad_word
+        m.submodules.lines = lines = memory.Memory(shape=unsigned(c_n), depth=depth, init=init)
         wp = lines.write_port()
         rp = lines.read_port()
         m.submodules.wrom = wrom = memory.Memory(shape=unsigned(pe * simd), depth=nf_n * sf_n,
@@ -258,15 +270,16 @@ class StreamedConv(wiring.Component):
         rows_freed = Signal(range(t_n + rr + 1))
 
         # Writer.
-        waddr = Signal(range(mm))
+        wslot = Signal(range(rr))
         wcol = Signal(range(f_n))
         m.d.comb += self.i.ready.eq(d_rows < rr)
         wfire = self.i.valid & self.i.ready
-        m.d.comb += [wp.addr.eq(waddr), wp.data.eq(self.i.payload), wp.en.eq(wfire)]
+        m.d.comb += [wp.addr.eq(Cat(wcol[:fw], wslot)), wp.data.eq(self.i.payload), wp.en.eq(wfire)]
         with m.If(wfire):
-            m.d.sync += waddr.eq(Mux(waddr == mm - 1, 0, waddr + 1))
             m.d.sync += wcol.eq(Mux(wcol == f_n - 1, 0, wcol + 1))
-            m.d.comb += row_done.eq(wcol == f_n - 1)
+            with m.If(wcol == f_n - 1):
+                m.d.sync += wslot.eq(Mux(wslot == rr - 1, 0, wslot + 1))
+                m.d.comb += row_done.eq(1)
         m.d.sync += d_rows.eq(d_rows + row_done - rows_freed)
 
         # Reader position: output row lo = t' st - pt (signed), column fcol = f' sf - pf.
@@ -322,7 +335,7 @@ class StreamedConv(wiring.Component):
         out_ok = ~self.o.valid & ~(b_valid & b_fin) & ~(c_valid & c_fin)
         issue = Signal()
         m.d.comb += issue.eq(row_ok & (~(last_sf & (nf == 0)) | out_ok))
-        m.d.comb += [rp.addr.eq(Mux(real, rslot * f_n + col.as_unsigned(), mm)), wrp.addr.eq(waddr_rom)]
+        m.d.comb += [rp.addr.eq(Mux(real, Cat(col[:fw], rslot), pad_addr)), wrp.addr.eq(waddr_rom)]
         # Shortcut: lane p of fold nf needs channel ch = nf*pe + p of the input at (t, f), the centre
         # tap (a0, b0): chunk ch // simd, bit ch % simd, captured when this fold reads it.
         b_cap = Signal(pe)

@@ -205,7 +205,7 @@ def test_figures():
                        kernel=(3, 3), padding=(1, 1), pad_bit=1, shortcut=True, pe=1, simd=32)
     assert (dut.out_frames, dut.out_coeffs, dut.window_elems) == (25, 13, 288)
     assert dut.ring_rows == 4
-    assert dut.buffer_bits == (4 * 13 + 1) * 32
+    assert dut.buffer_bits == (3 * 16 + 13) * 32
     assert dut.weight_bits == 32 * 288
     assert dut.threshold_bits == 32 * (1 + 2 * 9)
     assert dut.cycles_per_position == 32 * 9
