@@ -256,7 +256,10 @@ class StreamedConv(wiring.Component):
         pad_word = (1 << c_n) - 1 if self._pad else 0
         init = [0] * depth
         init[pad_addr] = pad_word
-        m.submodules.lines = lines = memory.Memory(shape=unsigned(c_n), depth=depth, init=init)
+        # A row is never read while it is written (and the pad word never written): no read-during-
+        # write bypass is needed (``no_rw_check`` spares Yosys' emulation of one).
+        m.submodules.lines = lines = memory.Memory(shape=unsigned(c_n), depth=depth, init=init,
+                                                   attrs={"no_rw_check": 1})
         wp = lines.write_port()
         rp = lines.read_port()
         m.submodules.wrom = wrom = memory.Memory(shape=unsigned(pe * simd), depth=nf_n * sf_n,
