@@ -6,7 +6,8 @@ elaborated, which is cheap). Figures per conv layer and for the network:
 - ``cycles``: cycles the layer's slowest unit is busy per inference (window unit, matrix-vector
   unit = output positions x neuron folds x synapse folds, pooling unit);
 - ``initiation_interval`` = ``cycles_per_inference``: cycles between inferences in steady state,
-  the slowest layer (the layers run concurrently);
+  the slowest layer (the layers run concurrently), plus the stall of the last layer while the
+  scores unit computes (zero when the last layer is slow, as in the keyword networks);
 - ``latency``: an upper bound on the cycles from the first input to the result of one inference;
 - ``memory_bits``: weights + thresholds + line buffer + shortcut FIFO + pooling buffer;
 - ``lanes``: XNOR (or add/subtract) lanes, PE x SIMD;
@@ -79,7 +80,7 @@ def _conv_entry(p, units, fold) -> dict:
     thr_bits = mvu.threshold_bits
     pool_buf = 0
     if "pool" in units:
-        thr_bits = c_out * (1 + units["pool"].sum_width)
+        thr_bits = units["pool"].threshold_bits
         pool_buf = units["pool"].buffer_bits
     window_buf = units["window"].buffer_bits if "window" in units else 0
     fifo_bits = p.shortcut_depth * p.in_shape[0] if p.shortcut else 0
@@ -115,7 +116,15 @@ def layer_costs(dep, folding: Folding | None = None) -> dict:
                     "binary_ops": tail.channels * tail.classes, "weight_bits": tail_bits,
                     "threshold_bits": 0, "line_buffer_bits": 0, "shortcut_fifo_bits": 0,
                     "pool_buffer_bits": 0, "memory_bits": tail_bits})
-    ii = max(e["cycles"] for e in entries)
+    # The tail takes no input while it computes the scores (C*K + K + 5 cycles); the last conv layer
+    # keeps producing into its 2-entry output FIFO meanwhile, and stalls if that fills first.
+    tail_busy = tail.channels * tail.classes + tail.classes + 5
+    last = entries[-2] if len(entries) > 1 else None
+    stall = 0
+    if last is not None:
+        per_position = last["cycles"] / max(1, tail.positions)
+        stall = max(0, int(tail_busy - 2 * per_position))
+    ii = max(e["cycles"] for e in entries) + stall
     bottleneck = max(entries, key=lambda e: e["cycles"])
     return {"cycles_per_inference": ii, "initiation_interval": ii,
             "latency": sum(e["cycles"] + 3 for e in entries),

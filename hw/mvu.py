@@ -6,7 +6,8 @@ every output channel ``c`` of ``C``, ``acc[c] = sum_k x[k] * w[c, k]`` with ``w`
 (binary input: ``K - 2 * popcount(x ^ w)``) or int8. Then either
 - ``out="bits"``: bit ``acc[c] >= threshold[c][s]`` (direction +1) or ``<=`` (direction -1), where ``s``
   is the shortcut bit of channel ``c`` when ``shortcut=True`` (else 0); or
-- ``out="acc"``: the accumulators themselves (signed, ``acc_width`` bits each), for a pooling unit.
+- ``out="acc"``: the accumulators themselves (signed, ``acc_width`` bits each), for a pooling unit:
+  one transfer per neuron fold, ``C / pe`` per vector, holding channels ``nf*pe .. nf*pe + pe - 1``.
 
 Folding: ``pe`` channels in parallel, ``simd`` elements per cycle, ``(C / pe) * (K / simd)`` cycles per
 vector. Weights and thresholds live in ROMs (``lib.memory``) initialised from the deployable model.
@@ -17,11 +18,11 @@ input transfer to the output being valid.
 
 Members: ``i : In(stream.Signature(K * ew + (C if shortcut else 0)))``: the window (element ``k`` at
 bits ``[k*ew, (k+1)*ew)``), then the shortcut bits (bit ``c`` = channel ``c``);
-``o : Out(stream.Signature(C))`` for bits, ``Out(stream.Signature(C * acc_width))`` for accumulators.
+``o : Out(stream.Signature(C))`` for bits, ``Out(stream.Signature(pe * acc_width))`` for accumulators.
 """
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -98,7 +99,7 @@ class MatrixVectorUnit(wiring.Component):
             o_width = self._c
         else:
             self._tw = 0
-            o_width = self._c * self._aw
+            o_width = self._pe * self._aw
         i_width = self._k * self._ew + (self._c if shortcut else 0)
         super().__init__({"i": In(stream.Signature(i_width)), "o": Out(stream.Signature(o_width))})
 
@@ -139,7 +140,11 @@ class MatrixVectorUnit(wiring.Component):
                                                   init=self._winit)
         wrp = wrom.read_port()
         out_w = len(self.o.payload)
-        m.submodules.out = out = fifo.SyncFIFO(width=out_w, depth=2)
+        # Results in flight are bounded by the FIFO depth; results shorter than the pipeline latency
+        # (3 cycles) need a deeper FIFO to keep the unit busy.
+        per_result = sf_n if self._out == "acc" else nf_n * sf_n
+        depth = 2 if per_result >= 3 else 4
+        m.submodules.out = out = fifo.SyncFIFO(width=out_w, depth=depth)
         wiring.connect(m, out.r_stream, wiring.flipped(self.o))
 
         # Stage A: hold the input vector and issue ROM addresses.
@@ -147,9 +152,11 @@ class MatrixVectorUnit(wiring.Component):
         sc = Signal(self._c if self._shortcut else 1)
         have_x = Signal()
         nf, sf = Signal(range(nf_n)), Signal(range(sf_n))
-        inflight = Signal(range(3))
-        starting = (nf == 0) & (sf == 0)
-        credit = (out.level + inflight) < 2
+        inflight = Signal(range(depth + 1))
+        # A result is a whole vector of bits, or PE accumulators (one neuron fold) in "acc" mode;
+        # a result may start only when the output FIFO has room for it and those in flight.
+        starting = ((nf == 0) if self._out == "bits" else 1) & (sf == 0)
+        credit = (out.level + inflight) < depth
         issue = have_x & (~starting | credit)
         last_issue = issue & (nf == nf_n - 1) & (sf == sf_n - 1)
         m.d.comb += wrp.addr.eq(nf * sf_n + sf)
@@ -216,9 +223,8 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.comb += bits[p].eq(Mux(d, acc[p] >= t, acc[p] <= t))
             m.d.comb += full.word_select(c_nf, pe).eq(bits)
         else:
-            from amaranth.hdl import Cat
-            m.d.comb += full.word_select(c_nf, pe * self._aw).eq(Cat(*acc))
-        push = c_valid & (c_nf == nf_n - 1)
+            m.d.comb += full.eq(Cat(*acc))
+        push = c_valid & ((c_nf == nf_n - 1) if self._out == "bits" else 1)
         with m.If(c_valid):
             m.d.sync += res.eq(full)
         m.d.comb += [out.w_stream.payload.eq(full), out.w_stream.valid.eq(push)]

@@ -74,7 +74,7 @@ class Network(wiring.Component):
             units["pool"] = SumPoolThreshold(
                 channels=p.conv_shape[0], acc_width=units["mvu"].acc_width, frames=p.conv_shape[1],
                 coeffs=p.conv_shape[2], pool=p.pool, direction=direction,
-                threshold=layer["threshold"][:, 0], name=f"{p.name}_pool")
+                threshold=layer["threshold"][:, 0], lanes=fold["pe"], name=f"{p.name}_pool")
         else:
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"],
                                             out="bits",

@@ -76,10 +76,11 @@ def test_mvu_int8_input_accumulators(pe, simd, w_prec):
     dut = MatrixVectorUnit(w, in_prec="int8", w_prec=w_prec, out="acc", pe=pe, simd=simd)
     aw = dut.acc_width
     words = [sum((int(v) & 0xff) << (8 * j) for j, v in enumerate(x)) for x in xs]
-    got = run_stream(dut, words, len(xs), gap=0.3, stall=0.3, seed=simd)
+    nf = c // pe
+    got = run_stream(dut, words, len(xs) * nf, gap=0.3, stall=0.3, seed=simd)
     mask = (1 << aw) - 1
     for n in range(len(xs)):
-        vals = [(got[n] >> (aw * ch)) & mask for ch in range(c)]
+        vals = [(got[n * nf + ch // pe] >> (aw * (ch % pe))) & mask for ch in range(c)]
         vals = [v - (1 << aw) if v >> (aw - 1) else v for v in vals]
         assert vals == acc[n].tolist()
 
