@@ -3,7 +3,9 @@
 Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joined by streams:
 
     [SlidingWindow] -> MatrixVectorUnit(out=bits) ..................... no pooling
-    [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling
+    [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling (channel-serial)
+    [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Gather -> ParallelSumPoolThreshold
+                                            ... pooling when the MVU is faster than C cycles/position
     Broadcast -> SlidingWindow -> Join2 -> MatrixVectorUnit(shortcut) .. 1-bit shortcut
              '-> StreamFIFO (shortcut bits) --'
 
@@ -23,8 +25,9 @@ from .cost import Folding, layer_costs
 from .mvu import FoldingError, MatrixVectorUnit
 from .plan import UnsupportedNetwork, plan
 from .pool import SumPoolThreshold
+from .pool_parallel import ParallelSumPoolThreshold
 from .scores import GapDenseArgmax
-from .streams import Broadcast, Join2, StreamFIFO
+from .streams import Broadcast, Gather, Join2, StreamFIFO
 from .window import SlidingWindow
 
 __all__ = ["Network", "UnsupportedNetwork", "check_supported"]
@@ -68,13 +71,19 @@ class Network(wiring.Component):
                 pad_value=int(layer.get("pad_bit", 0)) if p.ew == 1 else 0)
         direction = 2 * layer["direction"] - 1
         if p.pool:
-            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"],
-                                            out="acc",
-                                            pe=fold["pe"], simd=fold["simd"], name=p.name)
-            units["pool"] = SumPoolThreshold(
-                channels=p.conv_shape[0], acc_width=units["mvu"].acc_width, frames=p.conv_shape[1],
-                coeffs=p.conv_shape[2], pool=p.pool, direction=direction,
-                threshold=layer["threshold"][:, 0], lanes=fold["pe"], name=f"{p.name}_pool")
+            mvu = units["mvu"] = MatrixVectorUnit(
+                layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"], out="acc",
+                pe=fold["pe"], simd=fold["simd"], name=p.name)
+            c_out = p.conv_shape[0]
+            geometry = dict(channels=c_out, acc_width=mvu.acc_width, frames=p.conv_shape[1],
+                            coeffs=p.conv_shape[2], pool=p.pool, direction=direction,
+                            threshold=layer["threshold"][:, 0])
+            if mvu.cycles_per_vector >= c_out:
+                # The channel-serial pool (C cycles per position) keeps up: the small one.
+                units["pool"] = SumPoolThreshold(**geometry, lanes=fold["pe"], name=f"{p.name}_pool")
+            else:
+                units["gather"] = Gather(fold["pe"] * mvu.acc_width, c_out // fold["pe"])
+                units["pool"] = ParallelSumPoolThreshold(**geometry, name=f"{p.name}_pool")
         else:
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"],
                                             out="bits",
@@ -121,6 +130,9 @@ class Network(wiring.Component):
                 src = units["window"].o
             wiring.connect(m, src, units["mvu"].i)
             src = units["mvu"].o
+            if "gather" in units:
+                wiring.connect(m, src, units["gather"].i)
+                src = units["gather"].o
             if "pool" in units:
                 wiring.connect(m, src, units["pool"].i)
                 src = units["pool"].o

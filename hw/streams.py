@@ -126,3 +126,40 @@ class Join2(wiring.Component):
 
 
 Zip = Join2
+
+
+class Gather(wiring.Component):
+    """Collect ``n`` consecutive transfers of ``width`` bits into one of ``n * width`` bits (the first
+    transfer in the low bits). Used to turn the matrix-vector unit's per-fold accumulators into
+    whole vectors for the all-channel pooling unit.
+
+    Throughput: one input transfer per cycle; the output holds while not ready (the input then
+    waits). Latency: 1 cycle after the ``n``-th input transfer.
+
+    Members: ``i : In(stream.Signature(width))``; ``o : Out(stream.Signature(n * width))``.
+    """
+
+    def __init__(self, width: int, n: int):
+        self._width, self._n = int(width), int(n)
+        if self._width < 1 or self._n < 1:
+            raise ValueError("Gather needs a positive width and count")
+        super().__init__({"i": In(stream.Signature(self._width)),
+                          "o": Out(stream.Signature(self._width * self._n))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._n == 1:
+            wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
+            return m
+        count = Signal(range(self._n))
+        buf = Signal(self._width * self._n)
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready), self.o.payload.eq(buf)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += buf.word_select(count, self._width).eq(self.i.payload)
+            with m.If(count == self._n - 1):
+                m.d.sync += [count.eq(0), self.o.valid.eq(1)]
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+        return m

@@ -259,3 +259,25 @@ def test_streams_reject_bad_parameters():
         Broadcast(4, 0)
     with pytest.raises(ValueError):
         StreamFIFO(4, 0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_gather_collects_n_transfers(n):
+    from kwsbnn.hw.streams import Gather
+    dut = Gather(6, n)
+    data = [random.Random(n).randrange(64) for _ in range(4 * n)]
+    want = [sum(data[k * n + j] << (6 * j) for j in range(n)) for k in range(4)]
+    got = []
+
+    async def put(ctx):
+        await stream_put(ctx, dut.i, data, rng=random.Random(1), gap=0.3)
+
+    async def get(ctx):
+        got.extend(await stream_get(ctx, dut.o, 4, rng=random.Random(2), stall=0.4))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(put)
+    sim.add_testbench(get)
+    sim.run()
+    assert got == want
