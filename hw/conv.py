@@ -34,7 +34,9 @@ lane ``p`` bit ``j`` = ``w[nf*pe + p, sf*simd + j]``, like :class:`kwsbnn.hw.mvu
 count mismatches ``d += popcount(x ^ w)`` per lane (``acc = K - 2 d``), then compare once per fold:
 ``y = (d < v) ^ inv`` with ``v``, ``inv`` derived from threshold and direction (direction +1:
 ``v = floor((K - thr) / 2) + 1``; -1: ``v = ceil((K - thr) / 2)``, inverted; clamped to ``0 .. K + 1``),
-``v`` chosen by the shortcut bit. The thresholds are constants in logic (``C_out/pe`` words).
+``v`` chosen by the shortcut bit. The thresholds are constants in logic (``C_out/pe`` words), or with
+``threshold_rom=True`` a ROM read once per fold (one more block RAM, fewer LUTs; with ``pe = 1`` and a
+shortcut it is addressed by (fold, shortcut bit), one ``1 + bits_for(K + 1)``-bit word each).
 Each fold captures its ``pe`` shortcut bits (input channels ``nf*pe + p`` at ``(t, f)``, the kernel's
 centre tap, which every fold reads anyway) into a ``pe``-bit register as the tap's chunk goes by.
 
@@ -71,7 +73,8 @@ def _pair(name: str, value, minimum: int) -> tuple[int, int]:
 class StreamedConv(wiring.Component):
     def __init__(self, weights, direction, threshold, *, channels: int, frames: int, coeffs: int,
                  kernel, stride=(1, 1), dilation=(1, 1), padding=(0, 0), pad_bit: int = 0,
-                 shortcut: bool = False, pe: int = 1, simd: int | None = None, name: str = "conv"):
+                 shortcut: bool = False, pe: int = 1, simd: int | None = None,
+                 threshold_rom: bool = False, name: str = "conv"):
         self._name = name
         for key, v in (("channels", channels), ("frames", frames), ("coeffs", coeffs)):
             if int(v) != v or v < 1:
@@ -162,6 +165,14 @@ class StreamedConv(wiring.Component):
                     field |= min(max(v, 0), k + 1) << (1 + s * self._vw)
                 word |= field << (p * self._lane)
             self._tinit.append(word)
+        self._trom = bool(threshold_rom)
+        # A ROM with one lane per fold and a shortcut is addressed by (fold, shortcut bit): one bound.
+        self._trom_by_sc = self._trom and self._shortcut and self._pe == 1
+        if self._trom_by_sc:
+            self._trom_init = []
+            for word in self._tinit:
+                for s_ in range(2):
+                    self._trom_init.append((word & 1) | (((word >> (1 + s_ * self._vw)) & ((1 << self._vw) - 1)) << 1))
         super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(self._co))})
 
     # Geometry.
@@ -225,8 +236,11 @@ class StreamedConv(wiring.Component):
 
     @property
     def threshold_bits(self) -> int:
-        """Threshold constants: per output channel an inversion bit and ``S`` bounds of
-        ``bits_for(K + 1)`` bits."""
+        """Threshold bits (constants in logic, or a ROM with ``threshold_rom``): per output channel
+        an inversion bit and ``S`` bounds of ``bits_for(K + 1)`` bits (with ``pe = 1`` and a
+        shortcut the ROM holds the inversion bit twice: ``2 * C_out * (1 + bits_for(K + 1))``)."""
+        if self._trom_by_sc:
+            return 2 * self._co * (1 + self._vw)
         return self._co * self._lane
 
     @property
@@ -406,20 +420,36 @@ class StreamedConv(wiring.Component):
                     m.d.sync += scb[p].eq(chunk.bit_select(ll, 1) if simd > 1 else chunk)
         m.d.sync += [c_valid.eq(b_valid & b_last), c_fin.eq(b_valid & b_fin), c_nf.eq(b_nf)]
 
-        # Stage C: thresholds (constants), collect, output register.
+        # Stage C: thresholds (constants in logic, or a ROM read in stage B), collect, output register.
         lane, vw = self._lane, self._vw
         twidth = pe * lane
-        if nf_n > 1:
-            tword = Array(Const(w, twidth) for w in self._tinit)[c_nf]
-        else:
-            tword = Const(self._tinit[0], twidth)
         bits = Signal(pe)
-        for p in range(pe):
-            fld = tword[p * lane:(p + 1) * lane]
-            v = fld[1:1 + vw]
-            if self._shortcut:
-                v = Mux(scb[p], fld[1 + vw:1 + 2 * vw], v)
-            m.d.comb += bits[p].eq((acc[p] < v) ^ fld[0])
+        if self._trom_by_sc:
+            m.submodules.trom = trom = memory.Memory(shape=unsigned(1 + vw), depth=2 * nf_n,
+                                                      init=self._trom_init, attrs={"ram_style": "block"})
+            trp = trom.read_port()
+            # The fold's shortcut bit, straight from the chunk when it is captured this very cycle.
+            ll = table([n % simd for n in range(nf_n)], b_nf)
+            sc_now = Mux(b_cap[0], chunk.bit_select(ll, 1) if simd > 1 else chunk, scb[0])
+            m.d.comb += [trp.addr.eq(Cat(sc_now, b_nf)),
+                         bits[0].eq((acc[0] < trp.data[1:]) ^ trp.data[0])]
+        else:
+            if self._trom:
+                m.submodules.trom = trom = memory.Memory(shape=unsigned(twidth), depth=nf_n,
+                                                          init=self._tinit, attrs={"ram_style": "block"})
+                trp = trom.read_port()
+                m.d.comb += trp.addr.eq(b_nf)
+                tword = trp.data
+            elif nf_n > 1:
+                tword = Array(Const(w, twidth) for w in self._tinit)[c_nf]
+            else:
+                tword = Const(self._tinit[0], twidth)
+            for p in range(pe):
+                fld = tword[p * lane:(p + 1) * lane]
+                v = fld[1:1 + vw]
+                if self._shortcut:
+                    v = Mux(scb[p], fld[1 + vw:1 + 2 * vw], v)
+                m.d.comb += bits[p].eq((acc[p] < v) ^ fld[0])
         # Collect in the output register itself (free from the first fold's result on): shift in.
         with m.If(c_valid):
             m.d.sync += self.o.payload.eq(Cat(self.o.payload, bits)[pe:] if nf_n > 1 else bits)

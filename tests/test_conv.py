@@ -17,7 +17,7 @@ from kwsbnn.sw import packing
 from kwsbnn.sw.golden import threshold_bits, windows, xnor_popcount_acc
 
 
-def make_case(c, co, t, f, kernel, stride, dilation, padding, pad, shortcut, pe, simd, n_inf, seed):
+def make_case(c, co, t, f, kernel, stride, dilation, padding, pad, shortcut, pe, simd, n_inf, seed, **kw):
     """Random layer and inferences; returns the unit, the input transfers and the expected outputs."""
     rng = np.random.default_rng(seed)
     kt, kf = kernel
@@ -32,7 +32,7 @@ def make_case(c, co, t, f, kernel, stride, dilation, padding, pad, shortcut, pe,
     x = rng.integers(0, 2, (n_inf, c, t, f))
     dut = StreamedConv(w, d, thr, channels=c, frames=t, coeffs=f, kernel=kernel, stride=stride,
                        dilation=dilation, padding=padding, pad_bit=pad, shortcut=shortcut,
-                       pe=pe, simd=simd)
+                       pe=pe, simd=simd, **kw)
     win = windows(x, kernel, stride, dilation, padding, pad)            # [B, T', F', K]
     assert win.shape[1:3] == (dut.out_frames, dut.out_coeffs)
     acc = xnor_popcount_acc(win, w).transpose(0, 3, 1, 2)               # [B, C, T', F']
@@ -92,6 +92,21 @@ def test_conv_matches_golden(c, co, t, f, kernel, stride, dilation, padding, pad
                                   pe, simd, 3, seed)
     got = run_stream(dut, inputs, len(want), gap=gap, stall=stall, seed=seed)
     assert got == want
+
+
+@pytest.mark.parametrize("c,co,t,f,kernel,padding,shortcut,pe,simd", [
+    (4, 4, 6, 5, (3, 3), (1, 1), True, 1, 4),
+    (4, 4, 6, 5, (3, 3), (1, 1), True, 1, 2),
+    (4, 4, 6, 5, (1, 1), (0, 0), True, 1, 4),        # the shortcut bit captured on the bound's read
+    (4, 4, 6, 5, (1, 1), (0, 0), True, 1, 1),
+    (4, 4, 6, 5, (3, 3), (1, 1), True, 2, 4),
+    (4, 8, 6, 5, (3, 3), (1, 1), False, 2, 2),
+    (4, 4, 6, 5, (3, 3), (1, 1), False, 1, 4),
+])
+def test_threshold_rom(c, co, t, f, kernel, padding, shortcut, pe, simd):
+    dut, inputs, want = make_case(c, co, t, f, kernel, (1, 1), (1, 1), padding, 1, shortcut, pe, simd, 2,
+                                  pe * 10 + simd, threshold_rom=True)
+    assert run_stream(dut, inputs, len(want), gap=0.2, stall=0.2, seed=simd) == want
 
 
 def drive(dut, inputs, *, gap=0.0, stall=0.0, seed=0, reset_at=None, reset_len=2, max_cycles=20000):
@@ -154,7 +169,7 @@ def drive(dut, inputs, *, gap=0.0, stall=0.0, seed=0, reset_at=None, reset_len=2
     (8, 4, 6, 5, (1, 1), (1, 1), (1, 1), (0, 0), False, 2, 4),      # P = 2 * 2 + 2
 ])
 def test_cycles_per_inference_is_exact(c, co, t, f, kernel, stride, dilation, padding, shortcut, pe, simd):
-    dut, inputs, want = make_case(c, co, t, f, kernel, stride, dilation, padding, 0, shortcut, pe, simd, 4, 5)
+    dut, inputs, want = make_case(c, co, t, f, kernel, stride, dilation, padding, 0, shortcut, pe, simd, 3, 5)
     assert dut.compute_bound
     outs, ins = drive(dut, inputs)
     assert [p for _, p in outs] == want
@@ -162,8 +177,8 @@ def test_cycles_per_inference_is_exact(c, co, t, f, kernel, stride, dilation, pa
     cyc = [cy for cy, _ in outs]
     # Never stalled: inferences exactly one period apart, and one position every P cycles after the
     # first inference's first rows (within an inference and across the boundaries).
-    last = [cyc[(j + 1) * n - 1] for j in range(4)]
-    assert np.diff(last).tolist() == [dut.cycles_per_inference] * 3
+    last = [cyc[(j + 1) * n - 1] for j in range(3)]
+    assert np.diff(last).tolist() == [dut.cycles_per_inference] * 2
     assert set(np.diff(cyc[n:]).tolist()) == {dut.cycles_per_position}
 
 
