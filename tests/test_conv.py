@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """The fused streamed binary convolution in Amaranth's simulator against the NumPy golden functions
 (``windows``, ``xnor_popcount_acc``, ``threshold_bits``): paddings with pad bit 0 and 1, shortcut,
-dilation, stride, 1x1, several PE x SIMD foldings, random input gaps and output stalls, inferences
-back to back, a reset in the middle of an inference, exact cycle counts, Verilog conversion."""
+dilation, stride, 1x1, several PE x SIMD foldings, thresholds in logic or in a ROM, random geometries,
+random input gaps and output stalls, inferences back to back, a reset in the middle of an inference,
+exact cycle counts, Verilog conversion."""
 
 import random
 
