@@ -269,6 +269,8 @@ def test_rejects_bad_parameters(kwargs, match):
     dict(channels=32, frames=25, coeffs=13, kernel=(3, 3), padding=(1, 1), shortcut=True, pe=1, simd=32),
     dict(channels=8, frames=6, coeffs=5, kernel=(3, 3), stride=(2, 1), padding=(1, 0), pe=2, simd=4),
     dict(channels=4, frames=6, coeffs=5, kernel=(1, 1), pe=4, simd=4),
+    dict(channels=8, frames=6, coeffs=5, kernel=(3, 3), padding=(1, 1), shortcut=True, pe=1, simd=4,
+         threshold_rom=True),
 ])
 def test_converts_to_verilog(kw):
     from amaranth.back import verilog
