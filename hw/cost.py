@@ -39,12 +39,17 @@ class Folding:
 
     @classmethod
     def default(cls, dep, max_simd: int = 32) -> "Folding":
-        """SIMD = the largest divisor of K up to ``max_simd``, PE = 1, for every conv layer."""
+        """The small folding: PE = 1; SIMD = the largest divisor of the input channels up to
+        ``max_simd`` for a binary-input layer (so it builds as the line-buffer conv unit), of K for
+        an int8-input layer."""
         layers = {}
+        prec = dep.input["prec"]
         for layer in dep.layers:
             if layer["op"] == "conv":
                 k = int(np.shape(layer["weights"])[1])
-                layers[layer["name"]] = {"pe": 1, "simd": max(d for d in divisors(k) if d <= max_simd)}
+                n = layer["in_channels"] if prec == "bin" else k
+                layers[layer["name"]] = {"pe": 1, "simd": max(d for d in divisors(n) if d <= max_simd)}
+                prec = "bin" if layer["out"] == "bits" else "int8"
         return cls(layers)
 
     @classmethod
@@ -69,6 +74,17 @@ class Folding:
 
 
 def _conv_entry(p, units, fold) -> dict:
+    if "conv" in units:
+        conv = units["conv"]
+        entry = {"name": p.name, "op": "conv", "unit": "streamed", "pe": fold["pe"],
+                 "simd": fold["simd"], "lanes": fold["pe"] * fold["simd"],
+                 "cycles": conv.cycles_per_inference, "unit_cycles": {"conv": conv.cycles_per_inference},
+                 "binary_ops": p.window_positions * p.conv_shape[0] * p.k,
+                 "weight_bits": conv.weight_bits, "threshold_bits": conv.threshold_bits,
+                 "line_buffer_bits": conv.buffer_bits, "shortcut_fifo_bits": 0, "pool_buffer_bits": 0,
+                 "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)}
+        entry["memory_bits"] = conv.weight_bits + conv.threshold_bits + conv.buffer_bits
+        return entry
     mvu = units["mvu"]
     positions = p.window_positions
     c_out = p.conv_shape[0]
@@ -84,7 +100,7 @@ def _conv_entry(p, units, fold) -> dict:
         pool_buf = units["pool"].buffer_bits
     window_buf = units["window"].buffer_bits if "window" in units else 0
     fifo_bits = p.shortcut_depth * p.in_shape[0] if p.shortcut else 0
-    entry = {"name": p.name, "op": "conv", "pe": fold["pe"], "simd": fold["simd"],
+    entry = {"name": p.name, "op": "conv", "unit": "window+mvu", "pe": fold["pe"], "simd": fold["simd"],
              "lanes": mvu.lanes, "cycles": max(cyc.values()), "unit_cycles": cyc,
              "binary_ops": positions * c_out * p.k, "weight_bits": mvu.weight_bits,
              "threshold_bits": thr_bits, "line_buffer_bits": window_buf,

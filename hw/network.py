@@ -2,6 +2,8 @@
 
 Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joined by streams:
 
+    StreamedConv ..................................................... binary layer, SIMD <= C
+
     [SlidingWindow] -> MatrixVectorUnit(out=bits) ..................... no pooling
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling (channel-serial)
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Gather -> ParallelSumPoolThreshold
@@ -21,6 +23,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .conv import StreamedConv
 from .cost import Folding, layer_costs
 from .mvu import FoldingError, MatrixVectorUnit
 from .plan import UnsupportedNetwork, plan
@@ -31,6 +34,13 @@ from .streams import Broadcast, Gather, Join2, StreamFIFO
 from .window import SlidingWindow
 
 __all__ = ["Network", "UnsupportedNetwork", "check_supported"]
+
+
+def StreamedConv_fits(p, fold) -> bool:
+    """Whether a conv layer is built as one :class:`StreamedConv`: binary in and out, no pooling,
+    SIMD within one kernel position (it divides the input channels)."""
+    return (p.in_prec == "bin" and not p.pool and fold["simd"] <= p.in_shape[0]
+            and p.in_shape[0] % fold["simd"] == 0)
 
 
 def check_supported(dep) -> None:
@@ -51,6 +61,8 @@ class Network(wiring.Component):
                 self._stages.append(self._conv_units(p, self._folding[p.name]))
         except FoldingError as e:
             raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
+        except ValueError as e:       # a unit refusing its parameters (geometry, shortcut shape)
+            raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
         t = self._tail_plan
         self._tail = GapDenseArgmax(t.layer["weights"], t.layer["bias"], positions=t.positions,
                                     binary_weights=t.binary_weights)
@@ -64,6 +76,16 @@ class Network(wiring.Component):
         layer = p.layer
         c, t, f = p.in_shape
         units = {}
+        if StreamedConv_fits(p, fold):
+            # Slow folding of a binary layer: the fused unit reads its windows straight from the
+            # line buffer (no window register, no shortcut FIFO): far smaller.
+            units["conv"] = StreamedConv(
+                layer["weights"], 2 * layer["direction"] - 1, layer["threshold"], channels=c,
+                frames=t, coeffs=f, kernel=tuple(layer["kernel"]),
+                stride=tuple(layer.get("stride", (1, 1))), dilation=tuple(layer.get("dilation", (1, 1))),
+                padding=tuple(layer.get("padding", (0, 0))), pad_bit=int(layer.get("pad_bit", 0)),
+                shortcut=p.shortcut, pe=fold["pe"], simd=fold["simd"], name=p.name)
+            return units
         if p.needs_window:
             units["window"] = SlidingWindow(
                 c, p.ew, t, f, tuple(layer["kernel"]), stride=tuple(layer.get("stride", (1, 1))),
@@ -117,6 +139,10 @@ class Network(wiring.Component):
         for n, (p, units) in enumerate(zip(self._convs, self._stages)):
             for role, unit in units.items():
                 m.submodules[f"{p.name}_{role}"] = unit
+            if "conv" in units:
+                wiring.connect(m, src, units["conv"].i)
+                src = units["conv"].o
+                continue
             if p.shortcut:
                 fork, delay, join = units["fork"], units["delay"], units["join"]
                 wiring.connect(m, src, fork.i)
