@@ -128,19 +128,19 @@ def layer_costs(dep, folding: Folding | None = None) -> dict:
     ww = signed_width(int(np.min(wv)), int(np.max(wv)))
     tail_bits = int(tail.classes * tail.channels * ww)
     entries.append({"name": tail.name, "op": "gap+dense+argmax", "pe": 1, "simd": 1, "lanes": 0,
-                    "cycles": tail.positions + tail.channels * tail.classes + tail.classes + 5,
+                    "cycles": tail.positions + tail.channels * tail.classes + 3,
                     "binary_ops": tail.channels * tail.classes, "weight_bits": tail_bits,
                     "threshold_bits": 0, "line_buffer_bits": 0, "shortcut_fifo_bits": 0,
                     "pool_buffer_bits": 0, "memory_bits": tail_bits})
     # The tail takes no input while it computes the scores (C*K + K + 5 cycles); the last conv layer
     # keeps producing into its 2-entry output FIFO meanwhile, and stalls if that fills first.
-    tail_busy = tail.channels * tail.classes + tail.classes + 5
+    tail_busy = tail.channels * tail.classes + 3
     last = entries[-2] if len(entries) > 1 else None
     stall = 0
     if last is not None:
         per_position = last["cycles"] / max(1, tail.positions)
         stall = max(0, int(tail_busy - 2 * per_position))
-    ii = max(e["cycles"] for e in entries) + stall
+    ii = max(max(e["cycles"] for e in entries), (last["cycles"] + stall) if last else 0)
     bottleneck = max(entries, key=lambda e: e["cycles"])
     return {"cycles_per_inference": ii, "initiation_interval": ii,
             "latency": sum(e["cycles"] + 3 for e in entries),

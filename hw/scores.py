@@ -2,18 +2,18 @@
 
 Per inference it takes ``positions`` transfers of ``C`` bits (one per output position of the last
 binary layer), counts the ones per channel, forms ``g[c] = 2 * ones[c] - positions`` (the sum of the
-±1 values), computes ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` with one multiply-accumulate per cycle
-(one multiplier: a DSP where there is one), then the class of the largest score (lowest index on a tie).
+±1 values), computes ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` class by class with one multiply-accumulate
+per cycle (one multiplier: a DSP where there is one, and one running sum), keeping the class of the largest score (lowest index on a tie).
 
-Throughput: one inference per ``positions + C*K + K + 5`` cycles at most (input transfers overlap
-nothing else). Latency from the last input transfer: ``C*K + K + 5`` cycles.
+Throughput: one inference per ``positions + C*K + 3`` cycles at most (input transfers overlap
+nothing else). Latency from the last input transfer: ``C*K + 3`` cycles.
 
 Members: ``i : In(stream.Signature(C))``; ``o : Out(stream.Signature(layout))`` where
 ``layout = {"cls": unsigned, "scores": ArrayLayout(signed(score_width), K)}``.
 """
 
 import numpy as np
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -53,24 +53,26 @@ class GapDenseArgmax(wiring.Component):
 
     @property
     def cycles_per_inference(self) -> int:
-        return self._p + self._c * self._k + self._k + 5
+        return self._p + self._c * self._k + 3
 
     def elaborate(self, platform):
         m = Module()
         kn, cn, pn, ww = self._k, self._c, self._p, self._ww
         mask = (1 << ww) - 1
-        init = [int(self._w[k, c]) & mask for c in range(cn) for k in range(kn)]
+        # Weight ROM in (class, channel) order: the dense layer runs class by class.
+        init = [int(self._w[k, c]) & mask for k in range(kn) for c in range(cn)]
         m.submodules.wrom = wrom = memory.Memory(shape=unsigned(ww), depth=cn * kn, init=init)
         rp = wrom.read_port()
+        bias = Array(Const(int(b), signed(self._sw)) for b in self._bias)
 
         ones = Array(Signal(bits_for(pn), name=f"ones{c}") for c in range(cn))
         pos = Signal(range(pn + 1))
-        c_idx = Signal(range(cn + 1))
+        c_idx, k_idx = Signal(range(cn)), Signal(range(kn))
+        issue_done = Signal()
         d_valid, d_c, d_k = Signal(), Signal(range(cn)), Signal(range(kn))
+        acc = Signal(signed(self._sw))
         scores = [Signal(signed(self._sw), name=f"score{k}") for k in range(kn)]
-        k_idx = Signal(range(kn + 1))
         best, best_val = Signal(range(kn)), Signal(signed(self._sw))
-        s_arr = Array(scores)
 
         with m.FSM():
             with m.State("POOL"):
@@ -80,35 +82,36 @@ class GapDenseArgmax(wiring.Component):
                         m.d.sync += ones[c].eq(ones[c] + self.i.payload[c])
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(pos == pn - 1):
-                        m.d.sync += [pos.eq(0), c_idx.eq(0), k_idx.eq(0)]
-                        m.d.sync += [scores[k].eq(int(self._bias[k])) for k in range(kn)]
+                        m.d.sync += [pos.eq(0), c_idx.eq(0), k_idx.eq(0), issue_done.eq(0)]
                         m.next = "DENSE"
             with m.State("DENSE"):
-                # One multiply-accumulate per cycle: address (c, k) now, use it on the next cycle.
-                m.d.comb += rp.addr.eq(c_idx * kn + k_idx)
-                issue = c_idx < cn
-                m.d.sync += [d_valid.eq(issue), d_c.eq(c_idx), d_k.eq(k_idx)]
-                with m.If(issue):
-                    with m.If(k_idx == kn - 1):
-                        m.d.sync += [k_idx.eq(0), c_idx.eq(c_idx + 1)]
+                # Address (k, c) now, multiply-accumulate it on the next cycle. One running sum;
+                # each finished score shifts into the score registers and meets the argmax.
+                m.d.comb += rp.addr.eq(k_idx * cn + c_idx)
+                m.d.sync += [d_valid.eq(~issue_done), d_c.eq(c_idx), d_k.eq(k_idx)]
+                with m.If(~issue_done):
+                    with m.If(c_idx == cn - 1):
+                        m.d.sync += c_idx.eq(0)
+                        with m.If(k_idx == kn - 1):
+                            m.d.sync += issue_done.eq(1)
+                        with m.Else():
+                            m.d.sync += k_idx.eq(k_idx + 1)
                     with m.Else():
-                        m.d.sync += k_idx.eq(k_idx + 1)
+                        m.d.sync += c_idx.eq(c_idx + 1)
                 with m.If(d_valid):
                     g = Signal(signed(bits_for(pn) + 2))
-                    m.d.comb += g.eq((ones[d_c] << 1) - pn)
-                    m.d.sync += s_arr[d_k].eq(s_arr[d_k] + rp.data.as_signed() * g)
-                with m.If(d_valid & (d_c == cn - 1) & (d_k == kn - 1)):
-                    m.d.sync += [d_valid.eq(0), k_idx.eq(0), *[ones[c].eq(0) for c in range(cn)]]
-                    m.next = "ARGMAX"
-            with m.State("ARGMAX"):
-                with m.If(k_idx == 0):
-                    m.d.sync += [best.eq(0), best_val.eq(scores[0]), k_idx.eq(1)]
-                with m.Elif(k_idx < kn):
-                    with m.If(s_arr[k_idx] > best_val):
-                        m.d.sync += [best.eq(k_idx), best_val.eq(s_arr[k_idx])]
-                    m.d.sync += k_idx.eq(k_idx + 1)
-                with m.Else():
-                    m.next = "OUT"
+                    total = Signal(signed(self._sw))
+                    m.d.comb += [g.eq((ones[d_c] << 1) - pn),
+                                 total.eq(Mux(d_c == 0, bias[d_k], acc) + rp.data.as_signed() * g)]
+                    m.d.sync += acc.eq(total)
+                    with m.If(d_c == cn - 1):
+                        m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
+                        m.d.sync += scores[kn - 1].eq(total)
+                        with m.If((d_k == 0) | (total > best_val)):
+                            m.d.sync += [best.eq(d_k), best_val.eq(total)]
+                        with m.If(d_k == kn - 1):
+                            m.d.sync += [d_valid.eq(0), *[ones[c].eq(0) for c in range(cn)]]
+                            m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
