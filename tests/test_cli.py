@@ -56,3 +56,18 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     r = kwsbnn("build", "--board", "icebreaker", "--model", "tiny", "--freq", "48",
                "--out", str(tmp_path / "b"))
     assert r.returncode == 2 and "needs a PLL" in r.stderr
+
+
+def test_shipped_binary_model_generates_lint_clean_verilog(tmp_path):
+    """The shipped binary model goes through export and the generator; its Verilog passes lint."""
+    from kwsbnn.paths import MODELS
+    from kwsbnn.sim.runner import lint
+    if not (MODELS / "binary.pt").is_file():
+        pytest.fail("models/binary.pt is missing from the repository")
+    r = kwsbnn("export", "--model", "binary", "--out", str(tmp_path / "m"), "--json")
+    assert r.returncode == 0, r.stderr
+    r = kwsbnn("verilog", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "v"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["memory_bits"] < 120_000 and rep["cycles_per_inference"] > 0
+    lint(tmp_path / "v" / "kws_top.v", "kws_top")
