@@ -41,14 +41,21 @@ class Folding:
     def default(cls, dep, max_simd: int = 32) -> "Folding":
         """The small folding: PE = 1; SIMD = the largest divisor of the input channels up to
         ``max_simd`` for a binary-input layer (so it builds as the line-buffer conv unit), of K for
-        an int8-input layer."""
+        an int8-input layer with binary weights; at most 6 multipliers for int8 weights."""
         layers = {}
         prec = dep.input["prec"]
         for layer in dep.layers:
             if layer["op"] == "conv":
                 k = int(np.shape(layer["weights"])[1])
-                n = layer["in_channels"] if prec == "bin" else k
-                layers[layer["name"]] = {"pe": 1, "simd": max(d for d in divisors(n) if d <= max_simd)}
+                if layer["w_prec"] == "int8":
+                    # Multipliers: at most 6, so that they and the scores unit's one fit the 8 DSPs
+                    # of an iCE40UP5K.
+                    fold = max(((pe, simd) for pe in divisors(layer["out_channels"]) for simd in divisors(k)
+                                if pe * simd <= 6), key=lambda f: (f[0] * f[1], f[1]))
+                    layers[layer["name"]] = {"pe": fold[0], "simd": fold[1]}
+                else:
+                    n = layer["in_channels"] if prec == "bin" else k
+                    layers[layer["name"]] = {"pe": 1, "simd": max(d for d in divisors(n) if d <= max_simd)}
                 prec = "bin" if layer["out"] == "bits" else "int8"
         return cls(layers)
 
