@@ -4,6 +4,8 @@ Configured through environment variables set by :mod:`kwsbnn.sim.runner`:
 ``KWSBNN_TB_MODEL`` (deployable model folder), ``KWSBNN_TB_REPORT`` (the generator's report.json),
 ``KWSBNN_TB_INPUTS`` (a .npy file of inputs ``[N, C, T, F]``; random if unset),
 ``KWSBNN_TB_COUNT``, ``KWSBNN_TB_SEED``, ``KWSBNN_TB_GAP``, ``KWSBNN_TB_STALL``,
+``KWSBNN_TB_RESET_AFTER`` (reset the design after that many input transfers of an abandoned
+inference, before the checked ones),
 ``KWSBNN_TB_RESULT`` (where to write a JSON summary).
 """
 
@@ -52,8 +54,9 @@ async def network_matches_golden(dut):
     if env.get("KWSBNN_TB_INPUTS"):
         xs = np.load(env["KWSBNN_TB_INPUTS"])
     else:
-        shape = tuple(golden.model.input["shape"])
-        xs = np.random.default_rng(seed).integers(0, 2, (int(env.get("KWSBNN_TB_COUNT", "100")),) + shape)
+        shape = (int(env.get("KWSBNN_TB_COUNT", "100")),) + tuple(golden.model.input["shape"])
+        rng = np.random.default_rng(seed)
+        xs = rng.integers(0, 2, shape) if golden.model.input["prec"] == "bin" else rng.integers(-127, 128, shape)
     expected = golden.run(xs)
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
@@ -66,6 +69,19 @@ async def network_matches_golden(dut):
     dut.rst.value = 0
 
     ew = 1 if golden.model.input["prec"] == "bin" else 8
+
+    reset_after = int(env.get("KWSBNN_TB_RESET_AFTER", "0"))
+    if reset_after:
+        # Abandon an inference half-way: send part of one, let the pipeline work on it, reset,
+        # then the real inferences must all come out right (nothing of the old one survives).
+        junk = np.random.default_rng(seed + 3).integers(0, 2 if ew == 1 else 128, xs[0].shape)
+        await src.send_all(frame_words(junk, ew)[:reset_after])
+        for _ in range(int(report["latency"]) // 4 + 50):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 1
+        await RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)
+        dut.rst.value = 0
 
     async def feed():
         for x in xs:

@@ -27,6 +27,13 @@ def test_rtl_equals_golden_under_gaps_and_backpressure(dep, simdir):
     assert res["failed"] == 0 and res["equal"] == res["total"] == 40
 
 
+@pytest.mark.parametrize("reset_after", [37, 95])
+def test_reset_in_the_middle_of_an_inference(dep, simdir, reset_after):
+    """Half an inference, a reset, then back-to-back inferences: all equal the golden model."""
+    res = simulate(dep, simdir, count=6, seed=13 + reset_after, reset_after=reset_after, gap=0.2)
+    assert res["failed"] == 0 and res["equal"] == res["total"] == 6
+
+
 def test_measured_cycles_match_the_cost_model(dep, simdir):
     # One clear bottleneck (conv0's matrix-vector unit at SIMD 3). Where two units in series both
     # run at 100% (the default folding here: conv0's MVU and its pooling unit), the handshakes
