@@ -92,6 +92,7 @@ async def network_matches_golden(dut):
     # A watchdog instead of a hang: no result within many initiation intervals is a failure.
     limit = 20 * int(report["initiation_interval"]) + 20 * int(report["latency"]) + 10_000
     mismatches = []
+    rtl_classes = []
     cycles = 0
     first = 0
     for n in range(len(xs)):
@@ -104,6 +105,7 @@ async def network_matches_golden(dut):
         if n == 0:
             first = waited
         cls, scores = decode_result(word, report["n_classes"], report["score_width"])
+        rtl_classes.append(cls)
         want = expected.scores[n].tolist()
         if scores != want or cls != int(expected.classes[n]):
             mismatches.append({"index": n, "rtl": {"cls": cls, "scores": scores},
@@ -111,6 +113,7 @@ async def network_matches_golden(dut):
     wall = time.monotonic() - wall0
     sim_cycles = (get_sim_time("step") - sim0) / sink.period
     summary = {"total": len(xs), "sim_cycles": sim_cycles, "wall_seconds": wall,
+               "classes": rtl_classes,
                "sim_cycles_per_second": sim_cycles / wall if wall > 0 else None, "equal": len(xs) - len(mismatches), "mismatches": mismatches[:10],
                "cycles": cycles, "cycles_per_inference": cycles / max(1, len(xs)),
                "cycles_first": first,

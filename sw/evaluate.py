@@ -64,8 +64,30 @@ def predict(model, q: torch.Tensor, engine: str = "torch", batch_size: int = 256
     if engine not in ENGINES:
         raise KwsError(f"unknown engine {engine!r}", f"use one of: {', '.join(sorted(ENGINES))}")
     fn = ENGINES[engine]
-    out = [np.asarray(fn(model, q[i:i + batch_size]), dtype=np.int64) for i in range(0, len(q), batch_size)]
+    out = []
+    for i in range(0, len(q), batch_size):
+        res = fn(model, q[i:i + batch_size])
+        if isinstance(res, tuple):          # (classes, figures): an engine that reports more
+            res, figures = res
+            _merge_figures(figures)
+        out.append(np.asarray(res, dtype=np.int64))
     return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+FIGURES = {}
+
+
+def _merge_figures(figures: dict) -> None:
+    """Accumulate an engine's per-batch figures (agreement counts add; rates average by clips)."""
+    if "agreement" in figures:
+        agg = FIGURES.setdefault("agreement", {"equal": 0, "total": 0})
+        agg["equal"] += figures["agreement"]["equal"]
+        agg["total"] += figures["agreement"]["total"]
+    for key in ("cycles_per_inference", "sim_cycles_per_second"):
+        if figures.get(key) is not None:
+            FIGURES.setdefault(f"_{key}", []).append((figures[key], figures["agreement"]["total"]))
+            pairs = FIGURES[f"_{key}"]
+            FIGURES[key] = sum(v * n for v, n in pairs) / max(1, sum(n for _, n in pairs))
 
 
 def clip_name(ex, root) -> str:
@@ -108,6 +130,7 @@ def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int
         raise KwsError(f"{data}: the {split} split is empty")
     classes = list((getattr(model, "meta", {}) or {}).get("classes") or CLASSES)
     q = quantized_features(model, ds, examples)
+    FIGURES.clear()
     pred = predict(model, q, engine)
     labels = np.array([e.label for e in examples], dtype=np.int64)
     k = len(classes)
@@ -120,7 +143,8 @@ def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int
             "engine": engine, "mode": mode, "classes": classes, "per_class": per_class,
             "counts": {c: int(conf[i].sum()) for i, c in enumerate(classes)},
             "confusion": conf.tolist(), "predictions": [classes[i] for i in pred],
-            "labels": [classes[i] for i in labels], "clips": [clip_name(e, ds.root) for e in examples]}
+            "labels": [classes[i] for i in labels], "clips": [clip_name(e, ds.root) for e in examples],
+            **{k: v for k, v in FIGURES.items() if not k.startswith("_")}}
 
 
 def plot_confusion(result: dict, path, title: str = "") -> Path:

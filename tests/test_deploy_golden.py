@@ -141,3 +141,20 @@ def test_golden_engine_equals_torch_engine_on_a_kws_model(precision):
     torch_cls = predict(model, q, "torch")
     golden_cls = predict(model, q, "golden")
     assert np.array_equal(torch_cls, golden_cls)
+
+
+def test_rtl_engine_reports_agreement(monkeypatch):
+    """`--engine rtl`: classes from Verilator, with agreement counts and cycle figures."""
+    from kwsbnn.sw import evaluate
+    from kwsbnn.sw.models import BinaryOptions, build_model, make_config
+
+    torch.manual_seed(1)
+    model = build_model(make_config("res8-narrow", "binary", BinaryOptions(width=8)))
+    model.meta = {"input_shape": [12, 8], "classes": [f"c{k}" for k in range(12)]}
+    model.eval()
+    q = torch.randint(-127, 128, (5, 12, 8)).float()
+    evaluate.FIGURES.clear()
+    rtl = evaluate.predict(model, q, "rtl")
+    assert np.array_equal(rtl, evaluate.predict(model, q, "golden"))
+    assert evaluate.FIGURES["agreement"] == {"equal": 5, "total": 5}
+    assert evaluate.FIGURES["cycles_per_inference"] > 0
