@@ -29,3 +29,18 @@ def popcount(value: Value) -> Value:
             nxt.append(level[-1])
         level = nxt
     return level[0]
+
+
+def int_pair(owner: str, name: str, value, minimum: int) -> tuple[int, int]:
+    """A (time, frequency) pair of integers >= ``minimum`` from an int or a pair; ``ValueError``
+    naming ``owner`` and ``name`` otherwise."""
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        a, b = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be an integer pair (time, frequency), "
+                         f"got {value!r}") from None
+    if a < minimum or b < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum} in both dimensions, got ({a}, {b})")
+    return a, b

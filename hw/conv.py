@@ -60,20 +60,11 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import bits_for, popcount, signed_width
+from .arith import bits_for, int_pair, popcount, signed_width
 
 
 def _pair(name: str, value, minimum: int) -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
-    try:
-        a, b = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"StreamedConv: {name} must be an integer pair (time, frequency), "
-                         f"got {value!r}") from None
-    if a < minimum or b < minimum:
-        raise ValueError(f"StreamedConv: {name} must be >= {minimum} in both dimensions, got ({a}, {b})")
-    return a, b
+    return int_pair("StreamedConv", name, value, minimum)
 
 
 class StreamedConv(wiring.Component):

@@ -39,18 +39,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import int_pair
+
 
 def _pair(name: str, value, minimum: int) -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
-    try:
-        a, b = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"SlidingWindow: {name} must be an integer pair (time, frequency), "
-                         f"got {value!r}") from None
-    if a < minimum or b < minimum:
-        raise ValueError(f"SlidingWindow: {name} must be >= {minimum} in both dimensions, got ({a}, {b})")
-    return a, b
+    return int_pair("SlidingWindow", name, value, minimum)
 
 
 class SlidingWindow(wiring.Component):
