@@ -109,3 +109,25 @@ def test_integer_engine_agrees_with_float_eval(data, tmp_path):
     b = evaluate(model, data, split="all", engine="float")
     assert a["mode"] == "integer" and b["mode"] == "float" and a["clips"] == b["clips"]
     assert a["predictions"] == b["predictions"]
+
+
+@pytest.mark.parametrize("precision,binary", [("binary", "redesign,width=8"), ("int8", "redesign")])
+def test_golden_engine_equals_torch_integer_mode_on_fixture_clips(data, tmp_path, precision, binary):
+    """On every clip of the fixture data (made in code): the golden model, reading only the
+    deployable files, gives the same integer scores and classes as the PyTorch integer mode."""
+    import numpy as np
+
+    from kwsbnn.sw.data import SpeechCommands
+    from kwsbnn.sw.engines import golden_of
+    from kwsbnn.sw.evaluate import quantized_features, select
+    from kwsbnn.sw.integer import integer_forward, integer_spec
+
+    train(_cfg(data, tmp_path / "m", epochs=1, precision=precision, binary=binary), progress=False)
+    model = load_model(tmp_path / "m" / "model.pt")
+    ds = SpeechCommands(data)
+    q = quantized_features(model, ds, select(ds, "all"))
+    scores, _ = integer_forward(integer_spec(model), q)
+    g = golden_of(model).run(q.numpy().round().astype(np.int64)[:, None])
+    assert len(q) > 20
+    assert np.array_equal(scores.numpy(), g.scores)
+    assert np.array_equal(scores.argmax(1).numpy(), g.classes)
