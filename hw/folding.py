@@ -1,9 +1,9 @@
 """Choosing the folding: PE x SIMD per layer to meet a throughput target or a board budget.
 
 :func:`for_target` gives every conv layer the fewest lanes whose matrix-vector unit finishes an
-inference within ``target_cycles`` (balanced layers: none is much faster than it needs to be).
-:func:`for_budget` searches for the fastest balanced folding whose estimated logic cells and block
-RAMs fit a board (:mod:`kwsbnn.hw.resources`).
+inference within ``target_cycles`` (balanced layers: none is much faster than it needs to be);
+:func:`for_ips` does the same for inferences per second at a clock. (Fitting a board budget needs a
+logic estimate calibrated against synthesis, which is not written yet.)
 """
 
 from kwsbnn.errors import KwsError
@@ -57,34 +57,3 @@ def for_ips(dep, ips: float, clock_hz: float) -> Folding:
     if target < 1:
         raise KwsError(f"{ips:g} inferences/s at {clock_hz / 1e6:g} MHz leaves less than one cycle each")
     return for_target(dep, target)
-
-
-def for_budget(dep, board, margin: float = 0.9) -> Folding:
-    """The fastest balanced folding whose estimate fits ``margin`` of the board's logic and RAM.
-
-    Raises :class:`KwsError` with the numbers if even the slowest folding does not fit.
-    """
-    from .resources import estimate
-
-    lo = floor_cycles(dep)
-    hi = layer_costs(dep, for_target(dep, 1 << 40))["cycles_per_inference"]
-
-    def fits(target):
-        f = for_target(dep, target)
-        est = estimate(dep, f, board.family)
-        return est["logic_cells"] <= margin * board.logic_cells and \
-            est["block_ram"] <= board.block_ram, est, f
-
-    ok, est, folding = fits(hi)
-    if not ok:
-        raise KwsError(f"model {dep.name} does not fit the {board.name} even at its slowest folding: "
-                       f"about {est['logic_cells']} of {board.logic_cells} logic cells and "
-                       f"{est['block_ram']} of {board.block_ram} block RAMs",
-                       "use a narrower model (fewer channels) or a larger board")
-    while lo < hi:                       # smallest target (fastest design) that still fits
-        mid = (lo + hi) // 2
-        if fits(mid)[0]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return for_target(dep, hi)
