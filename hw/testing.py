@@ -27,3 +27,24 @@ async def stream_get(ctx, stream, count: int, *, rng: random.Random | None = Non
         out.append(payload)
     ctx.set(stream.ready, 0)
     return out
+
+
+def run_stream(dut, inputs, n_out: int, *, gap: float, stall: float, seed: int) -> list:
+    """Simulate ``dut`` (members ``i`` and ``o``): send ``inputs`` with random gaps, take ``n_out``
+    outputs under random backpressure, and return them."""
+    from amaranth.sim import Simulator
+
+    got = []
+
+    async def put(ctx):
+        await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
+
+    async def get(ctx):
+        got.extend(await stream_get(ctx, dut.o, n_out, rng=random.Random(seed + 1), stall=stall))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(put)
+    sim.add_testbench(get)
+    sim.run()
+    return got

@@ -13,7 +13,7 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from kwsbnn.hw.conv import StreamedConv
-from kwsbnn.hw.testing import stream_get, stream_put
+from kwsbnn.hw.testing import run_stream
 from kwsbnn.sw import packing
 from kwsbnn.sw.golden import threshold_bits, windows, xnor_popcount_acc
 
@@ -45,23 +45,6 @@ def make_case(c, co, t, f, kernel, stride, dilation, padding, pad, shortcut, pe,
     inputs = packing.pack_rows(x.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.uint8))
     want = packing.pack_rows(y.transpose(0, 2, 3, 1).reshape(-1, co).astype(np.uint8))
     return dut, inputs, want
-
-
-def run_stream(dut, inputs, n_out, *, gap, stall, seed):
-    got = []
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
-
-    async def get(ctx):
-        got.extend(await stream_get(ctx, dut.o, n_out, rng=random.Random(seed + 1), stall=stall))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(put)
-    sim.add_testbench(get)
-    sim.run()
-    return got
 
 
 CASES = [

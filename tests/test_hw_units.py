@@ -5,31 +5,13 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from kwsbnn.boards.uart import UARTRx, UARTTx
 from kwsbnn.hw.mvu import FoldingError, MatrixVectorUnit
 from kwsbnn.hw.scores import GapDenseArgmax
-from kwsbnn.hw.testing import stream_get, stream_put
+from kwsbnn.hw.testing import run_stream
 from kwsbnn.sw import packing
 from kwsbnn.sw.fold import apply_step
-
-
-def run_stream(dut, inputs, n_out, *, gap, stall, seed):
-    got = []
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
-
-    async def get(ctx):
-        got.extend(await stream_get(ctx, dut.o, n_out, rng=random.Random(seed + 1), stall=stall))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(put)
-    sim.add_testbench(get)
-    sim.run()
-    return got
 
 
 @pytest.mark.parametrize("c,k,pe,simd,gap,stall", [

@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from kwsbnn.hw.testing import stream_get, stream_put
+from kwsbnn.hw.testing import run_stream
 from kwsbnn.hw.window import SlidingWindow
 from kwsbnn.sw.golden import windows
 
@@ -34,23 +34,6 @@ def make_case(c, ew, t, f, kernel, stride, dilation, padding, pad, n_inf, seed):
     assert win.shape[1:3] == (dut.out_frames, dut.out_coeffs)
     want = pack(win.reshape(-1, win.shape[-1]), ew)
     return dut, inputs, want
-
-
-def run_stream(dut, inputs, n_out, *, gap, stall, seed):
-    got = []
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
-
-    async def get(ctx):
-        got.extend(await stream_get(ctx, dut.o, n_out, rng=random.Random(seed + 1), stall=stall))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(put)
-    sim.add_testbench(get)
-    sim.run()
-    return got
 
 
 CASES = [
