@@ -50,7 +50,8 @@ class BinaryOptions:
     Model: ``layout`` (``chain`` = redesign, ``honk`` = naive), ``first_weights`` (``int8`` | ``bin``
     weights of the first layer), ``bn`` (batch norm before each sign: a learned threshold),
     ``shortcut`` (1-bit shortcut around every binary conv), ``width`` (channels; None = the arch's),
-    ``clipped_ste`` (hardtanh gradient of sign), ``pad_bit`` (binary padding value, 1 = +1).
+    ``clipped_ste`` (hardtanh gradient of sign), ``ste_window`` (the activations' gradient
+    passes where ``|z| <= ste_window``; the 1-bit shortcut widens z to about ±2), ``pad_bit`` (binary padding value, 1 = +1).
     Training: ``optimizer`` (``adam`` | ``sgd``), ``schedule`` (``cosine`` | ``linear`` | ``constant``),
     ``lr``, ``distill`` (weight of the KL term to a float teacher, 0 = off), ``temperature``,
     ``bn_reestimate`` (recompute batch-norm statistics on training batches before evaluation),
@@ -62,6 +63,7 @@ class BinaryOptions:
     shortcut: bool = True
     width: int | None = None
     clipped_ste: bool = True
+    ste_window: float = 1.0
     pad_bit: int = 1
     optimizer: str = "adam"
     schedule: str = "cosine"
@@ -239,11 +241,11 @@ class Block(nn.Module):
     """
 
     def __init__(self, cin, cout, *, dilation=1, pool=None, in_prec, w_prec, out_prec,
-                 shortcut=False, bn=True, pad_bit=1, clipped=True):
+                 shortcut=False, bn=True, pad_bit=1, clipped=True, ste_window=1.0):
         super().__init__()
         self.cin, self.cout, self.dilation, self.pool = cin, cout, dilation, pool
         self.in_prec, self.w_prec, self.out_prec = in_prec, w_prec, out_prec
-        self.pad_bit, self.clipped = pad_bit, clipped
+        self.pad_bit, self.clipped, self.ste_window = pad_bit, clipped, ste_window
         self.conv = nn.Conv2d(cin, cout, 3, dilation=dilation, bias=False)
         self.kernel_quantizer = KernelQuantizer(w_prec, clipped=clipped)
         self.bn = nn.BatchNorm2d(cout) if bn else None
@@ -293,7 +295,7 @@ class Block(nn.Module):
     def activation(self, z):
         """``(y, out_scale)``: ReLU (float), ReLU + int8 fake quant, or sign (+1 at 0)."""
         if self.out_prec == "bin":
-            return sign_ste(z, self.clipped), 1.0
+            return sign_ste(z, self.clipped, self.ste_window), 1.0
         if self.out_prec == "int8":
             return self.act(z)
         return F.relu(z), 1.0
@@ -344,7 +346,7 @@ class ChainResNet(nn.Module):
         else:
             act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut, "int8"
         kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
-                  clipped=opts.clipped_ste)
+                  clipped=opts.clipped_ste, ste_window=opts.ste_window)
         blocks = [Block(1, n, pool=cfg.pool, in_prec="int8", w_prec=first_w, out_prec=act, **kw)]
         for d in _dilations(cfg):
             blocks.append(Block(n, n, dilation=d, in_prec=act, w_prec=w, out_prec=act, shortcut=sc, **kw))

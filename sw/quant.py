@@ -20,22 +20,22 @@ from torch import nn
 
 class _SignSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, clipped: bool):
+    def forward(ctx, x, clipped: bool, window: float):
         ctx.save_for_backward(x)
-        ctx.clipped = clipped
+        ctx.clipped, ctx.window = clipped, window
         return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         if ctx.clipped:
-            g = g * (x.abs() <= 1).to(g.dtype)
-        return g, None
+            g = g * (x.abs() <= ctx.window).to(g.dtype)
+        return g, None, None
 
 
-def sign_ste(x: torch.Tensor, clipped: bool = True) -> torch.Tensor:
-    """±1 (``+1`` at 0) with a straight-through gradient, zeroed where ``|x| > 1`` if ``clipped``."""
-    return _SignSTE.apply(x, clipped)
+def sign_ste(x: torch.Tensor, clipped: bool = True, window: float = 1.0) -> torch.Tensor:
+    """±1 (``+1`` at 0) with a straight-through gradient, zeroed where ``|x| > window`` if ``clipped``."""
+    return _SignSTE.apply(x, clipped, window)
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:

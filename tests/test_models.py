@@ -68,6 +68,12 @@ def test_sign_ste_gradient():
     x.grad = None
     sign_ste(x, clipped=False).sum().backward()
     assert x.grad.tolist() == [1] * 7
+    x.grad = None
+    sign_ste(x, window=2.0).sum().backward()              # the 1-bit shortcut widens z
+    assert x.grad.tolist() == [1] * 7
+    x.grad = None
+    sign_ste(x, window=0.5).sum().backward()
+    assert x.grad.tolist() == [0, 0, 1, 1, 1, 0, 0]
 
 
 def test_round_and_kernel_quantizer_gradients():
