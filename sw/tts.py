@@ -1,0 +1,134 @@
+"""Keyword clips made by a speech synthesizer: the demo's own test set, no downloaded recordings.
+
+The synthesizer is eSpeak NG, loaded from the ``espeakng-loader`` wheel (PyPI; the library and its
+voice data ship inside it) through ctypes. :func:`synthesize` speaks one word with a voice, rate and
+pitch and returns a 1-second 16 kHz float clip (word centred, resampled from 22,050 Hz by FFT, peak
+normalised to ``peak``; eSpeak NG's output varies by a few samples between calls).
+:func:`make_clip_folder` writes a folder in the layout of the canonical
+Speech Commands test set (the ten keyword folders, ``_unknown_/`` with ``<word>_<speaker>_nohash_<n>
+.wav`` names, ``_silence_/`` with low seeded noise), which every ``--data`` option reads.
+
+Synthesized speech is not the recorded speech the models were trained on: accuracy on these clips
+says how a model transfers to a new voice, and the bit-exact agreement of the engines is the point.
+"""
+
+import ctypes
+import threading
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from kwsbnn.errors import KwsError
+
+from .data import CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE
+
+# (voice, words per minute, pitch 0..99): the "speakers" of the demo set.
+VOICES = (("en-us", 150, 50), ("en", 170, 35), ("en-us+f3", 140, 70), ("en-gb-x-rp", 160, 45))
+UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "house", "tree", "wow", "happy")
+_LOCK = threading.Lock()
+_LIB = None
+_RATE = None
+
+
+def _lib():
+    global _LIB, _RATE
+    if _LIB is None:
+        try:
+            import espeakng_loader
+        except ImportError:
+            raise KwsError("the speech synthesizer (espeakng-loader) is not installed",
+                           "reinstall kwsbnn: `make venv` or `pip install -e .`") from None
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.restype = ctypes.c_int
+        rate = lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)  # synchronous
+        if rate <= 0:
+            raise KwsError("eSpeak NG failed to start", "reinstall espeakng-loader")
+        _LIB, _RATE = lib, rate
+    return _LIB
+
+
+def _resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """FFT resampling (band-limited; the signal is short and zero-padded)."""
+    n_out = int(round(len(x) * rate_out / rate_in))
+    spec = np.fft.rfft(x)
+    keep = n_out // 2 + 1
+    out = np.zeros(keep, dtype=complex)
+    m = min(keep, len(spec))
+    out[:m] = spec[:m]
+    return np.fft.irfft(out, n_out) * (n_out / len(x))
+
+
+def synthesize(word: str, voice: str = "en-us", wpm: int = 150, pitch: int = 50,
+               peak: float = 0.5) -> np.ndarray:
+    """One spoken ``word`` as a 1 s, 16 kHz float32 clip, centred, peak ``peak``."""
+    lib = _lib()
+    chunks = []
+    cb_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+    def cb(wav, n, _events):
+        if n > 0:
+            chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32))
+        return 0
+
+    callback = cb_type(cb)
+    with _LOCK:
+        lib.espeak_SetSynthCallback(callback)
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise KwsError(f"eSpeak NG has no voice {voice!r}", "use a voice such as en-us or en")
+        lib.espeak_SetParameter(1, int(wpm), 0)      # espeakRATE
+        lib.espeak_SetParameter(3, int(pitch), 0)    # espeakPITCH
+        text = word.encode() + b"\0"
+        lib.espeak_Synth(text, len(text), 0, 1, 0, 0, None, None)
+        lib.espeak_Synchronize()
+    if not chunks:
+        raise KwsError(f"eSpeak NG produced no sound for {word!r}")
+    x = np.concatenate(chunks) / 32768.0
+    x = _resample(x, _RATE, SAMPLE_RATE)
+    nz = np.nonzero(np.abs(x) > 0.02 * np.abs(x).max())[0]
+    x = x[nz[0]:nz[-1] + 1][:CLIP_SAMPLES]
+    out = np.zeros(CLIP_SAMPLES, dtype=np.float32)
+    start = (CLIP_SAMPLES - len(x)) // 2
+    out[start:start + len(x)] = x
+    return (out * (peak / max(np.abs(out).max(), 1e-9))).astype(np.float32)
+
+
+def _write_wav(path: Path, x: np.ndarray) -> None:
+    pcm = np.clip(np.round(x * 32767), -32768, 32767).astype("<i2")
+    tmp = path.with_name(path.name + ".tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(pcm.tobytes())
+    tmp.replace(path)
+
+
+def make_clip_folder(out, voices=VOICES, unknown_words=UNKNOWN_WORDS, silence: int = 4,
+                     seed: int = 0) -> Path:
+    """Write the synthesized test set to ``out`` (canonical test-set layout); returns ``out``.
+
+    Every keyword in every voice, ``unknown_words`` spread over the voices, ``silence`` clips of
+    low white noise. Existing files are kept (the folder is a cache).
+    """
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    for folder in (*KEYWORDS, "_unknown_", "_silence_"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    for v, (voice, wpm, pitch) in enumerate(voices):
+        speaker = f"{0xE5E0 + v:08x}"
+        for word in KEYWORDS:
+            p = out / word / f"{speaker}_nohash_0.wav"
+            if not p.exists():
+                _write_wav(p, synthesize(word, voice, wpm, pitch))
+    for i, word in enumerate(unknown_words):
+        voice, wpm, pitch = voices[i % len(voices)]
+        p = out / "_unknown_" / f"{word}_{0xE5E0 + i % len(voices):08x}_nohash_0.wav"
+        if not p.exists():
+            _write_wav(p, synthesize(word, voice, wpm, pitch))
+    for i in range(silence):
+        noise = rng.normal(0, 1, CLIP_SAMPLES) * float(rng.uniform(0.001, 0.01))
+        p = out / "_silence_" / f"silence_{i}.wav"
+        if not p.exists():
+            _write_wav(p, noise)
+    return out
