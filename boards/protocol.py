@@ -1,0 +1,572 @@
+"""Host protocol v1: framed requests and answers over the board's UART byte link.
+
+Pure Python (numpy for packing feature maps); no hardware dependency. The byte-level definition is
+docs/host-protocol.md; this module is its reference implementation on the host side, and
+:class:`SimulatedBoard` is an executable model of what the board does with every byte.
+
+Frame::
+
+    SYNC 0xA5 | VERSION 0x01 | TYPE | LENGTH (u16, little-endian) | PAYLOAD (LENGTH bytes) | CRC-8
+
+The CRC-8 (polynomial x^8 + x^2 + x + 1 = 0x07, initial value 0, no reflection, no final XOR;
+"CRC-8/SMBUS", check value 0xF4 for ``b"123456789"``) covers VERSION through the last PAYLOAD
+byte, not SYNC. Types: PING (host -> board, empty; answered with INFO), INFER (host -> board, the
+input map; answered with RESULT), INFO, RESULT and ERROR (board -> host).
+
+Pieces:
+- :func:`encode_frame`, :class:`FrameDecoder` (streaming, resynchronises on garbage and reports
+  every rejected frame as a :class:`FrameError`);
+- :class:`LinkGeometry` (sizes of the link for one network), :class:`BoardInfo` (the INFO payload),
+  :func:`pack_input` / :func:`infer_request`, :func:`parse_result`, :func:`model_id`;
+- :class:`BoardLink`: request/answer over any object with ``write(bytes)`` and ``read(n)``
+  (a pyserial ``Serial``, :class:`SimulatedBoard`, or a simulation transport);
+- :class:`SimulatedBoard`: the board's protocol behaviour in Python, with a caller-given inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+
+from kwsbnn.errors import KwsError
+
+SYNC = 0xA5
+VERSION = 1
+HEADER_BYTES = 5            # SYNC, VERSION, TYPE, LENGTH (2)
+OVERHEAD = HEADER_BYTES + 1  # header and CRC
+MAX_PAYLOAD = 0xFFFF
+CRC_POLY = 0x07
+
+
+class FrameType(IntEnum):
+    PING = 0x01      # host -> board, empty payload; the board answers INFO
+    INFER = 0x02     # host -> board, the input map; the board answers RESULT (or ERROR)
+    INFO = 0x81      # board -> host, see BoardInfo
+    RESULT = 0x82    # board -> host, class byte then every score
+    ERROR = 0x83     # board -> host, one ErrorCode byte
+
+
+class ErrorCode(IntEnum):
+    BAD_VERSION = 1    # VERSION byte is not 1
+    BAD_CHECKSUM = 2   # CRC-8 mismatch (the inference that already ran is discarded)
+    BAD_LENGTH = 3     # LENGTH is not what the TYPE needs (PING: 0, INFER: input bytes)
+    UNKNOWN_TYPE = 4   # TYPE is not PING or INFER
+    TIMEOUT = 5        # the host stopped sending in the middle of a frame's payload or CRC
+
+
+ERROR_TEXT = {
+    ErrorCode.BAD_VERSION: "bad protocol version",
+    ErrorCode.BAD_CHECKSUM: "bad checksum",
+    ErrorCode.BAD_LENGTH: "bad payload length",
+    ErrorCode.UNKNOWN_TYPE: "unknown frame type",
+    ErrorCode.TIMEOUT: "frame timed out (host stopped mid-frame)",
+}
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = ((c << 1) ^ CRC_POLY) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc8(data: bytes, crc: int = 0) -> int:
+    """CRC-8/SMBUS of ``data`` (polynomial 0x07, init 0, MSB first, no final XOR)."""
+    for b in data:
+        crc = _CRC_TABLE[crc ^ b]
+    return crc
+
+
+def encode_frame(ftype: int, payload: bytes = b"", *, version: int = VERSION) -> bytes:
+    """The bytes of one frame: sync, version, type, little-endian length, payload, CRC-8."""
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes is longer than {MAX_PAYLOAD}")
+    body = bytes([version & 0xFF, int(ftype) & 0xFF, len(payload) & 0xFF, len(payload) >> 8]) + payload
+    return bytes([SYNC]) + body + bytes([crc8(body)])
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    payload: bytes
+    version: int = VERSION
+
+    def encode(self) -> bytes:
+        return encode_frame(self.type, self.payload, version=self.version)
+
+
+@dataclass(frozen=True)
+class FrameError:
+    """A frame the decoder rejected: ``kind`` is ``version``, ``type``, ``length`` or ``checksum``;
+    ``raw`` holds the rejected bytes (from its SYNC on)."""
+    kind: str
+    detail: str
+    raw: bytes = b""
+
+
+class FrameDecoder:
+    """Streaming decoder: :meth:`feed` takes any chunk of bytes and returns the frames and frame
+    errors completed by it, in order.
+
+    Bytes before a SYNC are skipped (counted in :attr:`skipped`). A rejected frame (version not in
+    ``versions``, type not in ``types`` when given, length above ``max_length`` or the type's length
+    in ``lengths``, wrong CRC) is reported as a :class:`FrameError`, and decoding restarts at the
+    byte after its SYNC, so that a real frame hidden behind a corrupted header is still found.
+    A frame cut short stays buffered (:attr:`pending` bytes) until more bytes arrive.
+    """
+
+    def __init__(self, *, versions=(VERSION,), types=None, max_length: int = MAX_PAYLOAD,
+                 lengths: dict | None = None):
+        self.versions = set(versions)
+        self.types = None if types is None else {int(t) for t in types}
+        self.max_length = max_length
+        self.lengths = {int(k): v for k, v in (lengths or {}).items()}
+        self._buf = bytearray()
+        self.skipped = 0
+        self.frames = 0
+        self.errors = 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered of a frame not yet complete (0 when idle)."""
+        return len(self._buf)
+
+    def reset(self) -> None:
+        """Forget a partly received frame."""
+        self._buf.clear()
+
+    def feed(self, data: bytes) -> list:
+        self._buf.extend(data)
+        out = []
+        while True:
+            item = self._step()
+            if item is None:
+                return out
+            out.append(item)
+
+    def _reject(self, kind: str, detail: str, n: int) -> FrameError:
+        raw = bytes(self._buf[:n])
+        del self._buf[:1]           # resynchronise: hunt again from the byte after this SYNC
+        self.errors += 1
+        return FrameError(kind, detail, raw)
+
+    def _step(self):
+        # Hunt for SYNC.
+        i = self._buf.find(SYNC)
+        if i < 0:
+            self.skipped += len(self._buf)
+            self._buf.clear()
+            return None
+        if i:
+            self.skipped += i
+            del self._buf[:i]
+        buf = self._buf
+        if len(buf) >= 2 and buf[1] not in self.versions:
+            return self._reject("version", f"version {buf[1]} (expected "
+                                f"{', '.join(map(str, sorted(self.versions)))})", 2)
+        if len(buf) >= 3 and self.types is not None and buf[2] not in self.types:
+            return self._reject("type", f"type 0x{buf[2]:02x}", 3)
+        if len(buf) < HEADER_BYTES:
+            return None
+        ftype, length = buf[2], buf[3] | (buf[4] << 8)
+        want = self.lengths.get(ftype)
+        if length > self.max_length or (want is not None and length != want):
+            return self._reject("length", f"length {length} for type 0x{ftype:02x}"
+                                + (f" (expected {want})" if want is not None else ""), HEADER_BYTES)
+        total = HEADER_BYTES + length + 1
+        if len(buf) < total:
+            return None
+        body = bytes(buf[1:total - 1])
+        if crc8(body) != buf[total - 1]:
+            return self._reject("checksum", f"CRC 0x{buf[total - 1]:02x}, computed 0x{crc8(body):02x}",
+                                total)
+        frame = Frame(ftype, bytes(buf[HEADER_BYTES:total - 1]), buf[1])
+        del buf[:total]
+        self.frames += 1
+        return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Link geometry, model identity, payloads
+
+
+def model_id(model) -> int:
+    """The 32-bit id of a deployable model: the first 4 bytes (little-endian) of the SHA-256 of its
+    manifest as canonical JSON (sorted keys, no spaces). The manifest holds the SHA-256 of every
+    memory image, so the id changes with any integer of the model; it does not depend on the folder
+    or on the folding. ``model``: a Deployable, or its manifest dict."""
+    manifest = getattr(model, "manifest", model)
+    blob = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+
+
+@dataclass(frozen=True)
+class LinkGeometry:
+    """Sizes of the link for one network: input ``[channels, frames, coeffs]`` of ``elem_bits``
+    bits each (1 for bits, 8 for int8), ``n_classes`` scores of ``score_width`` bits."""
+    channels: int
+    frames: int
+    coeffs: int
+    elem_bits: int
+    n_classes: int
+    score_width: int
+    model_id: int = 0
+
+    @property
+    def transfer_bytes(self) -> int:
+        """Bytes of one input transfer (one position (t, f), all channels)."""
+        return (self.channels * self.elem_bits + 7) // 8
+
+    @property
+    def transfers(self) -> int:
+        return self.frames * self.coeffs
+
+    @property
+    def input_bytes(self) -> int:
+        """The INFER payload length."""
+        return self.transfers * self.transfer_bytes
+
+    @property
+    def score_bytes(self) -> int:
+        return (self.score_width + 7) // 8
+
+    @property
+    def result_bytes(self) -> int:
+        """The RESULT payload length."""
+        return 1 + self.n_classes * self.score_bytes
+
+    @classmethod
+    def from_network(cls, network, dep) -> "LinkGeometry":
+        """From a generated :class:`~kwsbnn.hw.network.Network` and its deployable model."""
+        c, t, f = (int(v) for v in dep.input["shape"])
+        return cls(c, t, f, 1 if dep.input["prec"] == "bin" else 8, int(network.n_classes),
+                   int(network.score_width), model_id(dep))
+
+    @classmethod
+    def from_deployable(cls, dep, folding=None) -> "LinkGeometry":
+        """From a deployable model (elaborates the network generator for the score width)."""
+        from kwsbnn.hw.network import Network
+        return cls.from_network(Network(dep, folding), dep)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def info(self, clock_hz: float = 0) -> "BoardInfo":
+        """The INFO the board of this geometry answers."""
+        return BoardInfo(VERSION, self.n_classes, self.score_bytes, self.score_width,
+                         self.input_bytes, self.transfer_bytes, self.model_id,
+                         int(round(clock_hz / 1000)))
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """The INFO payload (16 bytes, little-endian)::
+
+        0 u8  protocol version      4 u16 input bytes (INFER length)   8 u32 model id
+        1 u8  n_classes              6 u8  bytes per input transfer    12 u32 clock in kHz
+        2 u8  bytes per score        7 u8  reserved (0)
+        3 u8  score width (bits)
+
+    A host reads the first 16 bytes and ignores any more (room for later fields).
+    """
+    version: int
+    n_classes: int
+    score_bytes: int
+    score_width: int
+    input_bytes: int
+    transfer_bytes: int
+    model_id: int
+    clock_khz: int
+
+    SIZE = 16
+
+    def encode(self) -> bytes:
+        return (bytes([self.version, self.n_classes, self.score_bytes, self.score_width])
+                + self.input_bytes.to_bytes(2, "little") + bytes([self.transfer_bytes, 0])
+                + self.model_id.to_bytes(4, "little") + self.clock_khz.to_bytes(4, "little"))
+
+    @classmethod
+    def parse(cls, payload: bytes) -> "BoardInfo":
+        if len(payload) < cls.SIZE:
+            raise KwsError(f"the board's INFO answer has {len(payload)} bytes, expected {cls.SIZE}",
+                           "the board runs another protocol version: rebuild it with this kwsbnn")
+        p = payload
+        return cls(p[0], p[1], p[2], p[3], int.from_bytes(p[4:6], "little"), p[6],
+                   int.from_bytes(p[8:12], "little"), int.from_bytes(p[12:16], "little"))
+
+    @property
+    def result_bytes(self) -> int:
+        return 1 + self.n_classes * self.score_bytes
+
+
+def pack_input(x, geometry: LinkGeometry) -> bytes:
+    """The INFER payload of one input ``x [C, T, F]`` (or ``[T, F]`` when C = 1): transfers in
+    t-major, f-minor order, each the channels at bits ``[c*ew, (c+1)*ew)`` of a little-endian word
+    of ``transfer_bytes`` bytes (int8 as two's complement, bits as 0/1)."""
+    import numpy as np
+    a = np.asarray(x)
+    g = geometry
+    if a.ndim == 2 and g.channels == 1:
+        a = a[None]
+    if a.shape != (g.channels, g.frames, g.coeffs):
+        raise KwsError(f"input of shape {list(a.shape)} does not match the board's "
+                       f"[{g.channels}, {g.frames}, {g.coeffs}]")
+    a = a.astype(np.int64)
+    if g.elem_bits == 1:
+        if a.size and not np.isin(a, (0, 1)).all():
+            raise KwsError("a binary input holds only 0 and 1")
+    elif a.size and (a.min() < -128 or a.max() > 127):
+        raise KwsError(f"int8 input out of range [{a.min()}, {a.max()}]")
+    mask = (1 << g.elem_bits) - 1
+    rows = (a & mask).transpose(1, 2, 0).reshape(g.transfers, g.channels)
+    if g.elem_bits == 8:
+        out = rows.astype(np.uint8)
+        if g.transfer_bytes == g.channels:
+            return out.tobytes()
+    out = bytearray()
+    for row in rows:
+        word = 0
+        for c, v in enumerate(row.tolist()):
+            word |= int(v) << (c * g.elem_bits)
+        out += word.to_bytes(g.transfer_bytes, "little")
+    return bytes(out)
+
+
+def infer_request(x, geometry: LinkGeometry) -> bytes:
+    """The INFER frame of one input ``x [C, T, F]``."""
+    return encode_frame(FrameType.INFER, pack_input(x, geometry))
+
+
+@dataclass(frozen=True)
+class Result:
+    cls: int
+    scores: list
+
+
+def parse_result(payload, n_classes: int, score_bytes: int) -> Result:
+    """Class and signed scores of a RESULT payload (a :class:`Frame` or its payload bytes)."""
+    if isinstance(payload, Frame):
+        payload = payload.payload
+    want = 1 + n_classes * score_bytes
+    if len(payload) != want:
+        raise KwsError(f"RESULT of {len(payload)} bytes, expected {want} "
+                       f"({n_classes} scores of {score_bytes} bytes)")
+    scores = [int.from_bytes(payload[1 + k * score_bytes: 1 + (k + 1) * score_bytes], "little",
+                             signed=True) for k in range(n_classes)]
+    return Result(payload[0], scores)
+
+
+def encode_result(cls: int, scores, score_bytes: int) -> bytes:
+    """The RESULT payload of a class and its scores (each wrapped to ``score_bytes`` bytes)."""
+    out = bytes([cls & 0xFF])
+    for s in scores:
+        out += (int(s) & ((1 << (8 * score_bytes)) - 1)).to_bytes(score_bytes, "little")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side
+
+
+class BoardLink:
+    """Stop-and-wait requests to a board over ``port`` (anything with ``write(bytes)`` and
+    ``read(n)``; ``read`` may return fewer bytes, or none after its own timeout).
+
+    Each request writes one frame and reads until one answer frame is complete, or ``timeout``
+    seconds pass (a :class:`KwsError` naming ``name`` and what arrived). An ERROR answer becomes a
+    :class:`KwsError` with the board's error code. Before each request, bytes left over from an
+    earlier exchange are discarded (``reset_input_buffer`` where the port has it).
+    """
+
+    def __init__(self, port, *, timeout: float = 2.0, name: str = "the board"):
+        self.port = port
+        self.timeout = timeout
+        self.name = name
+        self.info_: BoardInfo | None = None
+        self._dec = FrameDecoder(types=(FrameType.INFO, FrameType.RESULT, FrameType.ERROR))
+
+    def _drain(self) -> None:
+        reset = getattr(self.port, "reset_input_buffer", None)
+        if reset is not None:
+            reset()
+        self._dec.reset()
+
+    def _read_some(self) -> bytes:
+        n = getattr(self.port, "in_waiting", 0) or 1
+        return self.port.read(n) or b""
+
+    def receive(self, timeout: float | None = None) -> Frame:
+        """The next frame from the board (frame errors on the way are skipped)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        bad = []
+        while True:
+            for item in self._dec.feed(self._read_some()):
+                if isinstance(item, Frame):
+                    return item
+                bad.append(item.detail)
+            if time.monotonic() > deadline:
+                got = []
+                if self._dec.pending:
+                    got.append(f"{self._dec.pending} bytes of an unfinished frame")
+                if self._dec.skipped:
+                    got.append(f"{self._dec.skipped} bytes that are not frames")
+                if bad:
+                    got.append(f"{len(bad)} damaged frames ({bad[0]})")
+                raise KwsError(f"no answer from {self.name} within {timeout or self.timeout:g} s"
+                               + (f" (received {', '.join(got)})" if got else " (nothing received)"),
+                               "check the port and the baud rate (--baud), and that the board runs "
+                               "a kwsbnn bitstream (press its reset button)")
+
+    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None) -> Frame:
+        """Send one frame and return the answer; an ERROR answer raises :class:`KwsError`."""
+        self._drain()
+        self.port.write(encode_frame(ftype, payload))
+        flush = getattr(self.port, "flush", None)
+        if flush is not None:
+            flush()
+        frame = self.receive()
+        if frame.type == FrameType.ERROR:
+            code = frame.payload[0] if frame.payload else 0
+            try:
+                text = ERROR_TEXT[ErrorCode(code)]
+            except ValueError:
+                text = f"error code {code}"
+            raise KwsError(f"{self.name} answered ERROR: {text}",
+                           "the link corrupted the request or the host and board disagree on the "
+                           "model; retry, or check `kwsbnn run` against the board's INFO")
+        if expect is not None and frame.type != expect:
+            raise KwsError(f"{self.name} answered frame type 0x{frame.type:02x}, expected "
+                           f"0x{int(expect):02x}")
+        return frame
+
+    def info(self) -> BoardInfo:
+        """PING -> INFO: the board's protocol version, sizes, model id and clock."""
+        info = BoardInfo.parse(self.request(FrameType.PING, expect=FrameType.INFO).payload)
+        if info.version != VERSION:
+            raise KwsError(f"{self.name} speaks host protocol version {info.version}; this kwsbnn "
+                           f"speaks {VERSION}", "rebuild the bitstream with this kwsbnn")
+        self.info_ = info
+        return info
+
+    def infer_bytes(self, payload: bytes) -> Result:
+        """One inference of an already packed INFER payload."""
+        info = self.info_ or self.info()
+        if len(payload) != info.input_bytes:
+            raise KwsError(f"the input is {len(payload)} bytes; {self.name} expects {info.input_bytes}",
+                           "the board runs another model: check with `kwsbnn run --model M`")
+        frame = self.request(FrameType.INFER, payload, expect=FrameType.RESULT)
+        return parse_result(frame, info.n_classes, info.score_bytes)
+
+    def infer(self, x, geometry: LinkGeometry) -> Result:
+        """One inference of an input ``x [C, T, F]``."""
+        return self.infer_bytes(pack_input(x, geometry))
+
+
+class SimulatedBoard:
+    """The board's side of the protocol in Python, byte for byte as the gateware does it
+    (:class:`kwsbnn.boards.top.KwsTop`): a port object for :class:`BoardLink` and tests.
+
+    ``infer(payload: bytes) -> (cls, scores)`` computes an inference from an INFER payload.
+    Behaviour: bytes before SYNC are ignored; a bad version, unknown type or bad length is answered
+    with ERROR at once, and the parser hunts for SYNC again from the next byte; a frame with a bad
+    CRC is answered with ERROR (an INFER's result is discarded); :meth:`timeout` models the host
+    going quiet mid-frame (ERROR TIMEOUT once the payload has started). ``corrupt_next`` flips a bit
+    of the next answer (tests of the host side).
+    """
+
+    def __init__(self, geometry: LinkGeometry, infer, clock_hz: float = 0):
+        self.g = geometry
+        self._infer = infer
+        self.clock_hz = clock_hz
+        self.out = bytearray()
+        self.state = "hunt"
+        self.corrupt_next = False
+        self.answers = 0
+        self.last_class = 0
+
+    # -- port interface
+    def write(self, data: bytes) -> int:
+        for b in bytes(data):
+            self._byte(b)
+        return len(data)
+
+    def read(self, n: int = 1) -> bytes:
+        data, self.out[:] = bytes(self.out[:n]), self.out[n:]
+        return data
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.out)
+
+    # -- behaviour
+    def _answer(self, ftype: int, payload: bytes) -> None:
+        frame = bytearray(encode_frame(ftype, payload))
+        if self.corrupt_next:
+            frame[-1] ^= 0x01
+            self.corrupt_next = False
+        self.out += frame
+        self.answers += 1
+
+    def _error(self, code: ErrorCode) -> None:
+        self._answer(FrameType.ERROR, bytes([code]))
+        self.state = "hunt"
+
+    def timeout(self) -> None:
+        """The host stopped sending: what the board's inter-byte timeout does."""
+        if self.state in ("payload", "crc"):
+            self._error(ErrorCode.TIMEOUT)
+        self.state = "hunt"
+
+    def _byte(self, b: int) -> None:
+        st = self.state
+        if st == "hunt":
+            if b == SYNC:
+                self.crc, self.state = 0, "version"
+            return
+        if st != "crc":
+            self.crc = _CRC_TABLE[self.crc ^ b]
+        if st == "version":
+            if b != VERSION:
+                return self._error(ErrorCode.BAD_VERSION)
+            self.state = "type"
+        elif st == "type":
+            if b not in (FrameType.PING, FrameType.INFER):
+                return self._error(ErrorCode.UNKNOWN_TYPE)
+            self.type, self.state = b, "len0"
+        elif st == "len0":
+            self.length, self.state = b, "len1"
+        elif st == "len1":
+            self.length |= b << 8
+            want = self.g.input_bytes if self.type == FrameType.INFER else 0
+            if self.length != want:
+                return self._error(ErrorCode.BAD_LENGTH)
+            self.payload = bytearray()
+            self.state = "payload" if want else "crc"
+        elif st == "payload":
+            self.payload.append(b)
+            if len(self.payload) == self.length:
+                self.state = "crc"
+        elif st == "crc":
+            self.state = "hunt"
+            ok = b == self.crc
+            if self.type == FrameType.PING:
+                if ok:
+                    self._answer(FrameType.INFO, self.g.info(self.clock_hz).encode())
+                else:
+                    self._error(ErrorCode.BAD_CHECKSUM)
+                return
+            cls, scores = self._infer(bytes(self.payload))     # the inference runs either way
+            if not ok:
+                return self._error(ErrorCode.BAD_CHECKSUM)
+            self.last_class = int(cls)
+            self._answer(FrameType.RESULT, encode_result(int(cls), scores, self.g.score_bytes))

@@ -1,0 +1,237 @@
+"""Host protocol v1 in pure Python: frames round-trip, the decoder resynchronises on garbage and
+rejects bad versions, types, lengths and checksums, cut frames wait for their rest, and the host
+link (BoardLink) talks to the Python model of the board (SimulatedBoard)."""
+
+import random
+
+import numpy as np
+import pytest
+
+from kwsbnn.boards import protocol as p
+from kwsbnn.errors import KwsError
+
+GEOM = p.LinkGeometry(channels=64, frames=1, coeffs=1, elem_bits=1, n_classes=4, score_width=7,
+                      model_id=0x12345678)
+GEOM8 = p.LinkGeometry(channels=1, frames=5, coeffs=3, elem_bits=8, n_classes=12, score_width=13,
+                       model_id=0xCAFEBABE)
+
+
+def test_crc8_check_value_and_residue():
+    assert p.crc8(b"123456789") == 0xF4          # CRC-8/SMBUS check value
+    body = bytes(range(40))
+    assert p.crc8(body + bytes([p.crc8(body)])) == 0   # a message with its CRC has residue 0
+
+
+def test_encode_layout():
+    f = p.encode_frame(p.FrameType.INFER, b"\x01\x02\x03")
+    assert f[:5] == bytes([0xA5, 1, 0x02, 3, 0]) and f[5:8] == b"\x01\x02\x03"
+    assert f[-1] == p.crc8(f[1:-1]) and len(f) == 3 + p.OVERHEAD
+    assert p.encode_frame(p.FrameType.PING) == bytes([0xA5, 1, 1, 0, 0, p.crc8(bytes([1, 1, 0, 0]))])
+    big = p.encode_frame(p.FrameType.INFER, bytes(300))
+    assert big[3] == 300 & 0xFF and big[4] == 1
+    with pytest.raises(ValueError):
+        p.encode_frame(p.FrameType.INFER, bytes(70000))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_round_trip_any_chunking(chunk):
+    rng = random.Random(chunk)
+    frames = [p.Frame(rng.choice(list(p.FrameType)), bytes(rng.randrange(256) for _ in range(rng.randrange(50))))
+              for _ in range(40)]
+    stream = b"".join(f.encode() for f in frames)
+    dec = p.FrameDecoder()
+    got = []
+    for i in range(0, len(stream), chunk):
+        got += dec.feed(stream[i:i + chunk])
+    assert got == frames and dec.skipped == 0 and dec.pending == 0
+
+
+def test_resync_on_garbage():
+    rng = random.Random(1)
+    frames = [p.Frame(p.FrameType.RESULT, bytes(rng.randrange(256) for _ in range(5))) for _ in range(20)]
+    stream = b""
+    for f in frames:
+        garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(30)))
+        stream += garbage + f.encode()
+    dec = p.FrameDecoder(types=(p.FrameType.RESULT,), lengths={p.FrameType.RESULT: 5})
+    got = [x for x in dec.feed(stream) if isinstance(x, p.Frame)]
+    # Garbage can only fake a frame by passing the version, type, length and CRC checks.
+    assert got == frames
+    assert dec.skipped > 0
+
+
+def test_sync_bytes_inside_garbage_do_not_hide_the_next_frame():
+    real = p.encode_frame(p.FrameType.INFO, b"hello")
+    # A stray SYNC followed by a plausible header whose length would swallow the real frame.
+    stray = bytes([0xA5, 1, p.FrameType.INFO, 40, 0])
+    dec = p.FrameDecoder()
+    items = dec.feed(stray + real + bytes(40))
+    frames = [x for x in items if isinstance(x, p.Frame)]
+    assert p.Frame(p.FrameType.INFO, b"hello") in frames
+    assert any(isinstance(x, p.FrameError) and x.kind == "checksum" for x in items)
+
+
+def test_bad_checksum_version_type_length():
+    good = bytearray(p.encode_frame(p.FrameType.RESULT, b"\x01\x02"))
+    bad_crc = bytearray(good)
+    bad_crc[-1] ^= 0x80
+    bad_payload = bytearray(good)
+    bad_payload[5] ^= 0x01
+    dec = p.FrameDecoder(types=(p.FrameType.RESULT, p.FrameType.ERROR), max_length=100)
+    for raw, kind in [(bad_crc, "checksum"), (bad_payload, "checksum"),
+                      (p.encode_frame(p.FrameType.RESULT, b"", version=2), "version"),
+                      (p.encode_frame(0x55, b""), "type"),
+                      (p.encode_frame(p.FrameType.RESULT, bytes(101)), "length")]:
+        items = dec.feed(bytes(raw))
+        assert [x.kind for x in items if isinstance(x, p.FrameError)][:1] == [kind], (raw, items)
+        assert not [x for x in items if isinstance(x, p.Frame)]
+        dec.reset()
+    assert dec.feed(bytes(good)) == [p.Frame(p.FrameType.RESULT, b"\x01\x02")]
+
+
+def test_truncated_frame_waits_then_completes():
+    f = p.encode_frame(p.FrameType.RESULT, bytes(range(10)))
+    dec = p.FrameDecoder()
+    for cut in (1, 2, 4, 5, 9, len(f) - 1):
+        dec.reset()
+        assert dec.feed(f[:cut]) == [] and dec.pending == cut
+        assert dec.feed(f[cut:]) == [p.Frame(p.FrameType.RESULT, bytes(range(10)))]
+        assert dec.pending == 0
+
+
+def test_truncated_frame_followed_by_a_new_frame_is_recovered():
+    first = p.encode_frame(p.FrameType.RESULT, bytes(10))[:8]      # the host gave up mid-frame
+    second = p.encode_frame(p.FrameType.INFO, b"abc")
+    items = p.FrameDecoder().feed(first + second + bytes(20))
+    assert p.Frame(p.FrameType.INFO, b"abc") in items
+
+
+def test_pack_input_orders_and_sizes():
+    x = np.zeros((64, 1, 1), dtype=np.int64)
+    x[0, 0, 0] = x[9, 0, 0] = x[63, 0, 0] = 1
+    b = p.pack_input(x, GEOM)
+    assert len(b) == GEOM.input_bytes == 8
+    assert int.from_bytes(b, "little") == (1 | (1 << 9) | (1 << 63))
+    y = np.arange(15).reshape(1, 5, 3) - 7                          # [C, T, F], t-major f-minor
+    b = p.pack_input(y, GEOM8)
+    assert list(b) == [v & 0xFF for v in y[0].ravel()]
+    assert p.pack_input(y[0], GEOM8) == b                           # [T, F] for one channel
+    g = p.LinkGeometry(3, 2, 2, 8, 2, 8)                            # several int8 channels
+    z = np.arange(12).reshape(3, 2, 2)
+    assert list(p.pack_input(z, g)) == [z[c, t, f] for t in range(2) for f in range(2) for c in range(3)]
+    with pytest.raises(KwsError, match="shape"):
+        p.pack_input(np.zeros((2, 2)), GEOM)
+    with pytest.raises(KwsError, match="0 and 1"):
+        p.pack_input(x * 2, GEOM)
+
+
+def test_result_and_info_round_trip():
+    scores = [-4096, 4095, 0, -1, 17, -300, 1, 2, 3, 4, 5, 6]
+    payload = p.encode_result(7, scores, GEOM8.score_bytes)
+    assert len(payload) == GEOM8.result_bytes
+    r = p.parse_result(payload, GEOM8.n_classes, GEOM8.score_bytes)
+    assert r.cls == 7 and r.scores == scores
+    info = GEOM8.info(24e6)
+    raw = info.encode()
+    assert len(raw) == p.BoardInfo.SIZE
+    back = p.BoardInfo.parse(raw + b"future fields")
+    assert back == info and back.clock_khz == 24000 and back.input_bytes == 15
+    assert back.model_id == 0xCAFEBABE and back.score_bytes == 2 and back.result_bytes == 25
+    with pytest.raises(KwsError):
+        p.parse_result(payload[:-1], GEOM8.n_classes, GEOM8.score_bytes)
+
+
+def test_model_id_is_stable_and_content_bound():
+    m = {"format": "kwsbnn-deployable", "version": 1, "name": "a", "layers": [{"x": 1}], "images": {}}
+    assert p.model_id(m) == p.model_id(dict(reversed(list(m.items()))))
+    m2 = dict(m, images={"w": {"sha256": "00"}})
+    assert p.model_id(m) != p.model_id(m2) and 0 <= p.model_id(m) < 2 ** 32
+
+
+def _fake_infer(payload: bytes):
+    v = int.from_bytes(payload, "little")
+    scores = [bin(v).count("1") - 32, -(v & 63), 5, -64]
+    return int(np.argmax(scores)), scores
+
+
+def test_board_link_against_simulated_board():
+    board = p.SimulatedBoard(GEOM, _fake_infer, clock_hz=12e6)
+    link = p.BoardLink(board, timeout=0.2)
+    info = link.info()
+    assert info.model_id == GEOM.model_id and info.input_bytes == 8 and info.clock_khz == 12000
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.integers(0, 2, (64, 1, 1))
+        r = link.infer(x, GEOM)
+        cls, scores = _fake_infer(p.pack_input(x, GEOM))
+        assert (r.cls, r.scores) == (cls, scores)
+        assert board.last_class == cls
+
+
+def test_simulated_board_errors_and_recovery():
+    board = p.SimulatedBoard(GEOM, _fake_infer)
+    dec = p.FrameDecoder()
+
+    def answers(data):
+        board.write(data)
+        return dec.feed(board.read(1000))
+
+    ok = p.encode_frame(p.FrameType.INFER, bytes(8))
+    bad = bytearray(ok)
+    bad[-1] ^= 1
+    assert answers(bytes(bad)) == [p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_CHECKSUM]))]
+    assert answers(p.encode_frame(p.FrameType.INFER, bytes(8), version=3)) == \
+        [p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_VERSION]))]
+    assert answers(p.encode_frame(0x7F, b"")) == [p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.UNKNOWN_TYPE]))]
+    assert answers(p.encode_frame(p.FrameType.INFER, bytes(7))) == \
+        [p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_LENGTH]))]
+    assert answers(p.encode_frame(p.FrameType.PING, b"x")) == \
+        [p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_LENGTH]))]
+    assert answers(ok[:7]) == []
+    board.timeout()
+    assert dec.feed(board.read(100)) == [p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.TIMEOUT]))]
+    assert answers(b"\x00\x11garbage" + ok)[0].type == p.FrameType.RESULT
+
+
+def test_board_link_errors_are_clear():
+    board = p.SimulatedBoard(GEOM, _fake_infer)
+    link = p.BoardLink(board, timeout=0.05, name="/dev/ttyX")
+    with pytest.raises(KwsError, match="expects 8"):
+        link.infer_bytes(bytes(3))
+
+    class Silent:
+        def write(self, data):
+            return len(data)
+
+        def read(self, n):
+            return b""
+
+    with pytest.raises(KwsError, match=r"no answer from /dev/ttyX within 0.05 s \(nothing received\)"):
+        p.BoardLink(Silent(), timeout=0.05, name="/dev/ttyX").info()
+
+    class Garbled(Silent):
+        def read(self, n):
+            return b"\x00\xa5\x01"
+
+    with pytest.raises(KwsError, match="unfinished frame|not frames"):
+        p.BoardLink(Garbled(), timeout=0.05).info()
+
+    class Erroring(Silent):
+        def __init__(self):
+            self.out = b""
+
+        def write(self, data):
+            self.out = p.encode_frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_CHECKSUM]))
+            return len(data)
+
+        def read(self, n):
+            data, self.out = self.out[:n], self.out[n:]
+            return data
+
+    with pytest.raises(KwsError, match="ERROR: bad checksum"):
+        p.BoardLink(Erroring(), timeout=0.2).info()
+
+    board.corrupt_next = True
+    with pytest.raises(KwsError, match="damaged frames"):
+        link.info()
+    assert link.info().model_id == GEOM.model_id         # the next exchange works again
