@@ -1,96 +1,432 @@
-"""Board top: the generated network behind a UART byte link, with LEDs showing the last class.
+"""Board top: the generated network behind the host protocol v1 (docs/host-protocol.md) on a UART.
 
-Link (raw, version 0 of the host protocol; framing and checksums come with the host tool):
-- host -> board: each input transfer of the network as ``ceil(C / 8)`` bytes, little-endian
-  (``T * F`` transfers per inference, in the network's input order);
-- board -> host: per inference one byte with the class, then every score as a little-endian
-  two's-complement number of ``ceil(score_width / 8)`` bytes.
+    rx -> UARTRx -> FrameParser --transfers--> Network --result--> FrameWriter -> UARTTx -> tx
+                         '--------- responses (INFO / ERROR / verdict) ---------^
 
-``KwsTop`` elaborates for an amaranth-boards platform (requests ``uart`` and LEDs), or, with
-``platform=None``, exposes ``rx``/``tx``/``leds`` as ports for simulation.
+:class:`FrameParser` checks each frame's sync, version, type, length and CRC-8 as its bytes arrive
+and feeds INFER payload bytes straight into the network's input stream (one transfer per
+``transfer_bytes`` bytes; the map is never buffered). :class:`FrameWriter` sends INFO, ERROR and
+RESULT frames. A corrupted INFER has already run when its CRC byte shows the damage, so the CRC
+verdict travels to the writer, which *holds the network's result until the verdict is known*: a
+good CRC sends RESULT, a bad one discards the result and sends ERROR(checksum). A host that stops
+in the middle of an INFER payload (no byte for ``timeout`` seconds) has the rest of the map filled
+with zeros, that result discarded and ERROR(timeout) sent, so the network never holds half a map.
+
+:class:`KwsTop` joins them. With an amaranth-boards platform it requests ``uart``, the LEDs (the
+last class in binary, as many bits as the board has LEDs) and the reset button, and makes the
+``sync`` domain from the oscillator or from a PLL (:mod:`kwsbnn.boards.pll`), with reset held
+until the PLL locks, 15 us after that (iCE40 block RAMs read zeros for a few us after
+configuration), and while the button is pressed. With ``platform=None`` it exposes ``rx``, ``tx``
+and ``leds`` ports for simulation and uses the default ``sync`` domain (``clk``, ``rst``).
+
+Latency of one request: its last byte is received at the stop bit's middle (+1 UART bit), the
+answer starts 2 cycles after both that byte and (for INFER) the network's result; RESULT of an
+INFER whose result is ready. Throughput, stop-and-wait: one inference per
+``(input_bytes + 6) + (result_bytes + 6)`` byte times (10 bit times each) plus the network's
+latency, or the network's initiation interval if that is longer.
 """
 
-from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, ClockDomain, ClockSignal, Const, Module, Mux, Shape, Signal, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from kwsbnn.hw.network import Network
 
-from .uart import UARTRx, UARTTx
+from . import protocol as proto
+from .uart import UARTRx, UARTTx, uart_divisor
+
+# What the parser asks the writer to send.
+RESP_INFO, RESP_ERROR, RESP_VERDICT = 0, 1, 2
+RESPONSE = data.StructLayout({"kind": 2, "code": 3})
 
 
 def link_sizes(n_inputs: int, score_width: int, n_classes: int) -> tuple[int, int, int]:
-    """(bytes per input transfer, bytes per score, bytes per answer) of the raw link."""
+    """(bytes per input transfer, bytes per score, RESULT payload bytes) of the link."""
     in_bytes = (n_inputs + 7) // 8
     score_bytes = (score_width + 7) // 8
     return in_bytes, score_bytes, 1 + score_bytes * n_classes
 
 
+def crc8_next(crc, byte):
+    """CRC-8 (polynomial 0x07, MSB first) of ``crc`` after one more ``byte``: an XOR of input bits
+    per output bit (the bytewise CRC is linear in ``crc ^ byte``); one level of LUTs."""
+    x = crc ^ byte
+    taps = []
+    for bit in range(8):
+        taps.append([i for i in range(8) if (proto.crc8(bytes([1 << i])) >> bit) & 1])
+    out = []
+    for bit in range(8):
+        v = Const(0, 1)
+        for i in taps[bit]:
+            v = v ^ x[i]
+        out.append(v)
+    return Cat(*out)
+
+
+class FrameParser(wiring.Component):
+    """Host -> board frames: takes UART bytes on ``i``, emits the input transfers of INFER payloads
+    on ``o`` as they arrive, and one request per frame on ``resp`` (``kind``: INFO, ERROR with
+    ``code``, or VERDICT with ``code`` 0 for a good INFER and an error code otherwise).
+
+    Checks: version at its byte, type at its byte, length at the second length byte (PING: 0,
+    INFER: ``input_bytes``), CRC at the last byte; a header error is answered at once and the
+    parser hunts for SYNC from the next byte. ``timeout_cycles`` without a byte inside a frame:
+    in the header, the frame is dropped silently; in an INFER payload the rest is filled with zero
+    bytes and the verdict is TIMEOUT; at the CRC byte the answer is TIMEOUT.
+
+    Throughput: one byte per cycle (the UART delivers one per 10 bit times). Bytes are not taken
+    while a request waits for the writer or a full transfer waits for the network (the UART then
+    drops what arrives: the host must wait for each answer).
+    """
+
+    def __init__(self, *, transfer_bits: int, input_bytes: int, timeout_cycles: int):
+        self._tb = (transfer_bits + 7) // 8
+        self._bits = transfer_bits
+        self._len = input_bytes
+        self._timeout = max(1, int(timeout_cycles))
+        super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(transfer_bits)),
+                          "resp": Out(stream.Signature(RESPONSE))})
+
+    def elaborate(self, platform):
+        m = Module()
+        tb, n = self._tb, self._len
+        byte = self.i.payload
+        crc = Signal(8)
+        crc_nx = crc8_next(crc, byte)
+        infer = Signal()
+        len_lo = Signal(8)
+        left = Signal(range(n + 1))
+        word = Signal(tb * 8)
+        nbyte = Signal(range(tb + 1))
+        full = nbyte == tb
+        idle = Signal(range(self._timeout + 1))
+        timed_out = idle == self._timeout
+        pending = self.resp.valid
+
+        m.d.comb += [self.o.payload.eq(word[:self._bits]), self.o.valid.eq(full)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += nbyte.eq(0)
+        with m.If(self.resp.ready):
+            m.d.sync += self.resp.valid.eq(0)
+
+        def post(kind, code=0):
+            m.d.sync += [self.resp.valid.eq(1), self.resp.payload.kind.eq(kind),
+                         self.resp.payload.code.eq(code)]
+
+        def shift_in(value):
+            m.d.sync += [word.eq(Cat(word[8:], value)), nbyte.eq(nbyte + 1), left.eq(left - 1)]
+
+        take = self.i.valid & self.i.ready
+        waiting = Signal()      # inside a frame, ready for a byte that does not come
+        with m.If(take | ~waiting):
+            m.d.sync += idle.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+
+        with m.FSM(name="parser"):
+            with m.State("HUNT"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(take & (byte == proto.SYNC)):
+                    m.d.sync += crc.eq(0)
+                    m.next = "VERSION"
+            for state in ("VERSION", "TYPE", "LEN0", "LEN1"):
+                with m.State(state):
+                    m.d.comb += [self.i.ready.eq(~pending), waiting.eq(~pending)]
+                    with m.If(take):
+                        m.d.sync += crc.eq(crc_nx)
+                        if state == "VERSION":
+                            with m.If(byte != proto.VERSION):
+                                post(RESP_ERROR, proto.ErrorCode.BAD_VERSION)
+                                m.next = "HUNT"
+                            with m.Else():
+                                m.next = "TYPE"
+                        elif state == "TYPE":
+                            with m.If(byte == proto.FrameType.INFER):
+                                m.d.sync += infer.eq(1)
+                                m.next = "LEN0"
+                            with m.Elif(byte == proto.FrameType.PING):
+                                m.d.sync += infer.eq(0)
+                                m.next = "LEN0"
+                            with m.Else():
+                                post(RESP_ERROR, proto.ErrorCode.UNKNOWN_TYPE)
+                                m.next = "HUNT"
+                        elif state == "LEN0":
+                            m.d.sync += len_lo.eq(byte)
+                            m.next = "LEN1"
+                        else:
+                            length = Cat(len_lo, byte)
+                            with m.If(infer & (length == n)):
+                                m.d.sync += left.eq(n)
+                                m.next = "PAYLOAD"
+                            with m.Elif(~infer & (length == 0)):
+                                m.next = "CRC"
+                            with m.Else():
+                                post(RESP_ERROR, proto.ErrorCode.BAD_LENGTH)
+                                m.next = "HUNT"
+                    with m.Elif(timed_out):
+                        m.next = "HUNT"
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.i.ready.eq(~full), waiting.eq(~full)]
+                with m.If(take):
+                    m.d.sync += crc.eq(crc_nx)
+                    shift_in(byte)
+                    with m.If(left == 1):
+                        m.next = "CRC"
+                with m.Elif(timed_out):
+                    m.next = "FILL"
+            with m.State("FILL"):
+                with m.If(~full):
+                    shift_in(Const(0, 8))
+                    with m.If(left == 1):
+                        m.next = "TIMEOUT"
+            with m.State("CRC"):
+                m.d.comb += [self.i.ready.eq(~pending), waiting.eq(~pending)]
+                with m.If(take):
+                    ok = byte == crc
+                    with m.If(infer):
+                        post(RESP_VERDICT, Mux(ok, 0, proto.ErrorCode.BAD_CHECKSUM))
+                    with m.Elif(ok):
+                        post(RESP_INFO)
+                    with m.Else():
+                        post(RESP_ERROR, proto.ErrorCode.BAD_CHECKSUM)
+                    m.next = "HUNT"
+                with m.Elif(timed_out):
+                    m.next = "TIMEOUT"
+            with m.State("TIMEOUT"):
+                with m.If(~pending):
+                    post(Mux(infer, RESP_VERDICT, RESP_ERROR), proto.ErrorCode.TIMEOUT)
+                    m.next = "HUNT"
+        return m
+
+
+class FrameWriter(wiring.Component):
+    """Board -> host frames: for each request on ``req`` sends INFO (the constant ``info`` payload),
+    ERROR (the request's code) or, for a VERDICT, waits for the network's result on ``res`` and
+    sends RESULT (verdict 0) or discards the result and sends ERROR (verdict = error code).
+
+    RESULT bytes are read from ``res.payload`` in place (the stream holds it until ``res.ready``,
+    given on the CRC byte): no copy of the scores. ``cls`` is the class of the last RESULT sent.
+    Throughput: one byte per UART byte time on ``o``; 1 idle cycle between frames.
+    """
+
+    def __init__(self, *, n_classes: int, score_width: int, info: bytes):
+        self._k = n_classes
+        self._sw = score_width
+        self._sb = (score_width + 7) // 8
+        self._info = bytes(info)
+        from kwsbnn.hw.scores import result_layout
+        self._layout = result_layout(n_classes, score_width)
+        self._cls_w = Shape.cast(self._layout.members["cls"]).width
+        super().__init__({"req": In(stream.Signature(RESPONSE)),
+                          "res": In(stream.Signature(self._layout)),
+                          "o": Out(stream.Signature(8)),
+                          "cls": Out(self._cls_w)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sb, sw = self._sb, self._sw
+        res_bytes = 1 + self._k * sb
+        lengths = {RESP_INFO: len(self._info), RESP_ERROR: 1, RESP_VERDICT: res_bytes}
+        types = {RESP_INFO: proto.FrameType.INFO, RESP_ERROR: proto.FrameType.ERROR,
+                 RESP_VERDICT: proto.FrameType.RESULT}
+        last_idx = proto.HEADER_BYTES + max(lengths.values())
+        kind = Signal(2)            # RESP_VERDICT here means RESULT
+        code = Signal(3)
+        idx = Signal(range(last_idx + 1))
+        crc = Signal(8)
+
+        # The result's bytes, read in place: class, then each score sign-extended, little-endian.
+        payload = self.res.payload
+        res_fields = [Value.cast(payload.cls)]
+        for k in range(self._k):
+            s = Value.cast(payload.scores[k])
+            res_fields.append(Cat(s, *([s[sw - 1]] * (8 * sb - sw))))
+        res_bytes_list = [res_fields[0]] + [f[8 * b: 8 * b + 8] for f in res_fields[1:] for b in range(sb)]
+        p = Signal(range(last_idx + 1))
+        m.d.comb += p.eq(idx - proto.HEADER_BYTES)
+        res_byte = Signal(8)
+        m.d.comb += res_byte.eq(Array(res_bytes_list)[p])
+        info_byte = Signal(8)
+        m.d.comb += info_byte.eq(Array([Const(b, 8) for b in self._info])[p])
+
+        ftype = Signal(8)
+        plen = Signal(16)
+        with m.Switch(kind):
+            for kk in (RESP_INFO, RESP_ERROR, RESP_VERDICT):
+                with m.Case(kk):
+                    m.d.comb += [ftype.eq(types[kk]), plen.eq(lengths[kk])]
+        is_crc = idx == plen + proto.HEADER_BYTES
+        byte = Signal(8)
+        with m.Switch(idx):
+            with m.Case(0):
+                m.d.comb += byte.eq(proto.SYNC)
+            with m.Case(1):
+                m.d.comb += byte.eq(proto.VERSION)
+            with m.Case(2):
+                m.d.comb += byte.eq(ftype)
+            with m.Case(3):
+                m.d.comb += byte.eq(plen[:8])
+            with m.Case(4):
+                m.d.comb += byte.eq(plen[8:])
+            with m.Default():
+                with m.If(is_crc):
+                    m.d.comb += byte.eq(crc)
+                with m.Elif(kind == RESP_INFO):
+                    m.d.comb += byte.eq(info_byte)
+                with m.Elif(kind == RESP_ERROR):
+                    m.d.comb += byte.eq(code)
+                with m.Else():
+                    m.d.comb += byte.eq(res_byte)
+
+        with m.FSM(name="writer"):
+            with m.State("IDLE"):
+                m.d.comb += self.req.ready.eq(1)
+                with m.If(self.req.valid):
+                    m.d.sync += [kind.eq(self.req.payload.kind), code.eq(self.req.payload.code),
+                                 idx.eq(0), crc.eq(0)]
+                    with m.If(self.req.payload.kind == RESP_VERDICT):
+                        m.next = "WAIT"
+                    with m.Else():
+                        m.next = "SEND"
+            with m.State("WAIT"):
+                with m.If(self.res.valid):
+                    with m.If(code != 0):
+                        m.d.comb += self.res.ready.eq(1)        # discard the corrupted frame's result
+                        m.d.sync += kind.eq(RESP_ERROR)
+                    m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(byte)]
+                with m.If(self.o.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx != 0):
+                        m.d.sync += crc.eq(crc8_next(crc, byte))
+                    with m.If(is_crc):
+                        with m.If(kind == RESP_VERDICT):
+                            m.d.comb += self.res.ready.eq(1)
+                            m.d.sync += self.cls.eq(payload.cls)
+                        m.next = "IDLE"
+        return m
+
+
 class KwsTop(wiring.Component):
+    """The board design: network, UART, protocol v1, LEDs, reset button, clock (see module doc).
+
+    ``clk_freq``: the ``sync`` clock in Hz (the PLL's achieved output when ``pll`` is given: a
+    :mod:`kwsbnn.boards.pll` parameter set). ``baud``: the UART rate (divisor ``round(clk / baud)``,
+    at most 2% off). ``timeout``: seconds without a byte inside a frame before the frame is
+    abandoned.
+    """
+
     rx: In(1, init=1)
     tx: Out(1, init=1)
-    leds: Out(4)
+    leds: Out(8)
 
-    def __init__(self, dep, folding=None, *, clk_freq: float, baud: int = 115200):
+    def __init__(self, dep, folding=None, *, clk_freq: float, baud: int = 115200, pll=None,
+                 timeout: float = 0.1):
         self._net = Network(dep, folding)
-        self._divisor = int(round(clk_freq / baud))
-        self._n_in = int(dep.input["shape"][0]) * (1 if dep.input["prec"] == "bin" else 8)
-        self._sizes = link_sizes(self._n_in, self._net.score_width, self._net.n_classes)
+        self._dep = dep
+        self._clk = float(clk_freq)
+        self._divisor = uart_divisor(clk_freq, baud)
+        self._pll = pll
+        self._geom = proto.LinkGeometry.from_network(self._net, dep)
+        self._timeout_cycles = max(1, int(round(timeout * clk_freq)))
+        if self._geom.input_bytes > proto.MAX_PAYLOAD:
+            raise ValueError(f"the input of {self._geom.input_bytes} bytes is longer than a frame "
+                             f"payload ({proto.MAX_PAYLOAD})")
         super().__init__()
 
     @property
     def network(self) -> Network:
         return self._net
 
+    @property
+    def geometry(self) -> proto.LinkGeometry:
+        return self._geom
+
+    @property
+    def info(self) -> proto.BoardInfo:
+        """The INFO this design answers."""
+        return self._geom.info(self._clk)
+
+    @property
+    def clk_freq(self) -> float:
+        return self._clk
+
     def elaborate(self, platform):
         m = Module()
+        g = self._geom
         m.submodules.net = net = self._net
         m.submodules.urx = urx = UARTRx(self._divisor)
         m.submodules.utx = utx = UARTTx(self._divisor)
+        m.submodules.parser = parser = FrameParser(
+            transfer_bits=g.channels * g.elem_bits, input_bytes=g.input_bytes,
+            timeout_cycles=self._timeout_cycles)
+        m.submodules.writer = writer = FrameWriter(n_classes=g.n_classes, score_width=g.score_width,
+                                                   info=self.info.encode())
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
-        in_bytes, score_bytes, out_bytes = self._sizes
-
-        # Bytes -> input transfers.
-        word = Signal(in_bytes * 8)
-        nbyte = Signal(range(in_bytes + 1))
-        m.d.comb += [net.i.payload.eq(word[:self._n_in]), net.i.valid.eq(nbyte == in_bytes),
-                     urx.o.ready.eq(nbyte != in_bytes)]
-        with m.If(urx.o.valid & urx.o.ready):
-            m.d.sync += [word.eq(Cat(word[8:], urx.o.payload)), nbyte.eq(nbyte + 1)]
-        with m.If(net.i.valid & net.i.ready):
-            m.d.sync += nbyte.eq(0)
-
-        # Result -> bytes.
-        sw = self._net.score_width
-        res = Signal(out_bytes * 8)
-        left = Signal(range(out_bytes + 1))
-        fields = [net.o.payload.cls.as_unsigned()[:8]]
-        for k in range(self._net.n_classes):
-            s = net.o.payload.scores[k]
-            fields.append(Cat(s, *([s[sw - 1]] * (score_bytes * 8 - sw))))
-        m.d.comb += net.o.ready.eq(left == 0)
-        last = Signal(4)
-        with m.If(net.o.valid & net.o.ready):
-            m.d.sync += [res.eq(Cat(*[f if len(f) % 8 == 0 else Cat(f, *([0] * (8 - len(f) % 8)))
-                                      for f in fields])),
-                         left.eq(out_bytes), last.eq(net.o.payload.cls)]
-        m.d.comb += [utx.i.payload.eq(res[:8]), utx.i.valid.eq(left != 0)]
-        with m.If(utx.i.valid & utx.i.ready):
-            m.d.sync += [res.eq(res >> 8), left.eq(left - 1)]
-        m.d.comb += self.leds.eq(last)
+        wiring.connect(m, urx.o, parser.i)
+        wiring.connect(m, parser.o, net.i)
+        wiring.connect(m, parser.resp, writer.req)
+        wiring.connect(m, net.o, writer.res)
+        wiring.connect(m, writer.o, utx.i)
+        m.d.comb += self.leds.eq(writer.cls)
         if platform is not None:
+            self._clock(m, platform)
             self._connect_platform(m, platform)
         return m
 
+    def _clock(self, m, platform):
+        from .pll import ecp5_instance, ice40_instance
+        clk, lock = Signal(), Signal()
+        if self._pll is None:
+            osc = platform.request(platform.default_clk, 0)
+            m.d.comb += [clk.eq(osc.i), lock.eq(1)]
+        elif self._pll.family == "ice40":
+            pad = platform.request(platform.default_clk, 0, dir="-")
+            m.submodules.pll = ice40_instance(self._pll, pad.io, clk, lock)
+            platform.add_clock_constraint(clk, self._pll.f_out)
+        else:
+            osc = platform.request(platform.default_clk, 0)
+            m.submodules.pll = ecp5_instance(self._pll, osc.i, clk, lock)
+            platform.add_clock_constraint(clk, self._pll.f_out)
+        # Power-on / lock reset: count 15 us of a locked clock, then release (reset-less domain).
+        m.domains.por = ClockDomain("por", reset_less=True, local=True)
+        m.d.comb += ClockSignal("por").eq(clk)
+        locked = Signal()
+        m.submodules.lock_sync = FFSynchronizer(lock, locked, o_domain="por")
+        delay = max(2, int(15e-6 * self._clk))
+        timer = Signal(range(delay + 1))
+        ready = Signal()
+        with m.If(~locked):
+            m.d.por += [timer.eq(0), ready.eq(0)]
+        with m.Elif(timer == delay):
+            m.d.por += ready.eq(1)
+        with m.Else():
+            m.d.por += timer.eq(timer + 1)
+        button = self._reset_button(platform)
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(clk)
+        m.submodules.reset_sync = ResetSynchronizer(~ready | button, domain="sync")
+
+    @staticmethod
+    def _reset_button(platform):
+        """The pressed state of the board's reset button (ULX3S: PWR, iCEBreaker: the user button)."""
+        from amaranth.build import ResourceError
+        for name in ("button_pwr", "button"):
+            try:
+                return platform.request(name, 0).i
+            except ResourceError:
+                continue
+        return Const(0)
+
     def _connect_platform(self, m, platform):
+        from amaranth.build import ResourceError
         uart = platform.request("uart", 0)
         m.d.comb += [self.rx.eq(uart.rx.i), uart.tx.o.eq(self.tx)]
-        leds = []
-        for name in ("led_g", "led_r", "led"):
-            for n in range(4):
-                try:
-                    leds.append(platform.request(name, n))
-                except Exception:
-                    break
-        for n, led in enumerate(leds[:4]):
+        for n in range(len(self.leds)):
+            try:
+                led = platform.request("led", n)
+            except ResourceError:
+                break
             m.d.comb += led.o.eq(self.leds[n])

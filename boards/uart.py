@@ -7,6 +7,9 @@ pulses. Latency: one bit time after the stop bit's middle. Throughput: one byte 
 ``UARTTx``: takes a byte from ``i`` and shifts out start, 8 data bits (LSB first) and stop on ``tx``.
 Throughput: one byte per 10 bit times.
 
+:func:`uart_divisor` gives the clocks per bit for a clock and baud rate, refusing a rate more than
+2% off (8N1 tolerates about 4% between both ends together).
+
 Members: ``UARTRx.rx : In(1)``, ``UARTRx.o : Out(stream.Signature(8))``, ``UARTRx.overflow : Out(1)``;
 ``UARTTx.i : In(stream.Signature(8))``, ``UARTTx.tx : Out(1)``.
 """
@@ -15,6 +18,26 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
+
+from kwsbnn.errors import KwsError
+
+MAX_BAUD_ERROR = 0.02
+
+
+def uart_divisor(clk_freq: float, baud: int) -> int:
+    """Clocks per UART bit, ``round(clk_freq / baud)``; a :class:`KwsError` when the achieved rate
+    ``clk_freq / divisor`` is more than 2% off ``baud`` or the divisor is below 4."""
+    if baud <= 0:
+        raise KwsError(f"baud rate {baud} must be positive")
+    div = int(round(clk_freq / baud))
+    if div < 4:
+        raise KwsError(f"a {clk_freq / 1e6:g} MHz clock is too slow for {baud} baud "
+                       f"(needs at least 4 clocks per bit)", "lower the baud rate or raise the clock")
+    err = abs(clk_freq / div - baud) / baud
+    if err > MAX_BAUD_ERROR:
+        raise KwsError(f"{baud} baud from a {clk_freq / 1e6:g} MHz clock is {100 * err:.1f}% off "
+                       f"(divisor {div})", "choose a clock or baud rate that divide better")
+    return div
 
 
 class UARTRx(wiring.Component):

@@ -1,0 +1,62 @@
+"""System-level simulation of the board top: :class:`~kwsbnn.boards.top.KwsTop` (network, UART,
+host protocol v1) in Verilator, driven through its ``rx`` pin and read on ``tx`` by the
+:mod:`kwsbnn.sim.tb_board` testbench with the host-side protocol code of
+:mod:`kwsbnn.boards.protocol`, and checked against the golden model.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from kwsbnn.paths import write_atomic
+
+from .runner import run_testbench
+
+TOP = "kws_board"
+
+
+def board_verilog(dep, out, *, clk_freq: float = 8e6, baud: int = 1_000_000, timeout: float = 3e-4,
+                  folding=None, name: str = TOP):
+    """Write the Verilog of ``KwsTop(dep, platform=None, ...)`` to ``out/<name>.v``; return
+    ``(path, top)``. The defaults (8 clocks per UART bit, a timeout of 24 byte times) keep
+    simulation fast; the design is the one a board runs, except for those two numbers."""
+    from kwsbnn.boards.top import KwsTop
+    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, timeout=timeout)
+    text = verilog.convert(top, name=name, emit_src=False)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.v"
+    write_atomic(path, text)
+    return path, top
+
+
+def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: float = 8e6,
+                   baud: int = 1_000_000, timeout: float = 3e-4, folding=None,
+                   waves: bool = False) -> dict:
+    """Run the board testbench on ``dep``: INFO, ``count`` random inferences against the golden
+    model, then every error case (bad checksum, version, type, length, a host that stops
+    mid-frame, garbage between frames, a reset mid-frame), each followed by a correct inference.
+
+    Returns the testbench summary (``checks``, ``failures``, ``inferences``, ``errors_seen``,
+    ``sim_cycles``, ``wall_seconds``, ``tests``, ``failed``) plus ``info`` (the board's INFO).
+    """
+    workdir = Path(workdir).resolve()
+    vdir = workdir / "verilog"
+    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
+                              folding=folding)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    clk_ns = 10
+    env = {"KWSBNN_TB_MODEL": str(dep.path),
+           "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
+           "KWSBNN_TB_INFO": top.info.encode().hex(),
+           "KWSBNN_TB_CLK_NS": str(clk_ns),
+           "KWSBNN_TB_DIVISOR": str(top._divisor),
+           "KWSBNN_TB_TIMEOUT_CYCLES": str(top._timeout_cycles),
+           "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
+           "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_SEED": str(seed)}
+    summary = run_testbench(path, TOP, "kwsbnn.sim.tb_board", workdir / f"sim_build-{digest}", env,
+                            waves=waves)
+    summary["info"] = top.info.__dict__
+    return summary
