@@ -52,6 +52,11 @@ class BinaryOptions:
     ``shortcut`` (1-bit shortcut around every binary conv), ``width`` (channels; None = the arch's),
     ``clipped_ste`` (hardtanh gradient of sign), ``ste_window`` (the activations' gradient
     passes where ``|z| <= ste_window``; the 1-bit shortcut widens z to about ±2), ``pad_bit`` (binary padding value, 1 = +1).
+    Architecture (chain layout; the defaults keep the arch's): ``stages`` (``W1xD1-W2xD2...``: width and
+    number of binary layers of each stage; the first layer outputs ``W1`` channels; a layer that
+    changes width has no shortcut), ``pool`` (``arch`` | ``none`` | ``TxF`` after the first layer |
+    ``TxF/TxF``: the second pooling in the first layer of the second stage, or of the middle binary
+    layer with one stage; a pooling layer has no shortcut), ``dilation`` (``arch`` | ``on`` | ``off``).
     Training: ``optimizer`` (``adam`` | ``sgd``), ``schedule`` (``cosine`` | ``linear`` | ``constant``),
     ``lr``, ``distill`` (weight of the KL term to a float teacher, 0 = off), ``temperature``,
     ``bn_reestimate`` (recompute batch-norm statistics on training batches before evaluation),
@@ -72,6 +77,9 @@ class BinaryOptions:
     temperature: float = 4.0
     bn_reestimate: bool = True
     clip_latent: bool = True
+    stages: str = ""
+    pool: str = "arch"
+    dilation: str = "arch"
 
     @classmethod
     def parse(cls, text: str | None) -> "BinaryOptions":
@@ -124,6 +132,8 @@ class ModelConfig:
     n_classes: int = 12
     dropout: float = 0.0
     binary: dict = field(default_factory=dict)
+    widths: list | None = None      # chain: output channels of every block (None: all `channels`)
+    pools: list | None = None       # chain: pooling of every block (None: `pool` after the first)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,7 +143,15 @@ class ModelConfig:
         d = dict(d)
         if d.get("pool") is not None:
             d["pool"] = tuple(d["pool"])
+        if d.get("pools") is not None:
+            d["pools"] = [tuple(p) if p is not None else None for p in d["pools"]]
         return cls(**d)
+
+    def block_widths(self) -> list[int]:
+        return list(self.widths) if self.widths else [self.channels] * (self.layers + 1)
+
+    def block_pools(self) -> list:
+        return list(self.pools) if self.pools else [self.pool] + [None] * self.layers
 
     @property
     def options(self) -> BinaryOptions:
@@ -149,17 +167,57 @@ def make_config(arch: str, precision: str, binary: BinaryOptions | None = None, 
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     a = dict(ARCHS[arch])
     bin_dict = {}
+    extra = {}
     if precision == "binary":
         binary = binary or BinaryOptions()
         bin_dict = asdict(binary)
         layout = binary.layout
         if binary.width:
             a["channels"] = binary.width
+        extra = _architecture(binary, a)
     layout = layout or ("honk" if precision == "float" else "chain")
     if precision == "int8" and layout != "chain":
         raise ValueError("int8 models use the chain layout")
+    if layout != "chain" and extra:
+        raise ValueError("stages and a second pooling need the chain layout")
     return ModelConfig(arch=arch, precision=precision, layout=layout, n_classes=n_classes,
-                       dropout=dropout, binary=bin_dict, **a)
+                       dropout=dropout, binary=bin_dict, **a, **extra)
+
+
+def _pair(text: str, what: str) -> tuple[int, int]:
+    a, sep, b = text.partition("x")
+    if not sep or not a.strip().isdigit() or not b.strip().isdigit() or int(a) < 1 or int(b) < 1:
+        raise ValueError(f"{what} {text!r}: expected AxB with positive integers")
+    return int(a), int(b)
+
+
+def _architecture(opts: BinaryOptions, a: dict) -> dict:
+    """Apply the options ``stages``, ``pool`` and ``dilation`` to the arch dict ``a`` (in place);
+    return the ModelConfig fields ``widths``/``pools`` they need (empty when the defaults hold)."""
+    extra = {}
+    stages = None
+    if opts.stages:
+        stages = [_pair(s, "stage") for s in opts.stages.split("-")]
+        a["channels"] = stages[0][0]
+        a["layers"] = sum(d for _, d in stages)
+        widths = [stages[0][0]] + [w for w, d in stages for _ in range(d)]
+        if len(set(widths)) > 1:
+            extra["widths"] = widths
+    if opts.dilation not in ("arch", "on", "off"):
+        raise ValueError(f"dilation {opts.dilation!r}: use arch, on or off")
+    if opts.dilation != "arch":
+        a["dilation"] = opts.dilation == "on"
+    if opts.pool != "arch":
+        pools = [] if opts.pool == "none" else [_pair(p, "pool") for p in opts.pool.split("/")]
+        if len(pools) > 2:
+            raise ValueError(f"pool {opts.pool!r}: at most two poolings (TxF or TxF/TxF)")
+        a["pool"] = pools[0] if pools else None
+        if len(pools) == 2:
+            at = 1 + stages[0][1] if stages and len(stages) > 1 else 1 + a["layers"] // 2
+            per_block = [a["pool"]] + [None] * a["layers"]
+            per_block[min(at, a["layers"])] = pools[1]
+            extra["pools"] = per_block
+    return extra
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -338,7 +396,8 @@ class ChainResNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
-        opts, n = cfg.options, cfg.channels
+        opts = cfg.options
+        widths, pools = cfg.block_widths(), cfg.block_pools()
         if cfg.precision == "float":
             act, w, first_w, sc, head = "float", "float", "float", True, "float"
         elif cfg.precision == "int8":
@@ -347,11 +406,13 @@ class ChainResNet(nn.Module):
             act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut, "int8"
         kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
                   clipped=opts.clipped_ste, ste_window=opts.ste_window)
-        blocks = [Block(1, n, pool=cfg.pool, in_prec="int8", w_prec=first_w, out_prec=act, **kw)]
-        for d in _dilations(cfg):
-            blocks.append(Block(n, n, dilation=d, in_prec=act, w_prec=w, out_prec=act, shortcut=sc, **kw))
+        blocks = [Block(1, widths[0], pool=pools[0], in_prec="int8", w_prec=first_w, out_prec=act, **kw)]
+        for i, d in enumerate(_dilations(cfg), start=1):
+            cin, cout, pool = widths[i - 1], widths[i], pools[i]
+            blocks.append(Block(cin, cout, dilation=d, pool=pool, in_prec=act, w_prec=w, out_prec=act,
+                                shortcut=sc and cin == cout and not pool, **kw))
         self.blocks = nn.ModuleList(blocks)
-        self.head = Head(n, cfg.n_classes, head, cfg.dropout)
+        self.head = Head(widths[-1], cfg.n_classes, head, cfg.dropout)
 
     def forward(self, q, return_activations=False):
         x, s = q.unsqueeze(1), INPUT_SCALE

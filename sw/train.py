@@ -136,9 +136,11 @@ def _bn_batches(train_b: Batches, quantizer, device, epoch: int, n: int):
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, on_epoch=None) -> dict:
     """Run (or resume) training; returns the metrics dict. ``stop_after`` ends the run after that
-    many epochs of this call (simulates an interruption)."""
+    many epochs of this call (simulates an interruption). ``on_epoch(entry)`` is called with each
+    epoch's history entry after its state is saved (the search reports and prunes there; an
+    exception it raises ends the run, which stays resumable)."""
     torch.set_num_threads(max(1, cfg.threads))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(cfg.out)
@@ -251,6 +253,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
             save_model(out / "model.pt", model, {"val_accuracy": val, "epoch": epoch + 1})
         _save_state(state_path, cfg, model, optimizer, scheduler, epoch + 1, best, best_state,
                     history, quantizer)
+        if on_epoch is not None:
+            on_epoch(dict(history[-1]))
 
     done = len(history) >= cfg.epochs
     metrics = {"arch": cfg.arch, "precision": cfg.precision, "epochs": len(history), "complete": done,
