@@ -27,7 +27,7 @@ latency, or the network's initiation interval if that is longer.
 """
 
 from amaranth.hdl import Array, Cat, ClockDomain, ClockSignal, Const, Module, Mux, Shape, Signal, Value
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, io, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -378,18 +378,19 @@ class KwsTop(wiring.Component):
 
     def _clock(self, m, platform):
         from .pll import ecp5_instance, ice40_instance
-        clk, lock = Signal(), Signal()
-        if self._pll is None:
-            osc = platform.request(platform.default_clk, 0)
-            m.d.comb += [clk.eq(osc.i), lock.eq(1)]
-        elif self._pll.family == "ice40":
-            pad = platform.request(platform.default_clk, 0, dir="-")
+        clk, lock = Signal(name="board_clk"), Signal(name="pll_lock")
+        pad = platform.request(platform.default_clk, 0, dir="-")
+        if self._pll is not None and self._pll.family == "ice40":
+            # SB_PLL40_PAD takes the clock pin itself (its dedicated input pad).
             m.submodules.pll = ice40_instance(self._pll, pad.io, clk, lock)
-            platform.add_clock_constraint(clk, self._pll.f_out)
         else:
-            osc = platform.request(platform.default_clk, 0)
-            m.submodules.pll = ecp5_instance(self._pll, osc.i, clk, lock)
-            platform.add_clock_constraint(clk, self._pll.f_out)
+            m.submodules.osc_buf = osc = io.Buffer("i", pad)
+            if self._pll is None:
+                m.d.comb += [clk.eq(osc.i), lock.eq(1)]
+            else:
+                m.submodules.pll = ecp5_instance(self._pll, osc.i, clk, lock)
+        # nextpnr derives the PLL output's clock constraint from the oscillator's and the PLL's
+        # parameters (its timing report checks the achieved frequency).
         # Power-on / lock reset: count 15 us of a locked clock, then release (reset-less domain).
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
         m.d.comb += ClockSignal("por").eq(clk)
@@ -404,29 +405,34 @@ class KwsTop(wiring.Component):
             m.d.por += ready.eq(1)
         with m.Else():
             m.d.por += timer.eq(timer + 1)
-        button = self._reset_button(platform)
+        button = self._reset_button(m, platform)
         m.domains.sync = ClockDomain("sync")
         m.d.comb += ClockSignal("sync").eq(clk)
         m.submodules.reset_sync = ResetSynchronizer(~ready | button, domain="sync")
 
     @staticmethod
-    def _reset_button(platform):
+    def _reset_button(m, platform):
         """The pressed state of the board's reset button (ULX3S: PWR, iCEBreaker: the user button)."""
         from amaranth.build import ResourceError
         for name in ("button_pwr", "button"):
             try:
-                return platform.request(name, 0).i
+                port = platform.request(name, 0, dir="-")
             except ResourceError:
                 continue
+            m.submodules.button_buf = buf = io.Buffer("i", port)
+            return buf.i
         return Const(0)
 
     def _connect_platform(self, m, platform):
         from amaranth.build import ResourceError
-        uart = platform.request("uart", 0)
-        m.d.comb += [self.rx.eq(uart.rx.i), uart.tx.o.eq(self.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [self.rx.eq(rx.i), tx.o.eq(self.tx)]
         for n in range(len(self.leds)):
             try:
-                led = platform.request("led", n)
+                port = platform.request("led", n, dir="-")
             except ResourceError:
                 break
+            m.submodules[f"led{n}_buf"] = led = io.Buffer("o", port)
             m.d.comb += led.o.eq(self.leds[n])

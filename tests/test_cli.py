@@ -53,9 +53,9 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     r = kwsbnn("verilog", "--model", "tiny", "--out", str(tmp_path / "v"), "--fold", str(fold))
     assert r.returncode == 2 and re.search(r"(?i)pe=3 must divide (the )?32", r.stderr)
     assert not (tmp_path / "v").exists()
-    r = kwsbnn("build", "--board", "icebreaker", "--model", "tiny", "--freq", "48",
+    r = kwsbnn("build", "--board", "icebreaker", "--model", "tiny", "--freq", "300",
                "--out", str(tmp_path / "b"))
-    assert r.returncode == 2 and "needs a PLL" in r.stderr
+    assert r.returncode == 2 and "PLL makes 16-275 MHz, not 300 MHz" in r.stderr
 
 
 def test_shipped_binary_model_generates_lint_clean_verilog(tmp_path):

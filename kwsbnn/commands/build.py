@@ -16,7 +16,10 @@ def add_arguments(parser):
     parser.add_argument("--model", default="tiny", help="deployable folder, model file, shipped name "
                         "or tiny (default: tiny)")
     parser.add_argument("--out", default=None, help="build folder (default: build/<board>)")
-    parser.add_argument("--freq", type=float, default=None, metavar="MHZ", help="clock in MHz")
+    parser.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                        help="clock in MHz (default: the board's oscillator; another value uses the "
+                        "FPGA's PLL at the closest frequency it can make)")
+    parser.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     parser.add_argument("--fold", default="auto", help="folding: auto or a JSON file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -32,13 +35,16 @@ def run(args) -> int:
     dep = deployable(args.model)
     folding = None if args.fold == "auto" else Folding.load(args.fold, dep)
     out = args.out or f"build/{args.board}"
-    report = build(dep, args.board, out, folding=folding, freq_mhz=args.freq,
+    report = build(dep, args.board, out, folding=folding, freq_mhz=args.freq, baud=args.baud,
                    progress=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         emit_json(report)
     else:
         print(f"bitstream: {report['bitstream']} ({report['seconds']} s)")
-        print(f"clock {report['clock_mhz']} MHz, Fmax {report['fmax_mhz']:.1f} MHz, "
+        if report["pll"]:
+            print(f"clock from the PLL: {report['clock_mhz']:.4g} MHz (requested "
+                  f"{report['requested_mhz']:g}, oscillator {report['oscillator_mhz']:g} MHz)")
+        print(f"clock {report['clock_mhz']:.4g} MHz, Fmax {report['fmax_mhz']:.1f} MHz, "
               f"{report['inferences_per_second']:.0f} inferences/s "
               f"({report['cycles_per_inference']} cycles each)")
         for name, r in report["resources"].items():
