@@ -192,7 +192,7 @@ def integer_spec(model, name: str = "model", frac_bits: int = 16) -> dict:
     layers.append({"name": "dense", "op": "dense", "in_features": head.linear.in_features,
                    "out_features": head.linear.out_features, "w_prec": "int8",
                    "weights": _np(w).astype(np.int64), "bias": _np(bias).astype(np.int64),
-                   "score_scale": float(c)})
+                   "score_scale": float(c) * float(getattr(head, "gain", 1.0))})
     return {"format": FORMAT, "version": VERSION, "name": name,
             "classes": list(meta.get("classes") or [f"class{k}" for k in range(cfg.n_classes)]),
             "input": {"prec": "int8", "shape": [1, t, f], "features": meta.get("features") or {},

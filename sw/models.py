@@ -51,7 +51,10 @@ class BinaryOptions:
     weights of the first layer), ``bn`` (batch norm before each sign: a learned threshold),
     ``shortcut`` (1-bit shortcut around every binary conv), ``width`` (channels; None = the arch's),
     ``clipped_ste`` (hardtanh gradient of sign), ``ste_window`` (the activations' gradient
-    passes where ``|z| <= ste_window``; the 1-bit shortcut widens z to about ±2), ``pad_bit`` (binary padding value, 1 = +1).
+    passes where ``|z| <= ste_window``; the 1-bit shortcut widens z to about ±2), ``head_gain``
+    (a fixed factor on the logits: the dense layer reads a mean of ±1 values, and Adam's bounded
+    steps would otherwise take many epochs to grow confident logits; argmax and the integer scores
+    are unchanged), ``pad_bit`` (binary padding value, 1 = +1).
     Architecture (chain layout; the defaults keep the arch's): ``stages`` (``W1xD1-W2xD2...``: width and
     number of binary layers of each stage; the first layer outputs ``W1`` channels; a layer that
     changes width has no shortcut), ``pool`` (``arch`` | ``none`` | ``TxF`` after the first layer |
@@ -69,6 +72,7 @@ class BinaryOptions:
     width: int | None = None
     clipped_ste: bool = True
     ste_window: float = 1.0
+    head_gain: float = 1.0
     pad_bit: int = 1
     optimizer: str = "adam"
     schedule: str = "cosine"
@@ -370,9 +374,9 @@ class Head(nn.Module):
     weights share one scale so that integer scores are proportional to the logits.
     """
 
-    def __init__(self, cin, n_classes, prec, dropout=0.0):
+    def __init__(self, cin, n_classes, prec, dropout=0.0, gain=1.0):
         super().__init__()
-        self.prec = prec
+        self.prec, self.gain = prec, gain
         self.linear = nn.Linear(cin, n_classes)
         self.kernel_quantizer = KernelQuantizer(prec, per_channel=False)
         self.drop = nn.Dropout(dropout)
@@ -387,7 +391,7 @@ class Head(nn.Module):
         b = torch.round(self.linear.bias / c)
         b = self.linear.bias / c + (b - self.linear.bias / c).detach()
         scores = g.double() @ w.double().t() + b.double()
-        return (scores * c.double()).float()
+        return (scores * c.double() * self.gain).float()
 
 
 class ChainResNet(nn.Module):

@@ -2,85 +2,143 @@
 
 HELP = "run the whole flow on built-in defaults: model -> Verilog -> simulation -> bitstream"
 DESCRIPTION = """\
-The main job: export the model, generate its Verilog, simulate it in Verilator on a set of inputs with
-random stream gaps and backpressure, check every score and class against the NumPy golden model and
-the PyTorch integer inference mode, build the iCEBreaker bitstream, and print a summary.
-Today the default model is the walking skeleton's network (`tiny`); the keyword-spotting model
-takes its place as the generator grows.
+The main job. With the default model (the shipped binary keyword-spotting model):
+  1. make the demo clips: the ten keywords spoken by four synthesized voices (eSpeak NG), unknown
+     words and silence (or use --data DIR, a Speech Commands folder, and its test split);
+  2. export the model, generate the accelerator's Verilog, simulate it in Verilator on every clip,
+     and check every score and class against the NumPy golden model;
+  3. check the golden model's classes against PyTorch's integer inference mode;
+  4. build the iCEBreaker bitstream (skip with --no-build);
+  5. print a summary: accuracy on the clips, agreement, cycles, resources, inferences per second.
+With --model tiny the walking-skeleton network runs on --count random inputs instead of clips.
 """
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", default="tiny", help="model (default: tiny)")
-    parser.add_argument("--count", type=int, default=1000, help="inferences to simulate (default 1000)")
+    parser.add_argument("--model", default="binary", help="model (default: the shipped binary model)")
+    parser.add_argument("--data", default=None,
+                        help="Speech Commands folder to take the clips from (default: synthesized clips)")
+    parser.add_argument("--limit", type=int, default=None, help="use N clips spread over the split")
+    parser.add_argument("--count", type=int, default=1000,
+                        help="random inputs to simulate with --model tiny (default 1000)")
     parser.add_argument("--board", default="icebreaker", help="board to build for (default icebreaker)")
+    parser.add_argument("--freq", type=float, default=None, help="board clock in MHz (default: the board's)")
     parser.add_argument("--no-build", action="store_true", help="skip the bitstream")
     parser.add_argument("--out", default="build/demo", help="work folder (default build/demo)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def run(args) -> int:
+def _say(msg):
     import sys
-    import time
-    from pathlib import Path
+    print(f"[demo] {msg}", file=sys.stderr, flush=True)
 
+
+def _tiny(args, out):
+    """The walking skeleton: random inputs through RTL, golden model and PyTorch."""
     import numpy as np
+    import torch
 
-    from kwsbnn.cli import emit_json
-    from kwsbnn.errors import KwsError
     from kwsbnn.sim.network import simulate
     from kwsbnn.sw.export import deployable
     from kwsbnn.sw.golden import GoldenModel
+    from kwsbnn.sw.tiny import make_tiny
 
-    def say(msg):
-        print(f"[demo] {msg}", file=sys.stderr, flush=True)
+    dep = deployable("tiny", seed=args.seed)
+    _say(f"model {dep.name}: {len(dep.layers)} layers, deployable folder {dep.path}")
+    rng = np.random.default_rng(args.seed)
+    xs = rng.integers(0, 2, (args.count,) + tuple(dep.input["shape"]))
+    golden = GoldenModel(dep).run(xs)
+    scores = make_tiny(args.seed).integer_forward(torch.from_numpy(xs[:, :, 0, 0])).numpy()
+    torch_equal = int((scores == golden.scores).all(axis=1).sum())
+    _say(f"PyTorch integer mode = golden model on {torch_equal}/{args.count} inputs")
+    _say(f"simulating {args.count} inferences in Verilator (random input gaps and output stalls)")
+    sim = simulate(dep, out / "sim", inputs=xs, gap=0.2, stall=0.2, seed=args.seed)
+    _say(f"RTL = golden model on {sim.get('equal')}/{sim.get('total')} inferences")
+    return dep, {"model": dep.name, "inferences": args.count,
+                 "agreement": {"equal": sim.get("equal", 0), "total": sim.get("total", args.count)},
+                 "torch_agreement": {"equal": torch_equal, "total": args.count},
+                 "cycles_per_inference_model": sim["report"]["cycles_per_inference"],
+                 "cycles_per_inference_simulated": sim.get("cycles_per_inference"),
+                 "memory_bits": sim["report"]["memory_bits"]}
+
+
+def _kws(args, out):
+    """A keyword-spotting model on real or synthesized clips through RTL, golden model and PyTorch."""
+    import time
+
+    from kwsbnn.hw.cost import layer_costs
+    from kwsbnn.sw.checkpoint import load_model
+    from kwsbnn.sw.evaluate import evaluate
+    from kwsbnn.sw.export import deployable
+
+    model = load_model(args.model)
+    dep = deployable(args.model)
+    data = args.data
+    if data is None:
+        from kwsbnn.sw.tts import make_clip_folder
+        data = make_clip_folder(out / "clips", seed=args.seed)
+        _say(f"synthesized demo clips (eSpeak NG) in {data}")
+    t = time.monotonic()
+    rtl = evaluate(model, data, split="test", engine="rtl", limit=args.limit)
+    t = time.monotonic() - t
+    _say(f"RTL: accuracy {rtl['accuracy']:.3f} on {rtl['n']} clips; RTL = golden model on "
+         f"{rtl['agreement']['equal']}/{rtl['agreement']['total']} clips (scores and class); "
+         f"{rtl['cycles_per_inference']} cycles per inference; {t:.0f} s")
+    ref = evaluate(model, data, split="test", engine="torch", limit=args.limit)
+    torch_equal = sum(a == b for a, b in zip(ref["predictions"], rtl["predictions"]))
+    _say(f"PyTorch integer mode = RTL class on {torch_equal}/{rtl['n']} clips")
+    costs = layer_costs(dep)
+    return dep, {"model": str(args.model), "data": str(data), "clips": rtl["n"],
+                 "accuracy": rtl["accuracy"], "per_class": rtl["per_class"],
+                 "agreement": rtl["agreement"],
+                 "torch_agreement": {"equal": torch_equal, "total": rtl["n"]},
+                 "cycles_per_inference_model": costs["cycles_per_inference"],
+                 "cycles_per_inference_simulated": rtl["cycles_per_inference"],
+                 "sim_cycles_per_second": rtl.get("sim_cycles_per_second"),
+                 "memory_bits": costs["memory_bits"], "sim_seconds": round(t, 1)}
+
+
+def run(args) -> int:
+    import time
+    from pathlib import Path
+
+    from kwsbnn.cli import emit_json
+    from kwsbnn.errors import KwsError
 
     out = Path(args.out)
     t0 = time.monotonic()
-    dep = deployable(args.model, seed=args.seed)
-    say(f"model {dep.name}: {len(dep.layers)} layers, deployable folder {dep.path}")
-    shape = tuple(dep.input["shape"])
-    rng = np.random.default_rng(args.seed)
-    if dep.input["prec"] == "bin":
-        xs = rng.integers(0, 2, (args.count,) + shape)
-    else:
-        xs = rng.integers(-127, 128, (args.count,) + shape)
-    golden = GoldenModel(dep).run(xs)
-    torch_equal = None
-    if args.model == "tiny":
-        import torch
-
-        from kwsbnn.sw.tiny import make_tiny
-        scores = make_tiny(args.seed).integer_forward(torch.from_numpy(xs[:, :, 0, 0])).numpy()
-        torch_equal = int((scores == golden.scores).all(axis=1).sum())
-        say(f"PyTorch integer mode = golden model on {torch_equal}/{args.count} inputs")
-    say(f"simulating {args.count} inferences in Verilator (random input gaps and output stalls)")
-    t_sim = time.monotonic()
-    sim = simulate(dep, out / "sim", inputs=xs, gap=0.2, stall=0.2, seed=args.seed)
-    t_sim = time.monotonic() - t_sim
-    say(f"RTL = golden model on {sim.get('equal')}/{sim.get('total')} inferences, "
-        f"{sim.get('cycles_per_inference', 0):.1f} cycles per inference with stalls ({t_sim:.1f} s)")
-    summary = {"model": dep.name, "inferences": args.count,
-               "agreement": {"equal": sim.get("equal", 0), "total": sim.get("total", args.count)},
-               "torch_agreement": torch_equal,
-               "cycles_per_inference_model": sim["report"]["cycles_per_inference"],
-               "cycles_per_inference_simulated": sim.get("cycles_per_inference"),
-               "memory_bits": sim["report"]["memory_bits"], "sim_seconds": round(t_sim, 1)}
+    dep, summary = (_tiny if args.model == "tiny" else _kws)(args, out)
     if not args.no_build:
         from kwsbnn.boards.build import build
-        b = build(dep, args.board, out / args.board, progress=say)
+        b = build(dep, args.board, out / args.board, freq_mhz=args.freq, progress=_say)
         summary["build"] = b
-        say(f"{args.board}: {b['resources'].get('logic_cells', {}).get('used')} logic cells, "
-            f"Fmax {b['fmax_mhz']:.1f} MHz at {b['clock_mhz']} MHz, "
-            f"{b['inferences_per_second']:.0f} inferences/s, bitstream {b['bitstream']}")
+        _say(f"{args.board}: {b['resources'].get('logic_cells', {}).get('used')} logic cells, "
+             f"{b['resources'].get('block_ram', {}).get('used')} block RAMs, Fmax {b['fmax_mhz']:.1f} MHz "
+             f"at {b['clock_mhz']:g} MHz, {b['inferences_per_second']:.0f} inferences/s, "
+             f"bitstream {b['bitstream']}")
     summary["seconds"] = round(time.monotonic() - t0, 1)
-    ok = summary["agreement"]["equal"] == summary["agreement"]["total"] and sim.get("failed", 1) == 0
+    agree = summary["agreement"]
+    ok = agree["equal"] == agree["total"] and summary["torch_agreement"]["equal"] == \
+        summary["torch_agreement"]["total"]
     if args.json:
         emit_json(summary)
     else:
-        print(f"demo: {summary['agreement']['equal']}/{summary['agreement']['total']} inferences "
-              f"bit-exact (RTL vs golden), {summary['seconds']} s total")
+        lines = [f"demo summary ({summary['model']})"]
+        if "accuracy" in summary:
+            lines.append(f"  accuracy on {summary['clips']} clips: {summary['accuracy']:.3f}  ({summary['data']})")
+        lines.append(f"  RTL = golden model: {agree['equal']}/{agree['total']}  "
+                     f"PyTorch = golden: {summary['torch_agreement']['equal']}/{summary['torch_agreement']['total']}")
+        lines.append(f"  cycles per inference: {summary['cycles_per_inference_simulated']} simulated, "
+                     f"{summary['cycles_per_inference_model']} cost model")
+        if "build" in summary:
+            b = summary["build"]
+            res = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in b["resources"].items())
+            lines.append(f"  {b['board']}: {res}; Fmax {b['fmax_mhz']:.1f} MHz at {b['clock_mhz']:g} MHz; "
+                         f"{b['inferences_per_second']:.0f} inferences/s; {b['bitstream']}")
+        lines.append(f"  {summary['seconds']} s in all")
+        print("\n".join(lines))
     if not ok:
-        raise KwsError("the RTL and the golden model disagree", f"see {out / 'sim'} for the testbench logs")
+        raise KwsError("the engines disagree (RTL, golden model, PyTorch)",
+                       f"see {out} for the testbench logs")
     return 0
