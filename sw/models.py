@@ -416,7 +416,8 @@ class ChainResNet(nn.Module):
             blocks.append(Block(cin, cout, dilation=d, pool=pool, in_prec=act, w_prec=w, out_prec=act,
                                 shortcut=sc and cin == cout and not pool, **kw))
         self.blocks = nn.ModuleList(blocks)
-        self.head = Head(widths[-1], cfg.n_classes, head, cfg.dropout)
+        self.head = Head(widths[-1], cfg.n_classes, head, cfg.dropout,
+                         gain=opts.head_gain if cfg.precision == "binary" else 1.0)
 
     def forward(self, q, return_activations=False):
         x, s = q.unsqueeze(1), INPUT_SCALE
