@@ -7,8 +7,13 @@ kwsbnn report tradeoff [--models M,M,...] [--data DIR] [--out DIR] [--json]
   the shipped float, int8, binary-naive and binary models. With --data the accuracy is measured on
   the split (torch engine); without, the test accuracy recorded in each model file is used.
   Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: reports/).
-kwsbnn report pareto ...
-  The Pareto front of an architecture search (not built yet).
+kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--json]
+  The Pareto front of an architecture search (`kwsbnn search`): validation accuracy (max), weight
+  memory bits and cycles per inference (min). A table, OUT/pareto.json and OUT/pareto.png (accuracy
+  against weight memory and against cycles, every completed trial, the front, and the shipped
+  float, int8, binary-naive and binary models where present). Default OUT: DIR/report, or reports/.
+kwsbnn report pareto ... --export TRIAL --to DIR
+  Writes the deployable model of trial TRIAL (any completed trial, e.g. a Pareto point) into DIR.
 """
 
 
@@ -19,8 +24,18 @@ def add_arguments(parser):
                              "(default float,int8,binary-naive,binary)")
     parser.add_argument("--data", default=None, help="Speech Commands folder to measure accuracy on")
     parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"])
-    parser.add_argument("--out", default="reports", help="folder for the table and the plot")
+    parser.add_argument("--out", default=None, help="folder for the table and the plot")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    g = parser.add_argument_group("pareto")
+    g.add_argument("--dir", default=None, help="a search folder (`kwsbnn search --out`)")
+    g.add_argument("--storage", default=None, metavar="URL", help="the search's Optuna storage URL")
+    g.add_argument("--study", default=None, help="study name (needed when the storage holds several)")
+    g.add_argument("--accuracy", default="val", choices=["val", "test"],
+                   help="accuracy on the plots' y axis (default val: the search's objective)")
+    g.add_argument("--no-shipped", action="store_true", help="leave the shipped models out")
+    g.add_argument("--export", type=int, default=None, metavar="TRIAL",
+                   help="export this trial's model as a deployable model (with --to)")
+    g.add_argument("--to", default=None, metavar="DIR", help="deployable folder for --export")
 
 
 def run(args) -> int:
@@ -33,14 +48,13 @@ def run(args) -> int:
     from kwsbnn.paths import write_atomic
 
     if args.what == "pareto":
-        raise KwsError("`kwsbnn report pareto` is not built yet (the architecture-search issue)",
-                       "use `kwsbnn report tradeoff`")
+        return _pareto(args)
     from kwsbnn.sw.tradeoff import DEFAULT_MODELS, format_table, plot_tradeoff, tradeoff
 
     refs = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(DEFAULT_MODELS)
     rows = tradeoff(refs, data=args.data, split=args.split,
                     progress=lambda m: print(m, file=sys.stderr, flush=True))
-    out = Path(args.out)
+    out = Path(args.out or "reports")
     out.mkdir(parents=True, exist_ok=True)
     result = {"rows": rows, "table": str(out / "tradeoff.json"), "plot": str(out / "tradeoff.png")}
     write_atomic(out / "tradeoff.json", json.dumps(rows, indent=2) + "\n")
@@ -49,5 +63,39 @@ def run(args) -> int:
         emit_json(result)
     else:
         print(format_table(rows))
+        print(f"\nwrote {result['table']} and {result['plot']}")
+    return 0
+
+
+def _pareto(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from kwsbnn.cli import emit_json
+    from kwsbnn.errors import KwsError
+    from kwsbnn.sw.pareto import export_trial, format_table, open_search, report
+
+    study, url = open_search(args.dir, args.storage, args.study)
+    if args.export is not None:
+        if not args.to:
+            raise KwsError("--export needs --to DIR (the deployable model folder to write)")
+        folder = export_trial(study, args.export, args.to)
+        result = {"trial": args.export, "deployable": str(folder)}
+        if args.json:
+            emit_json(result)
+        else:
+            print(f"wrote the deployable model of trial {args.export} to {folder}")
+        return 0
+    out = Path(args.out) if args.out else (Path(args.dir) / "report" if args.dir else Path("reports"))
+    result = report(study, url, out, accuracy=f"{args.accuracy}_accuracy", shipped=not args.no_shipped,
+                    progress=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        emit_json(result)
+    else:
+        c = result["counts"]
+        print(f"study {result['study']}: {c['complete']} complete, {c['pruned']} pruned, "
+              f"{c['rejected']} rejected by the budget, {c['failed']} failed; "
+              f"{len(result['pareto'])} on the Pareto front")
+        print(format_table(result["pareto"], result["shipped"]))
         print(f"\nwrote {result['table']} and {result['plot']}")
     return 0

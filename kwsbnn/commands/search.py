@@ -1,12 +1,88 @@
-"""`kwsbnn search`: not built yet."""
+"""`kwsbnn search`: hardware-aware architecture search (an Optuna multi-objective study)."""
 
-from . import not_built
+HELP = "hardware-aware architecture search over binary networks (Optuna, multi-objective)"
+DESCRIPTION = """\
+Search binary keyword-spotting networks for the best trade-off between validation accuracy (max),
+weight memory bits (min) and cycles per inference of the generated accelerator (min, cost model with
+the default folding). The space: stage widths and depths, pooling placement, dilation, shortcuts,
+first-layer weights (int8 | bin), batch norm, clipped STE and its window, padding bit, optimizer,
+schedule, learning rate, epochs and the distillation weight (docs/binary-guidelines.md).
 
-HELP = "architecture search (issue 8) [not built yet]"
+Every candidate is exported untrained and costed first; one the hardware cannot build or that does
+not fit --budget is rejected without training:
+  board    the iCEBreaker (iCE40UP5K): at most 30 block RAMs of 4 kbit for weights, thresholds,
+           line buffers and pooling sums (block RAMs estimated from the generated memories)
+  bits:N   at most N weight bits
+  none     only what the generator can build
+Runs that are already beaten at the same epoch by two cheaper trials are pruned (--pruner).
+
+Each trial trains in OUT/trials/NNNN (a `kwsbnn train` run folder). The study lives in
+sqlite:///OUT/study.db unless --storage names another database: rerun the same command to continue
+an interrupted search (--trials is the study's total, so only the missing trials run; trials left
+running by a killed worker are marked failed and re-queued, and continue from their last epoch).
+With --storage postgresql://USER:PASSWORD@HOST/DB, start the same command on many machines: they
+share one study. Then: kwsbnn report pareto --dir OUT (or --storage URL --study NAME).
+
+Example (a real search; hours on 2 CPU cores):
+  kwsbnn search --data /path/to/speech_commands --trials 60 --epochs 20 --study kws --out searches/kws
+"""
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--data", required=True, help="Speech Commands folder (read in place)")
+    parser.add_argument("--trials", type=int, required=True,
+                        help="finished trials the study should have (all workers together)")
+    parser.add_argument("--study", default="kws", help="study name (default kws)")
+    parser.add_argument("--out", default=None, help="study folder (default searches/<study>)")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="Optuna storage URL (default sqlite:///<out>/study.db; postgresql://... "
+                             "to share the study between machines)")
+    parser.add_argument("--budget", default="board", help="board | bits:N | none (default board)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs of a trial (the search also tries half; default 20, "
+                             "--tiny 1)")
+    parser.add_argument("--teacher", default=None, metavar="MODEL",
+                        help="float model to distill from (default: the shipped `float` model when "
+                             "present; `none` to switch distillation off)")
+    parser.add_argument("--pruner", default="pareto", choices=["pareto", "median", "none"],
+                        help="early stopping of hopeless trials (default pareto)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny networks (4 or 8 channels), 1 epoch, small batches: a test mode")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every trial")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per worker")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-run = not_built("search", "architecture search (issue 8)")
+def run(args) -> int:
+    import sys
+
+    from kwsbnn.cli import emit_json
+    from kwsbnn.errors import KwsError
+    from kwsbnn.paths import MODELS
+    from kwsbnn.sw.search import SearchConfig, run_search
+    from kwsbnn.sw.pareto import format_table
+
+    if args.teacher is None:
+        teacher = None if args.tiny or not (MODELS / "float.pt").is_file() else "float"
+    else:
+        teacher = None if args.teacher.lower() == "none" else args.teacher
+    epochs = args.epochs if args.epochs is not None else (1 if args.tiny else 20)
+    batch = args.batch_size or (16 if args.tiny else 64)
+    if batch < 1:
+        raise KwsError("--batch-size must be at least 1")
+    cfg = SearchConfig(data=args.data, trials=args.trials, study=args.study, out=args.out or "",
+                       storage=args.storage, budget=args.budget, epochs=epochs, teacher=teacher,
+                       tiny=args.tiny, seed=args.seed, batch_size=batch,
+                       bn_batches=2 if args.tiny else 20, threads=args.threads, pruner=args.pruner)
+    result = run_search(cfg, progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        emit_json(result)
+    else:
+        c = result["counts"]
+        print(f"study {result['study']} ({result['storage']}): {c['complete']} complete, {c['pruned']} "
+              f"pruned, {c['rejected']} rejected by the budget, {c['failed']} failed")
+        print(format_table(result["pareto"]) if result["pareto"] else "no completed trial yet")
+        print(f"\nkwsbnn report pareto --dir {cfg.folder()}"
+              + (f" --storage URL --study {cfg.study}" if args.storage else ""))
+    return 0

@@ -1,0 +1,218 @@
+"""The Pareto front of an architecture search: table, plots, shipped models alongside, export.
+
+:func:`open_search` finds the study (a study folder's ``study.db``, or a storage URL and a name);
+:func:`shipped_rows` measures the shipped models the trade-off study uses (weight bits from the
+footprint, cycles from the cost model where the hardware builds the model); :func:`plot_pareto`
+draws accuracy against weight memory and against cycles per inference; :func:`export_trial` writes
+the deployable model of any trial that finished.
+"""
+
+from pathlib import Path
+
+from kwsbnn.errors import KwsError
+
+from .search import _safe_url, load_study, open_storage, summary
+
+
+def open_search(folder=None, storage: str | None = None, study: str | None = None):
+    """``(study, url)`` from a study folder or a storage URL (and a study name if there are several)."""
+    import optuna
+    if storage is None:
+        if folder is None:
+            raise KwsError("no search given", "pass --dir DIR (a `kwsbnn search --out` folder) or "
+                                              "--storage URL --study NAME")
+        db = Path(folder) / "study.db"
+        if not db.is_file():
+            raise KwsError(f"{folder}: no study.db; not a search folder",
+                           "give the --out folder of `kwsbnn search`, or --storage URL --study NAME")
+        storage = f"sqlite:///{db.resolve()}"
+    st = open_storage(storage)
+    if study is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+        if len(names) != 1:
+            raise KwsError(f"{_safe_url(storage)} holds {len(names)} studies: {', '.join(names) or '-'}",
+                           "name one with --study NAME")
+        study = names[0]
+    return load_study(st, study), storage
+
+
+def shipped_rows(refs=None, progress=None) -> list[dict]:
+    """The shipped models (float, int8, binary-naive, binary; those present) as front-comparable rows.
+
+    Accuracy: the validation and test accuracy recorded in each model file. Cycles: the cost model's,
+    with the default folding, for models the hardware builds (binary redesigns); else None.
+    """
+    from kwsbnn.paths import MODELS
+
+    from .checkpoint import load_model
+    from .footprint import footprint
+    from .tradeoff import DEFAULT_MODELS, _kind
+
+    rows = []
+    for ref in refs if refs is not None else DEFAULT_MODELS:
+        if refs is None and not (MODELS / f"{ref}.pt").is_file():
+            continue
+        model = load_model(ref)
+        metrics = model.metrics or {}
+        row = {"model": str(ref), "kind": _kind(model), "weight_bits": footprint(model)["weight_bits"],
+               "val_accuracy": metrics.get("best_val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
+               "cycles": None, "ebr": None}
+        if model.config.precision == "binary" and model.config.layout == "chain":
+            try:
+                from kwsbnn.hw.cost import layer_costs
+                from kwsbnn.hw.ebr import ebr_estimate
+
+                from .export import deployable
+                if progress:
+                    progress(f"costing the shipped {ref} model")
+                dep = deployable(str(ref))
+                row["cycles"] = layer_costs(dep)["cycles_per_inference"]
+                row["ebr"] = ebr_estimate(dep)["ebr"]
+            except KwsError:
+                pass
+        rows.append(row)
+    return rows
+
+
+def _kbit(bits) -> str:
+    return "-" if bits is None else f"{bits / 1000:,.1f}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def format_table(rows: list[dict], shipped: list[dict] | None = None) -> str:
+    """A plain-text table of Pareto rows (and of the shipped models)."""
+    head = (f"{'trial':>5s} {'val %':>6s} {'test %':>6s} {'weights kbit':>12s} {'cycles/inf':>10s} "
+            f"{'EBR':>4s} {'epochs':>6s}  options")
+    lines = [head, "-" * 100]
+    for r in sorted(rows, key=lambda r: (r["weight_bits"] or 0)):
+        opts = (r.get("binary_options") or "").removeprefix("redesign,")
+        lines.append(f"{r['number']:5d} {_pct(r['val_accuracy']):>6s} {_pct(r['test_accuracy']):>6s} "
+                     f"{_kbit(r['weight_bits']):>12s} {r['cycles'] or 0:10,d} {r['ebr'] or 0:4d} "
+                     f"{r.get('epochs') or 0:6d}  {opts}")
+    for s in shipped or []:
+        cyc = f"{s['cycles']:10,d}" if s.get("cycles") else f"{'-':>10s}"
+        ebr = f"{s['ebr']:4d}" if s.get("ebr") is not None else f"{'-':>4s}"
+        lines.append(f"{'':5s} {_pct(s['val_accuracy']):>6s} {_pct(s['test_accuracy']):>6s} "
+                     f"{_kbit(s['weight_bits']):>12s} {cyc} {ebr} {'':6s}  shipped {s['model']} ({s['kind']})")
+    return "\n".join(lines)
+
+
+def _front_2d(points):
+    """The points (x, y) not dominated in (min x, max y), sorted by x."""
+    best, out = -1.0, []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            out.append((x, y))
+            best = y
+    return out
+
+
+def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "val_accuracy",
+                title: str = "") -> Path:
+    """Accuracy against weight memory and against cycles per inference (log x), one PNG.
+
+    ``rows``: every completed trial (``pareto`` marks the three-objective front)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    colors = {"float": "tab:blue", "8-bit": "tab:green", "binary (naive)": "tab:red",
+              "binary (redesign)": "tab:purple"}
+    done = [r for r in rows if r.get(accuracy) is not None]
+    for ax, key, label in ((axes[0], "weight_bits", "weight memory (kbit, log)"),
+                           (axes[1], "cycles", "cycles per inference (default folding, log)")):
+        pts = [(r[key] / (1000 if key == "weight_bits" else 1), 100 * r[accuracy], r) for r in done
+               if r.get(key)]
+        ax.scatter([p[0] for p in pts if not p[2]["pareto"]], [p[1] for p in pts if not p[2]["pareto"]],
+                   s=18, color="0.65", label="trial", zorder=2)
+        front = [p for p in pts if p[2]["pareto"]]
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=40, color="tab:orange",
+                   edgecolor="black", label="Pareto front (3 objectives)", zorder=4)
+        for x, y, r in front:
+            ax.annotate(str(r["number"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        line = _front_2d([(x, y) for x, y, _ in pts])
+        if line:
+            xs, ys = [], []
+            for i, (x, y) in enumerate(line):
+                if i:
+                    xs.append(x)
+                    ys.append(ys[-1])
+                xs.append(x)
+                ys.append(y)
+            ax.plot(xs, ys, color="tab:orange", lw=1, alpha=0.7, zorder=3)
+        for s in shipped:
+            acc = s.get(accuracy)
+            if acc is None or not s.get(key):
+                continue
+            x = s[key] / (1000 if key == "weight_bits" else 1)
+            ax.scatter(x, 100 * acc, s=70, marker="*", color=colors.get(s["kind"], "black"),
+                       label=f"shipped: {s['kind']}", zorder=5)
+            ax.annotate(s["model"], (x, 100 * acc), textcoords="offset points", xytext=(6, -10), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(f"12-class {'validation' if accuracy == 'val_accuracy' else 'test'} accuracy (%)")
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    axes[0].legend(handles, labels, loc="lower right", fontsize=7)
+    fig.suptitle(title or "Architecture search: accuracy against memory and latency")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def report(study, url: str, out, accuracy: str = "val_accuracy", shipped: bool = True,
+           progress=None) -> dict:
+    """Write ``out/pareto.json`` and ``out/pareto.png``; return the report dict."""
+    import json
+
+    from kwsbnn.paths import write_atomic
+
+    res = summary(study, url=url)
+    done = [r for r in res["trials"] if r["state"] == "COMPLETE"]
+    ship = shipped_rows(progress=progress) if shipped else []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"study": res["study"], "storage": res["storage"], "counts": res["counts"],
+              "objectives": res["objectives"], "pareto": res["pareto"], "shipped": ship,
+              "completed": done, "table": str(out / "pareto.json"), "plot": str(out / "pareto.png")}
+    write_atomic(out / "pareto.json", json.dumps(result, indent=2, default=str) + "\n")
+    plot_pareto(done, ship, out / "pareto.png", accuracy=accuracy,
+                title=f"Search {res['study']}: {len(done)} trials, {len(res['pareto'])} on the Pareto front")
+    return result
+
+
+def export_trial(study, number: int, to) -> Path:
+    """The deployable model of trial ``number`` in folder ``to``."""
+    from optuna.trial import TrialState
+
+    from .export import export
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise KwsError(f"study {study.study_name} has no trial {number}",
+                       f"its trials are 0..{max(trials) if trials else -1}")
+    t = trials[number]
+    if t.state != TrialState.COMPLETE:
+        why = t.user_attrs.get("rejected") or t.user_attrs.get("pruned") or t.state.name.lower()
+        raise KwsError(f"trial {number} did not finish training ({why})",
+                       "export a completed trial, e.g. one of the Pareto front")
+    model = t.user_attrs.get("model")
+    if not model or not Path(model).is_file():
+        raise KwsError(f"trial {number}: model file {model} is not here (trained on host "
+                       f"{t.user_attrs.get('host')})",
+                       "run the export on that machine, or copy its trial folder to this path")
+    return export(model, to)

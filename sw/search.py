@@ -1,0 +1,599 @@
+"""Hardware-aware architecture search: an Optuna multi-objective study over binary networks.
+
+Objectives (in this order): validation accuracy (maximize), weight memory bits
+(:func:`kwsbnn.sw.footprint.footprint`, minimize) and cycles per inference (the hardware cost model
+with the default folding, :func:`kwsbnn.hw.cost.layer_costs`, minimize). The search space is
+:func:`suggest` (docs/binary-guidelines.md says why each option is in it or fixed).
+
+One trial (:class:`Objective`):
+1. sample the options and turn them into one ``--binary-options`` text (every trial can be rerun
+   with ``kwsbnn train --arch res8 --precision binary --binary-options TEXT``);
+2. export the *untrained* candidate (random batch-norm statistics) and cost it: weight bits, cycles,
+   memory bits, iCE40 block RAMs (:mod:`kwsbnn.hw.ebr`); a network the hardware cannot build
+   (:func:`kwsbnn.hw.plan.plan`) or one over the budget is *rejected*: state PRUNED with the user
+   attribute ``rejected``, nothing trained;
+3. train it into ``<out>/trials/<number>`` (``kwsbnn train``'s run folder), reporting the validation
+   accuracy of every epoch (user attribute ``val_curve``) and pruning hopeless runs
+   (:func:`prune_reason`); Optuna's own pruners do not take multi-objective trials;
+4. record ``test_accuracy``, ``model``, ``seconds`` and the costs as user attributes.
+
+Storage: an Optuna RDB storage, by default ``sqlite:///<out>/study.db``; ``postgresql://...`` lets
+workers on many machines share one study. Workers send heartbeats; a trial whose worker died
+(heartbeat stale, or on this host its process gone) is marked FAIL and re-queued with the same
+parameters, and the re-run resumes training from the dead trial's run folder.
+"""
+
+import json
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kwsbnn.errors import KwsError
+
+OBJECTIVES = ("val_accuracy", "weight_bits", "cycles")
+DIRECTIONS = ("maximize", "minimize", "minimize")
+BOARD = "icebreaker"
+BOARD_EBRS = 30                     # iCE40UP5K: 30 EBRs of 4 kbit
+BOARD_MEMORY_BITS = BOARD_EBRS * 4096
+HEARTBEAT_INTERVAL = 30             # seconds between a running trial's heartbeats
+GRACE_PERIOD = 120                  # a RUNNING trial without a heartbeat this long is failed
+MAX_RETRY = 2
+
+# Width and depth choices of the stages: full search and the tiny test search.
+SPACE = {
+    "full": {"widths": [16, 24, 32, 48, 64], "depths": [1, 2, 3, 4, 5, 6]},
+    "tiny": {"widths": [4, 8], "depths": [1, 2]},
+}
+LR_BASE = {"adam": 2e-3, "sgd": 0.05}
+
+
+def _log(msg: str):
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class SearchConfig:
+    """Settings of a search (the ones in :data:`SETTINGS_KEYS` must agree when a study is resumed)."""
+    data: str = ""
+    trials: int = 20
+    study: str = "kws"
+    out: str = ""                    # study folder (default searches/<study>)
+    storage: str | None = None       # default sqlite:///<out>/study.db
+    budget: str = "board"            # board | bits:N | none
+    epochs: int = 20
+    teacher: str | None = None       # model reference, or None
+    tiny: bool = False
+    seed: int = 0
+    batch_size: int = 64
+    bn_batches: int = 20
+    threads: int = 2
+    pruner: str = "pareto"           # pareto | median | none
+    prune_margin: float = 0.02
+    prune_warmup: int = 2            # epochs before any pruning
+    baseline: bool = True            # enqueue the shipped redesign's architecture as trial 0
+
+    def folder(self) -> Path:
+        return Path(self.out or f"searches/{self.study}")
+
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.folder() / 'study.db').resolve()}"
+
+    def settings(self) -> dict:
+        return {"budget": self.budget, "epochs": self.epochs, "tiny": self.tiny, "seed": self.seed,
+                "batch_size": self.batch_size, "teacher": bool(self.teacher),
+                "space_version": 1}
+
+
+def parse_budget(text: str) -> tuple[str, int | None]:
+    """``board`` | ``bits:N`` | ``none`` -> (kind, N)."""
+    text = (text or "board").strip().lower()
+    if text in ("board", BOARD):
+        return "board", None
+    if text == "none":
+        return "none", None
+    if text.startswith("bits:"):
+        try:
+            n = int(float(text[5:]))
+        except ValueError:
+            n = 0
+        if n > 0:
+            return "bits", n
+    raise KwsError(f"--budget {text!r}: not a budget", "use board, bits:N (a weight-bit cap) or none")
+
+
+# ---------------------------------------------------------------------------------------------
+# The search space
+
+
+def suggest(trial, tiny: bool = False, epochs: int = 20, teacher: bool = False) -> dict:
+    """Sample one candidate's options from ``trial`` (an Optuna trial); returns the options dict."""
+    space = SPACE["tiny" if tiny else "full"]
+    p = {}
+    n_stages = trial.suggest_categorical("stages", [1, 2])
+    stages = []
+    for s in range(1, n_stages + 1):
+        stages.append((trial.suggest_categorical(f"width{s}", space["widths"]),
+                       trial.suggest_categorical(f"depth{s}", space["depths"])))
+    p["stages"] = "-".join(f"{w}x{d}" for w, d in stages)
+    p["pool"] = trial.suggest_categorical("pool", ["4x3", "2x3/2x1"])
+    p["dilation"] = "on" if trial.suggest_categorical("dilation", [False, True]) else "off"
+    p["shortcut"] = trial.suggest_categorical("shortcut", [True, False])
+    p["first_weights"] = trial.suggest_categorical("first_weights", ["int8", "bin"])
+    p["bn"] = trial.suggest_categorical("bn", [True, False])
+    p["clipped_ste"] = trial.suggest_categorical("clipped_ste", [True, False])
+    p["ste_window"] = trial.suggest_categorical("ste_window", [0.5, 1.0, 2.0, 3.0])
+    p["pad_bit"] = trial.suggest_categorical("pad_bit", [1, 0])
+    p["optimizer"] = trial.suggest_categorical("optimizer", ["adam", "sgd"])
+    p["schedule"] = trial.suggest_categorical("schedule", ["cosine", "linear", "constant"])
+    factor = trial.suggest_float("lr_factor", 0.2, 5.0, log=True)
+    p["lr"] = float(f"{LR_BASE[p['optimizer']] * factor:.3g}")
+    p["distill"] = trial.suggest_categorical("distill", [0.0, 0.25, 0.5, 0.75]) if teacher else 0.0
+    p["epochs"] = trial.suggest_categorical("epochs", sorted({max(1, epochs // 2), epochs})) \
+        if epochs >= 2 else epochs
+    return p
+
+
+def baseline_params(tiny: bool = False, epochs: int = 20, teacher: bool = False) -> dict:
+    """The Optuna parameters of the guidelines' default network (the redesign preset; 24 channels,
+    six binary layers: the res8 that fits the iCEBreaker)."""
+    w, d = (8, 2) if tiny else (24, 6)
+    p = {"stages": 1, "width1": w, "depth1": d, "pool": "4x3", "dilation": False, "shortcut": True,
+         "first_weights": "int8", "bn": True, "clipped_ste": True, "ste_window": 1.0, "pad_bit": 1,
+         "optimizer": "adam", "schedule": "cosine", "lr_factor": 1.0}
+    if teacher:
+        p["distill"] = 0.5
+    if epochs >= 2:
+        p["epochs"] = epochs
+    return p
+
+
+def options_text(p: dict) -> str:
+    """The ``--binary-options`` text of a candidate's options."""
+    keys = ("stages", "pool", "dilation", "shortcut", "first_weights", "bn", "clipped_ste", "ste_window",
+            "pad_bit", "optimizer", "schedule", "lr", "distill")
+    def fmt(v):
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    return "redesign," + ",".join(f"{k}={fmt(p[k])}" for k in keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Costs of an untrained candidate
+
+
+def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
+    """Weight bits, cycles per inference, memory bits and iCE40 EBRs of the untrained candidate.
+
+    The candidate is exported with random batch-norm statistics (as the tests do) so that every
+    threshold is a real one. Raises :class:`~kwsbnn.hw.plan.UnsupportedNetwork` for a network the
+    hardware cannot build.
+    """
+    import torch
+
+    from kwsbnn.hw.cost import layer_costs
+    from kwsbnn.hw.ebr import ebr_estimate
+    from kwsbnn.hw.plan import UnsupportedNetwork
+
+    from . import deploy
+    from .data import CLASSES
+    from .features import FeatureConfig
+    from .footprint import footprint
+    from .integer import integer_spec
+    from .models import BinaryOptions, build_model, make_config
+
+    if input_shape is None:
+        fc = FeatureConfig()
+        input_shape = [fc.frames, fc.n_features]
+    try:
+        cfg = make_config("res8", "binary", BinaryOptions.parse(binary_text), n_classes=len(CLASSES))
+    except ValueError as e:
+        raise UnsupportedNetwork(f"options {binary_text!r}: {e}") from None
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+    model.meta = {"input_shape": list(input_shape), "classes": list(CLASSES)}
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 6 - 3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) * 19.5 + 0.5)
+    model.eval()
+    fp = footprint(model)
+    try:
+        spec = integer_spec(model, name="candidate")
+    except KwsError as e:
+        raise UnsupportedNetwork(f"candidate has no integer form: {e.message}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        dep = deploy.load(deploy.save(spec, tmp))
+        try:
+            costs = layer_costs(dep)
+            ebr = ebr_estimate(dep)
+        except UnsupportedNetwork:
+            raise
+        except ValueError as e:      # a unit refusing its parameters
+            raise UnsupportedNetwork(f"candidate: {e}") from None
+    return {"weight_bits": int(fp["weight_bits"]), "activation_peak_bits": int(fp["activation_peak_bits"]),
+            "cycles": int(costs["cycles_per_inference"]), "memory_bits": int(costs["memory_bits"]),
+            "hw_weight_bits": int(costs["weight_bits"]), "ebr": int(ebr["ebr"]),
+            "lanes": int(costs["lanes"]), "bottleneck": costs["bottleneck"],
+            "binary_layers": cfg.layers, "channels": cfg.block_widths()}
+
+
+def over_budget(costs: dict, budget: str) -> str | None:
+    """Why a candidate does not fit ``budget`` (None if it fits)."""
+    kind, n = parse_budget(budget)
+    if kind == "board":
+        if costs["ebr"] > BOARD_EBRS:
+            return (f"needs {costs['ebr']} block RAMs; the iCEBreaker's iCE40UP5K has {BOARD_EBRS} "
+                    f"({costs['memory_bits']:,} memory bits)")
+        if costs["memory_bits"] > BOARD_MEMORY_BITS:
+            return f"{costs['memory_bits']:,} memory bits > {BOARD_MEMORY_BITS:,} (30 EBRs of 4 kbit)"
+    elif kind == "bits" and costs["weight_bits"] > n:
+        return f"{costs['weight_bits']:,} weight bits > the cap of {n:,}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pruning
+
+
+def prune_reason(epoch: int, val: float, costs: dict, finished: list, cfg: SearchConfig,
+                 epochs: int) -> str | None:
+    """Why a run at ``epoch`` (1-based) with validation accuracy ``val`` is hopeless, or None.
+
+    ``finished``: completed trials (Optuna FrozenTrials with ``val_curve``, ``weight_bits`` and
+    ``cycles`` user attributes). Never prunes before ``cfg.prune_warmup`` epochs or at the last one.
+    - ``pareto``: at least two finished trials cost no more (weight bits and cycles) and were more
+      than ``prune_margin`` more accurate at the same epoch: the run is heading for a dominated point.
+      (A median rule on accuracy alone would prune every small network, the very points a
+      multi-objective search is after.)
+    - ``median``: below the median of the finished trials' accuracy at this epoch (at least three).
+    - both: at or below chance (1/12) after the warm-up.
+    """
+    if cfg.pruner == "none" or epoch < max(1, cfg.prune_warmup) or epoch >= epochs:
+        return None
+    if val <= 1.0 / 12:
+        return f"validation accuracy {val:.3f} at epoch {epoch} is at chance level"
+    at = []
+    for t in finished:
+        curve = t.user_attrs.get("val_curve") or []
+        if len(curve) >= epoch:
+            at.append((curve[epoch - 1], t))
+    if cfg.pruner == "median":
+        if len(at) >= 3:
+            vals = sorted(v for v, _ in at)
+            med = vals[len(vals) // 2] if len(vals) % 2 else 0.5 * (vals[len(vals) // 2 - 1] + vals[len(vals) // 2])
+            if val < med:
+                return f"validation accuracy {val:.3f} at epoch {epoch} < median {med:.3f} of {len(at)} trials"
+        return None
+    better = [t.number for v, t in at
+              if t.user_attrs.get("weight_bits", math.inf) <= costs["weight_bits"]
+              and t.user_attrs.get("cycles", math.inf) <= costs["cycles"] and v > val + cfg.prune_margin]
+    if len(better) >= 2:
+        return (f"dominated at epoch {epoch} (accuracy {val:.3f}) by trials {better[:5]}: as small, "
+                f"as fast and more accurate at the same epoch")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage and study
+
+
+def _quiet_optuna():
+    """Optuna's experimental-feature warnings (heartbeats, constant liar) are noise for users."""
+    import warnings
+
+    import optuna
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(url: str):
+    """An Optuna RDB storage with heartbeats and re-queueing of dead workers' trials."""
+    import optuna
+    _quiet_optuna()
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    kwargs = {}
+    if url.startswith("sqlite"):
+        path = url.split("sqlite:///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    try:
+        for attempt in range(4):
+            try:
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY))
+            except (IntegrityError, ProgrammingError):
+                # Workers starting together on an empty database race to create its tables.
+                if attempt == 3:
+                    raise
+                time.sleep(1 + attempt)
+    except (OperationalError, ArgumentError, NoSuchModuleError, ImportError, ValueError,
+            IntegrityError, ProgrammingError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KwsError(f"--storage {_safe_url(url)}: cannot open the study storage ({msg})",
+                       "give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB of a running "
+                       "server") from None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def load_study(storage, name: str, create: bool = False, sampler=None):
+    import optuna
+    if create:
+        return optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS),
+                                   sampler=sampler, load_if_exists=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise KwsError(f"no study {name!r} in the storage",
+                       f"studies there: {', '.join(names) or '(none)'}") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dead_trials(study) -> list[int]:
+    """Fail RUNNING trials whose worker is gone and re-queue them; return their numbers.
+
+    On this host a worker is gone when its process is (checked at once); elsewhere when its
+    heartbeat is older than the grace period (Optuna's stale-trial check)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    host = socket.gethostname()
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        ua = t.user_attrs
+        if ua.get("host") == host and isinstance(ua.get("pid"), int) and ua["pid"] != os.getpid() \
+                and not _alive(ua["pid"]):
+            try:
+                storage.set_trial_user_attr(t._trial_id, "failed", "its worker process died")
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    retry(study, storage.get_trial(t._trial_id))
+                    recovered.append(t.number)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    return recovered + sorted(after - before)
+
+
+# ---------------------------------------------------------------------------------------------
+# The objective
+
+
+class Objective:
+    """One trial: sample, cost, reject or train (see the module docstring)."""
+
+    def __init__(self, cfg: SearchConfig, progress: bool = False):
+        self.cfg = cfg
+        self.progress = progress
+
+    def __call__(self, trial):
+        import optuna
+        from optuna.trial import TrialState
+
+        from .train import TrainConfig, train
+
+        cfg = self.cfg
+        t_start = time.time()
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        p = suggest(trial, tiny=cfg.tiny, epochs=cfg.epochs, teacher=bool(cfg.teacher))
+        text = options_text(p)
+        trial.set_user_attr("binary_options", text)
+        trial.set_user_attr("epochs", p["epochs"])
+        # A re-queued trial (its worker died) continues in the dead trial's run folder.
+        retry_of = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        run_dir = trial.user_attrs.get("run_dir") if retry_of is not None else None
+        run_dir = Path(run_dir) if run_dir else cfg.folder().resolve() / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("val_curve", [])
+        if retry_of is not None:
+            trial.set_user_attr("retry_of", retry_of)
+        _log(f"trial {trial.number}: {text}, epochs={p['epochs']}")
+        try:
+            costs = candidate_costs(text, seed=cfg.seed)
+        except KwsError as e:         # UnsupportedNetwork and integer-form problems
+            trial.set_user_attr("rejected", f"the hardware cannot build it: {e.message}")
+            _log(f"trial {trial.number}: rejected ({e.message})")
+            raise optuna.TrialPruned(f"rejected: {e.message}") from None
+        for k, v in costs.items():
+            trial.set_user_attr(k, v)
+        reason = over_budget(costs, cfg.budget)
+        if reason:
+            trial.set_user_attr("rejected", reason)
+            _log(f"trial {trial.number}: rejected before training: {reason}")
+            raise optuna.TrialPruned(f"rejected: {reason}")
+        _log(f"trial {trial.number}: {costs['weight_bits']:,} weight bits, {costs['cycles']:,} cycles, "
+             f"{costs['ebr']} EBR; training in {run_dir}")
+
+        tcfg = TrainConfig(data=cfg.data, arch="res8", precision="binary", binary=text,
+                           epochs=p["epochs"], seed=cfg.seed, out=str(run_dir), batch_size=cfg.batch_size,
+                           teacher=cfg.teacher if p["distill"] > 0 else None, bn_batches=cfg.bn_batches,
+                           threads=cfg.threads)
+        curve = []
+
+        def on_epoch(entry):
+            curve.append(float(entry["val_accuracy"]))
+            trial.set_user_attr("val_curve", list(curve))
+            finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            why = prune_reason(entry["epoch"], entry["val_accuracy"], costs, finished, cfg, p["epochs"])
+            if why:
+                trial.set_user_attr("pruned", why)
+                trial.set_user_attr("seconds", time.time() - t_start)
+                _log(f"trial {trial.number}: pruned: {why}")
+                raise optuna.TrialPruned(why)
+
+        resume = (run_dir / "state.pt").exists()
+        if resume:
+            import torch
+            state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=False)
+            curve.extend(float(h["val_accuracy"]) for h in state.get("history", []))
+            trial.set_user_attr("val_curve", list(curve))
+            trial.set_user_attr("resumed_from_epoch", len(curve))
+        metrics = train(tcfg, resume=resume, progress=self.progress, on_epoch=on_epoch)
+        seconds = time.time() - t_start
+        trial.set_user_attr("val_curve", [float(h["val_accuracy"]) for h in metrics["history"]])
+        for k in ("best_val_accuracy", "test_accuracy", "seconds_per_epoch", "final_train_accuracy"):
+            trial.set_user_attr(k, metrics.get(k))
+        trial.set_user_attr("model", str(run_dir / "model.pt"))
+        trial.set_user_attr("seconds", seconds)
+        _log(f"trial {trial.number}: val {metrics['best_val_accuracy']:.3f} test "
+             f"{metrics.get('test_accuracy', float('nan')):.3f} ({seconds:.0f} s)")
+        return float(metrics["best_val_accuracy"]), float(costs["weight_bits"]), float(costs["cycles"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The search
+
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def counts(study) -> dict:
+    from optuna.trial import TrialState
+    out = {"complete": 0, "pruned": 0, "rejected": 0, "failed": 0, "running": 0, "waiting": 0}
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            out["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            out["rejected" if "rejected" in t.user_attrs else "pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            out["failed"] += 1
+        elif t.state == TrialState.RUNNING:
+            out["running"] += 1
+        elif t.state == TrialState.WAITING:
+            out["waiting"] += 1
+    out["finished"] = out["complete"] + out["pruned"] + out["rejected"]
+    return out
+
+
+def _check_inputs(cfg: SearchConfig):
+    from .checkpoint import resolve_model
+    from .data import SpeechCommands
+    if cfg.trials < 1:
+        raise KwsError("--trials must be at least 1")
+    if cfg.epochs < 1:
+        raise KwsError("--epochs must be at least 1")
+    if cfg.pruner not in ("pareto", "median", "none"):
+        raise KwsError(f"--pruner {cfg.pruner!r}", "use pareto, median or none")
+    parse_budget(cfg.budget)
+    SpeechCommands(cfg.data, seed=cfg.seed)           # a KwsError names a missing or empty folder
+    if cfg.teacher:
+        resolve_model(cfg.teacher)
+
+
+def run_search(cfg: SearchConfig, progress: bool = False) -> dict:
+    """Run (or continue, or join) the study until it has ``cfg.trials`` finished trials (complete,
+    pruned or rejected; every worker's count). Returns a summary dict."""
+    import optuna
+    from optuna.trial import TrialState
+
+    _check_inputs(cfg)
+    folder = cfg.folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    url = cfg.storage_url()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url)
+    sampler = optuna.samplers.TPESampler(n_startup_trials=5 if cfg.tiny else 10, constant_liar=True,
+                                         multivariate=False)
+    study = load_study(storage, cfg.study, create=True, sampler=sampler)
+    settings = study.user_attrs.get("settings")
+    if settings is None:
+        study.set_user_attr("settings", cfg.settings())
+        study.set_user_attr("created", time.strftime("%Y-%m-%d %H:%M:%S"))
+    elif settings != cfg.settings():
+        diff = {k: (settings.get(k), v) for k, v in cfg.settings().items() if settings.get(k) != v}
+        raise KwsError(f"study {cfg.study!r} was started with other settings: "
+                       + ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in diff.items()),
+                       "use the same options to continue it, or another --study name")
+    recovered = recover_dead_trials(study)
+    if recovered:
+        _log(f"study {cfg.study}: trials {recovered} were left RUNNING by a dead worker; failed and re-queued")
+    if cfg.baseline and not study.trials:
+        study.enqueue_trial(baseline_params(cfg.tiny, cfg.epochs, bool(cfg.teacher)), skip_if_exists=True)
+    c = counts(study)
+    todo = cfg.trials - c["finished"] - c["running"]
+    _log(f"study {cfg.study} in {_safe_url(url)}: {c['finished']} finished, {c['running']} running; "
+         f"{max(0, todo)} to run here")
+    t0 = time.time()
+    if todo > 0:
+        stop = optuna.study.MaxTrialsCallback(
+            cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        try:
+            study.optimize(Objective(cfg, progress), n_trials=todo, callbacks=[stop], gc_after_trial=True)
+        except KwsError:
+            raise
+    result = summary(study, cfg, url)
+    result["seconds"] = time.time() - t0
+    result["recovered"] = recovered
+    from kwsbnn.paths import write_atomic
+    write_atomic(folder / "search.json", json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def trial_row(t) -> dict:
+    """One trial as a plain dict (parameters, objectives, user attributes)."""
+    ua = dict(t.user_attrs)
+    row = {"number": t.number, "state": t.state.name, "params": dict(t.params),
+           "binary_options": ua.get("binary_options"), "epochs": ua.get("epochs"),
+           "val_accuracy": t.values[0] if t.values else None,
+           "test_accuracy": ua.get("test_accuracy"), "weight_bits": ua.get("weight_bits"),
+           "cycles": ua.get("cycles"), "memory_bits": ua.get("memory_bits"), "ebr": ua.get("ebr"),
+           "activation_peak_bits": ua.get("activation_peak_bits"), "channels": ua.get("channels"),
+           "binary_layers": ua.get("binary_layers"), "model": ua.get("model"), "run_dir": ua.get("run_dir"),
+           "host": ua.get("host"), "seconds": ua.get("seconds"), "val_curve": ua.get("val_curve"),
+           "rejected": ua.get("rejected"), "pruned": ua.get("pruned")}
+    return row
+
+
+def summary(study, cfg: SearchConfig | None = None, url: str | None = None) -> dict:
+    """Counts, every trial and the Pareto front of ``study``."""
+    from optuna.trial import TrialState
+    front = pareto_numbers(study)
+    trials = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    for r in trials:
+        r["pareto"] = r["number"] in front
+    return {"study": study.study_name, "storage": _safe_url(url) if url else None,
+            "folder": str(cfg.folder()) if cfg else None, "settings": study.user_attrs.get("settings"),
+            "counts": counts(study), "pareto": [r for r in trials if r["pareto"]], "trials": trials,
+            "objectives": dict(zip(OBJECTIVES, DIRECTIONS)),
+            "states": sorted({t.state.name for t in study.get_trials(deepcopy=False)
+                              if t.state != TrialState.WAITING})}
+
+
+def pareto_numbers(study) -> set:
+    """Numbers of the completed trials on the Pareto front of the three objectives."""
+    return {t.number for t in study.best_trials}

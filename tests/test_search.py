@@ -1,0 +1,243 @@
+"""Architecture search: the new architecture options, the block-RAM estimate, pruning, and a tiny
+study end to end on fixture data (rejection before training, resume, re-queueing of a dead worker's
+trial, the Pareto report and the export of a Pareto point that the golden model runs)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from fixtures import make_speech_commands
+from kwsbnn.cli import main
+from kwsbnn.sw import deploy
+from kwsbnn.sw.models import BinaryOptions, ModelConfig, build_model, make_config
+from kwsbnn.sw.search import (SearchConfig, candidate_costs, options_text, over_budget, prune_reason,
+                              suggest)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_speech_commands(tmp_path_factory.mktemp("sc")).root
+
+
+def _random_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 6 - 3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 19.5 + 0.5)
+    return model.eval()
+
+
+def test_stages_pooling_and_dilation_options_build_exact_integer_networks():
+    """Two stages of different widths, a second pooling and dilation: the model, its integer form
+    and the golden model agree, and the hardware plan accepts it."""
+    from kwsbnn.hw.cost import layer_costs
+    from kwsbnn.sw.golden import GoldenModel
+    from kwsbnn.sw.integer import integer_forward, integer_spec
+
+    opts = BinaryOptions.parse("redesign,stages=4x1-8x2,pool=2x3/2x1,dilation=on,first_weights=bin")
+    cfg = make_config("res8", "binary", opts)
+    assert cfg.layers == 3 and cfg.block_widths() == [4, 4, 8, 8]
+    assert cfg.block_pools() == [(2, 3), None, (2, 1), None]
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    torch.manual_seed(0)
+    model = _random_bn(build_model(cfg))
+    model.meta = {"input_shape": [24, 12], "classes": [f"c{k}" for k in range(12)]}
+    blocks = model.blocks
+    assert [b.shortcut_scale is not None for b in blocks] == [False, True, False, True]
+    assert [b.dilation for b in blocks[1:]] == [1, 1, 2]
+    spec = integer_spec(model)
+    q = torch.randint(-127, 128, (6, 24, 12)).float()
+    scores, _ = integer_forward(spec, q)
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        dep = deploy.load(deploy.save(spec, tmp))
+        g = GoldenModel(dep).run(q.numpy().astype(np.int64)[:, None])
+        assert np.array_equal(scores.numpy(), g.scores)
+        assert layer_costs(dep)["cycles_per_inference"] > 0
+    # defaults are unchanged: no per-block lists, the arch's geometry
+    plain = make_config("res8", "binary", BinaryOptions.parse("redesign,width=24"))
+    assert plain.widths is None and plain.pools is None and plain.block_widths() == [24] * 7
+    with pytest.raises(ValueError, match="stage"):
+        make_config("res8", "binary", BinaryOptions.parse("redesign,stages=8y2"))
+    with pytest.raises(ValueError, match="dilation"):
+        make_config("res8", "binary", BinaryOptions.parse("redesign,dilation=maybe"))
+    with pytest.raises(ValueError, match="chain layout"):
+        make_config("res8", "binary", BinaryOptions.parse("naive,stages=8x1-16x1"))
+
+
+def test_block_ram_estimate_of_the_res8_that_fits_the_icebreaker():
+    """The 24-channel binary res8 takes 29 of the iCE40UP5K's 30 block RAMs (nextpnr, README); the
+    cost model's memory bits (55 kbit) alone would admit twice that network."""
+    costs = candidate_costs("redesign,width=24")
+    assert costs["ebr"] == 29 and costs["memory_bits"] < 60_000 and costs["cycles"] == 145_440
+    assert over_budget(costs, "board") is None
+    wide = candidate_costs("redesign,width=32")
+    assert wide["memory_bits"] < 120 * 1024 and "block RAMs" in over_budget(wide, "board")
+    assert over_budget(costs, f"bits:{costs['weight_bits'] - 1}") is not None
+    assert over_budget(costs, "none") is None
+
+
+def test_search_space_gives_valid_options():
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        t = study.ask()
+        p = suggest(t, tiny=False, epochs=8, teacher=True)
+        cfg = make_config("res8", "binary", BinaryOptions.parse(options_text(p)))
+        assert 1 <= cfg.layers <= 12 and p["epochs"] in (4, 8) and p["distill"] in (0, 0.25, 0.5, 0.75)
+        study.tell(t, [0.5, 1.0, 1.0])
+
+
+def _done(number, curve, wb, cyc):
+    return SimpleNamespace(number=number, user_attrs={"val_curve": curve, "weight_bits": wb, "cycles": cyc})
+
+
+def test_pruning_rules():
+    cfg = SearchConfig(prune_warmup=2, prune_margin=0.02)
+    costs = {"weight_bits": 1000, "cycles": 500}
+    small_good = [_done(1, [0.3, 0.5, 0.7], 900, 400), _done(2, [0.3, 0.45, 0.6], 1000, 500)]
+    big_good = [_done(3, [0.3, 0.6, 0.8], 5000, 500), _done(4, [0.3, 0.6, 0.8], 900, 9000)]
+    # dominated at epoch 2 by two trials that cost no more: pruned
+    assert "dominated" in prune_reason(2, 0.3, costs, small_good + big_good, cfg, epochs=3)
+    # better networks that cost more do not prune a small one (median on accuracy would)
+    assert prune_reason(2, 0.3, costs, big_good, cfg, epochs=3) is None
+    assert prune_reason(2, 0.3, costs, big_good + small_good[:1], cfg, epochs=3) is None
+    # no pruning before the warm-up or at the last epoch; chance level is hopeless
+    assert prune_reason(1, 0.01, costs, small_good, cfg, epochs=3) is None
+    assert prune_reason(3, 0.01, costs, small_good, cfg, epochs=3) is None
+    assert "chance" in prune_reason(2, 0.05, costs, [], cfg, epochs=3)
+    med = SearchConfig(pruner="median")
+    assert "median" in prune_reason(2, 0.4, costs, small_good + big_good, med, epochs=3)
+    assert prune_reason(2, 0.4, costs, small_good + big_good, SearchConfig(pruner="none"), epochs=3) is None
+
+
+def _storage(folder):
+    from kwsbnn.sw.search import open_storage
+    return open_storage(f"sqlite:///{folder / 'study.db'}")
+
+
+def _search(data, folder, trials, *extra):
+    return ["search", "--data", str(data), "--trials", str(trials), "--tiny", "--out", str(folder),
+            "--threads", "1", "--budget", "bits:2500", "--json", *extra]
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_tiny_search_end_to_end(data, tmp_path, capsys):
+    from kwsbnn.sw.search import DIRECTIONS
+    folder = tmp_path / "study"
+    storage = _storage(folder)
+    study = optuna.create_study(study_name="kws", storage=storage, directions=list(DIRECTIONS))
+    # trial 0: eight channels in four int8-first-layer binary layers: over the 2,500-bit cap
+    study.enqueue_trial({"stages": 2, "width1": 8, "depth1": 2, "width2": 8, "depth2": 2,
+                         "first_weights": "int8"})
+    # trial 1: a four-channel network with a binary first layer: under it
+    small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "shortcut": True,
+             "bn": True, "pool": "4x3", "dilation": False}
+    study.enqueue_trial(small)
+
+    assert main(_search(data, folder, 3)) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"]["finished"] == 3 and res["counts"]["rejected"] >= 1
+    rows = {r["number"]: r for r in res["trials"]}
+    assert rows[0]["state"] == "PRUNED" and "weight bits" in rows[0]["rejected"]
+    assert rows[0]["weight_bits"] > 2500 and rows[0]["cycles"] > 0
+    assert not (folder / "trials" / "0000").exists()              # rejected: nothing trained
+    assert rows[1]["state"] == "COMPLETE" and rows[1]["weight_bits"] <= 2500
+    assert (folder / "trials" / "0001" / "model.pt").is_file() and rows[1]["model"]
+    assert rows[1]["test_accuracy"] is not None and rows[1]["seconds"] > 0
+    assert len(rows[1]["val_curve"]) == 1
+    t1 = optuna.load_study(study_name="kws", storage=storage).trials[1]
+    assert t1.values[1] == t1.user_attrs["weight_bits"] and t1.values[2] == t1.user_attrs["cycles"]
+    assert (folder / "search.json").is_file()
+    # the recorded options retrain the same network with `kwsbnn train`
+    assert make_config("res8", "binary", BinaryOptions.parse(rows[1]["binary_options"])).block_widths() == [4, 4]
+
+    # A worker killed mid-trial left trial 3 RUNNING; the resumed search fails and re-queues it.
+    study = optuna.load_study(study_name="kws", storage=storage)
+    study.enqueue_trial(small | {"width1": 8})
+    dead = study.ask()
+    study._storage.set_trial_user_attr(dead._trial_id, "host", socket.gethostname())
+    study._storage.set_trial_user_attr(dead._trial_id, "pid", _dead_pid())
+    study._storage.set_trial_user_attr(dead._trial_id, "run_dir", str(folder / "trials" / "0003"))
+
+    assert main(_search(data, folder, 5)) == 0                  # the same study, continued
+    res = json.loads(capsys.readouterr().out)
+    assert res["recovered"] == [3]
+    rows = {r["number"]: r for r in res["trials"]}
+    assert rows[3]["state"] == "FAIL" and rows[0]["state"] == "PRUNED" and rows[1]["state"] == "COMPLETE"
+    retry = [r for r in rows.values() if r["number"] > 3 and r["run_dir"].endswith("0003")]
+    assert len(retry) == 1 and retry[0]["state"] == "COMPLETE"
+    assert retry[0]["params"].items() >= (small | {"width1": 8}).items()
+    assert res["counts"]["finished"] == 5 and res["counts"]["failed"] == 1
+
+    # resuming with other settings is refused
+    assert main(_search(data, folder, 6, "--epochs", "2")) == 2
+    assert "other settings" in capsys.readouterr().err
+
+    # the Pareto report: table, JSON, PNG (shipped models alongside where present)
+    out = tmp_path / "report"
+    assert main(["report", "pareto", "--dir", str(folder), "--out", str(out), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["pareto"] and all(r["state"] == "COMPLETE" for r in rep["pareto"])
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "pareto.json").read_text())["counts"]["finished"] == 5
+    from kwsbnn.paths import MODELS
+    if (MODELS / "binary.pt").is_file():
+        shipped = {s["model"]: s for s in rep["shipped"]}
+        assert shipped["binary"]["cycles"] > 0 and shipped["binary"]["weight_bits"] > 0
+
+    # export a Pareto point: a deployable folder the golden model runs, equal to the torch model
+    number = rep["pareto"][0]["number"]
+    dest = tmp_path / "deployable"
+    assert main(["report", "pareto", "--dir", str(folder), "--export", str(number), "--to", str(dest),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["deployable"] == str(dest)
+    _golden_equals_torch(rep["pareto"][0]["model"], dest, data)
+
+    assert main(["report", "pareto", "--dir", str(folder), "--export", "0", "--to", str(tmp_path / "x")]) == 2
+    assert "did not finish training" in capsys.readouterr().err
+
+
+def _golden_equals_torch(model_path, folder, data):
+    from kwsbnn.sw.checkpoint import load_model
+    from kwsbnn.sw.data import SpeechCommands
+    from kwsbnn.sw.evaluate import quantized_features, select
+    from kwsbnn.sw.golden import GoldenModel
+    from kwsbnn.sw.integer import integer_forward, integer_spec
+
+    model = load_model(model_path)
+    ds = SpeechCommands(data)
+    q = quantized_features(model, ds, select(ds, "test"))
+    scores, _ = integer_forward(integer_spec(model), q)
+    g = GoldenModel(folder).run(q.numpy().round().astype(np.int64)[:, None])
+    assert np.array_equal(scores.numpy(), g.scores)
+
+
+def test_search_errors(data, tmp_path, capsys):
+    assert main(["search", "--data", str(tmp_path / "nope"), "--trials", "1", "--tiny",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["search", "--data", str(data), "--trials", "1", "--tiny", "--budget", "lots",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "not a budget" in capsys.readouterr().err
+    assert main(["search", "--data", str(data), "--trials", "1", "--tiny", "--out", str(tmp_path / "s"),
+                 "--storage", "postgresql://kws@127.0.0.1:1/none"]) == 2
+    assert "cannot open the study storage" in capsys.readouterr().err
+    assert main(["report", "pareto", "--dir", str(tmp_path)]) == 2
+    assert "not a search folder" in capsys.readouterr().err
