@@ -64,6 +64,33 @@ def crc8_next(crc, byte):
     return Cat(*out)
 
 
+# Maximal-length LFSR taps (Xilinx XAPP052, XNOR feedback; bit numbers from 1).
+LFSR_TAPS = {3: (3, 2), 4: (4, 3), 5: (5, 3), 6: (6, 5), 7: (7, 6), 8: (8, 6, 5, 4), 9: (9, 5),
+             10: (10, 7), 11: (11, 9), 12: (12, 6, 4, 1), 13: (13, 4, 3, 1), 14: (14, 5, 3, 1),
+             15: (15, 14), 16: (16, 15, 13, 4), 17: (17, 14), 18: (18, 11), 19: (19, 6, 2, 1),
+             20: (20, 17), 21: (21, 19), 22: (22, 21), 23: (23, 18), 24: (24, 23, 22, 17)}
+
+
+def lfsr_next(state, bits: int):
+    """The next state of a ``bits``-bit XNOR LFSR (period ``2**bits - 1``; all ones never occurs
+    from a reset to 0): a shift and one feedback LUT, no carry chain."""
+    fb = Const(1, 1)
+    for t in LFSR_TAPS[bits]:
+        fb = fb ^ state[t - 1]
+    return Cat(fb, state[:-1])
+
+
+def timeout_plan(cycles: int) -> tuple[int, int]:
+    """``(k, ticks)``: the idle timeout counts ``ticks`` of a free-running ``k``-bit LFSR prescaler
+    (a tick every ``2**k - 1`` cycles), so it fires after between ``cycles`` and
+    ``cycles + 2**k - 1`` idle cycles (at most about 1/8 late) with about ``k + 5`` flip-flops
+    and no wide adder."""
+    cycles = max(1, int(cycles))
+    k = min(max(3, (cycles // 8 + 1).bit_length()), max(LFSR_TAPS))
+    period = 2 ** k - 1
+    return k, -(-cycles // period) + 1
+
+
 class FrameParser(wiring.Component):
     """Host -> board frames: takes UART bytes on ``i``, emits the input transfers of INFER payloads
     on ``o`` as they arrive, and one request per frame on ``resp`` (``kind``: INFO, ERROR with
@@ -88,6 +115,11 @@ class FrameParser(wiring.Component):
         super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(transfer_bits)),
                           "resp": Out(stream.Signature(RESPONSE))})
 
+    @property
+    def timeout_cycles_max(self) -> int:
+        k, ticks = timeout_plan(self._timeout)
+        return ticks * (2 ** k - 1)
+
     def elaborate(self, platform):
         m = Module()
         tb, n = self._tb, self._len
@@ -95,13 +127,17 @@ class FrameParser(wiring.Component):
         crc = Signal(8)
         crc_nx = crc8_next(crc, byte)
         infer = Signal()
-        len_lo = Signal(8)
+        lo_ok = Signal()            # the low length byte is what the type needs
         left = Signal(range(n + 1))
         word = Signal(tb * 8)
         nbyte = Signal(range(tb + 1))
         full = nbyte == tb
-        idle = Signal(range(self._timeout + 1))
-        timed_out = idle == self._timeout
+        k, ticks = timeout_plan(self._timeout)
+        prescale = Signal(k)
+        m.d.sync += prescale.eq(lfsr_next(prescale, k))
+        tick = prescale == 0
+        idle = Signal(range(ticks + 1))
+        timed_out = idle == ticks
         pending = self.resp.valid
 
         m.d.comb += [self.o.payload.eq(word[:self._bits]), self.o.valid.eq(full)]
@@ -121,7 +157,7 @@ class FrameParser(wiring.Component):
         waiting = Signal()      # inside a frame, ready for a byte that does not come
         with m.If(take | ~waiting):
             m.d.sync += idle.eq(0)
-        with m.Elif(~timed_out):
+        with m.Elif(tick & ~timed_out):
             m.d.sync += idle.eq(idle + 1)
 
         with m.FSM(name="parser"):
@@ -152,14 +188,13 @@ class FrameParser(wiring.Component):
                                 post(RESP_ERROR, proto.ErrorCode.UNKNOWN_TYPE)
                                 m.next = "HUNT"
                         elif state == "LEN0":
-                            m.d.sync += len_lo.eq(byte)
+                            m.d.sync += lo_ok.eq(byte == Mux(infer, n & 0xFF, 0))
                             m.next = "LEN1"
                         else:
-                            length = Cat(len_lo, byte)
-                            with m.If(infer & (length == n)):
+                            with m.If(lo_ok & infer & (byte == n >> 8)):
                                 m.d.sync += left.eq(n)
                                 m.next = "PAYLOAD"
-                            with m.Elif(~infer & (length == 0)):
+                            with m.Elif(lo_ok & ~infer & (byte == 0)):
                                 m.next = "CRC"
                             with m.Else():
                                 post(RESP_ERROR, proto.ErrorCode.BAD_LENGTH)
@@ -205,8 +240,13 @@ class FrameWriter(wiring.Component):
     ERROR (the request's code) or, for a VERDICT, waits for the network's result on ``res`` and
     sends RESULT (verdict 0) or discards the result and sends ERROR (verdict = error code).
 
-    RESULT bytes are read from ``res.payload`` in place (the stream holds it until ``res.ready``,
-    given on the CRC byte): no copy of the scores. ``cls`` is the class of the last RESULT sent.
+    Every payload goes out of one shift register of ``max(1 + n_classes * score_bytes, 16)``
+    bytes: the RESULT is copied into it when the result is taken (so the network is free again at
+    once), the INFO payload and the ERROR code are loaded as constants. On iCE40 that costs one
+    logic cell per bit, fewer than a byte multiplexer over the result. Header bytes are constants
+    selected by the byte index; the CRC is computed as the bytes go out. ``cls`` is the class of
+    the last RESULT.
+    Latency: the first byte is offered 1 cycle after the request (or the result for a VERDICT).
     Throughput: one byte per UART byte time on ``o``; 1 idle cycle between frames.
     """
 
@@ -226,85 +266,89 @@ class FrameWriter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         sb, sw = self._sb, self._sw
-        res_bytes = 1 + self._k * sb
-        lengths = {RESP_INFO: len(self._info), RESP_ERROR: 1, RESP_VERDICT: res_bytes}
-        types = {RESP_INFO: proto.FrameType.INFO, RESP_ERROR: proto.FrameType.ERROR,
-                 RESP_VERDICT: proto.FrameType.RESULT}
-        last_idx = proto.HEADER_BYTES + max(lengths.values())
+        hb = proto.HEADER_BYTES
+        n_res = 1 + self._k * sb
+        info_frame = proto.encode_frame(proto.FrameType.INFO, self._info)     # constant, CRC too
+        headers = {RESP_INFO: info_frame[:hb],
+                   RESP_ERROR: proto.encode_frame(proto.FrameType.ERROR, b"\0")[:hb],
+                   RESP_VERDICT: proto.encode_frame(proto.FrameType.RESULT, bytes(n_res))[:hb]}
+        last = {RESP_INFO: len(info_frame) - 1, RESP_ERROR: hb + 1, RESP_VERDICT: hb + n_res}
         kind = Signal(2)            # RESP_VERDICT here means RESULT
         code = Signal(3)
-        idx = Signal(range(last_idx + 1))
+        idx = Signal(range(max(last.values()) + 1))
         crc = Signal(8)
+        sreg = Signal(8 * max(n_res, len(self._info)))
 
-        # The result's bytes, read in place: class, then each score sign-extended, little-endian.
+        # The result as bytes: class, then each score sign-extended, little-endian.
         payload = self.res.payload
-        res_fields = [Value.cast(payload.cls)]
+        cls = Value.cast(payload.cls).as_unsigned()
+        fields = [Cat(cls[:8], Const(0, max(0, 8 - len(cls))))]
         for k in range(self._k):
             s = Value.cast(payload.scores[k])
-            res_fields.append(Cat(s, *([s[sw - 1]] * (8 * sb - sw))))
-        res_bytes_list = [res_fields[0]] + [f[8 * b: 8 * b + 8] for f in res_fields[1:] for b in range(sb)]
-        p = Signal(range(last_idx + 1))
-        m.d.comb += p.eq(idx - proto.HEADER_BYTES)
-        res_byte = Signal(8)
-        m.d.comb += res_byte.eq(Array(res_bytes_list)[p])
-        info_byte = Signal(8)
-        m.d.comb += info_byte.eq(Array([Const(b, 8) for b in self._info])[p])
+            fields.append(Cat(s, *([s[sw - 1]] * (8 * sb - sw))))
 
-        ftype = Signal(8)
-        plen = Signal(16)
+        is_last = Signal()
         with m.Switch(kind):
-            for kk in (RESP_INFO, RESP_ERROR, RESP_VERDICT):
-                with m.Case(kk):
-                    m.d.comb += [ftype.eq(types[kk]), plen.eq(lengths[kk])]
-        is_crc = idx == plen + proto.HEADER_BYTES
+            for k, v in last.items():
+                with m.Case(k):
+                    m.d.comb += is_last.eq(idx == v)
         byte = Signal(8)
-        with m.Switch(idx):
-            with m.Case(0):
-                m.d.comb += byte.eq(proto.SYNC)
-            with m.Case(1):
-                m.d.comb += byte.eq(proto.VERSION)
-            with m.Case(2):
-                m.d.comb += byte.eq(ftype)
-            with m.Case(3):
-                m.d.comb += byte.eq(plen[:8])
-            with m.Case(4):
-                m.d.comb += byte.eq(plen[8:])
-            with m.Default():
-                with m.If(is_crc):
-                    m.d.comb += byte.eq(crc)
-                with m.Elif(kind == RESP_INFO):
-                    m.d.comb += byte.eq(info_byte)
-                with m.Elif(kind == RESP_ERROR):
-                    m.d.comb += byte.eq(code)
-                with m.Else():
-                    m.d.comb += byte.eq(res_byte)
+        with m.If(idx < hb):
+            with m.Switch(Cat(idx[:3], kind)):
+                for k, hdr in headers.items():
+                    for i, b in enumerate(hdr):
+                        with m.Case(i | (k << 3)):
+                            m.d.comb += byte.eq(b)
+        with m.Elif(is_last):
+            m.d.comb += byte.eq(crc)
+        with m.Else():
+            m.d.comb += byte.eq(sreg[:8])
+
+        # One load or shift of the shift register per cycle, from single select signals (one LUT
+        # per bit on iCE40).
+        load_res, load_info, load_err, shift = Signal(), Signal(), Signal(), Signal()
+        err_code = Signal(3)
+        with m.If(load_res):
+            m.d.sync += sreg.eq(Cat(*fields))
+        with m.Elif(load_info):
+            m.d.sync += sreg.eq(int.from_bytes(self._info, "little"))
+        with m.Elif(load_err):
+            m.d.sync += sreg[:8].eq(err_code)      # ERROR sends one payload byte
+        with m.Elif(shift):
+            m.d.sync += sreg.eq(sreg >> 8)
 
         with m.FSM(name="writer"):
             with m.State("IDLE"):
-                m.d.comb += self.req.ready.eq(1)
+                m.d.comb += [self.req.ready.eq(1), err_code.eq(self.req.payload.code)]
                 with m.If(self.req.valid):
                     m.d.sync += [kind.eq(self.req.payload.kind), code.eq(self.req.payload.code),
-                                 idx.eq(0), crc.eq(0)]
-                    with m.If(self.req.payload.kind == RESP_VERDICT):
-                        m.next = "WAIT"
-                    with m.Else():
-                        m.next = "SEND"
+                                 idx.eq(0), crc.eq(proto.SYNC)]    # crc8(SYNC, 0xA5) = 0
+                    with m.Switch(self.req.payload.kind):
+                        with m.Case(RESP_INFO):
+                            m.d.comb += load_info.eq(1)
+                            m.next = "SEND"
+                        with m.Case(RESP_ERROR):
+                            m.d.comb += load_err.eq(1)
+                            m.next = "SEND"
+                        with m.Default():
+                            m.next = "WAIT"
             with m.State("WAIT"):
+                m.d.comb += [self.res.ready.eq(1), err_code.eq(code)]
                 with m.If(self.res.valid):
                     with m.If(code != 0):
-                        m.d.comb += self.res.ready.eq(1)        # discard the corrupted frame's result
+                        # A corrupted INFER: its result is dropped, ERROR(code) goes out instead.
+                        m.d.comb += load_err.eq(1)
                         m.d.sync += kind.eq(RESP_ERROR)
+                    with m.Else():
+                        m.d.comb += load_res.eq(1)
+                        m.d.sync += self.cls.eq(payload.cls)
                     m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(byte)]
                 with m.If(self.o.ready):
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx != 0):
-                        m.d.sync += crc.eq(crc8_next(crc, byte))
-                    with m.If(is_crc):
-                        with m.If(kind == RESP_VERDICT):
-                            m.d.comb += self.res.ready.eq(1)
-                            m.d.sync += self.cls.eq(payload.cls)
+                    m.d.comb += shift.eq(idx >= hb)
+                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc8_next(crc, byte))]
+                    with m.If(is_last):
                         m.next = "IDLE"
         return m
 
@@ -352,6 +396,17 @@ class KwsTop(wiring.Component):
     @property
     def clk_freq(self) -> float:
         return self._clk
+
+    @property
+    def timeout_cycles(self) -> tuple[int, int]:
+        """(least, most) idle cycles inside a frame before the parser gives up on it."""
+        k, ticks = timeout_plan(self._timeout_cycles)
+        return self._timeout_cycles, ticks * (2 ** k - 1)
+
+    @property
+    def divisor(self) -> int:
+        """Clock cycles per UART bit."""
+        return self._divisor
 
     def elaborate(self, platform):
         m = Module()

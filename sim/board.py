@@ -52,8 +52,8 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
            "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
            "KWSBNN_TB_INFO": top.info.encode().hex(),
            "KWSBNN_TB_CLK_NS": str(clk_ns),
-           "KWSBNN_TB_DIVISOR": str(top._divisor),
-           "KWSBNN_TB_TIMEOUT_CYCLES": str(top._timeout_cycles),
+           "KWSBNN_TB_DIVISOR": str(top.divisor),
+           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
            "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
            "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_SEED": str(seed)}
     summary = run_testbench(path, TOP, "kwsbnn.sim.tb_board", workdir / f"sim_build-{digest}", env,
