@@ -24,7 +24,7 @@ def test_every_subcommand_has_help(command):
 
 
 def test_unbuilt_subcommands_say_so():
-    for command in ("run", "search", "report"):
+    for command in ("search", "report"):
         r = kwsbnn(command)
         assert r.returncode == 2
         assert "not built yet" in r.stderr and "Traceback" not in r.stderr
