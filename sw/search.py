@@ -40,6 +40,8 @@ DIRECTIONS = ("maximize", "minimize", "minimize")
 BOARD = "icebreaker"
 BOARD_EBRS = 30                     # iCE40UP5K: 30 EBRs of 4 kbit
 BOARD_MEMORY_BITS = BOARD_EBRS * 4096
+BOARD_LOGIC_CELLS = 5280
+BOARD_DSPS = 8
 HEARTBEAT_INTERVAL = 30             # seconds between a running trial's heartbeats
 GRACE_PERIOD = 120                  # a RUNNING trial without a heartbeat this long is failed
 MAX_RETRY = 2
@@ -217,11 +219,28 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
             raise
         except ValueError as e:      # a unit refusing its parameters
             raise UnsupportedNetwork(f"candidate: {e}") from None
-    return {"weight_bits": int(fp["weight_bits"]), "activation_peak_bits": int(fp["activation_peak_bits"]),
-            "cycles": int(costs["cycles_per_inference"]), "memory_bits": int(costs["memory_bits"]),
-            "hw_weight_bits": int(costs["weight_bits"]), "ebr": int(ebr["ebr"]),
-            "lanes": int(costs["lanes"]), "bottleneck": costs["bottleneck"],
-            "binary_layers": cfg.layers, "channels": cfg.block_widths()}
+        out = {"weight_bits": int(fp["weight_bits"]), "activation_peak_bits": int(fp["activation_peak_bits"]),
+               "cycles": int(costs["cycles_per_inference"]), "memory_bits": int(costs["memory_bits"]),
+               "hw_weight_bits": int(costs["weight_bits"]), "ebr": int(ebr["ebr"]),
+               "lanes": int(costs["lanes"]), "bottleneck": costs["bottleneck"],
+               "binary_layers": cfg.layers, "channels": cfg.block_widths()}
+        out.update(_logic_estimate(dep))
+    return out
+
+
+def _logic_estimate(dep) -> dict:
+    """iCE40 logic cells and DSPs (with the board's UART link) from the calibrated resource
+    estimate, when this kwsbnn has one (:mod:`kwsbnn.hw.resources` and its calibration file);
+    else nothing, and the board budget checks block RAM only."""
+    try:
+        from kwsbnn.hw.resources import estimate
+    except ImportError:
+        return {}
+    try:
+        res = estimate(dep, family="ice40", link=True)
+    except KwsError:             # no calibration file
+        return {}
+    return {"logic_cells": int(res["logic_cells"]), "dsp": int(res["dsp"])}
 
 
 def over_budget(costs: dict, budget: str) -> str | None:
@@ -233,6 +252,10 @@ def over_budget(costs: dict, budget: str) -> str | None:
                     f"({costs['memory_bits']:,} memory bits)")
         if costs["memory_bits"] > BOARD_MEMORY_BITS:
             return f"{costs['memory_bits']:,} memory bits > {BOARD_MEMORY_BITS:,} (30 EBRs of 4 kbit)"
+        if costs.get("logic_cells", 0) > BOARD_LOGIC_CELLS:
+            return f"needs about {costs['logic_cells']:,} logic cells; the iCE40UP5K has {BOARD_LOGIC_CELLS:,}"
+        if costs.get("dsp", 0) > BOARD_DSPS:
+            return f"needs {costs['dsp']} DSPs; the iCE40UP5K has {BOARD_DSPS}"
     elif kind == "bits" and costs["weight_bits"] > n:
         return f"{costs['weight_bits']:,} weight bits > the cap of {n:,}"
     return None

@@ -11,7 +11,8 @@ schedule, learning rate, epochs and the distillation weight (docs/binary-guideli
 Every candidate is exported untrained and costed first; one the hardware cannot build or that does
 not fit --budget is rejected without training:
   board    the iCEBreaker (iCE40UP5K): at most 30 block RAMs of 4 kbit for weights, thresholds,
-           line buffers and pooling sums (block RAMs estimated from the generated memories)
+           line buffers and pooling sums (block RAMs estimated from the generated memories); with
+           the calibrated resource estimate (hw/resources.py) also 5,280 logic cells and 8 DSPs
   bits:N   at most N weight bits
   none     only what the generator can build
 Runs that are already beaten at the same epoch by two cheaper trials are pruned (--pruner).
