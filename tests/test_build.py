@@ -20,3 +20,19 @@ def test_icebreaker_bitstream(tmp_path):
     assert rep["resources"]["block_ram"]["available"] == 30
     assert rep["clock_mhz"] == 12.0 and rep["fmax_mhz"] >= 12.0
     assert rep["inferences_per_second"] == 12e6 / rep["cycles_per_inference"]
+
+
+def test_icebreaker_bitstream_with_pll(tmp_path):
+    """--freq other than the oscillator's: the iCE40 PLL (SB_PLL40_PAD on the clock pin) makes the
+    clock, nextpnr checks timing at it, and the report gives requested and achieved clock."""
+    out = tmp_path / "ice18"
+    r = subprocess.run([sys.executable, "-m", "kwsbnn.cli", "build", "--board", "icebreaker",
+                        "--model", "tiny", "--freq", "18", "--out", str(out), "--json"],
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout)
+    assert rep["clock_mhz"] == 18.0 and rep["requested_mhz"] == 18.0 and rep["oscillator_mhz"] == 12.0
+    assert (rep["pll"]["divr"], rep["pll"]["divf"], rep["pll"]["divq"]) == (0, 47, 5)
+    assert rep["fmax_mhz"] >= 18.0 and rep["timing_met"]
+    assert rep["inferences_per_second"] == 18e6 / rep["cycles_per_inference"]
+    assert "SB_PLL40_PAD" in (out / "kws.il").read_text()
