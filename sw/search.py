@@ -30,7 +30,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kwsbnn.errors import KwsError
@@ -313,7 +313,7 @@ def _quiet_optuna():
 
     import optuna
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)     # failures re-raise; interruptions re-queue
 
 
 def open_storage(url: str):
@@ -413,6 +413,28 @@ def recover_dead_trials(study) -> list[int]:
     return recovered + sorted(after - before)
 
 
+def requeue_interrupted(study) -> list[int]:
+    """Re-queue the trials this process was running when it was interrupted (Ctrl-C): Optuna marks
+    them FAIL; their re-runs continue from their run folders' last epoch."""
+    import optuna
+    from optuna.trial import TrialState
+
+    _quiet_optuna()
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    out = []
+    for t in trials:
+        ua = t.user_attrs
+        if t.state == TrialState.FAIL and ua.get("pid") == os.getpid() \
+                and ua.get("host") == socket.gethostname() and t.number not in retried:
+            retry(study, t)
+            out.append(t.number)
+    if out:
+        _log(f"interrupted: trials {out} re-queued; rerun the same command to continue")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The objective
 
@@ -503,9 +525,6 @@ class Objective:
 # The search
 
 
-FINISHED = ("COMPLETE", "PRUNED")
-
-
 def counts(study) -> dict:
     from optuna.trial import TrialState
     out = {"complete": 0, "pruned": 0, "rejected": 0, "failed": 0, "running": 0, "waiting": 0}
@@ -549,7 +568,6 @@ def run_search(cfg: SearchConfig, progress: bool = False) -> dict:
     folder = cfg.folder()
     folder.mkdir(parents=True, exist_ok=True)
     url = cfg.storage_url()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
     sampler = optuna.samplers.TPESampler(n_startup_trials=5 if cfg.tiny else 10, constant_liar=True,
                                          multivariate=False)
@@ -578,7 +596,8 @@ def run_search(cfg: SearchConfig, progress: bool = False) -> dict:
             cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
         try:
             study.optimize(Objective(cfg, progress), n_trials=todo, callbacks=[stop], gc_after_trial=True)
-        except KwsError:
+        except KeyboardInterrupt:
+            requeue_interrupted(study)
             raise
     result = summary(study, cfg, url)
     result["seconds"] = time.time() - t0

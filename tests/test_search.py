@@ -244,3 +244,21 @@ def test_search_errors(data, tmp_path, capsys):
     assert "cannot open the study storage" in capsys.readouterr().err
     assert main(["report", "pareto", "--dir", str(tmp_path)]) == 2
     assert "not a search folder" in capsys.readouterr().err
+
+
+def test_interrupted_trial_is_requeued_once():
+    """Ctrl-C: Optuna marks the running trial FAIL; the search re-queues it (same parameters) once."""
+    from optuna.trial import TrialState
+
+    from kwsbnn.sw.search import DIRECTIONS, requeue_interrupted
+    study = optuna.create_study(directions=list(DIRECTIONS))
+    t = study.ask({"width1": optuna.distributions.CategoricalDistribution([4, 8])})
+    t.set_user_attr("pid", os.getpid())
+    t.set_user_attr("host", socket.gethostname())
+    t.set_user_attr("run_dir", "/somewhere/0000")
+    study.tell(t, state=TrialState.FAIL)
+    assert requeue_interrupted(study) == [0]
+    assert requeue_interrupted(study) == []
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].params == t.params
+    assert waiting[0].system_attrs["failed_trial"] == 0 and waiting[0].user_attrs["run_dir"] == "/somewhere/0000"

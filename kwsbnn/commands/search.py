@@ -84,6 +84,6 @@ def run(args) -> int:
         print(f"study {result['study']} ({result['storage']}): {c['complete']} complete, {c['pruned']} "
               f"pruned, {c['rejected']} rejected by the budget, {c['failed']} failed")
         print(format_table(result["pareto"]) if result["pareto"] else "no completed trial yet")
-        print(f"\nkwsbnn report pareto --dir {cfg.folder()}"
-              + (f" --storage URL --study {cfg.study}" if args.storage else ""))
+        print(f"\nkwsbnn report pareto --storage URL --study {cfg.study}" if args.storage
+              else f"\nkwsbnn report pareto --dir {cfg.folder()}")
     return 0
