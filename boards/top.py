@@ -19,14 +19,14 @@ until the PLL locks, 15 us after that (iCE40 block RAMs read zeros for a few us 
 configuration), and while the button is pressed. With ``platform=None`` it exposes ``rx``, ``tx``
 and ``leds`` ports for simulation and uses the default ``sync`` domain (``clk``, ``rst``).
 
-Latency of one request: its last byte is received at the stop bit's middle (+1 UART bit), the
-answer starts 2 cycles after both that byte and (for INFER) the network's result; RESULT of an
-INFER whose result is ready. Throughput, stop-and-wait: one inference per
-``(input_bytes + 6) + (result_bytes + 6)`` byte times (10 bit times each) plus the network's
-latency, or the network's initiation interval if that is longer.
+Latency of one request: the UART delivers its last byte at the stop bit's middle; the answer's
+first byte starts about 3 cycles after the later of that byte and (for INFER) the network's
+result. Throughput, stop-and-wait: one inference per ``(input_bytes + 6) + (result_bytes + 6)``
+byte times (10 bit times each) plus the network's latency after the last input transfer (the
+network's initiation interval is far shorter than a UART byte per transfer).
 """
 
-from amaranth.hdl import Array, Cat, ClockDomain, ClockSignal, Const, Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, io, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -39,13 +39,6 @@ from .uart import UARTRx, UARTTx, uart_divisor
 # What the parser asks the writer to send.
 RESP_INFO, RESP_ERROR, RESP_VERDICT = 0, 1, 2
 RESPONSE = data.StructLayout({"kind": 2, "code": 3})
-
-
-def link_sizes(n_inputs: int, score_width: int, n_classes: int) -> tuple[int, int, int]:
-    """(bytes per input transfer, bytes per score, RESULT payload bytes) of the link."""
-    in_bytes = (n_inputs + 7) // 8
-    score_bytes = (score_width + 7) // 8
-    return in_bytes, score_bytes, 1 + score_bytes * n_classes
 
 
 def crc8_next(crc, byte):
