@@ -17,6 +17,11 @@ Stream interface of the generated top:
 - ``i``: one transfer per input position ``(t, f)``, t-major, f-minor, ``T * F`` per inference; payload
   ``C`` elements of ``ew`` bits (int8 features: ``C = 1``, 8 bits; bits: bit ``c`` = channel ``c``).
 - ``o``: one transfer per inference, payload ``{"cls", "scores"}`` (see :func:`scores.result_layout`).
+
+With ``taps=True`` (simulation builds), every conv layer ``L`` also drives two outputs that mirror its
+output stream: ``tap_L_valid`` is high in each cycle whose clock edge transfers an item (valid and
+ready), and ``tap_L_payload`` holds that item (``C_out`` bits, bit ``c`` = channel ``c``; one item per
+output position, t-major, as on the stream). They change nothing else in the design.
 """
 
 from amaranth.hdl import Module
@@ -51,8 +56,9 @@ def check_supported(dep) -> None:
 class Network(wiring.Component):
     """The generated accelerator. ``folding`` maps conv layer names to ``{"pe": P, "simd": S}``."""
 
-    def __init__(self, dep, folding: Folding | None = None):
+    def __init__(self, dep, folding: Folding | None = None, *, taps: bool = False):
         self._dep = dep
+        self._taps = bool(taps)
         self._convs, self._tail_plan = plan(dep)
         self._folding = folding or Folding.default(dep)
         self._stages = []            # per conv layer: dict of units
@@ -68,8 +74,12 @@ class Network(wiring.Component):
                                     binary_weights=t.binary_weights)
         c, _, _ = dep.input["shape"]
         ew = 1 if dep.input["prec"] == "bin" else 8
-        super().__init__({"i": In(stream.Signature(c * ew)),
-                          "o": Out(stream.Signature(self._tail.layout))})
+        ports = {"i": In(stream.Signature(c * ew)), "o": Out(stream.Signature(self._tail.layout))}
+        if self._taps:
+            for p in self._convs:
+                ports[f"tap_{p.name}_valid"] = Out(1)
+                ports[f"tap_{p.name}_payload"] = Out(p.out_shape[0])
+        super().__init__(ports)
 
     @staticmethod
     def _conv_units(p, fold) -> dict:
@@ -133,6 +143,15 @@ class Network(wiring.Component):
     def costs(self) -> dict:
         return layer_costs(self._dep, self._folding)
 
+    def taps(self) -> list[dict]:
+        """The layer taps of a ``taps=True`` network: name, payload width and transfers per
+        inference of each conv layer's output stream (empty otherwise)."""
+        if not self._taps:
+            return []
+        return [{"layer": p.name, "width": int(p.out_shape[0]),
+                 "shape": [int(v) for v in p.out_shape],
+                 "transfers": int(p.out_shape[1] * p.out_shape[2])} for p in self._convs]
+
     def elaborate(self, platform):
         m = Module()
         src = wiring.flipped(self.i)       # the producer side of the current stream
@@ -142,6 +161,7 @@ class Network(wiring.Component):
             if "conv" in units:
                 wiring.connect(m, src, units["conv"].i)
                 src = units["conv"].o
+                self._tap(m, p, src)
                 continue
             if p.shortcut:
                 fork, delay, join = units["fork"], units["delay"], units["join"]
@@ -162,7 +182,14 @@ class Network(wiring.Component):
             if "pool" in units:
                 wiring.connect(m, src, units["pool"].i)
                 src = units["pool"].o
+            self._tap(m, p, src)
         m.submodules.tail = self._tail
         wiring.connect(m, src, self._tail.i)
         wiring.connect(m, self._tail.o, wiring.flipped(self.o))
         return m
+
+    def _tap(self, m, p, src):
+        """Mirror a layer's output stream (its transfers) on the tap ports."""
+        if self._taps:
+            m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(src.valid & src.ready),
+                         getattr(self, f"tap_{p.name}_payload").eq(src.payload)]

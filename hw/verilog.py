@@ -14,12 +14,14 @@ from .network import Network
 TOP = "kws_top"
 
 
-def generate(dep, out: str | Path, folding: Folding | None = None, name: str = TOP) -> dict:
+def generate(dep, out: str | Path, folding: Folding | None = None, name: str = TOP, *,
+             taps: bool = False) -> dict:
     """Write ``<name>.v``, the model's memory images and ``report.json`` into ``out``; return the report.
 
-    The network is checked (and its folding validated) before anything is written.
+    The network is checked (and its folding validated) before anything is written. ``taps=True``
+    (simulation) adds the per-layer tap outputs of :class:`Network`; the report then lists them.
     """
-    top = Network(dep, folding)
+    top = Network(dep, folding, taps=taps)
     text = verilog.convert(top, name=name, emit_src=False)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -31,6 +33,7 @@ def generate(dep, out: str | Path, folding: Folding | None = None, name: str = T
     report = {"top": name, "verilog": str(out / f"{name}.v"), "model": dep.name,
               "folding": top.folding.to_dict(), "score_width": top.score_width,
               "n_classes": top.n_classes, "input_bits": int(dep.input["shape"][0]),
-              **top.costs()}
+              "i_width": len(top.i.payload), "o_width": len(top.o.payload.as_value()),
+              "taps": top.taps(), **top.costs()}
     write_atomic(out / "report.json", json.dumps(report, indent=1) + "\n")
     return report
