@@ -7,7 +7,11 @@ the source, ``valid`` for the sink) rather than waking on every clock edge: Pyth
 at stream transfers, which is what makes whole-network simulation fast.
 
 A stream named ``i`` of an Amaranth top appears in its Verilog as ``i__valid``, ``i__ready`` and
-``i__payload``; pass the prefix (``"i"``) and the DUT handle.
+``i__payload``; pass the prefix (``"i"``) and the DUT handle (``sep="_"`` for ``py_valid`` etc., the
+simulation harness's names).
+
+``poll=True`` makes either model wake at every clock edge instead (what a naive testbench does):
+the reference of the simulation-speed benchmark.
 """
 
 import random
@@ -19,12 +23,14 @@ from cocotb.utils import get_sim_time
 class StreamSource:
     """Drives ``<prefix>__valid/__payload``; ``gap`` is the chance of an idle cycle before each item."""
 
-    def __init__(self, dut, prefix: str, clk, *, gap: float = 0.0, seed: int = 0):
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.ready = getattr(dut, f"{prefix}__ready")
-        self.payload = getattr(dut, f"{prefix}__payload")
+    def __init__(self, dut, prefix: str, clk, *, gap: float = 0.0, seed: int = 0, sep: str = "__",
+                 poll: bool = False):
+        self.valid = getattr(dut, f"{prefix}{sep}valid")
+        self.ready = getattr(dut, f"{prefix}{sep}ready")
+        self.payload = getattr(dut, f"{prefix}{sep}payload")
         self.clk = clk
         self.gap = gap
+        self.poll = poll
         self.rng = random.Random(seed)
         self.sent = 0
         self.valid.value = 0
@@ -41,7 +47,7 @@ class StreamSource:
             if self.ready.value:
                 break
             # Sleep until ready rises instead of waking up on every clock edge.
-            await RisingEdge(self.ready)
+            await (RisingEdge(self.clk) if self.poll else RisingEdge(self.ready))
         await RisingEdge(self.clk)
         self.valid.value = 0
         self.sent += 1
@@ -54,12 +60,14 @@ class StreamSource:
 class StreamSink:
     """Takes items from ``<prefix>__valid/__payload`` with ready low on a ``stall`` fraction of cycles."""
 
-    def __init__(self, dut, prefix: str, clk, *, stall: float = 0.0, seed: int = 1):
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.ready = getattr(dut, f"{prefix}__ready")
-        self.payload = getattr(dut, f"{prefix}__payload")
+    def __init__(self, dut, prefix: str, clk, *, stall: float = 0.0, seed: int = 1, sep: str = "__",
+                 poll: bool = False):
+        self.valid = getattr(dut, f"{prefix}{sep}valid")
+        self.ready = getattr(dut, f"{prefix}{sep}ready")
+        self.payload = getattr(dut, f"{prefix}{sep}payload")
         self.clk = clk
         self.stall = stall
+        self.poll = poll
         self.rng = random.Random(seed)
         self.ready.value = 0
         self._last = get_sim_time("step")
@@ -75,7 +83,7 @@ class StreamSink:
     async def recv(self) -> tuple[int, int]:
         """Wait for the next item; returns ``(payload, cycles_waited)`` (cycles counted from the
         previous item's transfer, through a free-running counter, not by waking on every edge)."""
-        if not self.stall:
+        if not self.stall and not self.poll:
             self.ready.value = 1
             while True:
                 await ReadOnly()

@@ -23,15 +23,73 @@ def simdir(tmp_path_factory):
 
 
 def test_rtl_equals_golden_under_gaps_and_backpressure(dep, simdir):
+    """Gaps and backpressure from the harness, at every cycle (the fast testbench)."""
     res = simulate(dep, simdir, count=40, seed=11, gap=0.3, stall=0.3)
     assert res["failed"] == 0 and res["equal"] == res["total"] == 40
+
+
+def test_rtl_equals_golden_with_python_stream_models(dep, simdir):
+    """The same build driven transfer by transfer from Python, with its own gaps and stalls."""
+    res = simulate(dep, simdir, count=12, seed=14, gap=0.3, stall=0.3, driver="python")
+    assert res["failed"] == 0 and res["equal"] == res["total"] == 12
+
+
+def test_source_memory_refills_across_many_inferences(dep, simdir):
+    """More input words than the harness's source memory holds: refilled while the network runs."""
+    from kwsbnn.sim.harness import AW
+    n = (1 << AW) // (16 * 10) * 2 + 3          # input words: 16 x 10 per inference
+    res = simulate(dep, simdir, count=n, seed=15)
+    assert res["failed"] == 0 and res["equal"] == res["total"] == n
 
 
 @pytest.mark.parametrize("reset_after", [37, 95])
 def test_reset_in_the_middle_of_an_inference(dep, simdir, reset_after):
     """Half an inference, a reset, then back-to-back inferences: all equal the golden model."""
-    res = simulate(dep, simdir, count=6, seed=13 + reset_after, reset_after=reset_after, gap=0.2)
+    driver = "bulk" if reset_after == 37 else "python"
+    res = simulate(dep, simdir, count=6, seed=13 + reset_after, reset_after=reset_after, gap=0.2,
+                   driver=driver)
     assert res["failed"] == 0 and res["equal"] == res["total"] == 6
+
+
+def _mutant(tmp_path, layer: str):
+    """The golden model of ``dep`` with one weight bit flipped in ``layer``."""
+    spec = specgen.binary_kws(3)
+    lay = next(entry for entry in spec["layers"] if entry["name"] == layer)
+    lay["weights"][3, 5] ^= 1
+    return deploy.save(spec, tmp_path / f"mutant-{layer}")
+
+
+@pytest.mark.parametrize("layer", ["conv0", "conv2"])
+def test_mismatch_is_localized_to_the_flipped_layer(dep, simdir, tmp_path, layer):
+    """RTL of the original network against a golden model with one flipped weight bit in one layer:
+    the report names the first mismatching clip and that layer, with the first differing element."""
+    from kwsbnn.sw.golden import GoldenModel
+    mutant = _mutant(tmp_path, layer)
+    x = specgen.random_inputs(specgen.binary_kws(3), 30, seed=21)
+    ref, mut = GoldenModel(dep).run(x, dump=True), GoldenModel(mutant).run(x, dump=True)
+    first = int(np.flatnonzero((ref.scores != mut.scores).any(axis=1))[0])
+    res = simulate(dep, simdir, inputs=x, seed=21, golden_model=mutant)
+    assert res["failed"] == 1 and res["mismatches"][0]["index"] == first
+    loc = res["first_difference"]
+    assert loc["clip"] == first and loc["layer"] == layer, loc
+    # The element it names is where the two golden models part in that layer.
+    c, t, f = loc["channel"], *loc["position"]
+    assert loc["expected"] == mut.layers[layer][first, c, t, f] != ref.layers[layer][first, c, t, f]
+    assert loc["got"] == ref.layers[layer][first, c, t, f]
+    # Every layer before it agrees.
+    names = [entry["name"] for entry in dep.layers]
+    for before in names[:names.index(layer)]:
+        assert np.array_equal(ref.layers[before][first], mut.layers[before][first])
+
+
+def test_mismatch_in_the_dense_layer_is_localized_to_it(dep, simdir, tmp_path):
+    spec = specgen.binary_kws(3)
+    spec["layers"][-1]["bias"][2] += 1000
+    mutant = deploy.save(spec, tmp_path / "mutant-dense")
+    res = simulate(dep, simdir, count=3, seed=22, golden_model=mutant)
+    assert res["failed"] == 1
+    loc = res["first_difference"]
+    assert loc["layer"] == "dense" and loc["index"] == 2 and loc["expected"] == loc["got"] + 1000
 
 
 def test_measured_cycles_match_the_cost_model(dep, simdir):
