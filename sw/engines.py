@@ -33,24 +33,50 @@ def _golden_engine(model, q) -> np.ndarray:
 register_engine("golden", _golden_engine)
 
 
+# Options of the ``rtl`` engine, set by ``kwsbnn eval``: ``waves_dir`` (a folder: write an FST of the
+# first mismatching clip, or of the first clip when all agree).
+RTL_OPTIONS = {"waves_dir": None}
+
+
 def _rtl_engine(model, q):
-    """Classes from the RTL, plus agreement with the golden model and simulation figures."""
+    """Classes from the RTL, plus agreement with the golden model and simulation figures.
+
+    :func:`~kwsbnn.sw.evaluate.predict` calls an engine batch by batch; figures that do not add up
+    over batches (the first mismatch with its layer, the waveform) go straight into
+    :data:`~kwsbnn.sw.evaluate.FIGURES`, once, with clip numbers counted over the whole evaluation.
+    """
     import hashlib
 
     from kwsbnn.paths import cache_dir
     from kwsbnn.sim.network import simulate
 
+    from .evaluate import FIGURES
+
     g = golden_of(model)
     x = np.asarray(q).round().astype(np.int64)
     if x.ndim == 3:
         x = x[:, None]
+    offset = FIGURES.get("agreement", {}).get("total", 0)     # clips of the batches before this one
+    waves_dir = RTL_OPTIONS.get("waves_dir")
+    # The first mismatching clip's waves replace those of clip 0 (written while all agreed).
+    want_waves = waves_dir is not None and not FIGURES.get("waves", {}).get("mismatch")
     key = hashlib.sha256((g.model.path / deploy.MANIFEST).read_bytes()).hexdigest()[:12]
-    res = simulate(g.model, cache_dir("rtl", key), inputs=x)
+    res = simulate(g.model, cache_dir("rtl", key), inputs=x, waves_dir=waves_dir if want_waves else None,
+                   waves_always="waves" not in FIGURES)
     figures = {"agreement": {"equal": res["equal"], "total": res["total"]},
-               "cycles_per_inference": res["cycles_steady"],
+               "cycles_per_inference": res["cycles_steady"] if res["total"] > 1 else None,
                "sim_cycles_per_second": res["sim_cycles_per_second"]}
-    if res["mismatches"]:
-        figures["first_mismatch"] = res["mismatches"][0]
+    FIGURES.setdefault("model_cycles_per_inference", res["report"]["cycles_per_inference"])
+    if res["mismatches"] and "first_mismatch" not in FIGURES:
+        first = dict(res["mismatches"][0])
+        first["clip"] = first.pop("index") + offset
+        loc = res.get("first_difference")
+        if loc:
+            first["first_difference"] = {**loc, "clip": loc["clip"] + offset}
+        FIGURES["first_mismatch"] = first
+    if res.get("waves"):
+        FIGURES["waves"] = {"path": res["waves"], "clip": res["waves_clip"] + offset,
+                            "mismatch": bool(res["mismatches"])}
     return np.asarray(res["classes"], dtype=np.int64), figures
 
 

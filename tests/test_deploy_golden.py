@@ -158,3 +158,6 @@ def test_rtl_engine_reports_agreement(monkeypatch):
     assert np.array_equal(rtl, evaluate.predict(model, q, "golden"))
     assert evaluate.FIGURES["agreement"] == {"equal": 5, "total": 5}
     assert evaluate.FIGURES["cycles_per_inference"] > 0
+    model_cycles = evaluate.FIGURES["model_cycles_per_inference"]
+    assert abs(evaluate.FIGURES["cycles_per_inference"] - model_cycles) <= 0.05 * model_cycles
+    assert "first_mismatch" not in evaluate.FIGURES and "waves" not in evaluate.FIGURES

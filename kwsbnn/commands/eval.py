@@ -6,6 +6,12 @@ Evaluate a model (a .pt file or a shipped model's name: float, int8, binary) on 
 Commands folder. --engine torch runs int8 and binary models in the integer inference mode (the float
 model runs in float). --json prints accuracy, per_class, confusion, predictions and clips (clips in
 the split's stable order, the same for every engine).
+
+--engine rtl simulates the generated accelerator in Verilator and checks every clip against the
+golden model: agreement, cycles per inference (measured, and the cost model's), simulated cycles
+per second. On a mismatch it names the first clip that differs and, replaying that clip with every
+layer's output recorded, the first layer that differs and where. --waves DIR also writes an FST
+waveform of that clip (of the first clip when all agree) into DIR.
 """
 
 
@@ -16,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--engine", default="torch", help="inference engine (default torch)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate N clips spread over the split")
     parser.add_argument("--plot", default=None, metavar="PNG", help="write the confusion matrix as a PNG")
+    parser.add_argument("--waves", default=None, metavar="DIR",
+                        help="--engine rtl: write an FST of the first mismatching clip (or of the first "
+                             "clip) into DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -24,13 +33,22 @@ def run(args) -> int:
     from kwsbnn.sw.checkpoint import load_model
     from kwsbnn.sw.evaluate import evaluate, plot_confusion
 
+    from kwsbnn.errors import KwsError
+    if args.waves is not None and args.engine != "rtl":
+        raise KwsError("--waves needs --engine rtl", "add --engine rtl, or drop --waves")
     model = load_model(args.model)
+    if args.engine == "rtl":
+        from kwsbnn.sw.engines import RTL_OPTIONS
+        RTL_OPTIONS["waves_dir"] = _waves_dir(args.waves) if args.waves is not None else None
     res = evaluate(model, args.data, split=args.split, engine=args.engine, limit=args.limit)
     res["model"] = str(args.model)
     res["precision"] = model.config.precision
     if args.plot:
         res["plot"] = str(plot_confusion(res, args.plot))
     if args.json:
+        if res.get("waves"):
+            import sys
+            print(f"waveform of clip {res['waves']['clip']}: {res['waves']['path']}", file=sys.stderr)
         emit_json(res)
     else:
         print(f"{args.model} ({model.config.precision}, engine {args.engine}) on {args.split}: "
@@ -39,4 +57,53 @@ def run(args) -> int:
             print(f"  {c:8s} {'-' if a is None else f'{a:.3f}'}  ({res['counts'][c]} clips)")
         if args.plot:
             print(f"confusion matrix: {res['plot']}")
+        if args.engine == "rtl":
+            for line in rtl_lines(res):
+                print(line)
     return 0
+
+
+def _waves_dir(path: str):
+    from pathlib import Path
+
+    from kwsbnn.errors import KwsError
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise KwsError(f"--waves {path}: not a folder", "give a folder for the waveform files")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise KwsError(f"--waves {path}: cannot create the folder ({e.strerror})",
+                       "give a folder you can write to") from None
+    return p
+
+
+def rtl_lines(res: dict) -> list[str]:
+    """The RTL figures of an ``--engine rtl`` evaluation as text lines."""
+    agree = res.get("agreement", {})
+    lines = [f"RTL vs golden model: {agree.get('equal')}/{agree.get('total')} clips agree"]
+    cyc, model = res.get("cycles_per_inference"), res.get("model_cycles_per_inference")
+    if cyc:
+        lines.append(f"cycles per inference: {cyc:.0f} measured, {model} from the cost model "
+                     f"({100 * (cyc - model) / model:+.1f}%)" if model else
+                     f"cycles per inference: {cyc:.0f}")
+    if res.get("sim_cycles_per_second"):
+        lines.append(f"simulation: {res['sim_cycles_per_second']:,.0f} cycles/s")
+    first = res.get("first_mismatch")
+    if first:
+        clip = first["clip"]
+        name = res["clips"][clip] if clip < len(res.get("clips", [])) else f"#{clip}"
+        lines.append(f"first mismatch: clip {clip} ({name}): RTL class {first['rtl']['cls']}, "
+                     f"golden class {first['golden']['cls']}")
+        loc = first.get("first_difference")
+        if loc and loc.get("layer"):
+            where = (f" at position {loc['position']}, channel {loc['channel']}" if "channel" in loc
+                     else f" at index {loc['index']}" if loc.get("index") is not None else "")
+            lines.append(f"first layer that differs: {loc['layer']}{where}: expected {loc['expected']}, "
+                         f"got {loc['got']}")
+        elif loc:
+            lines.append(f"first layer that differs: none ({loc.get('note')})")
+    if res.get("waves"):
+        w = res["waves"]
+        lines.append(f"waveform of clip {w['clip']}: {w['path']}")
+    return lines
