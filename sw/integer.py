@@ -147,6 +147,10 @@ def integer_spec(model, name: str = "model", frac_bits: int = 16) -> dict:
         cfg = model.config
         raise KwsError(f"a {cfg.precision} model in the {cfg.layout} layout has no integer form",
                        "train with --precision int8, or binary with the redesign options")
+    if model.config.precision == "binary" and model.config.options.real:
+        raise KwsError("this binary model is step one of two-step training (real=true: latent weights, "
+                       "hardtanh activations) and has no integer form",
+                       "train step two: --binary-options ...,real=false --init THIS_MODEL")
     model.eval()
     meta = getattr(model, "meta", {}) or {}
     cfg = model.config

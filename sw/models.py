@@ -54,7 +54,10 @@ class BinaryOptions:
     passes where ``|z| <= ste_window``; the 1-bit shortcut widens z to about ±2), ``head_gain``
     (a fixed factor on the logits: the dense layer reads a mean of ±1 values, and Adam's bounded
     steps would otherwise take many epochs to grow confident logits; argmax and the integer scores
-    are unchanged), ``pad_bit`` (binary padding value, 1 = +1).
+    are unchanged), ``real`` (step one of two-step training: binary layers
+    keep their latent weights and use hardtanh activations instead of signs, so the network learns at
+    float speed; step two trains the binary network initialised from it with ``--init``; a ``real``
+    model is not deployable), ``pad_bit`` (binary padding value, 1 = +1).
     Architecture (chain layout; the defaults keep the arch's): ``stages`` (``W1xD1-W2xD2...``: width and
     number of binary layers of each stage; the first layer outputs ``W1`` channels; a layer that
     changes width has no shortcut), ``pool`` (``arch`` | ``none`` | ``TxF`` after the first layer |
@@ -73,6 +76,7 @@ class BinaryOptions:
     clipped_ste: bool = True
     ste_window: float = 1.0
     head_gain: float = 1.0
+    real: bool = False
     pad_bit: int = 1
     optimizer: str = "adam"
     schedule: str = "cosine"
@@ -303,11 +307,12 @@ class Block(nn.Module):
     """
 
     def __init__(self, cin, cout, *, dilation=1, pool=None, in_prec, w_prec, out_prec,
-                 shortcut=False, bn=True, pad_bit=1, clipped=True, ste_window=1.0):
+                 shortcut=False, bn=True, pad_bit=1, clipped=True, ste_window=1.0, real=False):
         super().__init__()
         self.cin, self.cout, self.dilation, self.pool = cin, cout, dilation, pool
         self.in_prec, self.w_prec, self.out_prec = in_prec, w_prec, out_prec
         self.pad_bit, self.clipped, self.ste_window = pad_bit, clipped, ste_window
+        self.real = real
         self.conv = nn.Conv2d(cin, cout, 3, dilation=dilation, bias=False)
         self.kernel_quantizer = KernelQuantizer(w_prec, clipped=clipped)
         self.bn = nn.BatchNorm2d(cout) if bn else None
@@ -322,6 +327,9 @@ class Block(nn.Module):
 
     def weights(self):
         """``(w_int, scale [C_out])``: the quantized kernel the accumulator uses."""
+        if self.real and self.w_prec == "bin":
+            w = self.conv.weight
+            return w, torch.ones(w.shape[0], dtype=w.dtype, device=w.device)
         return self.kernel_quantizer(self.conv.weight)
 
     def accumulate(self, x):
@@ -357,6 +365,8 @@ class Block(nn.Module):
     def activation(self, z):
         """``(y, out_scale)``: ReLU (float), ReLU + int8 fake quant, or sign (+1 at 0)."""
         if self.out_prec == "bin":
+            if self.real:
+                return torch.clamp(z, -1.0, 1.0), 1.0
             return sign_ste(z, self.clipped, self.ste_window), 1.0
         if self.out_prec == "int8":
             return self.act(z)
@@ -409,7 +419,8 @@ class ChainResNet(nn.Module):
         else:
             act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut, "int8"
         kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
-                  clipped=opts.clipped_ste, ste_window=opts.ste_window)
+                  clipped=opts.clipped_ste, ste_window=opts.ste_window,
+                  real=cfg.precision == "binary" and opts.real)
         blocks = [Block(1, widths[0], pool=pools[0], in_prec="int8", w_prec=first_w, out_prec=act, **kw)]
         for i, d in enumerate(_dilations(cfg), start=1):
             cin, cout, pool = widths[i - 1], widths[i], pools[i]

@@ -61,6 +61,7 @@ class TrainConfig:
     spec_aug: dict = field(default_factory=lambda: dict(time_masks=2, time_width=12,
                                                         freq_masks=2, freq_width=5))
     teacher: str | None = None
+    init: str | None = None           # model file whose weights start the run (two-step training)
     distill: float = 0.5              # used when a teacher is given (binary: its option)
     temperature: float = 4.0
     bn_batches: int = 20              # training batches for batch-norm re-estimation
@@ -177,6 +178,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     model = build_model(mcfg).to(device)
     model.meta = {"classes": list(CLASSES), "features": fcfg.to_dict(), "quantizer": quantizer.to_dict(),
                   "input_shape": [fcfg.frames, fcfg.n_features]}
+    if cfg.init and state is None:
+        _init_from(model, cfg.init)
     teacher = None
     if cfg.teacher:
         teacher = load_model(cfg.teacher).to(device).eval()
@@ -277,6 +280,21 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                                             "epochs", "final_train_accuracy")})
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _init_from(model, ref) -> None:
+    """Copy every parameter and buffer of the model file ``ref`` into ``model`` (same shapes)."""
+    src = load_model(ref)
+    if type(src) is not type(model):
+        raise KwsError(f"--init {ref}: a {src.config.layout}-layout model cannot start a "
+                       f"{model.config.layout}-layout one", "give a model of the same layout and widths")
+    mine, theirs = model.state_dict(), src.state_dict()
+    wrong = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
+    if wrong:
+        raise KwsError(f"--init {ref}: its layers do not match this network ({', '.join(wrong[:4])})",
+                       "use the same --arch and the same width/stages options as step one")
+    model.load_state_dict(theirs)
+    _log(f"initialised from {ref}")
 
 
 def _comparable(d: dict) -> dict:

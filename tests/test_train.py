@@ -131,3 +131,35 @@ def test_golden_engine_equals_torch_integer_mode_on_fixture_clips(data, tmp_path
     assert len(q) > 20
     assert np.array_equal(scores.numpy(), g.scores)
     assert np.array_equal(scores.argmax(1).numpy(), g.classes)
+
+
+def test_two_step_binary_training(data, tmp_path):
+    """Step one (real=true) is not deployable; step two starts from its weights and is."""
+    from kwsbnn.sw.integer import integer_spec
+    step1 = train(_cfg(data, tmp_path / "s1", binary="redesign,width=8,real=true", epochs=1), progress=False)
+    m1 = load_model(step1["model"])
+    _, acts = m1(torch.randint(-127, 128, (2, 101, 40)).float(), return_activations=True)
+    assert any(((a != 1) & (a != -1)).any() for a in acts[:-1])      # hardtanh, not signs
+    with pytest.raises(KwsError, match="step one of two-step training"):
+        integer_spec(m1)
+
+    cfg2 = _cfg(data, tmp_path / "s2", epochs=1, init=step1["model"])
+    import kwsbnn.sw.train as T
+    seen = {}
+    orig = T._init_from
+
+    def spy(model, ref):
+        orig(model, ref)
+        seen.update({k: v.clone() for k, v in model.state_dict().items()})
+    T._init_from = spy
+    try:
+        step2 = train(cfg2, progress=False)
+    finally:
+        T._init_from = orig
+    for k, v in m1.state_dict().items():
+        assert torch.equal(seen[k], v), k
+    integer_spec(load_model(step2["model"]))                            # deployable
+
+    with pytest.raises(KwsError, match="do not match"):
+        train(_cfg(data, tmp_path / "s3", binary="redesign,width=12", epochs=1, init=step1["model"]),
+              progress=False)

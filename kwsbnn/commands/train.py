@@ -10,7 +10,7 @@ validation accuracy) and OUT/metrics.json.
 
 Binary options: a preset (redesign | naive) then key=value overrides, e.g.
   --binary-options redesign,width=32,first_weights=bin,distill=0.5
-keys: layout first_weights bn shortcut width clipped_ste ste_window pad_bit optimizer schedule lr distill
+keys: layout first_weights bn shortcut width clipped_ste ste_window head_gain real pad_bit optimizer schedule lr distill
       temperature bn_reestimate clip_latent
 """
 
@@ -29,6 +29,9 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--teacher", default=None, metavar="MODEL",
                         help="float model to distill from (a path or a shipped model's name)")
+    parser.add_argument("--init", default=None, metavar="MODEL",
+                        help="start from this model's weights (two-step binary training: step one "
+                             "with real=true, step two with --init STEP_ONE_MODEL)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (float/int8; binary: lr=)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--weight-decay", type=float, default=None)
@@ -55,7 +58,7 @@ def run(args) -> int:
                       binary=args.binary_options if args.precision == "binary" else "redesign",
                       layout=args.layout, epochs=args.epochs, seed=args.seed,
                       out=args.out or f"runs/{args.arch}-{args.precision}-s{args.seed}",
-                      batch_size=args.batch_size, teacher=args.teacher, threads=args.threads)
+                      batch_size=args.batch_size, teacher=args.teacher, init=args.init, threads=args.threads)
     for key in ("lr", "weight_decay", "dropout"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
