@@ -163,3 +163,14 @@ def test_two_step_binary_training(data, tmp_path):
     with pytest.raises(KwsError, match="do not match"):
         train(_cfg(data, tmp_path / "s3", binary="redesign,width=12", epochs=1, init=step1["model"]),
               progress=False)
+
+
+def test_cli_spec_aug_and_label_smoothing(data, tmp_path, capsys):
+    assert main(["train", "--data", str(data), "--spec-aug", "1,2", "--out", str(tmp_path)]) == 2
+    assert "expected four counts" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--arch", "res8-narrow", "--precision", "binary",
+                 "--binary-options", "redesign,width=8", "--epochs", "1", "--spec-aug", "0",
+                 "--label-smoothing", "0", "--batch-size", "16", "--threads", "1",
+                 "--out", str(tmp_path / "r"), "--json"]) == 0
+    cfg = json.loads(capsys.readouterr().out)["config"]
+    assert cfg["spec_aug"] is None and cfg["label_smoothing"] == 0.0

@@ -36,6 +36,10 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--weight-decay", type=float, default=None)
     parser.add_argument("--dropout", type=float, default=None)
+    parser.add_argument("--label-smoothing", type=float, default=None)
+    parser.add_argument("--spec-aug", default=None, metavar="T,TW,F,FW",
+                        help="SpecAugment: time masks, max time width, frequency masks, max frequency "
+                             "width (default 2,12,2,5; 0 = off)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
 
@@ -59,7 +63,16 @@ def run(args) -> int:
                       layout=args.layout, epochs=args.epochs, seed=args.seed,
                       out=args.out or f"runs/{args.arch}-{args.precision}-s{args.seed}",
                       batch_size=args.batch_size, teacher=args.teacher, init=args.init, threads=args.threads)
-    for key in ("lr", "weight_decay", "dropout"):
+    if args.spec_aug is not None:
+        try:
+            parts = [int(v) for v in args.spec_aug.split(",")] if args.spec_aug != "0" else []
+        except ValueError:
+            parts = None
+        if parts is None or len(parts) not in (0, 4) or any(v < 0 for v in parts):
+            raise KwsError(f"--spec-aug {args.spec_aug!r}: expected four counts T,TW,F,FW or 0")
+        cfg.spec_aug = dict(zip(("time_masks", "time_width", "freq_masks", "freq_width"), parts)) \
+            if parts else None
+    for key in ("lr", "weight_decay", "dropout", "label_smoothing"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     metrics = train(cfg, resume=args.resume)
