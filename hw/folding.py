@@ -2,8 +2,9 @@
 
 :func:`for_target` gives every conv layer the fewest lanes whose matrix-vector unit finishes an
 inference within ``target_cycles`` (balanced layers: none is much faster than it needs to be);
-:func:`for_ips` does the same for inferences per second at a clock. (Fitting a board budget needs a
-logic estimate calibrated against synthesis, which is not written yet.)
+:func:`for_ips` does the same for inferences per second at a clock; :func:`for_budget` gives the
+fastest balanced folding whose estimated resources (:mod:`kwsbnn.hw.resources`, calibrated against
+synthesis) fit a board, and :func:`budget_check` says whether a given folding fits.
 """
 
 from kwsbnn.errors import KwsError
@@ -57,3 +58,173 @@ def for_ips(dep, ips: float, clock_hz: float) -> Folding:
     if target < 1:
         raise KwsError(f"{ips:g} inferences/s at {clock_hz / 1e6:g} MHz leaves less than one cycle each")
     return for_target(dep, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting a board budget.
+
+#: Share of each resource that :func:`for_budget` lets the estimate use by default: logic keeps 5%
+#: for the estimate's error and for routing; block RAMs and DSPs are counted exactly.
+DEFAULT_MARGIN = {"logic_cells": 0.95, "flip_flops": 0.95, "block_ram": 1.0, "dsp": 1.0}
+_RESOURCES = ("logic_cells", "flip_flops", "block_ram", "dsp")
+
+
+def resolve_budget(budget, margin: dict | float | None = None) -> dict:
+    """``{"name", "family", "available": {...}, "limits": {...}}`` for a board name (a key of
+    :data:`kwsbnn.hw.resources.BOARD_BUDGETS`) or a dict ``{"family", "logic_cells", "block_ram",
+    "dsp", ["flip_flops"]}``; limits = available x margin (a number for every resource, or a dict
+    per resource over :data:`DEFAULT_MARGIN`)."""
+    from .resources import BOARD_BUDGETS, FAMILIES
+    if isinstance(budget, str):
+        if budget not in BOARD_BUDGETS:
+            raise KwsError(f"unknown board {budget!r} for a resource budget",
+                           f"choose one of: {', '.join(BOARD_BUDGETS)}")
+        name, raw = budget, BOARD_BUDGETS[budget]
+    else:
+        name, raw = budget.get("name", "budget"), dict(budget)
+    family = raw.get("family")
+    if family not in FAMILIES:
+        raise KwsError(f"budget {name!r}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if isinstance(margin, (int, float)):
+        margins = {k: float(margin) for k in _RESOURCES}
+    else:
+        margins = dict(DEFAULT_MARGIN, **(margin or {}))
+    for k, v in margins.items():
+        if not 0 < v <= 1:
+            raise KwsError(f"budget margin for {k} must be in (0, 1], got {v}")
+    available = {k: int(raw[k]) for k in _RESOURCES if k in raw}
+    limits = {k: int(available[k] * margins[k]) for k in available}
+    return {"name": name, "family": family, "available": available, "limits": limits,
+            "margin": {k: margins[k] for k in available}}
+
+
+def _over(total: dict, limits: dict) -> list[str]:
+    return [k for k, lim in limits.items() if k in total and total[k] > lim]
+
+
+def _describe(total: dict, budget: dict) -> str:
+    parts = []
+    for k, lim in budget["limits"].items():
+        if k in total:
+            parts.append(f"{total[k]:,} {k.replace('_', ' ')} of {lim:,} allowed "
+                         f"({budget['available'][k]:,} x {budget['margin'][k]:g})")
+    return ", ".join(parts)
+
+
+class _Search:
+    """Per-layer candidates (every legal PE x SIMD) with their cycles and estimated resources."""
+
+    def __init__(self, dep, budget: dict, link: bool, clk_hz: float):
+        from .resources import LayerEstimator
+        self.budget = budget
+        self.est = LayerEstimator(dep, budget["family"])
+        self.convs, self.tail = plan(dep)
+        self.link = link
+        self.clk_hz = clk_hz
+        self.cands = {}
+        for p in self.convs:
+            rows = []
+            for _, pe, simd in _choices(p):
+                fold = {"pe": pe, "simd": simd}
+                try:
+                    e = self.est.layer(p, fold)
+                except ValueError:          # a unit refusing this folding
+                    continue
+                rows.append({"fold": fold, "cycles": e["cycles"], "est": e, "score": self.score(e)})
+            self.cands[p.name] = rows
+
+    def score(self, e: dict) -> float:
+        """One number for a layer's size: its share of each limited resource, summed."""
+        return sum(e.get(k, 0) / max(1, lim) for k, lim in self.budget["limits"].items())
+
+    def total(self, choice: dict) -> dict:
+        folding = Folding({name: row["fold"] for name, row in choice.items()})
+        return self.est.network(folding, link=self.link, clk_hz=self.clk_hz)
+
+    def fits(self, choice: dict) -> bool:
+        return not _over(self.total(choice), self.budget["limits"])
+
+    def smallest(self, rounds: int = 12):
+        """``(choice, total)``: per layer the folding with the least weighted use of the limited
+        resources, the weight of a resource doubling while the network overuses it (block RAM
+        traded for logic or the reverse); ``(None, total)`` with the least overused total when no
+        weighting fits."""
+        limits = self.budget["limits"]
+        w = {k: 1.0 for k in limits}
+        worst = None
+        for _ in range(rounds):
+            def weighted(row):
+                return sum(w[k] * row["est"].get(k, 0) / max(1, lim) for k, lim in limits.items())
+            choice = {name: min(rows, key=lambda r: (weighted(r), r["cycles"]))
+                      for name, rows in self.cands.items()}
+            total = self.total(choice)
+            over = _over(total, limits)
+            if not over:
+                return choice, total
+            ratio = max(total[k] / max(1, limits[k]) for k in over)
+            if worst is None or ratio < worst[0]:
+                worst = (ratio, total)
+            for k in over:
+                w[k] *= 2
+        return None, worst[1]
+
+
+def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = True,
+               clk_hz: float = 12e6) -> Folding:
+    """The fastest balanced folding whose estimated resources (:mod:`kwsbnn.hw.resources`) fit
+    ``budget``: a board name (``icebreaker``, ``ulx3s-85f``) or a dict (see :func:`resolve_budget`),
+    with ``margin`` of each resource usable (default :data:`DEFAULT_MARGIN`). ``link=True`` counts
+    the board's UART and protocol logic, as ``kwsbnn build`` adds it.
+
+    Start: every conv layer at its smallest folding (the fewest estimated resources, weighing the
+    resources the network runs short of, :meth:`_Search.smallest`). Then, step by
+    step, the bottleneck layer (most cycles per inference) moves to its next faster folding, the
+    smallest speed-up that still fits; it stops when the bottleneck has no faster folding that
+    fits (or is held by a unit no folding speeds up, such as a sliding window). Last, every other
+    layer goes back to its smallest folding that keeps up with the bottleneck. Raises
+    :class:`KwsError` with the numbers when even the smallest folding does not fit.
+    """
+    b = resolve_budget(budget, margin)
+    s = _Search(dep, b, link, clk_hz)
+    choice, total = s.smallest()
+    if choice is None:
+        raise KwsError(f"model {dep.name} does not fit {b['name']} ({b['family']}) even at its smallest "
+                       f"folding: estimated {_describe(total, b)}",
+                       "use a smaller model (fewer channels or layers) or a larger FPGA")
+    while True:
+        name = max(choice, key=lambda n: choice[n]["cycles"])
+        current = choice[name]
+        faster = sorted((r for r in s.cands[name] if r["cycles"] < current["cycles"]),
+                        key=lambda r: (-r["cycles"], r["score"]))
+        for row in faster:
+            trial = dict(choice, **{name: row})
+            if s.fits(trial):
+                choice = trial
+                break
+        else:
+            break
+    # Balance: the layers that are not the bottleneck take the smallest folding that keeps up.
+    ii = max(r["cycles"] for r in choice.values())
+    for name, rows in s.cands.items():
+        for row in sorted((r for r in rows if r["cycles"] <= ii), key=lambda r: r["score"]):
+            if row["score"] >= choice[name]["score"]:
+                break
+            trial = dict(choice, **{name: row})
+            if s.fits(trial):
+                choice = trial
+                break
+    return Folding({name: dict(row["fold"]) for name, row in choice.items()})
+
+
+def budget_check(dep, folding: Folding, budget, *, margin=None, link: bool = True,
+                 clk_hz: float = 12e6) -> dict:
+    """``{"board", "family", "estimate", "limits", "fits", "over": [resources]}``: whether
+    ``folding`` fits ``budget`` by the estimate."""
+    from .resources import estimate
+    b = resolve_budget(budget, margin)
+    est = estimate(dep, folding, b["family"], link=link, clk_hz=clk_hz)
+    over = _over(est, b["limits"])
+    return {"board": b["name"], "family": b["family"], "limits": b["limits"],
+            "available": b["available"], "fits": not over, "over": over,
+            "estimate": {k: est[k] for k in b["limits"] if k in est},
+            "text": _describe(est, b)}

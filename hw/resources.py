@@ -124,12 +124,11 @@ def map_memory(mem: MemShape, family: str) -> dict:
     options = []
     if mem.read == "sync":
         tiles = bram_tiles(mem.width, mem.depth, family)
+        # (``no_rw_check`` removes the emulation logic, not its cost in the choice.)
         if mem.rom:
             emu = EMU_COST["register"]
-        elif mem.transparent:
-            emu = EMU_COST["transparent"]
         else:
-            emu = EMU_COST["read_first"] if mem.rw_check else 0
+            emu = EMU_COST["transparent"] if mem.transparent else EMU_COST["read_first"]
         options.append((tiles * BRAM[family]["cost"] + emu, "bram", tiles))
     if family in LUTRAM and not mem.rom:
         lr = LUTRAM[family]
@@ -405,8 +404,12 @@ def unit_dsp(unit, family: str) -> int:
             n += _mul_dsp(max(1, (u._k - 1).bit_length()), 0, family, const_b=u._c)
         return n
     if k == "pool":
+        # Two addresses ``row * C + c`` (read and write) when C is not a power of two.
         if u._rows > 1 and u._c & (u._c - 1):
-            return _mul_dsp(max(1, u._f2.bit_length()), 0, family, const_b=u._c)
+            j_bits = max(1, (u._f2 + (u._f > u._f2 * u._pf) - 1).bit_length())
+            r_bits = max(j_bits, u._rows.bit_length())
+            return (_mul_dsp(r_bits, 0, family, const_b=u._c)
+                    + _mul_dsp(j_bits, 0, family, const_b=u._c))
         return 0
     return 0
 
@@ -567,7 +570,6 @@ class LayerEstimator:
             lu = LinkUnit.for_model(self.dep, self.score_width(), clk_hz=clk_hz)
             entries.append(dict(unit_estimate(lu, self.family, self.coefs), name="link",
                                 units={"link": "link"}))
-        total = _sum(entries)
         per_layer = []
         for e in entries:
             item = {"name": e["name"], **_rounded({k: e[k] for k in
@@ -577,7 +579,8 @@ class LayerEstimator:
                 item.update(pe=e["pe"], simd=e["simd"])
             item["units"] = e["units"]
             per_layer.append(item)
-        out = {"family": self.family, **_rounded(total), "per_layer": per_layer}
+        total = _sum(per_layer)             # of the rounded figures: the report adds up
+        out = {"family": self.family, **total, "per_layer": per_layer}
         if self.family == "ice40":
             out.pop("flip_flops")          # packed into the logic cells
             out.pop("lutram")
