@@ -16,7 +16,10 @@ Verilator's full speed. What the harness holds:
   :mod:`kwsbnn.sim.streams` work unchanged).
 - **A result FIFO** (2 entries) behind ``o``: ``res_valid``/``res_payload``/``res_ready`` for Python;
   with ``res_stall = s`` the network's ``o.ready`` is low on a random ``s / 65536`` of cycles.
-  ``res_count`` counts results.
+  ``res_count`` counts results. With ``res_auto`` the FIFO drains itself and each result goes into a
+  text file instead (``+kwsbnn_res=PATH``), one line ``<cycle> <payload hex>`` per result, where
+  ``cycle`` counts clock cycles since reset: Python sleeps until ``res_wake`` (``res_count >=
+  res_wake_at``) and reads them all at once.
 - **The layer taps** of a ``taps=True`` network, passed through as ``tap_<layer>_valid/_payload``.
 
 ``rst_req`` resets the network and the harness one cycle later. Random choices come from one
@@ -52,17 +55,24 @@ module {TOP}(
   output wire py_ready,
   input  wire res_ready,
   input  wire [15:0] res_stall,
+  input  wire res_auto,
+  input  wire [31:0] res_wake_at,
   output wire res_valid,
   output wire [{ow - 1}:0] res_payload,
-  output reg  [31:0] res_count{tap_ports}
+  output reg  [31:0] res_count,
+  output reg  res_wake,
+  output reg  [63:0] cycle{tap_ports}
 );
-  string src_file;
+  string src_file, res_file;
+  integer res_fd = 0;
   initial begin
     if (!$value$plusargs("kwsbnn_src=%s", src_file)) src_file = "kwsbnn_src.hex";
+    if ($value$plusargs("kwsbnn_res=%s", res_file)) res_fd = $fopen(res_file, "w");
   end
 
   reg rst = 1'b1;
   reg bulk = 1'b0;
+  reg auto = 1'b0;
   reg [31:0] rng = 32'h1;
   wire [31:0] x1 = rng ^ (rng << 13);
   wire [31:0] x2 = x1 ^ (x1 >> 17);
@@ -70,6 +80,8 @@ module {TOP}(
   always @(posedge clk) begin
     rst <= rst_req;
     bulk <= src_bulk;
+    auto <= res_auto;
+    cycle <= rst ? 64'd0 : cycle + 64'd1;
     rng <= rst ? (seed | 32'h1) : rng_next;
   end
 
@@ -126,7 +138,7 @@ module {TOP}(
   reg stall = 1'b0;
   wire dut_o_ready = rcnt != 2'd2 && !stall;
   wire r_push = dut_o_valid && dut_o_ready;
-  wire r_pop = res_ready && rcnt != 2'd0;
+  wire r_pop = (auto || res_ready) && rcnt != 2'd0;
   assign res_valid = rcnt != 2'd0;
   assign res_payload = rf0;
   always @(posedge clk) begin
@@ -136,6 +148,10 @@ module {TOP}(
       res_count <= 32'b0;
     end else begin
       if (r_push) res_count <= res_count + 32'd1;
+      if (r_push && auto && res_fd != 0) begin
+        $fwrite(res_fd, "%0d %h\\n", cycle, dut_o_payload);
+        $fflush(res_fd);
+      end
       if (r_push && !r_pop) begin
         if (rcnt == 2'd0) rf0 <= dut_o_payload; else rf1 <= dut_o_payload;
         rcnt <= rcnt + 2'd1;
@@ -146,6 +162,7 @@ module {TOP}(
         if (rcnt == 2'd1) rf0 <= dut_o_payload; else begin rf0 <= rf1; rf1 <= dut_o_payload; end
       end
     end
+    res_wake <= res_count >= res_wake_at;
   end
 
   {core} dut(
@@ -158,8 +175,8 @@ endmodule
 
 # Signals Python writes (read only by registers above) and signals it reads.
 WRITTEN = ["clk", "rst_req", "seed", "src_bulk", "src_load", "src_load_addr", "src_end", "src_wake_at",
-           "src_gap", "py_valid", "py_payload", "res_ready", "res_stall"]
-READ = ["src_rd", "src_wake", "py_ready", "res_valid", "res_payload", "res_count"]
+           "src_gap", "py_valid", "py_payload", "res_ready", "res_stall", "res_auto", "res_wake_at"]
+READ = ["src_rd", "src_wake", "py_ready", "res_valid", "res_payload", "res_count", "res_wake", "cycle"]
 
 
 def harness_config(taps: list[dict]) -> str:

@@ -2,8 +2,8 @@
 build them with Verilator and run the golden-model testbench (:mod:`kwsbnn.sim.tb_network`) on
 given or random inputs.
 
-Python wakes up only at results and source refills (the ``bulk`` driver), Verilator generates the
-clock, and only the harness's ports are visible to VPI: the whole network simulates at about a
+Python wakes up only at source refills and when all results are in (the ``bulk`` driver), the
+C++ main loop generates the clock, and only the harness's ports are visible to VPI: the whole network simulates at about a
 million cycles per second or more. On a mismatch, the first mismatching clip is replayed with the
 layer taps recorded, which names the first layer that differs; with ``waves_dir``, a second
 (tracing) build writes an FST of that clip.
@@ -65,7 +65,8 @@ def simulate(dep, workdir: str | Path, *, inputs: np.ndarray | None = None, coun
            "KWSBNN_TB_GAP": str(gap), "KWSBNN_TB_STALL": str(stall),
            "KWSBNN_TB_RESET_AFTER": str(reset_after), "KWSBNN_TB_DRIVER": driver,
            "KWSBNN_TB_LOCALIZE": "1" if localize else "0",
-           "KWSBNN_TB_SRC_FILE": str(workdir / "src.hex")}
+           "KWSBNN_TB_SRC_FILE": str(workdir / "src.hex"),
+           "KWSBNN_TB_RES_FILE": str(workdir / "results.txt")}
     if inputs is not None:
         inputs = np.asarray(inputs)
         np.save(workdir / "inputs.npy", inputs)
@@ -81,10 +82,10 @@ def simulate(dep, workdir: str | Path, *, inputs: np.ndarray | None = None, coun
 
 def _run(vdir: Path, build_dir: Path, env: dict, *, waves: bool = False,
          trace_file: Path | None = None) -> dict:
+    plusargs = [f"+kwsbnn_src={env['KWSBNN_TB_SRC_FILE']}", f"+kwsbnn_res={env['KWSBNN_TB_RES_FILE']}"]
     return run_testbench(vdir / f"{harness.TOP}.v", harness.TOP, "kwsbnn.sim.tb_network", build_dir, env,
                          sources=[vdir / f"{harness.TOP}.vlt", vdir / f"{TOP}.v"], fast=True,
-                         clock_ns=CLOCK_NS, plusargs=[f"+kwsbnn_src={env['KWSBNN_TB_SRC_FILE']}"],
-                         waves=waves, trace_file=trace_file)
+                         clock_ns=CLOCK_NS, plusargs=plusargs, waves=waves, trace_file=trace_file)
 
 
 def write_waves(dep, workdir: Path, vdir: Path, digest: str, env: dict, inputs, k: int, seed: int,

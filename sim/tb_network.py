@@ -8,14 +8,16 @@ unset), ``KWSBNN_TB_COUNT``, ``KWSBNN_TB_SEED``, ``KWSBNN_TB_GAP``, ``KWSBNN_TB_
 ``KWSBNN_TB_RESET_AFTER`` (reset the design after that many input transfers of an abandoned
 inference, before the checked ones), ``KWSBNN_TB_DRIVER``, ``KWSBNN_TB_LOCALIZE`` (``1``: on a
 mismatch, replay the first mismatching clip with the layer taps and name the first layer that
-differs), ``KWSBNN_TB_SRC_FILE`` (the hex file the harness's source memory loads),
+differs), ``KWSBNN_TB_SRC_FILE`` (the hex file the harness's source memory loads), ``KWSBNN_TB_RES_FILE``
+(the file the harness writes results into),
 ``KWSBNN_TB_CLOCK_NS`` (set by the runner when the C++ main loop drives the clock),
 ``KWSBNN_TB_RESULT`` (where to write a JSON summary).
 
 Drivers of the input stream (``KWSBNN_TB_DRIVER``):
 - ``bulk`` (default): the harness's source memory, filled by Python a chunk of thousands of words at
-  a time; random gaps and backpressure come from the harness too. Python wakes up at each result and
-  at each refill, never per transfer or per clock: the fast path.
+  a time, and the harness's results file; random gaps and backpressure come from the harness too.
+  Python wakes up at each refill and when all results are in, never per transfer, per result or per
+  clock: the fast path.
 - ``python``: :class:`StreamSource` / :class:`StreamSink` through the harness's Python ports; Python
   wakes up at every transfer (and every cycle with gaps or stalls).
 - ``per_clock``: the same models waking at every clock edge: a naive testbench, for comparison.
@@ -48,16 +50,22 @@ def decode_result(word: int, n_classes: int, score_width: int) -> tuple[int, lis
     return cls, scores
 
 
-def frame_words(x: np.ndarray, ew: int) -> list[int]:
-    """Input transfers of one inference ``[C, T, F]``: one word per position (t, f), t-major, with
-    element c at bits [c*ew, (c+1)*ew) (two's complement for int8)."""
-    c, t, f = x.shape
-    mask = (1 << ew) - 1
-    vals = (np.asarray(x, dtype=np.int64) & mask).transpose(1, 2, 0).reshape(t * f, c)
+def input_words(xs: np.ndarray, ew: int):
+    """Input transfers of inferences ``[N, C, T, F]``, one after the other: per inference one word per
+    position (t, f), t-major, with element c at bits [c*ew, (c+1)*ew) (two's complement for int8).
+    A uint64 array when words fit in 64 bits (compact for thousands of inferences), else a list."""
+    xs = np.asarray(xs, dtype=np.int64)
+    n, c, t, f = xs.shape
+    vals = (xs & ((1 << ew) - 1)).transpose(0, 2, 3, 1).reshape(n * t * f, c)
     if c * ew <= 64:
-        shifts = (np.arange(c, dtype=np.uint64) * np.uint64(ew))
-        return [int(v) for v in (vals.astype(np.uint64) << shifts).sum(axis=1, dtype=np.uint64)]
+        shifts = np.arange(c, dtype=np.uint64) * np.uint64(ew)
+        return (vals.astype(np.uint64) << shifts).sum(axis=1, dtype=np.uint64)
     return [int(sum(int(v) << (ch * ew) for ch, v in enumerate(row))) for row in vals]
+
+
+def frame_words(x: np.ndarray, ew: int) -> list[int]:
+    """Input transfers of one inference ``[C, T, F]`` as Python integers (see :func:`input_words`)."""
+    return [int(w) for w in input_words(np.asarray(x)[None], ew)]
 
 
 def layer_words(bits: np.ndarray) -> list[int]:
@@ -73,11 +81,14 @@ class Harness:
         self.dut = dut
         self.clk = dut.clk
         self.src_file = env.get("KWSBNN_TB_SRC_FILE", "kwsbnn_src.hex")
+        self.res_file = env.get("KWSBNN_TB_RES_FILE")
+        self.res_offset = 0
         self.depth = 1 << AW
         self.width = len(dut.py_payload)
         self.digits = (self.width + 3) // 4
         for sig, v in (("src_bulk", 0), ("src_load", 0), ("src_end", 0), ("src_wake_at", 0),
                        ("src_gap", 0), ("py_valid", 0), ("res_ready", 0), ("res_stall", 0),
+                       ("res_auto", 0), ("res_wake_at", 0),
                        ("seed", 1), ("rst_req", 1)):
             getattr(dut, sig).value = v
 
@@ -93,7 +104,7 @@ class Harness:
         """Load ``words`` (at most the memory depth, not wrapping) at running index ``start``."""
         fmt = f"{{:0{self.digits}x}}"
         with open(self.src_file, "w") as f:
-            f.write("\n".join(fmt.format(w) for w in words) + "\n")
+            f.write("\n".join(map(fmt.format, np.asarray(words, dtype=object).tolist())) + "\n")
         self.dut.src_load_addr.value = start % self.depth
         self.dut.src_load.value = 1
         await RisingEdge(self.clk)
@@ -109,6 +120,24 @@ class Harness:
             await RisingEdge(self.dut.src_wake)
         else:
             await RisingEdge(self.clk)
+
+    async def results(self, n: int, timeout_ns: float) -> list[tuple[int, int]]:
+        """Sleep until ``n`` results (since reset) are in the results file (``res_auto`` on); return
+        them as ``(cycle, payload)``: one wake-up for a whole run. Raises :class:`SimTimeoutError`."""
+        self.dut.res_wake_at.value = n
+        await ClockCycles(self.clk, 2)
+        await ReadOnly()
+        if not self.dut.res_wake.value:
+            await with_timeout(RisingEdge(self.dut.res_wake), timeout_ns, "ns")
+        with open(self.res_file) as f:
+            f.seek(self.res_offset)
+            text = f.read()
+            self.res_offset = f.tell()
+        out = []
+        for line in text.splitlines():
+            stamp, word = line.split()
+            out.append((int(stamp), int(word, 16)))
+        return out
 
     async def send(self, words) -> None:
         """Stream ``words`` into the network from the source memory (from reset: running index 0),
@@ -160,6 +189,7 @@ async def network_matches_golden(dut):
     if driver == "bulk":
         dut.src_gap.value = min(65535, round(gap * 65536))
         dut.res_stall.value = min(65535, round(stall * 65536))
+        dut.res_auto.value = 1
     await h.reset()
 
     ew = 1 if golden.model.input["prec"] == "bin" else 8
@@ -178,29 +208,44 @@ async def network_matches_golden(dut):
         await ClockCycles(dut.clk, int(report["latency"]) // 4 + 50)
         await h.reset()
 
-    words = [w for x in xs for w in frame_words(x, ew)]
+    words = input_words(xs, ew)
 
     async def feed():
         if driver == "bulk":
             await h.send(words)
         else:
-            await src.send_all(words)
+            await src.send_all(int(w) for w in words)
 
     # A watchdog instead of a hang: no result within many initiation intervals is a failure.
     limit = 20 * int(report["initiation_interval"]) + 20 * int(report["latency"]) + 10_000
     wall0, cpu0, sim0 = time.monotonic(), time.process_time(), get_sim_time("step")
     sink._last = sim0
+    start_cycle = int(dut.cycle.value)
     feeder = cocotb.start_soon(feed())
+    if driver == "bulk":
+        total_limit = limit + 20 * int(report["initiation_interval"]) * len(xs)
+        try:
+            got = await h.results(len(xs), total_limit * clock_ns)
+        except SimTimeoutError:
+            raise AssertionError(f"only {int(dut.res_count.value)} of {len(xs)} results within "
+                                 f"{total_limit} cycles: the design stalled") from None
+        stamps = [start_cycle] + [c for c, _ in got]
+        results = [(w, stamps[n + 1] - stamps[n]) for n, (_, w) in enumerate(got)]
+    else:
+        results = None
     mismatches = []
     rtl_classes = []
     cycles = 0
     first = 0
     for n in range(len(xs)):
-        try:
-            word, waited = await with_timeout(sink.recv(), limit * clock_ns, "ns")
-        except SimTimeoutError:
-            raise AssertionError(f"no result for inference {n} within {limit} cycles "
-                                 f"({n} of {len(xs)} done): the design stalled") from None
+        if results is not None:
+            word, waited = results[n]
+        else:
+            try:
+                word, waited = await with_timeout(sink.recv(), limit * clock_ns, "ns")
+            except SimTimeoutError:
+                raise AssertionError(f"no result for inference {n} within {limit} cycles "
+                                     f"({n} of {len(xs)} done): the design stalled") from None
         cycles += waited
         if n == 0:
             first = waited
@@ -248,6 +293,7 @@ async def localize(dut, h: Harness, golden: GoldenModel, report: dict, xs, k: in
     transfers with the golden model's dump: the first layer (in network order) that differs, and its
     first differing element."""
     ref = golden.run(xs[k:k + 1], dump=True)
+    dut.res_auto.value = 0
     await h.reset()
     dut.src_gap.value = 0
     dut.res_stall.value = 0
