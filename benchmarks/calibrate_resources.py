@@ -1,8 +1,10 @@
 """Calibrate the resource estimate (kwsbnn.hw.resources) against real synthesis.
 
-    .venv/bin/python benchmarks/calibrate_resources.py --measure [--family ice40|ecp5] [--kind K]
+    .venv/bin/python benchmarks/calibrate_resources.py --measure [--family ice40|ecp5] [--kind K [--redo]]
     .venv/bin/python benchmarks/calibrate_resources.py --fit
-    .venv/bin/python benchmarks/calibrate_resources.py --validate [--family F]
+    .venv/bin/python benchmarks/calibrate_resources.py --validate [--family F] [--big]
+    .venv/bin/python benchmarks/calibrate_resources.py --validate-board icebreaker|ulx3s-85f
+    .venv/bin/python benchmarks/calibrate_resources.py --foldings
 
 ``--measure`` synthesizes every unit kind on its own over a modest grid of parameters (Yosys
 ``synth_ice40 -dsp`` / ``synth_ecp5``, then nextpnr ``--pack-only``: seconds to a minute each) and
@@ -18,7 +20,13 @@ block-RAM and DSP rules disagree with synthesis.
 
 ``--validate`` synthesizes whole networks (no board top) and compares them with the estimate: the
 walking skeleton ``tiny`` and an untrained 24-channel binary res8 in its default folding (and, for
-ECP5, the ULX3S folding that ``for_budget`` picks, if ``--big``).
+ECP5, the ULX3S folding that ``for_budget`` picks, if ``--big``). ``--validate-board`` does the same
+for the whole board design of ``kwsbnn build`` (its own Yosys script, then nextpnr ``--pack-only``,
+whose cell counts are those placement keeps) against ``estimate(link=True)``. ``--foldings`` prints
+the iCEBreaker and ULX3S foldings ``for_budget`` picks for the 24-channel res8 (int8 and binary
+first-layer weights): cycles, bottleneck, pipeline efficiency, estimate.
+
+When a unit's design changes, measure its kind again (``--measure --kind K --redo``) and fit.
 """
 
 import argparse
@@ -53,6 +61,7 @@ for c, pe, simd in [(16, 2, 16), (16, 4, 48), (24, 3, 72), (24, 4, 108)]:
 for c, w, out, pe, simd in [(16, "bin", "acc", 1, 9), (16, "bin", "acc", 4, 9), (16, "bin", "acc", 8, 3),
                             (24, "bin", "acc", 24, 9), (24, "int8", "acc", 2, 3), (24, "int8", "acc", 4, 3),
                             (24, "int8", "acc", 1, 1), (24, "int8", "acc", 8, 9), (24, "int8", "acc", 12, 9),
+                            (24, "int8", "acc", 6, 9), (24, "bin", "acc", 12, 9),
                             (16, "int8", "bits", 2, 3), (16, "int8", "bits", 4, 9), (16, "bin", "bits", 4, 9)]:
     GRID.append(("mvu", dict(c=c, k=9, inp="int8", w=w, out=out, pe=pe, simd=simd)))
 # StreamedConv (binary 3x3 layers, SIMD within the input channels).
@@ -61,7 +70,8 @@ for c, t, f, sc, pe, simd in [(24, 25, 13, True, 1, 24), (24, 25, 13, True, 1, 8
                               (24, 25, 13, False, 1, 24), (24, 25, 13, False, 3, 6), (16, 25, 13, True, 1, 16),
                               (16, 25, 13, True, 4, 16), (16, 25, 13, True, 16, 16), (32, 25, 13, True, 1, 32),
                               (32, 25, 13, False, 2, 8), (48, 12, 6, True, 1, 48), (48, 12, 6, True, 6, 16),
-                              (24, 25, 13, True, 1, 1), (8, 16, 10, True, 1, 8)]:
+                              (24, 25, 13, True, 1, 1), (8, 16, 10, True, 1, 8), (24, 25, 13, True, 24, 12),
+                              (24, 25, 13, True, 12, 24), (24, 25, 13, True, 6, 24), (32, 25, 13, True, 16, 32)]:
     GRID.append(("conv", dict(c=c, t=t, f=f, shortcut=sc, pe=pe, simd=simd)))
 # Pointwise (1x1) layers, as in the walking skeleton (64 bits -> 32 neurons at one position).
 for c, co, t, f, pe, simd in [(64, 32, 1, 1, 1, 32), (32, 32, 8, 4, 2, 16), (64, 32, 1, 1, 4, 64)]:
@@ -261,10 +271,6 @@ def memories_of(kind, unit):
     return [unit.shape] if kind == "memory" else res.unit_memories(unit)
 
 
-def features_of(kind, unit, family):
-    return {} if kind == "memory" else res.unit_features(unit, family)
-
-
 # ------------------------------------------------------------------------------------------------
 # Measuring.
 
@@ -288,8 +294,10 @@ def load_samples() -> list:
     return json.loads(SAMPLES.read_text()) if SAMPLES.exists() else []
 
 
-def measure(families, kinds=None, limit_s=None):
+def measure(families, kinds=None, limit_s=None, redo=False):
     samples = load_samples()
+    if redo and kinds:           # a unit changed: measure its kinds again
+        samples = [s for s in samples if not (s["kind"] in kinds and s["family"] in families)]
     done = {_key(s["kind"], s["params"], s["family"]) for s in samples}
     t_start = time.monotonic()
     for family in families:
@@ -399,17 +407,18 @@ def fit(families):
                     continue
                 kind = s["kind"]
                 mems_u = memories_of(kind, unit)
+                feats, rest = res.split_features(unit, family)
                 mlc = sum(res._linear(mem_model["logic_cells"], res.memory_features(mm, family))
-                          for mm in mems_u)
+                          for mm in rest)
                 mff = sum(res._linear(mem_model["flip_flops"], res.memory_features(mm, family))
-                          for mm in mems_u)
+                          for mm in rest)
                 got = s["measured"]
                 bram = sum(res.map_memory(mm, family)["block_ram"] for mm in mems_u)
                 dsp = res.unit_dsp(unit, family) if kind not in ("link",) else 0
                 if bram != got["block_ram"] or dsp != got["dsp"]:
                     print(f"  {kind} {s['params']}: rules {bram} block RAM, {dsp} DSP; synthesis "
                           f"{got['block_ram']}, {got['dsp']}")
-                rows.append(features_of(kind, unit, family))
+                rows.append(feats)
                 lc.append(got["logic_cells"] - mlc)
                 ff.append(got["flip_flops"] - mff)
                 labels.append((s, mlc, mff))
@@ -550,13 +559,21 @@ def validate_boards(board: str):
 def foldings(clock_mhz: float = 50.0):
     """The board foldings of the 24-channel binary res8 (int8 and binary first-layer weights):
     cycles, bottleneck, pipeline efficiency and the estimate."""
+    from kwsbnn.errors import KwsError
     from kwsbnn.hw.cost import Folding, layer_costs
     from kwsbnn.hw.folding import budget_check, for_budget
 
     for first in ("int8", "bin"):
         dep = res8_binary(24) if first == "int8" else res8_binary(24, first_weights="bin")
         for board in ("icebreaker", "ulx3s-85f"):
-            for name, folding in (("default", Folding.default(dep)), ("for_budget", for_budget(dep, board))):
+            try:
+                chosen = for_budget(dep, board)
+            except KwsError as e:
+                print(f"res8b24 first={first:4s} {board:10s} for_budget: {e.message}")
+                chosen = None
+            for name, folding in (("default", Folding.default(dep)), ("for_budget", chosen)):
+                if folding is None:
+                    continue
                 t0 = time.monotonic()
                 costs = layer_costs(dep, folding)
                 check = budget_check(dep, folding, board)
@@ -582,11 +599,13 @@ def main():
                     help="the iCEBreaker and ULX3S foldings of the 24-channel binary res8")
     ap.add_argument("--family", choices=res.FAMILIES, action="append")
     ap.add_argument("--kind", action="append", help="with --measure: only these unit kinds")
+    ap.add_argument("--redo", action="store_true",
+                    help="with --measure --kind: drop those kinds' samples first (after a change to the unit)")
     ap.add_argument("--limit-minutes", type=float, default=None)
     args = ap.parse_args()
     families = args.family or list(res.FAMILIES)
     if args.measure:
-        measure(families, args.kind, args.limit_minutes * 60 if args.limit_minutes else None)
+        measure(families, args.kind, args.limit_minutes * 60 if args.limit_minutes else None, args.redo)
     if args.fit:
         fit(families)
     if args.validate:

@@ -20,8 +20,9 @@ How:
   has at least 11 bits), including multiplications by a constant such as a ROM address
   ``fold * folds``.
 - **Logic** is a per-unit linear formula in a few structural features (:func:`unit_features`: e.g.
-  ``PE * SIMD`` XNOR-popcount lanes, ``PE * acc_width`` accumulator bits, window register bits) plus
-  the logic of the memories that map to logic (a per-family formula in width and depth). The
+  ``PE * SIMD`` XNOR-popcount lanes, ``PE * acc_width`` accumulator bits, window register bits, and
+  the LUTs of a weight ROM kept in logic, :func:`split_features`) plus the logic of the other
+  memories that map to logic or LUT-RAM (a per-family formula in width and depth). The
   coefficients were fitted (non-negative least squares) to synthesis of each unit kind on its own
   over a grid of parameters: Yosys ``synth_ice40 -dsp`` / ``synth_ecp5`` and nextpnr
   ``--pack-only`` for the packed cell counts. They live in ``resources_ice40.json`` and
@@ -381,6 +382,27 @@ def unit_features(unit, family: str = "ice40") -> dict:
     return f
 
 
+#: Weight ROMs that feed a unit's lanes directly: kept in logic, their LUTs merge with the lanes'
+#: logic, so they are part of the unit's formula (features ``wrom_luts``, ``wrom_width``).
+_IN_UNIT_ROMS = {"mvu": ("wrom",), "conv": ("wrom",)}
+
+
+def split_features(unit, family: str) -> tuple[dict, list]:
+    """``(features, memories)``: the features of the unit's own formula (:func:`unit_features`,
+    plus ``wrom_luts`` = width x :func:`rom_luts_per_bit` and ``wrom_width`` for a weight ROM that
+    Yosys keeps in logic), and the other memories, whose logic the memory model gives."""
+    feats = unit_features(unit, family)
+    rest = []
+    for mem in unit_memories(unit):
+        if (mem.name in _IN_UNIT_ROMS.get(_kind(unit), ())
+                and map_memory(mem, family)["kind"] == "logic"):
+            feats["wrom_luts"] = mem.width * rom_luts_per_bit(mem.depth)
+            feats["wrom_width"] = mem.width
+        else:
+            rest.append(mem)
+    return feats, rest
+
+
 def _tail_mul_dsp(u, family: str) -> int:
     """DSPs of the tail's one multiplier (weight x channel sum)."""
     return _mul_dsp(u._ww, bits_for(u._p) + 2, family)
@@ -448,7 +470,7 @@ def unit_estimate(unit, family: str, coefs: dict | None = None) -> dict:
     """``{"logic_cells", "flip_flops", "block_ram", "dsp", "lutram"}`` of one unit."""
     coefs = coefs or load_coefficients(family)
     model = coefs["units"].get(model_key(unit), {})
-    feats = unit_features(unit, family)
+    feats, rest = split_features(unit, family)
     out = {"logic_cells": _linear(model.get("logic_cells", {}), feats),
            "flip_flops": _linear(model.get("flip_flops", {}), feats),
            "block_ram": 0, "lutram": 0, "dsp": unit_dsp(unit, family)}
@@ -456,6 +478,7 @@ def unit_estimate(unit, family: str, coefs: dict | None = None) -> dict:
         where = map_memory(mem, family)
         out["block_ram"] += where["block_ram"]
         out["lutram"] += where["lutram"]
+    for mem in rest:
         mf = memory_features(mem, family)
         out["logic_cells"] += _linear(coefs["memory"].get("logic_cells", {}), mf)
         out["flip_flops"] += _linear(coefs["memory"].get("flip_flops", {}), mf)

@@ -25,7 +25,7 @@ def add_arguments(parser):
                              "counting its UART and protocol logic")
     parser.add_argument("--margin", type=float, default=None, metavar="F",
                         help="with --board: share of the board's logic cells the estimate may use "
-                             "(default 0.95; block RAMs and DSPs: all)")
+                             "(default 0.97 on iCE40, 0.9 on ECP5; block RAMs and DSPs: all)")
     parser.add_argument("--target-ips", type=float, default=None, metavar="N",
                         help="choose the folding for N inferences per second (balanced layers)")
     parser.add_argument("--clock-mhz", type=float, default=24.0,
