@@ -75,7 +75,7 @@ def layer_words(bits: np.ndarray) -> list[int]:
 
 
 class Harness:
-    """Python's side of ``kws_sim``: reset, the bulk source, and the result stream."""
+    """Python's side of ``kws_sim``: reset, the bulk source and the results file."""
 
     def __init__(self, dut, env):
         self.dut = dut
@@ -111,7 +111,7 @@ class Harness:
         self.dut.src_load.value = 0
         await RisingEdge(self.clk)
 
-    async def _wait_sent(self, count: int) -> None:
+    async def wait_sent(self, count: int) -> None:
         """Sleep until the source has sent ``count`` words since reset (one wake-up)."""
         self.dut.src_wake_at.value = count
         await ClockCycles(self.clk, 2)
@@ -148,7 +148,7 @@ class Harness:
         while wr < total:
             n = min(self.depth if wr == 0 else half, total - wr)
             if wr + n > self.depth:      # the words [wr - depth, wr - depth + n) are overwritten
-                await self._wait_sent(wr + n - self.depth)
+                await self.wait_sent(wr + n - self.depth)
             await self._load(words[wr:wr + n], wr)
             wr += n
             self.dut.src_end.value = wr
@@ -202,7 +202,7 @@ async def network_matches_golden(dut):
         part = frame_words(junk, ew)[:reset_after]
         if driver == "bulk":
             await h.send(part)
-            await h._wait_sent(reset_after)
+            await h.wait_sent(reset_after)
         else:
             await src.send_all(part)
         await ClockCycles(dut.clk, int(report["latency"]) // 4 + 50)

@@ -15,15 +15,40 @@ def tiny():
     return deployable("tiny")
 
 
-def test_waves_of_the_first_clip_when_all_agree(tiny, tmp_path):
+@pytest.fixture(scope="module")
+def simdir(tmp_path_factory):
+    """One work folder, so that both waveform tests share one tracing build."""
+    return tmp_path_factory.mktemp("sim")
+
+
+def test_waves_of_the_first_clip_when_all_agree(tiny, simdir, tmp_path):
     x = np.random.default_rng(2).integers(0, 2, (5, 64, 1, 1))
-    res = simulate(tiny, tmp_path / "sim", inputs=x, waves_dir=tmp_path / "waves", waves_always=True)
+    res = simulate(tiny, simdir, inputs=x, waves_dir=tmp_path / "waves", waves_always=True)
     assert res["equal"] == 5 and res["waves_clip"] == 0
     fst = tmp_path / "waves" / "clip0.fst"
     assert res["waves"] == str(fst) and fst.stat().st_size > 1000
     # No waveform unless asked, or unless a clip mismatches.
-    res = simulate(tiny, tmp_path / "sim", inputs=x, waves_dir=tmp_path / "none")
+    res = simulate(tiny, simdir, inputs=x, waves_dir=tmp_path / "none")
     assert "waves" not in res and not (tmp_path / "none" / "clip0.fst").exists()
+
+
+def test_waves_of_the_first_mismatching_clip(tiny, simdir, tmp_path):
+    """Against a golden model with one flipped weight bit: the FST is of the first mismatching clip."""
+    from kwsbnn.sw import deploy
+    spec = {"name": "tiny-mutant", "classes": tiny.classes, "input": tiny.input,
+            "layers": [dict(layer) for layer in tiny.layers]}
+    first = spec["layers"][0]
+    first["weights"] = first["weights"].copy()
+    first["weights"][10, 7] ^= 1
+    first["direction"] = np.where(first["direction"] > 0, 1, -1)
+    mutant = deploy.save(spec, tmp_path / "mutant")
+    x = np.random.default_rng(5).integers(0, 2, (400, 64, 1, 1))
+    res = simulate(tiny, simdir, inputs=x, golden_model=mutant, waves_dir=tmp_path / "waves")
+    k = res["mismatches"][0]["index"]
+    assert res["waves_clip"] == k and res["first_difference"]["clip"] == k
+    assert res["first_difference"]["layer"] == "fc1"
+    assert res["waves"] == str(tmp_path / "waves" / f"clip{k}.fst")
+    assert (tmp_path / "waves" / f"clip{k}.fst").stat().st_size > 1000
 
 
 def test_harness_exposes_only_its_ports():
