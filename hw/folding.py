@@ -187,7 +187,8 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     resources the network runs short of, :meth:`_Search.smallest`). Then, step by
     step, the bottleneck layer (most cycles per inference) moves to its next faster folding, the
     smallest speed-up that still fits; it stops when the bottleneck has no faster folding that
-    fits (or is held by a unit no folding speeds up, such as a sliding window). Last, every other
+    fits, is held by a unit no folding speeds up (such as a sliding window), or is already as fast
+    as the tail (global pooling, dense layer and argmax). Last, every other
     layer goes back to its smallest folding that keeps up with the bottleneck. Raises
     :class:`KwsError` with the numbers when even the smallest folding does not fit.
     """
@@ -198,9 +199,14 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
         raise KwsError(f"model {dep.name} does not fit {b['name']} ({b['family']}) even at its smallest "
                        f"folding: estimated {_describe(total, b)}",
                        "use a smaller model (fewer channels or layers) or a larger FPGA")
+    # The tail (global pooling, dense, argmax) takes the same cycles at every folding: no layer
+    # needs to be faster than it.
+    tail_cycles = layer_costs(dep, Folding({n: r["fold"] for n, r in choice.items()}))["layers"][-1]["cycles"]
     while True:
         name = max(choice, key=lambda n: choice[n]["cycles"])
         current = choice[name]
+        if current["cycles"] <= tail_cycles:
+            break
         faster = sorted((r for r in s.cands[name] if r["cycles"] < current["cycles"]),
                         key=lambda r: (-r["cycles"], r["score"]))
         for row in faster:
@@ -211,7 +217,7 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
         else:
             break
     # Balance: the layers that are not the bottleneck take the smallest folding that keeps up.
-    ii = max(r["cycles"] for r in choice.values())
+    ii = max(max(r["cycles"] for r in choice.values()), tail_cycles)
     for name, rows in s.cands.items():
         for row in sorted((r for r in rows if r["cycles"] <= ii), key=lambda r: r["score"]):
             if row["score"] >= choice[name]["score"]:

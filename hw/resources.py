@@ -47,11 +47,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
 from kwsbnn.errors import KwsError
 
-from .arith import bits_for, signed_width
+from .arith import bits_for
 
 FAMILIES = ("ice40", "ecp5")
 
