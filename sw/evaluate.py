@@ -167,10 +167,7 @@ def plot_confusion(result: dict, path, title: str = "") -> Path:
                         color="white" if conf[i, j] > conf.max() / 2 else "black")
     ax.set_title(title or f"{result['split']}: accuracy {result['accuracy']:.3f} ({result['engine']})")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from .plots import save_figure
+    return save_figure(fig, path)
 
 from . import engines as _engines  # noqa: E402,F401  (registers the golden engine)

@@ -12,6 +12,7 @@ from pathlib import Path
 from kwsbnn.errors import KwsError
 
 from .search import _safe_url, load_study, open_storage, summary
+from .plots import save_figure
 
 
 def open_search(folder=None, storage: str | None = None, study: str | None = None):
@@ -165,13 +166,7 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
     axes[0].legend(handles, labels, loc="lower right", fontsize=7)
     fig.suptitle(title or "Architecture search: accuracy against memory and latency")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def report(study, url: str, out, accuracy: str = "val_accuracy", shipped: bool = True,

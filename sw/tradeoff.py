@@ -11,6 +11,7 @@ from kwsbnn.errors import KwsError
 
 from .checkpoint import load_model, resolve_model
 from .footprint import footprint
+from .plots import save_figure
 
 DEFAULT_MODELS = ("float", "int8", "binary-naive", "binary")
 
@@ -95,10 +96,4 @@ def plot_tradeoff(rows: list[dict], path) -> Path:
     axes[0].legend(uniq.values(), uniq.keys(), loc="lower right", fontsize=8)
     fig.suptitle("Keyword spotting: accuracy against memory by precision")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
