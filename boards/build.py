@@ -89,6 +89,15 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     platform = _platform(board)
     osc = platform.default_clk_frequency
     clk_freq, pll = clock_plan(board, osc, freq_mhz)
+    from kwsbnn.hw.folding import budget_check, for_budget
+    if folding is None:
+        # The fastest folding whose calibrated estimate fits the board (an error before synthesis).
+        folding = for_budget(dep, board.name, clk_hz=clk_freq)
+    else:
+        check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
+        if not check["fits"] and progress:
+            progress(f"warning: by the resource estimate this folding does not fit {board.name} "
+                     f"({', '.join(check['over'])}); place and route will tell")
     top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, pll=pll)
     if progress and pll is not None:
         progress(f"PLL: {osc / 1e6:g} MHz -> {clk_freq / 1e6:.4g} MHz (requested {freq_mhz:g}; "
@@ -123,6 +132,7 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
               "baud": baud, "model_id": f"{top.geometry.model_id:08x}", "fmax_mhz": achieved, "timing_met": achieved is not None
               and achieved >= clock_mhz, "inferences_per_second": ips,
               "cycles_per_inference": costs["cycles_per_inference"], "resources": resources,
+              "folding": folding.to_dict(),
               "seconds": round(seconds, 1)}
     if not report["timing_met"]:
         fmax_text = f"{achieved:.2f} MHz" if achieved is not None else "unknown"

@@ -20,7 +20,7 @@ def add_arguments(parser):
                         help="clock in MHz (default: the board's oscillator; another value uses the "
                         "FPGA's PLL at the closest frequency it can make)")
     parser.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
-    parser.add_argument("--fold", default="auto", help="folding: auto or a JSON file")
+    parser.add_argument("--fold", default="auto", help="folding: auto (the fastest whose resource estimate fits the board) or a JSON file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
