@@ -92,7 +92,14 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     from kwsbnn.hw.folding import budget_check, for_budget
     if folding is None:
         # The fastest folding whose calibrated estimate fits the board (an error before synthesis).
-        folding = for_budget(dep, board.name, clk_hz=clk_freq)
+        try:
+            folding = for_budget(dep, board.name, clk_hz=clk_freq)
+        except KwsError as e:
+            # Within the estimate's error of the device's size: let place and route decide.
+            folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq)
+            if progress:
+                progress(f"warning: {e.args[0] if e.args else e}; trying the smallest folding on the "
+                         "whole device (place and route decides)")
     else:
         check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
         if not check["fits"] and progress:

@@ -22,7 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--count", type=int, default=1000,
                         help="random inputs to simulate with --model tiny (default 1000)")
     parser.add_argument("--board", default="icebreaker", help="board to build for (default icebreaker)")
-    parser.add_argument("--freq", type=float, default=None, help="board clock in MHz (default: the board's)")
+    parser.add_argument("--freq", type=float, default=None,
+                        help="board clock in MHz (default: 24 on the iCEBreaker, from its PLL; else the "
+                             "board's oscillator)")
     parser.add_argument("--no-build", action="store_true", help="skip the bitstream")
     parser.add_argument("--out", default="build/demo", help="work folder (default build/demo)")
     parser.add_argument("--seed", type=int, default=0)
@@ -111,7 +113,8 @@ def run(args) -> int:
     dep, summary = (_tiny if args.model == "tiny" else _kws)(args, out)
     if not args.no_build:
         from kwsbnn.boards.build import build
-        b = build(dep, args.board, out / args.board, freq_mhz=args.freq, progress=_say)
+        freq = args.freq if args.freq is not None else (24.0 if args.board == "icebreaker" else None)
+        b = build(dep, args.board, out / args.board, freq_mhz=freq, progress=_say)
         summary["build"] = b
         _say(f"{args.board}: {b['resources'].get('logic_cells', {}).get('used')} logic cells, "
              f"{b['resources'].get('block_ram', {}).get('used')} block RAMs, Fmax {b['fmax_mhz']:.1f} MHz "
