@@ -36,3 +36,19 @@ def test_icebreaker_bitstream_with_pll(tmp_path):
     assert rep["fmax_mhz"] >= 18.0 and rep["timing_met"]
     assert rep["inferences_per_second"] == 18e6 / rep["cycles_per_inference"]
     assert "SB_PLL40_PAD" in (out / "kws.il").read_text()
+
+
+def test_shipped_binary_model_fits_the_icebreaker_at_24_mhz(tmp_path):
+    """The recommended binary model with the host-protocol top: the folding chosen for the board
+    fits (logic cells, block RAM), meets timing at 24 MHz from the PLL and runs in real time."""
+    out = tmp_path / "ice-binary"
+    r = subprocess.run([sys.executable, "-m", "kwsbnn.cli", "build", "--board", "icebreaker",
+                        "--model", "binary", "--freq", "24", "--out", str(out), "--json"],
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout)
+    assert (out / "kws.bin").is_file()
+    assert rep["resources"]["logic_cells"]["used"] <= 5280
+    assert rep["resources"]["block_ram"]["used"] <= 30
+    assert rep["timing_met"] and rep["fmax_mhz"] >= 24.0
+    assert rep["inferences_per_second"] >= 50
