@@ -456,7 +456,7 @@ def res8_binary(width: int = 24, seed: int = 0, out: Path | None = None, first_w
     from kwsbnn.paths import cache_dir
     from kwsbnn.sw import deploy
     from kwsbnn.sw.integer import integer_spec
-    from kwsbnn.sw.models import BinaryOptions, build_model, make_config
+    from kwsbnn.sw.models import BinaryOptions, build_model, make_config, randomize_bn_stats
 
     tag = "" if first_weights == "int8" else f"-first{first_weights}"
     out = out or cache_dir("deployable") / f"res8b{width}{tag}-seed{seed}-v{deploy.VERSION}"
@@ -464,13 +464,7 @@ def res8_binary(width: int = 24, seed: int = 0, out: Path | None = None, first_w
         return deploy.load(out)
     torch.manual_seed(seed)
     model = build_model(make_config("res8", "binary", BinaryOptions(width=width, first_weights=first_weights)))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 6 - 3)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 19.5 + 0.5)
-    model.eval()
+    randomize_bn_stats(model, torch.Generator().manual_seed(seed))
     model.meta = {"classes": [f"c{k}" for k in range(12)], "input_shape": [101, 40], "features": {}}
     return deploy.load(deploy.save(integer_spec(model, name=f"res8b{width}"), out))
 

@@ -472,3 +472,15 @@ def reestimate_bn(model: nn.Module, batches) -> None:
         bn.momentum = mom
     model.load_state_dict({**model.state_dict(), **saved})
     model.train(was_training)
+
+
+def randomize_bn_stats(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Give every batch norm random running statistics (mean U(-3, 3), variance U(0.5, 20)) and
+    return the model in evaluation mode: an untrained network whose thresholds are all different,
+    for costing candidates and exercising the hardware before training."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=generator) * 6 - 3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) * 19.5 + 0.5)
+    return model.eval()

@@ -185,7 +185,7 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
     from .features import FeatureConfig
     from .footprint import footprint
     from .integer import integer_spec
-    from .models import BinaryOptions, build_model, make_config
+    from .models import BinaryOptions, build_model, make_config, randomize_bn_stats
 
     if input_shape is None:
         fc = FeatureConfig()
@@ -199,12 +199,7 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
         torch.manual_seed(seed)
         model = build_model(cfg)
     model.meta = {"input_shape": list(input_shape), "classes": list(CLASSES)}
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 6 - 3)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) * 19.5 + 0.5)
-    model.eval()
+    randomize_bn_stats(model, gen)
     fp = footprint(model)
     try:
         spec = integer_spec(model, name="candidate")

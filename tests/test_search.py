@@ -28,13 +28,8 @@ def data(tmp_path_factory):
 
 
 def _random_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 6 - 3)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 19.5 + 0.5)
-    return model.eval()
+    from kwsbnn.sw.models import randomize_bn_stats
+    return randomize_bn_stats(model, torch.Generator().manual_seed(seed))
 
 
 def test_stages_pooling_and_dilation_options_build_exact_integer_networks():
