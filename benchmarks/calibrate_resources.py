@@ -62,7 +62,10 @@ for c, w, out, pe, simd in [(16, "bin", "acc", 1, 9), (16, "bin", "acc", 4, 9), 
                             (24, "bin", "acc", 24, 9), (24, "int8", "acc", 2, 3), (24, "int8", "acc", 4, 3),
                             (24, "int8", "acc", 1, 1), (24, "int8", "acc", 8, 9), (24, "int8", "acc", 12, 9),
                             (24, "int8", "acc", 6, 9), (24, "bin", "acc", 12, 9),
-                            (16, "int8", "bits", 2, 3), (16, "int8", "bits", 4, 9), (16, "bin", "bits", 4, 9)]:
+                            (16, "int8", "bits", 2, 3), (16, "int8", "bits", 4, 9), (16, "bin", "bits", 4, 9),
+                            # fully parallel int8 x int8: constant weights, shift-add products
+                            (24, "int8", "acc", 24, 9), (16, "int8", "acc", 16, 9), (8, "int8", "acc", 8, 9),
+                            (20, "int8", "acc", 20, 9), (16, "int8", "bits", 16, 9)]:
     GRID.append(("mvu", dict(c=c, k=9, inp="int8", w=w, out=out, pe=pe, simd=simd)))
 # StreamedConv (binary 3x3 layers, SIMD within the input channels).
 for c, t, f, sc, pe, simd in [(24, 25, 13, True, 1, 24), (24, 25, 13, True, 1, 8), (24, 25, 13, True, 2, 24),

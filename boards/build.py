@@ -5,7 +5,9 @@ block RAM, DSP and SPRAM use against the board's budget, the achieved Fmax again
 inferences per second at that clock (from the cost model). A design that does not fit or misses
 timing raises a :class:`KwsError` that gives the numbers.
 
-The clock is the board's oscillator, or, when ``freq_mhz`` differs from it, the output of the
+The clock is the board's default (:attr:`Board.default_mhz`: the oscillator on the iCEBreaker,
+50 MHz from the PLL on the ULX3S) when ``freq_mhz`` is None; the oscillator when ``freq_mhz``
+equals it, and otherwise the output of the
 FPGA's PLL closest to ``freq_mhz`` (:mod:`kwsbnn.boards.pll`); the report gives the requested and
 the achieved clock, and the UART divisor is computed from the achieved one. A frequency outside the
 PLL's output range is a :class:`KwsError`.
@@ -33,6 +35,7 @@ class Board:
     bitstream_ext: str
     resources: dict      # nextpnr cell name -> what we call it
     family: str          # FPGA family: which PLL (kwsbnn.boards.pll)
+    default_mhz: float | None = None     # clock without --freq (None: the oscillator)
 
 
 BOARDS = {
@@ -41,7 +44,7 @@ BOARDS = {
                          "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40"),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
-                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5"),
+                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=50.0),
 }
 
 
@@ -88,6 +91,8 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     toolchain.activate()
     platform = _platform(board)
     osc = platform.default_clk_frequency
+    if freq_mhz is None:
+        freq_mhz = board.default_mhz
     clk_freq, pll = clock_plan(board, osc, freq_mhz)
     from kwsbnn.hw.folding import budget_check, for_budget
     if folding is None:

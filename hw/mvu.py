@@ -12,9 +12,18 @@ every output channel ``c`` of ``C``, ``acc[c] = sum_k x[k] * w[c, k]`` with ``w`
 Folding: ``pe`` channels in parallel, ``simd`` elements per cycle, ``(C / pe) * (K / simd)`` cycles per
 vector. Weights and thresholds live in ROMs (``lib.memory``) initialised from the deployable model.
 
+int8 x int8 products: with folding (more than one ROM word) each lane multiplies (``$mul``, a DSP
+where the FPGA has them); fully parallel (``pe = C``, ``simd = K``) the weights are constants and
+each product is a sum of shifted copies of the input, one per nonzero canonical signed digit of the
+weight (no multiplier; :attr:`const_weights`). The adder tree of an int8 x int8 lane has a register
+after every two adder levels (not after the last): :attr:`pipeline_stages` = ``(ceil(log2 n) - 1)
+// 2`` for ``n`` terms (products, or shifted inputs), 0 for binary weights.
+
 Throughput: one vector per ``(C/pe)(K/simd)`` cycles when the input is ready and the output is not
-stalled (consecutive vectors overlap in the pipeline). Latency: ``(C/pe)(K/simd) + 3`` cycles from the
-input transfer to the output being valid.
+stalled (consecutive vectors overlap in the pipeline; the output FIFO holds ``4 +``
+:attr:`pipeline_stages` results when results are short, so the extra stages cost no throughput).
+Latency: ``(C/pe)(K/simd) + 3 +`` :attr:`pipeline_stages` cycles from the input transfer to the
+output being valid.
 
 Members: ``i : In(stream.Signature(K * ew + (C if shortcut else 0)))``: the window (element ``k`` at
 bits ``[k*ew, (k+1)*ew)``), then the shortcut bits (bit ``c`` = channel ``c``);
@@ -22,7 +31,7 @@ bits ``[k*ew, (k+1)*ew)``), then the shortcut bits (bit ``c`` = channel ``c``);
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,6 +50,61 @@ def _sum_tree(values):
             nxt.append(level[-1])
         level = nxt
     return level[0]
+
+
+def tree_levels(n: int) -> int:
+    """Adder levels of a balanced tree over ``n`` terms: ``ceil(log2 n)``."""
+    return max(0, (n - 1).bit_length())
+
+
+def tree_stages(n: int, every: int = 2) -> int:
+    """Register stages :func:`_pipelined_sum` puts in a tree over ``n`` terms: one after every
+    ``every`` adder levels, none after the last level (the accumulator register follows)."""
+    return max(0, (tree_levels(n) - 1) // every)
+
+
+def _pipelined_sum(m, values, every: int = 2, name: str = "t"):
+    """Balanced adder tree over ``values`` with a register after every ``every`` levels (not after
+    the last): ``tree_stages(len(values), every)`` cycles of latency."""
+    level = list(values)
+    depth = 0
+    stage = 0
+    while len(level) > 1:
+        nxt = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+        depth += 1
+        if depth % every == 0 and len(level) > 1:
+            regs = []
+            for i, v in enumerate(level):
+                r = Signal(v.shape(), name=f"{name}_s{stage}_{i}")
+                m.d.sync += r.eq(v)
+                regs.append(r)
+            level = regs
+            stage += 1
+    return level[0]
+
+
+def csd(w: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of ``w``: ``[(shift, +1 or -1)]`` with ``w = sum(d << shift)`` and no
+    two adjacent nonzero digits (the fewest adders for a product by the constant ``w``)."""
+    digits, i = [], 0
+    while w:
+        if w & 1:
+            d = 2 - (w & 3)          # +1 when w = 1 (mod 4), -1 when w = 3 (mod 4)
+            digits.append((i, d))
+            w -= d
+        w >>= 1
+        i += 1
+    return digits
+
+
+def const_terms(weights) -> int:
+    """Shifted copies of the input a fully parallel int8 x int8 unit adds (nonzero CSD digits of
+    all weights, at least one per channel)."""
+    w = np.asarray(weights, dtype=np.int64)
+    return sum(max(1, sum(len(csd(int(v))) for v in row)) for row in w)
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -68,6 +132,16 @@ class MatrixVectorUnit(wiring.Component):
         xmax = 1 if in_prec == "bin" else 128
         self._reach = self._k * xmax * (1 if w_prec == "bin" else 128)
         self._aw = signed_width(-self._reach, self._reach)
+        # Fully parallel int8 x int8 (one ROM word): the weights are constants, each product a
+        # shift-add of the input (canonical signed digits), no multiplier.
+        self._const = w_prec == "int8" and self._nf * self._sf == 1
+        self._wconst = weights if self._const else None
+        if self._const:
+            self._stages = max(tree_stages(self._lane_terms(p)) for p in range(self._pe))
+        elif w_prec == "int8":
+            self._stages = tree_stages(self._simd)
+        else:
+            self._stages = 0
         # Weight ROM: word nf*SF + sf holds lanes p (bits p*SIMD + j) = w[nf*PE + p, sf*SIMD + j].
         self._winit = []
         for nf in range(self._nf):
@@ -103,9 +177,27 @@ class MatrixVectorUnit(wiring.Component):
         i_width = self._k * self._ew + (self._c if shortcut else 0)
         super().__init__({"i": In(stream.Signature(i_width)), "o": Out(stream.Signature(o_width))})
 
+    def _lane_terms(self, p: int) -> int:
+        """Terms of lane ``p``'s constant-weight tree: the nonzero digits and, with any negative
+        digit, the constant that completes the one's-complement negations."""
+        digits = [d for v in self._wconst[p] for _, d in csd(int(v))]
+        return max(1, len(digits)) + (1 if any(d < 0 for d in digits) else 0)
+
     @property
     def cycles_per_vector(self) -> int:
         return self._nf * self._sf
+
+    @property
+    def pipeline_stages(self) -> int:
+        """Register stages inside the int8 x int8 adder tree (one per two adder levels, see
+        :func:`tree_stages`); 0 for binary weights. Latency is ``3 + pipeline_stages`` cycles
+        after the last fold is issued."""
+        return self._stages
+
+    @property
+    def const_weights(self) -> bool:
+        """Fully parallel int8 x int8: constant weights, products as shift-adds, no multiplier."""
+        return self._const
 
     @property
     def lanes(self) -> int:
@@ -125,12 +217,21 @@ class MatrixVectorUnit(wiring.Component):
 
     @property
     def multipliers(self) -> int:
-        """Multipliers (int8 x int8), 0 for binary weights."""
-        return self.lanes if self._w_prec == "int8" else 0
+        """Multipliers (int8 x int8), 0 for binary weights and for constant weights."""
+        return self.lanes if self._w_prec == "int8" and not self._const else 0
 
     @property
     def threshold_bits(self) -> int:
         return self._c * self.threshold_lane_bits if self._out == "bits" else 0
+
+    @staticmethod
+    def _delayed(m, value, n: int, name: str):
+        """``value`` through ``n`` registers."""
+        for i in range(n):
+            r = Signal(value.shape(), name=f"{name}{i}")
+            m.d.sync += r.eq(value)
+            value = r
+        return value
 
     def elaborate(self, platform):
         m = Module()
@@ -143,8 +244,10 @@ class MatrixVectorUnit(wiring.Component):
         # Results in flight are bounded by the FIFO depth; results shorter than about twice the
         # pipeline latency need a deeper FIFO to keep the unit busy (measured: 3-cycle results
         # ran 17% slow with 2 entries, exactly on time with 4).
+        # Each register stage of the adder tree adds one result in flight.
+        stages = self._stages
         per_result = sf_n if self._out == "acc" else nf_n * sf_n
-        depth = 2 if per_result >= 6 else 4
+        depth = 2 if per_result >= 6 + 2 * stages else 4 + stages
         m.submodules.out = out = fifo.SyncFIFO(width=out_w, depth=depth)
         wiring.connect(m, out.r_stream, wiring.flipped(self.o))
 
@@ -184,6 +287,7 @@ class MatrixVectorUnit(wiring.Component):
         if self._shortcut:
             m.d.sync += b_sc.eq(sc.word_select(nf, pe))
         acc = [Signal(signed(self._aw), name=f"acc{p}") for p in range(pe)]
+        parts = []
         for p in range(pe):
             wl = wrp.data[p * simd * wwid:(p + 1) * simd * wwid]
             if self._in_prec == "bin":
@@ -191,11 +295,35 @@ class MatrixVectorUnit(wiring.Component):
             elif wwid == 1:
                 elems = [b_x[j * 8:(j + 1) * 8].as_signed() for j in range(simd)]
                 part = _sum_tree([Mux(wl[j], e, -e) for j, e in enumerate(elems)])
+            elif self._const:
+                # x * w = sum of d * (x << s) over w's signed digits; -v = ~v + 1, the ones summed
+                # into one constant term.
+                terms, neg = [], 0
+                for j in range(simd):
+                    e = b_x[j * 8:(j + 1) * 8].as_signed()
+                    for sh, d in csd(int(self._wconst[p, j])):
+                        v = e << sh if sh else e
+                        if d > 0:
+                            terms.append(v)
+                        else:
+                            terms.append(~v)
+                            neg += 1
+                if neg:
+                    terms.append(Const(neg, unsigned(bits_for(neg))))
+                if not terms:
+                    terms = [Const(0, signed(2))]
+                part = self._delayed(m, _pipelined_sum(m, terms, name=f"l{p}"),
+                                     stages - tree_stages(len(terms)), f"l{p}")
             else:
-                part = _sum_tree([b_x[j * 8:(j + 1) * 8].as_signed() * wl[j * 8:(j + 1) * 8].as_signed()
-                                  for j in range(simd)])
+                part = _pipelined_sum(m, [b_x[j * 8:(j + 1) * 8].as_signed() * wl[j * 8:(j + 1) * 8].as_signed()
+                                          for j in range(simd)], name=f"l{p}")
+            parts.append(part)
+        # The fold's flags follow the adder tree's register stages.
+        b_valid, b_first, b_last, b_nf, b_sc = (self._delayed(m, v, stages, f"{v.name}_d")
+                                                for v in (b_valid, b_first, b_last, b_nf, b_sc))
+        for p in range(pe):
             with m.If(b_valid):
-                m.d.sync += acc[p].eq(Mux(b_first, part, acc[p] + part))
+                m.d.sync += acc[p].eq(Mux(b_first, parts[p], acc[p] + parts[p]))
 
         # Stage C: finished channels -> bits (or accumulators), collected, pushed to the output FIFO.
         c_valid, c_nf = Signal(), Signal(range(nf_n))

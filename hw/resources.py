@@ -50,6 +50,7 @@ from pathlib import Path
 from kwsbnn.errors import KwsError
 
 from .arith import bits_for
+from .mvu import const_terms
 
 FAMILIES = ("ice40", "ecp5")
 
@@ -227,9 +228,12 @@ def unit_kind(unit) -> str:
 
 def model_key(unit) -> str:
     """The name of a unit's fitted formula: its kind, and for a matrix-vector unit its input and
-    weight precisions (``mvu_bin_bin``, ``mvu_int8_bin``, ``mvu_int8_int8``: different datapaths)."""
+    weight precisions (``mvu_bin_bin``, ``mvu_int8_bin``, ``mvu_int8_int8``, and ``mvu_int8_const`` for
+    constant int8 weights: different datapaths)."""
     k = _kind(unit)
     if k == "mvu":
+        if unit.const_weights:
+            return "mvu_int8_const"
         return f"mvu_{unit._in_prec}_{unit._w_prec}"
     return k
 
@@ -287,7 +291,9 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``mvu``: ``x_bits`` (held input vector and shortcut bits), ``mux_bits`` (SIMD-chunk
       multiplexer: chunk bits x (folds - 1)), ``chunk_bits``, ``xnor`` (PE x SIMD XNOR-popcount
       lanes), ``addsub`` (PE x SIMD x 8: int8 input, binary weights), ``mac`` (PE x SIMD products
-      of an int8 x int8 unit, summed in logic), ``acc`` (PE x accumulator width), ``thr``
+      of an int8 x int8 unit, summed in logic), ``const_terms`` and ``pipe_bits`` (a fully
+      parallel int8 x int8 unit, model ``mvu_int8_const``: shifted inputs summed for the constant
+      weights' signed digits, and PE x accumulator width x pipeline stages), ``acc`` (PE x accumulator width), ``thr``
       (PE x threshold width x shortcut states), ``bits_out`` (C: the collected output), ``acc_out``
       (PE x acc width: accumulator output), ``ctr`` (fold counter bits);
     - ``conv`` (StreamedConv): ``xnor``, ``acc`` (PE x count width), ``chunk_mux`` (SIMD x
@@ -319,6 +325,9 @@ def unit_features(unit, family: str = "ice40") -> dict:
             f["xnor"] = lanes
         elif u._w_prec == "bin":
             f["addsub"] = lanes * 8
+        elif u.const_weights:
+            f["const_terms"] = const_terms(u._wconst)
+            f["pipe_bits"] = pe * u._aw * u.pipeline_stages
         else:
             f["mac"] = lanes
         f["acc"] = pe * u._aw
@@ -413,7 +422,7 @@ def unit_dsp(unit, family: str) -> int:
     u = unit
     if k == "mvu":
         n = 0
-        if u._w_prec == "int8":
+        if u._w_prec == "int8" and not u.const_weights:
             n += u._pe * u._simd * _mul_dsp(8, 8, family)
         if u._nf > 1 and u._sf > 1:
             n += _mul_dsp(max(1, (u._nf - 1).bit_length()), 0, family, const_b=u._sf)

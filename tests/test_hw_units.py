@@ -46,7 +46,8 @@ def test_mvu_shortcut_selects_threshold_by_input_bit(pe, simd):
     assert run_stream(dut, words, len(xs), gap=0.3, stall=0.3, seed=pe) == want
 
 
-@pytest.mark.parametrize("pe,simd,w_prec", [(1, 9, "bin"), (3, 3, "bin"), (2, 3, "int8"), (1, 9, "int8")])
+@pytest.mark.parametrize("pe,simd,w_prec", [(1, 9, "bin"), (3, 3, "bin"), (2, 3, "int8"), (1, 9, "int8"),
+                                              (6, 9, "int8")])
 def test_mvu_int8_input_accumulators(pe, simd, w_prec):
     rng = np.random.default_rng(simd)
     c, k = 6, 9

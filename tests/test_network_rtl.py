@@ -130,3 +130,21 @@ def test_generated_verilog_passes_verilator_lint(dep, tmp_path):
     from kwsbnn.sim.runner import lint
     generate(dep, tmp_path)
     lint(tmp_path / f"{TOP}.v", TOP)
+
+
+@pytest.mark.parametrize("pe", [2, 8])
+def test_int8_weight_first_layer_is_exact_and_on_time(tmp_path, pe):
+    """int8 x int8 first layer: multipliers with a pipelined adder tree (pe 2) and, fully parallel
+    (pe 8 = all channels), constant weights as shift-adds; the golden model's results, and the cycles
+    of the cost model (the extra register stages cost no throughput)."""
+    spec = specgen.binary_kws(4)
+    rng = np.random.default_rng(4)
+    spec["layers"][0] = specgen.conv(rng, "conv0", 1, 8, in_prec="int8", w_prec="int8", pool=(2, 2))
+    d = deploy.load(deploy.save(spec, tmp_path / "m"))
+    folding = Folding({**Folding.default(d).layers, "conv0": {"pe": pe, "simd": 9}})
+    res = simulate(d, tmp_path / "sim", count=20, seed=5, folding=folding, gap=0.2, stall=0.2)
+    assert res["equal"] == res["total"] == 20
+    res = simulate(d, tmp_path / "sim", count=20, seed=6, folding=folding)
+    assert res["equal"] == 20
+    model = res["report"]["cycles_per_inference"]
+    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
