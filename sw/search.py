@@ -48,7 +48,7 @@ MAX_RETRY = 2
 
 # Width and depth choices of the stages: full search and the tiny test search.
 SPACE = {
-    "full": {"widths": [16, 24, 32, 48, 64], "depths": [1, 2, 3, 4, 5, 6]},
+    "full": {"widths": [16, 20, 24, 32, 48, 64], "depths": [1, 2, 3, 4, 5, 6]},
     "tiny": {"widths": [4, 8], "depths": [1, 2]},
 }
 LR_BASE = {"adam": 2e-3, "sgd": 0.05}
@@ -141,12 +141,26 @@ def suggest(trial, tiny: bool = False, epochs: int = 20, teacher: bool = False) 
 
 
 def baseline_params(tiny: bool = False, epochs: int = 20, teacher: bool = False) -> dict:
-    """The Optuna parameters of the guidelines' default network (the redesign preset; 24 channels,
-    six binary layers: the res8 that fits the iCEBreaker)."""
-    w, d = (8, 2) if tiny else (24, 6)
-    p = {"stages": 1, "width1": w, "depth1": d, "pool": "4x3", "dilation": False, "shortcut": True,
-         "first_weights": "int8", "bn": True, "clipped_ste": True, "ste_window": 1.0, "pad_bit": 1,
-         "optimizer": "adam", "schedule": "cosine", "lr_factor": 1.0}
+    """The Optuna parameters of the guidelines' default network: the redesign preset at 20 channels
+    with six binary layers, the architecture of the shipped ``binary`` model (the res8 that fits the
+    iCEBreaker with the host-protocol top)."""
+    return seed_params(((8, 2),) if tiny else ((20, 6),), tiny, epochs, teacher)
+
+
+# Guideline-shaped networks every new full study trains after the baseline: fewer, wider binary
+# layers (guideline 4 against the iCEBreaker's logic cells, which grow with the number of layers).
+SEEDS = (((32, 3),), ((48, 2),), ((32, 4),))
+
+
+def seed_params(stages, tiny: bool = False, epochs: int = 20, teacher: bool = False) -> dict:
+    """The Optuna parameters of a network with every guideline on and the given ``(width, depth)``
+    stages."""
+    p = {"stages": len(stages)}
+    for s, (w, d) in enumerate(stages, start=1):
+        p[f"width{s}"], p[f"depth{s}"] = w, d
+    p.update({"pool": "4x3", "dilation": False, "shortcut": True, "first_weights": "int8", "bn": True,
+              "clipped_ste": True, "ste_window": 1.0, "pad_bit": 1, "optimizer": "adam",
+              "schedule": "cosine", "lr_factor": 1.0})
     if teacher:
         p["distill"] = 0.5
     if epochs >= 2:
@@ -584,6 +598,8 @@ def run_search(cfg: SearchConfig, progress: bool = False) -> dict:
         _log(f"study {cfg.study}: trials {recovered} were left RUNNING by a dead worker; failed and re-queued")
     if cfg.baseline and not study.trials:
         study.enqueue_trial(baseline_params(cfg.tiny, cfg.epochs, bool(cfg.teacher)), skip_if_exists=True)
+        for stages in () if cfg.tiny else SEEDS:
+            study.enqueue_trial(seed_params(stages, False, cfg.epochs, bool(cfg.teacher)), skip_if_exists=True)
     c = counts(study)
     todo = cfg.trials - c["finished"] - c["running"]
     _log(f"study {cfg.study} in {_safe_url(url)}: {c['finished']} finished, {c['running']} running; "
