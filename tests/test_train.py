@@ -96,6 +96,21 @@ def test_cli_train_and_eval_json(data, tmp_path, capsys):
     assert "unknown engine" in capsys.readouterr().err
 
 
+def test_cli_eval_of_a_deployable_folder(data, tmp_path, capsys):
+    """`eval --model DEPLOYABLE_FOLDER`: the golden engine reads the exported files and predicts
+    what it predicts from the model file; the torch engine is refused with a hint."""
+    train(_cfg(data, tmp_path / "m", epochs=1, binary="redesign,width=8"), progress=False)
+    assert main(["export", "--model", str(tmp_path / "m" / "model.pt"), "--out", str(tmp_path / "dep")]) == 0
+    capsys.readouterr()
+    runs = []
+    for ref in (tmp_path / "m" / "model.pt", tmp_path / "dep"):
+        assert main(["eval", "--model", str(ref), "--data", str(data), "--engine", "golden", "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[0]["predictions"] == runs[1]["predictions"] and runs[0]["clips"] == runs[1]["clips"]
+    assert main(["eval", "--model", str(tmp_path / "dep"), "--data", str(data)]) == 2
+    assert "no PyTorch form" in capsys.readouterr().err
+
+
 def test_cli_eval_unknown_model(data, capsys):
     assert main(["eval", "--model", "no-such-model", "--data", str(data)]) == 2
     assert "no such model" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 HELP = "evaluate a trained model on a Speech Commands split"
 DESCRIPTION = """\
-Evaluate a model (a .pt file or a shipped model's name: float, int8, binary) on a split of a Speech
+Evaluate a model (a .pt file, a shipped model's name: float, int8, binary, or a deployable folder
+written by `kwsbnn export`, which runs on the golden and rtl engines) on a split of a Speech
 Commands folder. --engine torch runs int8 and binary models in the integer inference mode (the float
 model runs in float). --json prints accuracy, per_class, confusion, predictions and clips (clips in
 the split's stable order, the same for every engine).
@@ -16,7 +17,7 @@ waveform of that clip (of the first clip when all agree) into DIR.
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", required=True, help="model file or shipped model name")
+    parser.add_argument("--model", required=True, help="model file, shipped model name or deployable folder")
     parser.add_argument("--data", required=True, help="Speech Commands folder")
     parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"])
     parser.add_argument("--engine", default="torch", help="inference engine (default torch)")
@@ -36,7 +37,15 @@ def run(args) -> int:
     from kwsbnn.errors import KwsError
     if args.waves is not None and args.engine != "rtl":
         raise KwsError("--waves needs --engine rtl", "add --engine rtl, or drop --waves")
-    model = load_model(args.model)
+    from kwsbnn.sw.engines import DeployedModel, is_deployable_folder
+    if is_deployable_folder(args.model):
+        if args.engine not in ("golden", "rtl"):
+            raise KwsError(f"{args.model} is a deployable model folder: it has no PyTorch form",
+                           "use --engine golden or --engine rtl, or give the model file it was exported from")
+        from kwsbnn.sw import deploy
+        model = DeployedModel(deploy.load(args.model))
+    else:
+        model = load_model(args.model)
     if args.engine == "rtl":
         from kwsbnn.sw.engines import RTL_OPTIONS
         RTL_OPTIONS["waves_dir"] = _waves_dir(args.waves) if args.waves is not None else None
