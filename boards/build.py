@@ -6,7 +6,7 @@ inferences per second at that clock (from the cost model). A design that does no
 timing raises a :class:`KwsError` that gives the numbers.
 
 The clock is the board's default (:attr:`Board.default_mhz`: the oscillator on the iCEBreaker,
-50 MHz from the PLL on the ULX3S) when ``freq_mhz`` is None; the oscillator when ``freq_mhz``
+60 MHz from the PLL on the ULX3S) when ``freq_mhz`` is None; the oscillator when ``freq_mhz``
 equals it, and otherwise the output of the
 FPGA's PLL closest to ``freq_mhz`` (:mod:`kwsbnn.boards.pll`); the report gives the requested and
 the achieved clock, and the UART divisor is computed from the achieved one. A frequency outside the
@@ -44,7 +44,7 @@ BOARDS = {
                          "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40"),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
-                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=50.0),
+                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0),
 }
 
 

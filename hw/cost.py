@@ -8,7 +8,8 @@ elaborated, which is cheap). Figures per conv layer and for the network:
 - ``initiation_interval`` = ``cycles_per_inference``: cycles between inferences in steady state,
   the slowest layer (the layers run concurrently), plus the stall of the last layer while the
   scores unit computes (zero when the last layer is slow, as in the keyword networks);
-- ``latency``: an upper bound on the cycles from the first input to the result of one inference;
+- ``latency``: an upper bound on the cycles from the first input to the result of one inference
+  (with the register stages of int8 adder trees, ``pipeline_stages`` of a layer);
 - ``memory_bits``: weights + thresholds + line buffer + shortcut FIFO + pooling buffer;
 - ``lanes``: XNOR (or add/subtract) lanes, PE x SIMD;
 - ``binary_ops``: multiply-accumulates per inference (for pipeline efficiency).
@@ -112,6 +113,7 @@ def _conv_entry(p, units, fold) -> dict:
              "binary_ops": positions * c_out * p.k, "weight_bits": mvu.weight_bits,
              "threshold_bits": thr_bits, "line_buffer_bits": window_buf,
              "shortcut_fifo_bits": fifo_bits, "pool_buffer_bits": pool_buf,
+             "pipeline_stages": mvu.pipeline_stages,
              "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)}
     entry["memory_bits"] = thr_bits + mvu.weight_bits + window_buf + fifo_bits + pool_buf
     return entry
@@ -150,7 +152,7 @@ def layer_costs(dep, folding: Folding | None = None) -> dict:
     ii = max(max(e["cycles"] for e in entries), (last["cycles"] + stall) if last else 0)
     bottleneck = max(entries, key=lambda e: e["cycles"])
     return {"cycles_per_inference": ii, "initiation_interval": ii,
-            "latency": sum(e["cycles"] + 3 for e in entries),
+            "latency": sum(e["cycles"] + 3 + e.get("pipeline_stages", 0) for e in entries),
             "memory_bits": sum(e["memory_bits"] for e in entries),
             "weight_bits": sum(e["weight_bits"] for e in entries),
             "lanes": sum(e["lanes"] for e in entries), "bottleneck": bottleneck["name"],

@@ -428,10 +428,7 @@ def unit_dsp(unit, family: str) -> int:
             n += _mul_dsp(max(1, (u._nf - 1).bit_length()), 0, family, const_b=u._sf)
         return n
     if k == "tail":
-        n = _tail_mul_dsp(u, family)
-        if u._k > 1 and u._c > 1:
-            n += _mul_dsp(max(1, (u._k - 1).bit_length()), 0, family, const_b=u._c)
-        return n
+        return _tail_mul_dsp(u, family)
     if k == "pool":
         # Two addresses ``row * C + c`` (read and write) when C is not a power of two.
         if u._rows > 1 and u._c & (u._c - 1):

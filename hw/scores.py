@@ -7,7 +7,9 @@ per cycle (one multiplier: a DSP where there is one, and one running sum), keepi
 largest score (lowest index on a tie). The dense loop is a five-stage pipeline (ROM read; operand
 registers ``g`` and ``w``; product register; accumulate; argmax compare) so that no path holds more
 than one of the channel multiplexer, the multiplier, the adder and the comparator: this unit was the
-critical path of whole designs before (Fmax 46 MHz on ECP5, 24 MHz on iCE40).
+critical path of whole designs before (Fmax 46 MHz on ECP5, 24 MHz on iCE40). The weight ROM's
+address is a counter, not ``k * C + c`` (that multiply before the ROM's logic was the critical path
+of the ULX3S design at 52.6 MHz).
 
 Throughput: one inference per ``positions + C*K + 7`` cycles at most (input transfers overlap
 nothing else). Latency from the last input transfer: ``C*K + 7`` cycles.
@@ -72,6 +74,7 @@ class GapDenseArgmax(wiring.Component):
         ones = Array(Signal(bits_for(pn), name=f"ones{c}") for c in range(cn))
         pos = Signal(range(pn + 1))
         c_idx, k_idx = Signal(range(cn)), Signal(range(kn))
+        addr = Signal(range(cn * kn))       # k_idx * C + c_idx, counted (no multiplier)
         issue_done = Signal()
         d_valid, d_c, d_k = Signal(), Signal(range(cn)), Signal(range(kn))
         e_valid, e_c, e_k = Signal(), Signal(range(cn)), Signal(range(kn))
@@ -91,12 +94,12 @@ class GapDenseArgmax(wiring.Component):
                         m.d.sync += ones[c].eq(ones[c] + self.i.payload[c])
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(pos == pn - 1):
-                        m.d.sync += [pos.eq(0), c_idx.eq(0), k_idx.eq(0), issue_done.eq(0)]
+                        m.d.sync += [pos.eq(0), c_idx.eq(0), k_idx.eq(0), addr.eq(0), issue_done.eq(0)]
                         m.next = "DENSE"
             with m.State("DENSE"):
                 # Address (k, c) now, multiply-accumulate it on the next cycle. One running sum;
                 # each finished score shifts into the score registers and meets the argmax.
-                m.d.comb += rp.addr.eq(k_idx * cn + c_idx)
+                m.d.comb += rp.addr.eq(addr)
                 m.d.sync += [d_valid.eq(~issue_done), d_c.eq(c_idx), d_k.eq(k_idx)]
                 with m.If(~issue_done):
                     with m.If(c_idx == cn - 1):
@@ -104,9 +107,9 @@ class GapDenseArgmax(wiring.Component):
                         with m.If(k_idx == kn - 1):
                             m.d.sync += issue_done.eq(1)
                         with m.Else():
-                            m.d.sync += k_idx.eq(k_idx + 1)
+                            m.d.sync += [k_idx.eq(k_idx + 1), addr.eq(addr + 1)]
                     with m.Else():
-                        m.d.sync += c_idx.eq(c_idx + 1)
+                        m.d.sync += [c_idx.eq(c_idx + 1), addr.eq(addr + 1)]
                 # Operands: the channel's ±1 sum and the weight just read.
                 m.d.sync += [e_valid.eq(d_valid), e_c.eq(d_c), e_k.eq(d_k), e_w.eq(rp.data.as_signed()),
                              e_g.eq((ones[d_c] << 1) - pn)]

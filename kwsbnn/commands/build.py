@@ -17,7 +17,7 @@ def add_arguments(parser):
                         "or tiny (default: tiny)")
     parser.add_argument("--out", default=None, help="build folder (default: build/<board>)")
     parser.add_argument("--freq", type=float, default=None, metavar="MHZ",
-                        help="clock in MHz (default: the icebreaker's 12 MHz oscillator, 50 MHz "
+                        help="clock in MHz (default: the icebreaker's 12 MHz oscillator, 60 MHz "
                         "from the PLL on the ulx3s-85f; a value other than the oscillator's uses the "
                         "FPGA's PLL at the closest frequency it can make)")
     parser.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
