@@ -61,14 +61,14 @@ def shipped_rows(refs=None, progress=None) -> list[dict]:
         if model.config.precision == "binary" and model.config.layout == "chain":
             try:
                 from kwsbnn.hw.cost import layer_costs
-                from kwsbnn.hw.ebr import ebr_estimate
+                from kwsbnn.hw.resources import estimate
 
                 from .export import deployable
                 if progress:
                     progress(f"costing the shipped {ref} model")
                 dep = deployable(str(ref))
                 row["cycles"] = layer_costs(dep)["cycles_per_inference"]
-                row["ebr"] = ebr_estimate(dep)["ebr"]
+                row["ebr"] = estimate(dep, family="ice40", link=True)["block_ram"]
             except KwsError:
                 pass
         rows.append(row)

@@ -9,7 +9,8 @@ One trial (:class:`Objective`):
 1. sample the options and turn them into one ``--binary-options`` text (every trial can be rerun
    with ``kwsbnn train --arch res8 --precision binary --binary-options TEXT``);
 2. export the *untrained* candidate (random batch-norm statistics) and cost it: weight bits, cycles,
-   memory bits, iCE40 block RAMs (:mod:`kwsbnn.hw.ebr`); a network the hardware cannot build
+   memory bits, and the iCEBreaker's block RAMs, logic cells and DSPs by the calibrated resource
+   estimate (:func:`kwsbnn.hw.resources.estimate`, with the board's UART link); a network the hardware cannot build
    (:func:`kwsbnn.hw.plan.plan`) or one over the budget is *rejected*: state PRUNED with the user
    attribute ``rejected``, nothing trained;
 3. train it into ``<out>/trials/<number>`` (``kwsbnn train``'s run folder), reporting the validation
@@ -191,7 +192,6 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
     import torch
 
     from kwsbnn.hw.cost import layer_costs
-    from kwsbnn.hw.ebr import ebr_estimate
     from kwsbnn.hw.plan import UnsupportedNetwork
 
     from . import deploy
@@ -223,36 +223,26 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
         dep = deploy.load(deploy.save(spec, tmp))
         try:
             costs = layer_costs(dep)
-            ebr = ebr_estimate(dep)
+            board = _board_estimate(dep)
         except UnsupportedNetwork:
             raise
         except ValueError as e:      # a unit refusing its parameters
             raise UnsupportedNetwork(f"candidate: {e}") from None
         out = {"weight_bits": int(fp["weight_bits"]), "activation_peak_bits": int(fp["activation_peak_bits"]),
                "cycles": int(costs["cycles_per_inference"]), "memory_bits": int(costs["memory_bits"]),
-               "hw_weight_bits": int(costs["weight_bits"]), "ebr": int(ebr["ebr"]),
+               "hw_weight_bits": int(costs["weight_bits"]),
                "lanes": int(costs["lanes"]), "bottleneck": costs["bottleneck"],
                "binary_layers": cfg.layers, "channels": cfg.block_widths()}
-        out.update(_logic_estimate(dep))
+        out.update(board)
     return out
 
 
-def _logic_estimate(dep) -> dict:
-    """iCE40 logic cells and DSPs (with the board's UART link) from the calibrated resource
-    estimate, when this kwsbnn has one (:mod:`kwsbnn.hw.resources` and its calibration file);
-    else nothing, and the board budget checks block RAM only."""
-    try:
-        from kwsbnn.hw.resources import estimate
-    except ImportError:
-        return {}
-    try:
-        res = estimate(dep, family="ice40", link=True)
-    except KwsError:             # no calibration file
-        return {}
-    except Exception as e:       # an optional figure: never the reason a search stops
-        _log(f"warning: resource estimate failed ({type(e).__name__}: {e}); logic cells not checked")
-        return {}
-    return {"logic_cells": int(res["logic_cells"]), "dsp": int(res["dsp"])}
+def _board_estimate(dep) -> dict:
+    """iCE40 block RAMs, logic cells and DSPs of the candidate with the board's UART link, by the
+    calibrated resource estimate (:func:`kwsbnn.hw.resources.estimate`, default folding)."""
+    from kwsbnn.hw.resources import estimate
+    res = estimate(dep, family="ice40", link=True)
+    return {"ebr": int(res["block_ram"]), "logic_cells": int(res["logic_cells"]), "dsp": int(res["dsp"])}
 
 
 def over_budget(costs: dict, budget: str) -> str | None:
