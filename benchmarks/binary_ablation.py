@@ -16,7 +16,12 @@ JSON summary. Variants (default: all):
 - ``relu``         ±1 weights, ReLU activations
 - ``float``        the float chain network at the same width (ReLU, real weights, real shortcuts)
 
-None but ``binary`` is deployable; the variants say which binarization costs the accuracy.
+Guideline variants (deployable; docs/binary-guidelines.md): each switches one guideline off:
+``no-bn`` (``bn=false``), ``no-shortcut``, ``bin-first`` (``first_weights=bin``), ``no-clip``
+(``clipped_ste=false``, plain straight-through gradient), ``pad-minus`` (``pad_bit=0``).
+
+Of the first group only ``binary`` is deployable; those variants say which binarization costs the
+accuracy.
 About 2 minutes per variant at width 20 on one core.
 """
 
@@ -77,14 +82,17 @@ def _float(m):
         b.in_prec = "float"
 
 
+OPTIONS = {"no-bn": "bn=false", "no-shortcut": "shortcut=false", "bin-first": "first_weights=bin",
+           "no-clip": "clipped_ste=false", "pad-minus": "pad_bit=0"}
 VARIANTS = {"binary": None, "last-real": _last_real, "first-real": _first_real,
             "real-residual": _real_residual, "real-weights": _real_weights, "relu": _relu, "float": _float}
 
 
 def run(variant, Q, y, VQ, vy, width, epochs, seed=0):
     torch.manual_seed(seed)
-    model = build_model(make_config("res8", "binary", BinaryOptions.parse(f"redesign,width={width}")))
-    if VARIANTS[variant]:
+    extra = f",{OPTIONS[variant]}" if variant in OPTIONS else ""
+    model = build_model(make_config("res8", "binary", BinaryOptions.parse(f"redesign,width={width}{extra}")))
+    if VARIANTS.get(variant):
         VARIANTS[variant](model)
     latent = [b.conv.weight for b in model.blocks if b.w_prec == "bin"]
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
@@ -126,7 +134,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--width", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("variants", nargs="*", default=list(VARIANTS) + list(OPTIONS),
+                    choices=list(VARIANTS) + list(OPTIONS))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ds = SpeechCommands(args.data)
