@@ -18,7 +18,8 @@ How:
 - **DSP** multipliers are counted from the multiplications each unit makes (:func:`unit_dsp`):
   Yosys maps a ``$mul`` of two operands of at least 2 bits to a DSP (on iCE40 only when the product
   has at least 11 bits), including multiplications by a constant such as a ROM address
-  ``fold * folds``.
+  ``fold * folds``. A fully parallel int8 x int8 matrix-vector unit makes none (its constant
+  weights become shift-adds, counted in its logic).
 - **Logic** is a per-unit linear formula in a few structural features (:func:`unit_features`: e.g.
   ``PE * SIMD`` XNOR-popcount lanes, ``PE * acc_width`` accumulator bits, window register bits, and
   the LUTs of a weight ROM kept in logic, :func:`split_features`) plus the logic of the other

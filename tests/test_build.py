@@ -52,3 +52,13 @@ def test_shipped_binary_model_fits_the_icebreaker_at_24_mhz(tmp_path):
     assert rep["resources"]["block_ram"]["used"] <= 30
     assert rep["timing_met"] and rep["fmax_mhz"] >= 24.0
     assert rep["inferences_per_second"] >= 50
+
+
+def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
+    """Without --freq the ULX3S runs at 60 MHz from its PLL (the shipped binary model meets timing
+    there with a fully parallel folding); the iCEBreaker at its 12 MHz oscillator."""
+    from kwsbnn.boards.build import BOARDS, clock_plan
+    board = BOARDS["ulx3s-85f"]
+    clk, pll = clock_plan(board, 25e6, board.default_mhz)
+    assert clk == 60e6 and pll is not None
+    assert BOARDS["icebreaker"].default_mhz is None
