@@ -84,6 +84,29 @@ def clock_plan(board: Board, osc_hz: float, freq_mhz: float | None):
     return pll.f_out, pll
 
 
+def board_folding(dep, board_name: str, freq_mhz: float | None = None, progress=None):
+    """The folding :func:`build` uses for ``dep`` on ``board_name`` at ``freq_mhz`` (default: the
+    board's clock) when it is given none, so that a simulation can run the design that is built."""
+    board = get_board(board_name)
+    osc = _platform(board).default_clk_frequency
+    clk_freq, _ = clock_plan(board, osc, freq_mhz if freq_mhz is not None else board.default_mhz)
+    return _board_folding(dep, board, clk_freq, progress)
+
+
+def _board_folding(dep, board: Board, clk_freq: float, progress=None):
+    """The fastest folding whose calibrated estimate fits the board (an error before synthesis);
+    within the estimate's error of the device's size, the smallest folding on the whole device."""
+    from kwsbnn.hw.folding import for_budget
+    try:
+        return for_budget(dep, board.name, clk_hz=clk_freq)
+    except KwsError as e:
+        folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq)
+        if progress:
+            progress(f"warning: {e.args[0] if e.args else e}; trying the smallest folding on the "
+                     "whole device (place and route decides)")
+        return folding
+
+
 def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | None = None,
           baud: int = 115200, progress=None) -> dict:
     """Build the bitstream of ``dep`` for ``board_name`` in ``out``; return the build report."""
@@ -94,17 +117,9 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     if freq_mhz is None:
         freq_mhz = board.default_mhz
     clk_freq, pll = clock_plan(board, osc, freq_mhz)
-    from kwsbnn.hw.folding import budget_check, for_budget
+    from kwsbnn.hw.folding import budget_check
     if folding is None:
-        # The fastest folding whose calibrated estimate fits the board (an error before synthesis).
-        try:
-            folding = for_budget(dep, board.name, clk_hz=clk_freq)
-        except KwsError as e:
-            # Within the estimate's error of the device's size: let place and route decide.
-            folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq)
-            if progress:
-                progress(f"warning: {e.args[0] if e.args else e}; trying the smallest folding on the "
-                         "whole device (place and route decides)")
+        folding = _board_folding(dep, board, clk_freq, progress)
     else:
         check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
         if not check["fits"] and progress:

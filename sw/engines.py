@@ -54,9 +54,10 @@ def _golden_engine(model, q) -> np.ndarray:
 register_engine("golden", _golden_engine)
 
 
-# Options of the ``rtl`` engine, set by ``kwsbnn eval``: ``waves_dir`` (a folder: write an FST of the
-# first mismatching clip, or of the first clip when all agree).
-RTL_OPTIONS = {"waves_dir": None}
+# Options of the ``rtl`` engine, set by ``kwsbnn eval`` and ``kwsbnn demo``: ``waves_dir`` (a folder:
+# write an FST of the first mismatching clip, or of the first clip when all agree) and ``folding``
+# (the accelerator's folding; None: the default folding).
+RTL_OPTIONS = {"waves_dir": None, "folding": None}
 
 
 def _rtl_engine(model, q):
@@ -81,9 +82,11 @@ def _rtl_engine(model, q):
     waves_dir = RTL_OPTIONS.get("waves_dir")
     # The first mismatching clip's waves replace those of clip 0 (written while all agreed).
     want_waves = waves_dir is not None and not FIGURES.get("waves", {}).get("mismatch")
-    key = hashlib.sha256((g.model.path / deploy.MANIFEST).read_bytes()).hexdigest()[:12]
+    folding = RTL_OPTIONS.get("folding")
+    ident = (g.model.path / deploy.MANIFEST).read_bytes() + repr(folding.to_dict() if folding else None).encode()
+    key = hashlib.sha256(ident).hexdigest()[:12]
     res = simulate(g.model, cache_dir("rtl", key), inputs=x, waves_dir=waves_dir if want_waves else None,
-                   waves_always="waves" not in FIGURES)
+                   waves_always="waves" not in FIGURES, folding=folding)
     figures = {"agreement": {"equal": res["equal"], "total": res["total"]},
                "cycles_per_inference": res["cycles_steady"] if res["total"] > 1 else None,
                "sim_cycles_per_second": res["sim_cycles_per_second"]}

@@ -161,3 +161,28 @@ def test_rtl_engine_reports_agreement(monkeypatch):
     model_cycles = evaluate.FIGURES["model_cycles_per_inference"]
     assert abs(evaluate.FIGURES["cycles_per_inference"] - model_cycles) <= 0.05 * model_cycles
     assert "first_mismatch" not in evaluate.FIGURES and "waves" not in evaluate.FIGURES
+
+
+def test_rtl_engine_simulates_the_given_folding(monkeypatch):
+    """With a folding in ``RTL_OPTIONS`` (as `kwsbnn demo` sets the board's) the rtl engine simulates
+    that design: the measured cycles follow the cost model of that folding, not the default one."""
+    from kwsbnn.hw.cost import Folding, layer_costs
+    from kwsbnn.sw import evaluate
+    from kwsbnn.sw.engines import RTL_OPTIONS, golden_of
+    from kwsbnn.sw.models import BinaryOptions, build_model, make_config
+
+    torch.manual_seed(2)
+    model = build_model(make_config("res8-narrow", "binary", BinaryOptions(width=8)))
+    model.meta = {"input_shape": [12, 8], "classes": [f"c{k}" for k in range(12)]}
+    model.eval()
+    q = torch.randint(-127, 128, (4, 12, 8)).float()
+    dep = golden_of(model).model
+    slow = Folding(layers={name: {"pe": 1, "simd": 1} for name in Folding.default(dep).to_dict()["layers"]})
+    assert layer_costs(dep, slow)["cycles_per_inference"] > layer_costs(dep)["cycles_per_inference"]
+    monkeypatch.setitem(RTL_OPTIONS, "folding", slow)
+    evaluate.FIGURES.clear()
+    rtl = evaluate.predict(model, q, "rtl")
+    assert np.array_equal(rtl, evaluate.predict(model, q, "golden"))
+    want = layer_costs(dep, slow)["cycles_per_inference"]
+    assert evaluate.FIGURES["model_cycles_per_inference"] == want
+    assert abs(evaluate.FIGURES["cycles_per_inference"] - want) <= 0.05 * want

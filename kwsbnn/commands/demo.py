@@ -36,6 +36,11 @@ def _say(msg):
     print(f"[demo] {msg}", file=sys.stderr, flush=True)
 
 
+def _freq(args):
+    """The clock the demo builds at: --freq, else 24 MHz on the iCEBreaker, else the board's default."""
+    return args.freq if args.freq is not None else (24.0 if args.board == "icebreaker" else None)
+
+
 def _tiny(args, out):
     """The walking skeleton: random inputs through RTL, golden model and PyTorch."""
     import numpy as np
@@ -57,7 +62,7 @@ def _tiny(args, out):
     _say(f"simulating {args.count} inferences in Verilator (random input gaps and output stalls)")
     sim = simulate(dep, out / "sim", inputs=xs, gap=0.2, stall=0.2, seed=args.seed)
     _say(f"RTL = golden model on {sim.get('equal')}/{sim.get('total')} inferences")
-    return dep, {"model": dep.name, "inferences": args.count,
+    return dep, None, {"model": dep.name, "inferences": args.count,
                  "agreement": {"equal": sim.get("equal", 0), "total": sim.get("total", args.count)},
                  "torch_agreement": {"equal": torch_equal, "total": args.count},
                  "cycles_per_inference_model": sim["report"]["cycles_per_inference"],
@@ -74,29 +79,43 @@ def _kws(args, out):
     from kwsbnn.sw.evaluate import evaluate
     from kwsbnn.sw.export import deployable
 
+    from kwsbnn.sw.engines import RTL_OPTIONS
+
     model = load_model(args.model)
     dep = deployable(args.model)
+    folding = None
+    if not args.no_build:
+        # Simulate the folding the bitstream will have (the fastest that fits the board).
+        from kwsbnn.boards.build import board_folding
+        folding = board_folding(dep, args.board, _freq(args), progress=_say)
+        _say(f"{args.board} folding: " + ", ".join(f"{n} pe={f['pe']} simd={f['simd']}"
+                                                   for n, f in folding.to_dict()["layers"].items()))
+    RTL_OPTIONS["folding"] = folding
     data = args.data
     if data is None:
         from kwsbnn.sw.tts import make_clip_folder
         data = make_clip_folder(out / "clips", seed=args.seed)
         _say(f"synthesized demo clips (eSpeak NG) in {data}")
     t = time.monotonic()
-    rtl = evaluate(model, data, split="test", engine="rtl", limit=args.limit)
+    try:
+        rtl = evaluate(model, data, split="test", engine="rtl", limit=args.limit)
+    finally:
+        RTL_OPTIONS["folding"] = None
     t = time.monotonic() - t
     _say(f"RTL: accuracy {rtl['accuracy']:.3f} on {rtl['n']} clips; RTL = golden model on "
          f"{rtl['agreement']['equal']}/{rtl['agreement']['total']} clips (scores and class); "
-         f"{rtl['cycles_per_inference']} cycles per inference; {t:.0f} s")
+         f"{rtl.get('cycles_per_inference') or 0:.0f} cycles per inference; {t:.0f} s")
     ref = evaluate(model, data, split="test", engine="torch", limit=args.limit)
     torch_equal = sum(a == b for a, b in zip(ref["predictions"], rtl["predictions"]))
     _say(f"PyTorch integer mode = RTL class on {torch_equal}/{rtl['n']} clips")
-    costs = layer_costs(dep)
-    return dep, {"model": str(args.model), "data": str(data), "clips": rtl["n"],
+    costs = layer_costs(dep, folding)
+    return dep, folding, {"model": str(args.model), "data": str(data), "clips": rtl["n"],
                  "accuracy": rtl["accuracy"], "per_class": rtl["per_class"],
                  "agreement": rtl["agreement"],
                  "torch_agreement": {"equal": torch_equal, "total": rtl["n"]},
                  "cycles_per_inference_model": costs["cycles_per_inference"],
-                 "cycles_per_inference_simulated": rtl["cycles_per_inference"],
+                 "cycles_per_inference_simulated": (round(rtl["cycles_per_inference"])
+                                                    if rtl.get("cycles_per_inference") else None),
                  "sim_cycles_per_second": rtl.get("sim_cycles_per_second"),
                  "memory_bits": costs["memory_bits"], "sim_seconds": round(t, 1)}
 
@@ -110,11 +129,10 @@ def run(args) -> int:
 
     out = Path(args.out)
     t0 = time.monotonic()
-    dep, summary = (_tiny if args.model == "tiny" else _kws)(args, out)
+    dep, folding, summary = (_tiny if args.model == "tiny" else _kws)(args, out)
     if not args.no_build:
         from kwsbnn.boards.build import build
-        freq = args.freq if args.freq is not None else (24.0 if args.board == "icebreaker" else None)
-        b = build(dep, args.board, out / args.board, freq_mhz=freq, progress=_say)
+        b = build(dep, args.board, out / args.board, folding=folding, freq_mhz=_freq(args), progress=_say)
         summary["build"] = b
         _say(f"{args.board}: {b['resources'].get('logic_cells', {}).get('used')} logic cells, "
              f"{b['resources'].get('block_ram', {}).get('used')} block RAMs, Fmax {b['fmax_mhz']:.1f} MHz "
