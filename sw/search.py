@@ -142,9 +142,9 @@ def suggest(trial, tiny: bool = False, epochs: int = 20, teacher: bool = False) 
 
 
 def baseline_params(tiny: bool = False, epochs: int = 20, teacher: bool = False) -> dict:
-    """The Optuna parameters of the guidelines' default network: the redesign preset at 20 channels
-    with six binary layers, the architecture of the shipped ``binary`` model (the res8 that fits the
-    iCEBreaker with the host-protocol top)."""
+    """The Optuna parameters of the guidelines' hand-designed network: the redesign preset at 20
+    channels with six binary layers and every guideline on (the res8 that fits the iCEBreaker with
+    the host-protocol top; the shipped ``binary`` model until a search found a better one)."""
     return seed_params(((8, 2),) if tiny else ((20, 6),), tiny, epochs, teacher)
 
 
