@@ -6,13 +6,17 @@ import subprocess
 import sys
 
 
+def _build(out, *args) -> dict:
+    """``kwsbnn build --board icebreaker ARGS --out OUT --json`` in a subprocess; its report."""
+    r = subprocess.run([sys.executable, "-m", "kwsbnn.cli", "build", "--board", "icebreaker", *args,
+                        "--out", str(out), "--json"], capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
 def test_icebreaker_bitstream(tmp_path):
     out = tmp_path / "ice"
-    r = subprocess.run([sys.executable, "-m", "kwsbnn.cli", "build", "--board", "icebreaker",
-                        "--model", "tiny", "--out", str(out), "--json"],
-                       capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout)
+    rep = _build(out, "--model", "tiny")
     bitstream = out / "kws.bin"
     assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # UP5K images are ~104 kB
     lc = rep["resources"]["logic_cells"]
@@ -26,11 +30,7 @@ def test_icebreaker_bitstream_with_pll(tmp_path):
     """--freq other than the oscillator's: the iCE40 PLL (SB_PLL40_PAD on the clock pin) makes the
     clock, nextpnr checks timing at it, and the report gives requested and achieved clock."""
     out = tmp_path / "ice18"
-    r = subprocess.run([sys.executable, "-m", "kwsbnn.cli", "build", "--board", "icebreaker",
-                        "--model", "tiny", "--freq", "18", "--out", str(out), "--json"],
-                       capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout)
+    rep = _build(out, "--model", "tiny", "--freq", "18")
     assert rep["clock_mhz"] == 18.0 and rep["requested_mhz"] == 18.0 and rep["oscillator_mhz"] == 12.0
     assert (rep["pll"]["divr"], rep["pll"]["divf"], rep["pll"]["divq"]) == (0, 47, 5)
     assert rep["fmax_mhz"] >= 18.0 and rep["timing_met"]
@@ -42,11 +42,7 @@ def test_shipped_binary_model_fits_the_icebreaker_at_24_mhz(tmp_path):
     """The recommended binary model with the host-protocol top: the folding chosen for the board
     fits (logic cells, block RAM), meets timing at 24 MHz from the PLL and runs in real time."""
     out = tmp_path / "ice-binary"
-    r = subprocess.run([sys.executable, "-m", "kwsbnn.cli", "build", "--board", "icebreaker",
-                        "--model", "binary", "--freq", "24", "--out", str(out), "--json"],
-                       capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout)
+    rep = _build(out, "--model", "binary", "--freq", "24")
     assert (out / "kws.bin").is_file()
     assert rep["resources"]["logic_cells"]["used"] <= 5280
     assert rep["resources"]["block_ram"]["used"] <= 30
