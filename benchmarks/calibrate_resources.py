@@ -97,6 +97,13 @@ for c, aw, t, f, pool in [(24, 19, 101, 40, (4, 3)), (16, 19, 101, 40, (4, 3)), 
 for c, k, p, wb in [(24, 12, 325, False), (16, 12, 325, False), (32, 12, 100, False), (64, 12, 50, False),
                     (24, 4, 325, True), (32, 4, 1, True)]:
     GRID.append(("tail", dict(c=c, k=k, p=p, bin=wb)))
+# Tail after an int8 last layer (sums of 8-bit values).
+for c, k, p in [(20, 12, 325), (32, 12, 325), (64, 12, 100), (16, 4, 50)]:
+    GRID.append(("tail", dict(c=c, k=k, p=p, bin=False, int8=True)))
+# Requantization of an int8 last layer: one multiplier (iCE40 foldings) to several (ECP5).
+for c, aw, lanes, par in [(20, 9, 1, 1), (20, 9, 20, 2), (32, 10, 4, 1), (64, 11, 8, 2), (16, 9, 16, 16),
+                          (24, 10, 24, 4)]:
+    GRID.append(("requant", dict(c=c, aw=aw, lanes=lanes, par=par)))
 # Stream plumbing.
 for w, n in [(24, 2), (64, 2), (8, 2)]:
     GRID.append(("broadcast", dict(width=w, n=n)))
@@ -256,7 +263,16 @@ def build(kind: str, p: dict, seed: int = 0):
     if kind == "tail":
         c, k = p["c"], p["k"]
         w = rng.integers(0, 2, (k, c)) if p["bin"] else rng.integers(-127, 128, (k, c))
+        if p.get("int8"):
+            return GapDenseArgmax(w, rng.integers(-1000, 1000, k), positions=p["p"], binary_weights=False,
+                                  in_prec="int8", lo=0, hi=127)
         return GapDenseArgmax(w, rng.integers(-1000, 1000, k), positions=p["p"], binary_weights=p["bin"])
+    if kind == "requant":
+        from kwsbnn.hw.requant import Requantize
+        c = p["c"]
+        # Constants of a trained layer's scale: multipliers of about 2^26, offsets about 2^31.
+        return Requantize(rng.integers(1 << 24, 1 << 27, c), rng.integers(-(1 << 31), 1 << 31, c), 25,
+                          lo=0, hi=127, acc_width=p["aw"], lanes=p["lanes"], par=p["par"])
     if kind == "broadcast":
         return Broadcast(p["width"], p["n"])
     if kind == "fifo":

@@ -10,7 +10,8 @@ elaborated, which is cheap). Figures per conv layer and for the network:
   scores unit computes (zero when the last layer is slow, as in the keyword networks);
 - ``latency``: an upper bound on the cycles from the first input to the result of one inference
   (with the register stages of int8 adder trees, ``pipeline_stages`` of a layer);
-- ``memory_bits``: weights + thresholds + line buffer + shortcut FIFO + pooling buffer;
+- ``memory_bits``: weights + thresholds (for an int8 layer its multipliers and offsets) + line
+  buffer + shortcut FIFO + pooling buffer;
 - ``lanes``: XNOR (or add/subtract) lanes, PE x SIMD;
 - ``binary_ops``: multiply-accumulates per inference (for pipeline efficiency).
 """
@@ -101,7 +102,11 @@ def _conv_entry(p, units, fold) -> dict:
         cyc["window"] = units["window"].cycles_per_inference
     if "pool" in units:
         cyc["pool"] = units["pool"].cycles_per_inference
+    if "requant" in units:
+        cyc["requant"] = positions * units["requant"].cycles_per_position
     thr_bits = mvu.threshold_bits
+    if "requant" in units:
+        thr_bits = units["requant"].constant_bits
     pool_buf = 0
     if "pool" in units:
         thr_bits = units["pool"].threshold_bits

@@ -8,10 +8,11 @@ Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joi
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling (channel-serial)
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Gather -> ParallelSumPoolThreshold
                                             ... pooling when the MVU is faster than C cycles/position
+    [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Requantize ....... int8 outputs (last layer)
     Broadcast -> SlidingWindow -> Join2 -> MatrixVectorUnit(shortcut) .. 1-bit shortcut
              '-> StreamFIFO (shortcut bits) --'
 
-then :class:`GapDenseArgmax` turns the last layer's bits into scores and the class.
+then :class:`GapDenseArgmax` turns the last layer's bits (or 8-bit values) into scores and the class.
 
 Stream interface of the generated top:
 - ``i``: one transfer per input position ``(t, f)``, t-major, f-minor, ``T * F`` per inference; payload
@@ -20,8 +21,9 @@ Stream interface of the generated top:
 
 With ``taps=True`` (simulation builds), every conv layer ``L`` also drives two outputs that mirror its
 output stream: ``tap_L_valid`` is high in each cycle whose clock edge transfers an item (valid and
-ready), and ``tap_L_payload`` holds that item (``C_out`` bits, bit ``c`` = channel ``c``; one item per
-output position, t-major, as on the stream). They change nothing else in the design.
+ready), and ``tap_L_payload`` holds that item (``C_out`` bits, bit ``c`` = channel ``c``, or for an int8
+layer ``C_out`` 8-bit values; one item per output position, t-major, as on the stream). They change
+nothing else in the design.
 """
 
 from amaranth.hdl import Module
@@ -34,6 +36,7 @@ from .mvu import FoldingError, MatrixVectorUnit
 from .plan import UnsupportedNetwork, plan
 from .pool import SumPoolThreshold
 from .pool_parallel import ParallelSumPoolThreshold
+from .requant import Requantize
 from .scores import GapDenseArgmax
 from .streams import Broadcast, Gather, Join2, StreamFIFO
 from .window import SlidingWindow
@@ -44,8 +47,24 @@ __all__ = ["Network", "UnsupportedNetwork", "check_supported"]
 def StreamedConv_fits(p, fold) -> bool:
     """Whether a conv layer is built as one :class:`StreamedConv`: binary in and out, no pooling,
     SIMD within one kernel position (it divides the input channels)."""
-    return (p.in_prec == "bin" and not p.pool and fold["simd"] <= p.in_shape[0]
+    return (p.in_prec == "bin" and p.out_prec == "bin" and not p.pool and fold["simd"] <= p.in_shape[0]
             and p.in_shape[0] % fold["simd"] == 0)
+
+
+def _tap_ew(p) -> int:
+    """Bits per channel of a layer's output stream: 1, or 8 for an int8 layer."""
+    return 8 if p.out_prec == "int8" else 1
+
+
+def requant_par(p, mvu, pe: int) -> int:
+    """Channels the requantization unit of int8 layer ``p`` processes per cycle: the fewest (a
+    divisor of ``pe``) with which it keeps up with the matrix-vector unit (C / par cycles per
+    position at most the MVU's cycles per position)."""
+    c_out = p.conv_shape[0]
+    for d in range(1, pe + 1):
+        if pe % d == 0 and c_out // d <= mvu.cycles_per_vector:
+            return d
+    return pe
 
 
 def check_supported(dep) -> None:
@@ -71,14 +90,14 @@ class Network(wiring.Component):
             raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
         t = self._tail_plan
         self._tail = GapDenseArgmax(t.layer["weights"], t.layer["bias"], positions=t.positions,
-                                    binary_weights=t.binary_weights)
+                                    binary_weights=t.binary_weights, in_prec=t.in_prec, lo=t.lo, hi=t.hi)
         c, _, _ = dep.input["shape"]
         ew = 1 if dep.input["prec"] == "bin" else 8
         ports = {"i": In(stream.Signature(c * ew)), "o": Out(stream.Signature(self._tail.layout))}
         if self._taps:
             for p in self._convs:
                 ports[f"tap_{p.name}_valid"] = Out(1)
-                ports[f"tap_{p.name}_payload"] = Out(p.out_shape[0])
+                ports[f"tap_{p.name}_payload"] = Out(p.out_shape[0] * _tap_ew(p))
         super().__init__(ports)
 
     @staticmethod
@@ -101,6 +120,15 @@ class Network(wiring.Component):
                 c, p.ew, t, f, tuple(layer["kernel"]), stride=tuple(layer.get("stride", (1, 1))),
                 dilation=tuple(layer.get("dilation", (1, 1))), padding=tuple(layer.get("padding", (0, 0))),
                 pad_value=int(layer.get("pad_bit", 0)) if p.ew == 1 else 0)
+        if p.out_prec == "int8":
+            mvu = units["mvu"] = MatrixVectorUnit(
+                layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"], out="acc",
+                pe=fold["pe"], simd=fold["simd"], name=p.name)
+            units["requant"] = Requantize(
+                layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
+                acc_width=mvu.acc_width, lanes=fold["pe"], par=requant_par(p, mvu, fold["pe"]),
+                name=f"{p.name}_requant")
+            return units
         direction = 2 * layer["direction"] - 1
         if p.pool:
             mvu = units["mvu"] = MatrixVectorUnit(
@@ -148,7 +176,7 @@ class Network(wiring.Component):
         inference of each conv layer's output stream (empty otherwise)."""
         if not self._taps:
             return []
-        return [{"layer": p.name, "width": int(p.out_shape[0]),
+        return [{"layer": p.name, "width": int(p.out_shape[0] * _tap_ew(p)), "ew": _tap_ew(p),
                  "shape": [int(v) for v in p.out_shape],
                  "transfers": int(p.out_shape[1] * p.out_shape[2])} for p in self._convs]
 
@@ -179,9 +207,10 @@ class Network(wiring.Component):
             if "gather" in units:
                 wiring.connect(m, src, units["gather"].i)
                 src = units["gather"].o
-            if "pool" in units:
-                wiring.connect(m, src, units["pool"].i)
-                src = units["pool"].o
+            for role in ("pool", "requant"):
+                if role in units:
+                    wiring.connect(m, src, units[role].i)
+                    src = units[role].o
             self._tap(m, p, src)
         m.submodules.tail = self._tail
         wiring.connect(m, src, self._tail.i)

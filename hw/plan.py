@@ -6,6 +6,9 @@ hardware cannot build, before anything is elaborated or written.
 
 A conv layer becomes: [sliding window unit] -> matrix-vector unit -> [sum-pool + threshold unit],
 with the shortcut bits of a ``shortcut: bit`` layer delayed in a FIFO and joined to each window.
+The last conv layer may have 8-bit outputs (``out: int8``, no pooling, no shortcut: the binary
+redesign's higher-precision last layer): matrix-vector unit -> requantization unit, and the tail
+sums 8-bit values instead of bits.
 """
 
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ class ConvPlan:
     pool: tuple | None
     shortcut: bool
     shortcut_depth: int      # FIFO entries for the shortcut stream (0 without shortcut)
+    out_prec: str = "bin"    # "bin" (thresholded bits) or "int8" (requantized, last layer only)
 
     @property
     def window_positions(self) -> int:
@@ -57,11 +61,14 @@ class TailPlan:
     positions: int
     classes: int
     binary_weights: bool
+    in_prec: str = "bits"    # "bits", or "int8" after a last layer with 8-bit outputs
+    lo: int = 0              # the int8 inputs' range
+    hi: int = 127
 
 
 def _hint() -> str:
     return ("the generator builds int8 or binary inputs, binary weights (int8 in an int8-input layer), "
-            "bit outputs (thresholds), "
+            "bit outputs (thresholds; int8 outputs in the last layer, without pooling or shortcut), "
             "sum pooling, 1-bit shortcuts, then gap and a dense layer")
 
 
@@ -73,15 +80,22 @@ def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
     shape = tuple(dep.input["shape"])
     prec = dep.input["prec"]
     convs = []
-    for layer in dep.layers[:-2]:
+    n_convs = len(dep.layers) - 2
+    for index, layer in enumerate(dep.layers[:-2]):
         name = layer["name"]
         if layer["w_prec"] != "bin" and prec != "int8":
             raise UnsupportedNetwork(f"layer {name}: {layer['w_prec']} weights on a binary input are "
                                      "not supported in hardware (int8 weights only in an int8-input "
                                      "first layer)", _hint())
-        if layer["out"] != "bits":
-            raise UnsupportedNetwork(f"layer {name}: output {layer['out']!r} is not supported "
-                                     "(thresholded bits only)", _hint())
+        if layer["out"] == "int8" and index != n_convs - 1:
+            raise UnsupportedNetwork(f"layer {name}: output 'int8' is not supported before the last "
+                                     "layer (thresholded bits only)", _hint())
+        if layer["out"] == "int8" and (layer.get("pool") or layer.get("shortcut", "none") != "none"
+                                       or np.any(np.asarray(layer.get("smul", 0)) != 0)):
+            raise UnsupportedNetwork(f"layer {name}: an int8 output is supported without pooling and "
+                                     "without shortcut only", _hint())
+        if layer["out"] not in ("bits", "int8"):
+            raise UnsupportedNetwork(f"layer {name}: output {layer['out']!r} is not supported", _hint())
         if prec not in ("bin", "int8"):
             raise UnsupportedNetwork(f"layer {name}: input precision {prec!r}", _hint())
         c, t, f = shape
@@ -105,9 +119,13 @@ def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
         convs.append(ConvPlan(name=name, layer=layer, in_shape=shape, conv_shape=(co, to, fo),
                               out_shape=(co, out_t, out_f), in_prec=prec, ew=1 if prec == "bin" else 8,
                               k=c * kt * kf, needs_window=needs_window, pool=pool,
-                              shortcut=sc == "bit", shortcut_depth=depth))
+                              shortcut=sc == "bit", shortcut_depth=depth,
+                              out_prec="int8" if layer["out"] == "int8" else "bin"))
         shape, prec = (co, out_t, out_f), "bin"
     dense = dep.layers[-1]
     tail = TailPlan(name=dense["name"], layer=dense, channels=shape[0], positions=shape[1] * shape[2],
                     classes=int(np.shape(dense["weights"])[0]), binary_weights=dense["w_prec"] == "bin")
+    last = convs[-1].layer
+    if last["out"] == "int8":
+        tail.in_prec, tail.lo, tail.hi = "int8", int(last["lo"]), int(last["hi"])
     return convs, tail

@@ -208,10 +208,12 @@ def _kind(unit) -> str:
     from .mvu import MatrixVectorUnit
     from .pool import SumPoolThreshold
     from .pool_parallel import ParallelSumPoolThreshold
+    from .requant import Requantize
     from .scores import GapDenseArgmax
     from .streams import Broadcast, Gather, Join2, StreamFIFO
     from .window import SlidingWindow
     for cls, name in ((MatrixVectorUnit, "mvu"), (StreamedConv, "conv"), (SlidingWindow, "window"),
+                      (Requantize, "requant"),
                       (SumPoolThreshold, "pool"), (ParallelSumPoolThreshold, "pool_parallel"),
                       (GapDenseArgmax, "tail"), (Broadcast, "broadcast"), (StreamFIFO, "fifo"),
                       (Join2, "join"), (Gather, "gather")):
@@ -236,6 +238,8 @@ def model_key(unit) -> str:
         if unit.const_weights:
             return "mvu_int8_const"
         return f"mvu_{unit._in_prec}_{unit._w_prec}"
+    if k == "tail" and unit._in == "int8":
+        return "tail_int8"
     return k
 
 
@@ -307,7 +311,13 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``pool_parallel``: ``sum_bits`` (C x sum width), ``run_bits`` (C x sum width when pf > 1),
       ``above_bits`` (C x sum width when pt > 1), ``chan``, ``ctr``;
     - ``tail``: ``ones`` (C x count width), ``scores`` (K x score width), ``mul`` (multiplier
-      in logic: weight bits x (count width + 2) when no DSP takes it), ``ctr``;
+      in logic: weight bits x (count width + 2) when no DSP takes it), ``ctr``; for 8-bit inputs
+      (model ``tail_int8``) ``ones`` is C x sum width (adders instead of counters);
+    - ``requant``: ``lane_sel`` (par x acc width x (lanes / par - 1)), ``const_bits`` (the
+      per-channel constants' multiplexers, C x their width, when there is more than one step),
+      ``mul`` (par x acc width x multiplier width when no DSP takes it), ``sum`` (par x sum width:
+      add, shift, clamp), ``pipe`` (par x pipeline register bits), ``collect`` (C x 8: the collect
+      and output register), ``ctr``;
     - ``broadcast``: ``bits`` (width x (1 + 1/n)); ``fifo``: ``bits`` (width); ``gather``:
       ``bits`` (n x width); ``join``: nothing;
     - ``link``: ``result_bits`` (the RESULT shift register), ``transfer_bits``, ``ctr``.
@@ -367,8 +377,18 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["chan"] = u._c
         f["ctr"] = _log2(u._t) + _log2(u._f) + _log2(u._pt) + _log2(u._pf) + _log2(u._t2 + 1) \
             + _log2(u._f2 + 1)
+    elif k == "requant":
+        steps, subs = u._c // u._par, u._l // u._par
+        pw = u._aw + u._mw
+        f["lane_sel"] = u._par * u._aw * (subs - 1)
+        f["const_bits"] = u.constant_bits if steps > 1 else 0
+        f["mul"] = 0 if _requant_mul_dsp(u, family) else u._par * u._aw * u._mw
+        f["sum"] = u._par * (max(pw, u._adw) + 1)
+        f["pipe"] = u._par * (u._aw + pw)
+        f["collect"] = u._c * 8
+        f["ctr"] = _log2(steps) + _log2(subs)
     elif k == "tail":
-        bw = bits_for(u._p)
+        bw = u.sum_width
         f["ones"] = u._c * bw
         f["scores"] = u._k * u._sw
         f["mul"] = 0 if _tail_mul_dsp(u, family) else u._ww * (bw + 2)
@@ -413,7 +433,12 @@ def split_features(unit, family: str) -> tuple[dict, list]:
 
 def _tail_mul_dsp(u, family: str) -> int:
     """DSPs of the tail's one multiplier (weight x channel sum)."""
-    return _mul_dsp(u._ww, bits_for(u._p) + 2, family)
+    return _mul_dsp(u._ww, u.sum_width + (2 if u._in == "bits" else 0), family)
+
+
+def _requant_mul_dsp(u, family: str) -> int:
+    """DSPs of the requantization unit's ``par`` multipliers (accumulator x constant multiplier)."""
+    return u._par * _mul_dsp(u._aw, u._mw, family)
 
 
 def unit_dsp(unit, family: str) -> int:
@@ -430,6 +455,8 @@ def unit_dsp(unit, family: str) -> int:
         return n
     if k == "tail":
         return _tail_mul_dsp(u, family)
+    if k == "requant":
+        return _requant_mul_dsp(u, family)
     if k == "pool":
         # Two addresses ``row * C + c`` (read and write) when C is not a power of two.
         if u._rows > 1 and u._c & (u._c - 1):
@@ -506,7 +533,7 @@ def tail_unit(tail):
     """The generator's :class:`~kwsbnn.hw.scores.GapDenseArgmax` for a tail plan."""
     from .scores import GapDenseArgmax
     u = GapDenseArgmax(tail.layer["weights"], tail.layer["bias"], positions=tail.positions,
-                       binary_weights=tail.binary_weights)
+                       binary_weights=tail.binary_weights, in_prec=tail.in_prec, lo=tail.lo, hi=tail.hi)
     u._MustUse__silence = True
     return u
 

@@ -1,8 +1,10 @@
-"""Global sum pooling of binary channels, the final dense layer to integer scores, and argmax.
+"""Global sum pooling of the last layer's channels, the final dense layer to integer scores, and argmax.
 
-Per inference it takes ``positions`` transfers of ``C`` bits (one per output position of the last
-binary layer), counts the ones per channel, forms ``g[c] = 2 * ones[c] - positions`` (the sum of the
-±1 values), computes ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` class by class with one multiply-accumulate
+Per inference it takes ``positions`` transfers (one per output position of the last layer): with
+``in_prec="bits"``, ``C`` bits; it counts the ones per channel and forms ``g[c] = 2 * ones[c] -
+positions`` (the sum of the ±1 values). With ``in_prec="int8"`` (a last layer with 8-bit outputs,
+:class:`~kwsbnn.hw.requant.Requantize`), ``C`` two's-complement 8-bit values (element ``c`` at bits
+``[8c, 8c + 8)``, within ``[lo, hi]``), summed per channel into ``g[c]``. Then it computes ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` class by class with one multiply-accumulate
 per cycle (one multiplier: a DSP where there is one, and one running sum), keeping the class of the
 largest score (lowest index on a tie). The dense loop is a five-stage pipeline (ROM read; operand
 registers ``g`` and ``w``; product register; accumulate; argmax compare) so that no path holds more
@@ -14,7 +16,7 @@ of the ULX3S design at 52.6 MHz).
 Throughput: one inference per ``positions + C*K + 7`` cycles at most (input transfers overlap
 nothing else). Latency from the last input transfer: ``C*K + 7`` cycles.
 
-Members: ``i : In(stream.Signature(C))``; ``o : Out(stream.Signature(layout))`` where
+Members: ``i : In(stream.Signature(C))`` (``C * 8`` for int8 inputs); ``o : Out(stream.Signature(layout))`` where
 ``layout = {"cls": unsigned, "scores": ArrayLayout(signed(score_width), K)}``.
 """
 
@@ -34,7 +36,12 @@ def result_layout(n_classes: int, score_width: int) -> data.StructLayout:
 
 
 class GapDenseArgmax(wiring.Component):
-    def __init__(self, weights: np.ndarray, bias: np.ndarray, *, positions: int, binary_weights: bool):
+    def __init__(self, weights: np.ndarray, bias: np.ndarray, *, positions: int, binary_weights: bool,
+                 in_prec: str = "bits", lo: int = 0, hi: int = 127):
+        if in_prec not in ("bits", "int8"):
+            raise ValueError(f"tail: input precision {in_prec!r} (bits or int8)")
+        self._in = in_prec
+        self._lo, self._hi = int(lo), int(hi)
         w = np.asarray(weights, dtype=np.int64)
         if binary_weights:
             w = 2 * w - 1
@@ -43,11 +50,23 @@ class GapDenseArgmax(wiring.Component):
         self._bias = np.asarray(bias, dtype=np.int64).reshape(self._k)
         self._p = int(positions)
         self._ww = signed_width(int(w.min()), int(w.max()))
-        gmax = self._p
+        if in_prec == "bits":
+            self._glo, self._ghi = -self._p, self._p
+        else:
+            self._glo, self._ghi = self._lo * self._p, self._hi * self._p
+        gmax = max(abs(self._glo), abs(self._ghi))
         reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
         self._sw = signed_width(-reach, reach)
         self._layout = result_layout(self._k, self._sw)
-        super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(self._layout))})
+        in_width = self._c * (8 if in_prec == "int8" else 1)
+        super().__init__({"i": In(stream.Signature(in_width)), "o": Out(stream.Signature(self._layout))})
+
+    @property
+    def sum_width(self) -> int:
+        """Width of one channel's running sum (the count of ones for bit inputs)."""
+        if self._in == "bits":
+            return bits_for(self._p)
+        return signed_width(self._glo, self._ghi)
 
     @property
     def score_width(self) -> int:
@@ -71,16 +90,20 @@ class GapDenseArgmax(wiring.Component):
         rp = wrom.read_port()
         bias = Array(Const(int(b), signed(self._sw)) for b in self._bias)
 
-        ones = Array(Signal(bits_for(pn), name=f"ones{c}") for c in range(cn))
+        int8_in = self._in == "int8"
+        gw = self.sum_width
+        ones = Array(Signal(signed(gw) if int8_in else gw, name=f"g{c}" if int8_in else f"ones{c}")
+                     for c in range(cn))
         pos = Signal(range(pn + 1))
         c_idx, k_idx = Signal(range(cn)), Signal(range(kn))
         addr = Signal(range(cn * kn))       # k_idx * C + c_idx, counted (no multiplier)
         issue_done = Signal()
         d_valid, d_c, d_k = Signal(), Signal(range(cn)), Signal(range(kn))
         e_valid, e_c, e_k = Signal(), Signal(range(cn)), Signal(range(kn))
-        e_w, e_g = Signal(signed(ww)), Signal(signed(bits_for(pn) + 2))
+        egw = gw if int8_in else bits_for(pn) + 2
+        e_w, e_g = Signal(signed(ww)), Signal(signed(egw))
         f_valid, f_c, f_k = Signal(), Signal(range(cn)), Signal(range(kn))
-        f_p = Signal(signed(ww + bits_for(pn) + 2))
+        f_p = Signal(signed(ww + egw))
         h_valid, h_k, h_val = Signal(), Signal(range(kn)), Signal(signed(self._sw))
         acc = Signal(signed(self._sw))
         scores = [Signal(signed(self._sw), name=f"score{k}") for k in range(kn)]
@@ -91,7 +114,10 @@ class GapDenseArgmax(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     for c in range(cn):
-                        m.d.sync += ones[c].eq(ones[c] + self.i.payload[c])
+                        if int8_in:
+                            m.d.sync += ones[c].eq(ones[c] + self.i.payload[8 * c:8 * c + 8].as_signed())
+                        else:
+                            m.d.sync += ones[c].eq(ones[c] + self.i.payload[c])
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(pos == pn - 1):
                         m.d.sync += [pos.eq(0), c_idx.eq(0), k_idx.eq(0), addr.eq(0), issue_done.eq(0)]
@@ -112,7 +138,7 @@ class GapDenseArgmax(wiring.Component):
                         m.d.sync += [c_idx.eq(c_idx + 1), addr.eq(addr + 1)]
                 # Operands: the channel's ±1 sum and the weight just read.
                 m.d.sync += [e_valid.eq(d_valid), e_c.eq(d_c), e_k.eq(d_k), e_w.eq(rp.data.as_signed()),
-                             e_g.eq((ones[d_c] << 1) - pn)]
+                             e_g.eq(ones[d_c] if int8_in else (ones[d_c] << 1) - pn)]
                 # Product.
                 m.d.sync += [f_valid.eq(e_valid), f_c.eq(e_c), f_k.eq(e_k), f_p.eq(e_w * e_g)]
                 # Accumulate; a finished score shifts into the score registers.

@@ -68,10 +68,11 @@ def frame_words(x: np.ndarray, ew: int) -> list[int]:
     return [int(w) for w in input_words(np.asarray(x)[None], ew)]
 
 
-def layer_words(bits: np.ndarray) -> list[int]:
-    """The expected tap transfers of a binary layer output ``[C, T, F]`` (golden dump of one clip):
-    one word per position, t-major, bit ``c`` = channel ``c``."""
-    return frame_words(np.asarray(bits), 1)
+def layer_words(values: np.ndarray, ew: int = 1) -> list[int]:
+    """The expected tap transfers of a layer output ``[C, T, F]`` (golden dump of one clip): one word
+    per position, t-major, element ``c`` (a bit, or ``ew = 8`` bits two's complement) = channel ``c``."""
+    v = np.asarray(values).astype(np.int64)
+    return frame_words(v & ((1 << ew) - 1), ew)
 
 
 class Harness:
@@ -315,7 +316,8 @@ async def localize(dut, h: Harness, golden: GoldenModel, report: dict, xs, k: in
     out = {"clip": k}
     for t in taps:
         name = t["layer"]
-        want = layer_words(ref.layers[name][0])
+        ew = int(t.get("ew", 1))
+        want = layer_words(ref.layers[name][0], ew)
         have = got[name]
         bad = [j for j in range(max(len(want), len(have)))
                if j >= len(want) or j >= len(have) or want[j] != have[j]]
@@ -328,11 +330,12 @@ async def localize(dut, h: Harness, golden: GoldenModel, report: dict, xs, k: in
                  "differing_transfers": len(bad)}
         if j < len(want) and j < len(have):
             diff = want[j] ^ have[j]
-            c = (diff & -diff).bit_length() - 1
+            c = ((diff & -diff).bit_length() - 1) // ew
+            mask = (1 << ew) - 1
             entry.update({"channel": c, "index": c * t["transfers"] + j,
-                          "expected": (want[j] >> c) & 1, "got": (have[j] >> c) & 1,
-                          "expected_word": f"{want[j]:0{(c_out + 3) // 4}x}",
-                          "got_word": f"{have[j]:0{(c_out + 3) // 4}x}"})
+                          "expected": (want[j] >> (c * ew)) & mask, "got": (have[j] >> (c * ew)) & mask,
+                          "expected_word": f"{want[j]:0{(c_out * ew + 3) // 4}x}",
+                          "got_word": f"{have[j]:0{(c_out * ew + 3) // 4}x}"})
         else:
             entry.update({"index": j, "expected": "a transfer" if j < len(want) else "none",
                           "got": "none" if j >= len(have) else "an extra transfer"})

@@ -118,9 +118,13 @@ def _requant(block: Block, in_scale, bound: int, frac_bits: int):
     bn = block.bn
     _, ws = block.weights()
     in_scale = float(in_scale)
-    alpha = (bn.weight * torch.rsqrt(bn.running_var + bn.eps)).double()
+    if bn is None:                        # no batch norm (bn=false): z = acc * scale
+        alpha = torch.ones_like(ws, dtype=torch.float64)
+        b = torch.zeros_like(alpha)
+    else:
+        alpha = (bn.weight * torch.rsqrt(bn.running_var + bn.eps)).double()
+        b = bn.bias.double() - bn.running_mean.double() * alpha
     k = ws.double() * in_scale * alpha
-    b = bn.bias.double() - bn.running_mean.double() * alpha
     s_out = float(block.act.scale())
     a = (block.shortcut_scale.double() * in_scale if block.shortcut_scale is not None
          else torch.zeros_like(k))

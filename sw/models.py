@@ -67,6 +67,10 @@ class BinaryOptions:
     ``lr``, ``distill`` (weight of the KL term to a float teacher, 0 = off), ``temperature``,
     ``bn_reestimate`` (recompute batch-norm statistics on training batches before evaluation),
     ``clip_latent`` (clip latent binary weights to [-1, 1] after each step).
+    ``last`` (``bin`` | ``int8``: the last binary layer's output. ``int8`` is guideline 1's
+    higher-precision last layer: its batch-normalised accumulator goes through ReLU and int8
+    quantization instead of the sign, so the global pool and the dense layer read 8-bit values;
+    that layer has no shortcut).
     """
     layout: str = "chain"
     first_weights: str = "int8"
@@ -88,6 +92,7 @@ class BinaryOptions:
     stages: str = ""
     pool: str = "arch"
     dilation: str = "arch"
+    last: str = "bin"
 
     @classmethod
     def parse(cls, text: str | None) -> "BinaryOptions":
@@ -421,11 +426,17 @@ class ChainResNet(nn.Module):
         kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
                   clipped=opts.clipped_ste, ste_window=opts.ste_window,
                   real=cfg.precision == "binary" and opts.real)
-        blocks = [Block(1, widths[0], pool=pools[0], in_prec="int8", w_prec=first_w, out_prec=act, **kw)]
+        last = opts.last if cfg.precision == "binary" else act
+        if cfg.precision == "binary" and last not in ("bin", "int8"):
+            raise ValueError(f"last {last!r}: use bin or int8")
+        n = cfg.layers
+        blocks = [Block(1, widths[0], pool=pools[0], in_prec="int8", w_prec=first_w,
+                        out_prec=last if n == 0 else act, **kw)]
         for i, d in enumerate(_dilations(cfg), start=1):
             cin, cout, pool = widths[i - 1], widths[i], pools[i]
-            blocks.append(Block(cin, cout, dilation=d, pool=pool, in_prec=act, w_prec=w, out_prec=act,
-                                shortcut=sc and cin == cout and not pool, **kw))
+            out = last if i == n else act
+            blocks.append(Block(cin, cout, dilation=d, pool=pool, in_prec=act, w_prec=w, out_prec=out,
+                                shortcut=sc and cin == cout and not pool and out == act, **kw))
         self.blocks = nn.ModuleList(blocks)
         self.head = Head(widths[-1], cfg.n_classes, head, cfg.dropout,
                          gain=opts.head_gain if cfg.precision == "binary" else 1.0)

@@ -127,6 +127,7 @@ def suggest(trial, tiny: bool = False, epochs: int = 20, teacher: bool = False) 
     p["dilation"] = "on" if trial.suggest_categorical("dilation", [False, True]) else "off"
     p["shortcut"] = trial.suggest_categorical("shortcut", [True, False])
     p["first_weights"] = trial.suggest_categorical("first_weights", ["int8", "bin"])
+    p["last"] = trial.suggest_categorical("last", ["bin", "int8"])
     p["bn"] = trial.suggest_categorical("bn", [True, False])
     p["clipped_ste"] = trial.suggest_categorical("clipped_ste", [True, False])
     p["ste_window"] = trial.suggest_categorical("ste_window", [0.5, 1.0, 2.0, 3.0])
@@ -159,7 +160,8 @@ def seed_params(stages, tiny: bool = False, epochs: int = 20, teacher: bool = Fa
     p = {"stages": len(stages)}
     for s, (w, d) in enumerate(stages, start=1):
         p[f"width{s}"], p[f"depth{s}"] = w, d
-    p.update({"pool": "4x3", "dilation": False, "shortcut": True, "first_weights": "int8", "bn": True,
+    p.update({"pool": "4x3", "dilation": False, "shortcut": True, "first_weights": "int8", "last": "bin",
+              "bn": True,
               "clipped_ste": True, "ste_window": 1.0, "pad_bit": 1, "optimizer": "adam",
               "schedule": "cosine", "lr_factor": 1.0})
     if teacher:
@@ -175,7 +177,9 @@ def options_text(p: dict) -> str:
             "pad_bit", "optimizer", "schedule", "lr", "distill")
     def fmt(v):
         return str(v).lower() if isinstance(v, bool) else str(v)
-    return "redesign," + ",".join(f"{k}={fmt(p[k])}" for k in keys)
+    text = "redesign," + ",".join(f"{k}={fmt(p[k])}" for k in keys)
+    # Trials of studies from before the option existed have no "last": a binary last layer.
+    return text + ",last=int8" if p.get("last") == "int8" else text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,6 +92,25 @@ def test_gap_dense_argmax_matches_numpy(binary):
         assert [int(got[m].scores[j]) for j in range(k)] == scores[m].tolist()
 
 
+@pytest.mark.parametrize("lo,hi", [(0, 127), (-128, 127)])
+def test_gap_dense_argmax_int8_inputs(lo, hi):
+    """A last layer with 8-bit outputs: the pool sums the values, the dense layer reads the sums."""
+    rng = np.random.default_rng(lo + 200)
+    c, p, k = 5, 7, 3
+    w = rng.integers(-127, 128, (k, c))
+    b = rng.integers(-500, 500, k)
+    dut = GapDenseArgmax(w, b, positions=p, binary_weights=False, in_prec="int8", lo=lo, hi=hi)
+    n = 10
+    y = rng.integers(lo, hi + 1, (n, p, c))
+    y[0], y[1] = hi, lo                          # the extremes of every sum
+    scores = y.sum(axis=1) @ w.T + b
+    words = [sum((int(v) & 0xFF) << (8 * ch) for ch, v in enumerate(row)) for row in y.reshape(n * p, c)]
+    got = run_stream(dut, words, n, gap=0.3, stall=0.3, seed=4)
+    for m in range(n):
+        assert int(got[m].cls) == int(np.argmax(scores[m]))
+        assert [int(got[m].scores[j]) for j in range(k)] == scores[m].tolist()
+
+
 def test_argmax_ties_take_the_lowest_index():
     w = np.zeros((4, 2), int)
     b = np.array([1, 5, 5, 2])
@@ -121,3 +140,46 @@ def test_uart_loopback():
     data = [0x00, 0xff, 0x55, 0xa5, 0x01, 0x80]
     got = run_stream(Loop(), data, len(data), gap=0.3, stall=0.0, seed=4)
     assert got == data
+
+
+@pytest.mark.parametrize("c,lanes,par,gap,stall", [
+    (6, 1, 1, 0.0, 0.0), (6, 3, 1, 0.3, 0.3), (6, 6, 2, 0.2, 0.5), (4, 4, 4, 0.0, 0.6), (8, 2, 2, 0.5, 0.0)])
+def test_requantize_matches_numpy(c, lanes, par, gap, stall):
+    """``y = clamp((acc * mul + add) >> shift, lo, hi)`` per channel, C/lanes transfers in, one
+    transfer of C int8 values out per position, under gaps and backpressure."""
+    from kwsbnn.hw.requant import Requantize
+    rng = np.random.default_rng(c * 10 + lanes + par)
+    aw, positions = 10, 23
+    mul = rng.integers(-3000, 30000, c)
+    add = rng.integers(-(1 << 20), 1 << 20, c)
+    shift = 14
+    acc = rng.integers(-(1 << (aw - 1)), 1 << (aw - 1), (positions, c))
+    acc[0] = (1 << (aw - 1)) - 1
+    acc[1] = -(1 << (aw - 1))
+    y = np.clip((acc * mul + add) >> shift, 0, 127)
+    assert 0 < (y == 0).mean() < 1 and (y == 127).any() and ((y > 0) & (y < 127)).any()
+    words = []
+    for row in acc:
+        for g in range(c // lanes):
+            words.append(sum((int(v) & ((1 << aw) - 1)) << (p * aw)
+                             for p, v in enumerate(row[g * lanes:(g + 1) * lanes])))
+    want = [sum(int(v) << (8 * ch) for ch, v in enumerate(row)) for row in y]
+    dut = Requantize(mul, add, shift, lo=0, hi=127, acc_width=aw, lanes=lanes, par=par)
+    assert dut.cycles_per_position == c // par
+    assert run_stream(dut, words, positions, gap=gap, stall=stall, seed=c + lanes) == want
+
+
+def test_requantize_signed_range_and_refusals():
+    from kwsbnn.hw.requant import Requantize
+    rng = np.random.default_rng(3)
+    acc = rng.integers(-200, 200, (9, 2))
+    mul, add = np.array([70, -45]), np.array([5, -9])
+    y = np.clip((acc * mul + add) >> 6, -100, 90)
+    words = [sum((int(v) & 0x3FF) << (p * 10) for p, v in enumerate(row)) for row in acc]
+    want = [sum((int(v) & 0xFF) << (8 * ch) for ch, v in enumerate(row)) for row in y]
+    dut = Requantize(mul, add, 6, lo=-100, hi=90, acc_width=10, lanes=2, par=1)
+    assert run_stream(dut, words, len(acc), gap=0.2, stall=0.2, seed=1) == want
+    with pytest.raises(ValueError, match="par=3 must divide lanes=2"):
+        Requantize(mul, add, 6, lo=0, hi=127, acc_width=10, lanes=2, par=3)
+    with pytest.raises(ValueError, match="lanes=3 must divide"):
+        Requantize(mul, add, 6, lo=0, hi=127, acc_width=10, lanes=3)

@@ -149,6 +149,27 @@ def test_int8_integer_forward_matches_fake_quant():
     assert (logits.argmax(1) == scores.argmax(1)).float().mean() >= 0.95
 
 
+def test_binary_int8_last_layer_forward():
+    """``last=int8``: the last binary layer's output is ReLU + int8 (no shortcut); the integer scores
+    follow the model's fake quantization as closely as the 8-bit network's do."""
+    model = _trained_like("binary", "redesign,last=int8")
+    spec = integer_spec(model)
+    convs = [layer for layer in spec["layers"] if layer["op"] == "conv"]
+    assert [c["out"] for c in convs] == ["bits"] * (len(convs) - 1) + ["int8"]
+    assert convs[-1]["in_prec"] == "bin" and convs[-1]["shortcut"] == "none"
+    assert convs[-2]["shortcut"] == "bit"
+    q = torch.randint(-127, 128, (32, T, F)).float()
+    with torch.no_grad():
+        logits, acts = model(q, return_activations=True)
+    scores, iacts = integer_forward(spec, q)
+    for i, a in enumerate(acts[:-1]):
+        assert torch.equal((a > 0).long(), iacts[f"conv{i}"]), f"conv{i}"
+    last = iacts[f"conv{len(acts) - 1}"]
+    assert last.min() >= 0 and last.max() <= 127 and last.max() > 0
+    assert (acts[-1].long() != last).float().mean().item() < 1e-3
+    assert (logits.argmax(1) == scores.argmax(1)).float().mean() >= 0.95
+
+
 def test_spec_fields_and_json():
     model = _trained_like("binary", "redesign,width=8")
     spec = integer_spec(model, name="t")
@@ -171,7 +192,8 @@ def test_float_model_has_no_integer_form():
 
 
 @pytest.mark.parametrize("precision,opts", [("binary", "redesign"), ("binary", "redesign,first_weights=bin,pad_bit=0"),
-                                            ("int8", None)])
+                                            ("binary", "redesign,last=int8,stages=8x1-8x2"),
+                                            ("binary", "redesign,last=int8,bn=false"), ("int8", None)])
 def test_spec_runs_bit_exact_in_the_golden_model(precision, opts, tmp_path):
     """The spec written as a deployable model gives the same integers in the NumPy golden model."""
     deploy = pytest.importorskip("kwsbnn.sw.deploy")

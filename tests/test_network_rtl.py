@@ -148,3 +148,74 @@ def test_int8_weight_first_layer_is_exact_and_on_time(tmp_path, pe):
     assert res["equal"] == 20
     model = res["report"]["cycles_per_inference"]
     assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+
+
+def _int8_last_spec(seed=6):
+    """``binary_kws`` whose last conv layer has 8-bit outputs (the redesign's higher-precision last
+    layer): no shortcut; the tail sums 8-bit values."""
+    spec = specgen.binary_kws(seed)
+    rng = np.random.default_rng(seed)
+    spec["layers"][3] = specgen.conv(rng, "conv3", 8, 8, in_prec="bin", stride=(2, 1), padding=(1, 0),
+                                     out="int8")
+    spec["layers"][3]["shift"] = 6
+    return spec
+
+
+def _int8_last(tmp_path, seed=6):
+    return deploy.load(deploy.save(_int8_last_spec(seed), tmp_path / "m"))
+
+
+@pytest.mark.parametrize("pe,simd,par", [(1, 72, 1), (8, 24, 4), (8, 72, 8)])
+def test_int8_last_layer_is_exact_and_on_time(tmp_path, pe, simd, par):
+    """The requantization unit at one, four and eight channels per cycle (the folding decides): the
+    golden model's results under gaps and backpressure, and the cost model's cycles."""
+    from kwsbnn.hw.network import Network
+    from kwsbnn.sw.golden import GoldenModel
+    d = _int8_last(tmp_path)
+    x = specgen.random_inputs(_int8_last_spec(), 4, seed=1)
+    y = GoldenModel(d).run(x, dump=True).layers["conv3"]
+    assert 0.05 < (y == 0).mean() < 0.9 and (y > 1).any()        # the values vary: a real test
+    folding = Folding({**Folding.default(d).layers, "conv3": {"pe": pe, "simd": simd}})
+    net = Network(d, folding)
+    net._MustUse__silence = True
+    assert net._stages[-1]["requant"]._par == par
+    res = simulate(d, tmp_path / "sim", count=16, seed=5, folding=folding, gap=0.2, stall=0.2)
+    assert res["failed"] == 0 and res["equal"] == res["total"] == 16
+    res = simulate(d, tmp_path / "sim", count=16, seed=6, folding=folding)
+    assert res["equal"] == 16
+    model = res["report"]["cycles_per_inference"]
+    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+
+
+def test_int8_last_layer_mismatch_is_localized(tmp_path):
+    """A golden model with one flipped weight bit in the int8 layer: the RTL's difference is found
+    at that layer, with the expected and the RTL's 8-bit values."""
+    from kwsbnn.sw.golden import GoldenModel
+    d = _int8_last(tmp_path)
+    spec = _int8_last_spec()
+    spec["layers"][3]["weights"][3, 5] ^= 1
+    mutant = deploy.save(spec, tmp_path / "mutant")
+    x = specgen.random_inputs(spec, 10, seed=3)
+    ref, mut = GoldenModel(d).run(x, dump=True), GoldenModel(mutant).run(x, dump=True)
+    res = simulate(d, tmp_path / "sim", inputs=x, seed=3, golden_model=mutant)
+    assert res["failed"] >= 1
+    loc = res["first_difference"]
+    assert loc["layer"] == "conv3", loc
+    k, c, (t, f) = loc["clip"], loc["channel"], loc["position"]
+    assert loc["expected"] == (mut.layers["conv3"][k, c, t, f] & 0xFF)
+    assert loc["got"] == (ref.layers["conv3"][k, c, t, f] & 0xFF) != loc["expected"]
+
+
+def test_int8_output_needs_the_last_layer_without_pooling(tmp_path):
+    spec = specgen.binary_kws(6)
+    rng = np.random.default_rng(6)
+    spec["layers"][2] = specgen.conv(rng, "conv2", 8, 8, in_prec="bin", out="int8")
+    spec["layers"][3] = specgen.conv(rng, "conv3", 8, 8, in_prec="int8")
+    d = deploy.load(deploy.save(spec, tmp_path / "a"))
+    with pytest.raises(UnsupportedNetwork, match="before the last layer"):
+        plan(d)
+    spec = specgen.binary_kws(6)
+    spec["layers"][3] = specgen.conv(rng, "conv3", 8, 8, in_prec="bin", out="int8", pool=(2, 2))
+    d = deploy.load(deploy.save(spec, tmp_path / "b"))
+    with pytest.raises(UnsupportedNetwork, match="without pooling"):
+        plan(d)

@@ -10,7 +10,7 @@ validation accuracy) and OUT/metrics.json.
 
 Binary options: a preset (redesign | naive) then key=value overrides, e.g.
   --binary-options redesign,width=32,first_weights=bin,distill=0.5
-keys: layout first_weights bn shortcut width clipped_ste ste_window head_gain real pad_bit optimizer schedule lr distill
+keys: layout first_weights last bn shortcut width clipped_ste ste_window head_gain real pad_bit optimizer schedule lr distill
       temperature bn_reestimate clip_latent
 """
 

@@ -1,0 +1,142 @@
+"""The int8 output stage of a conv layer: accumulators to 8-bit activations, gathered per position.
+
+Input: the accumulators of a matrix-vector unit with ``out="acc"``: per output position, ``C / lanes``
+transfers in channel-group order, transfer ``g`` holding ``lanes`` two's-complement values of
+``acc_width`` bits (lane ``p`` = channel ``g * lanes + p``). It computes, per channel
+(docs/integer-network.md, ``out: int8`` without shortcut)::
+
+    y[c] = clamp((acc[c] * mul[c] + add[c]) >> shift, lo, hi)         (>> an arithmetic shift)
+
+and emits one transfer per position holding all ``C`` values: element ``c`` at bits ``[8c, 8c + 8)``,
+two's complement. The multipliers and offsets are constants in logic (a multiplexer by channel).
+
+Datapath: ``par`` channels per cycle (``par`` divides ``lanes``), each with one multiplier (a DSP
+where the FPGA has them), in a three-stage pipeline: (0) select the ``par`` lanes of the held input
+transfer; (1) the products with the channels' multipliers; (2) add the offsets, shift and clamp,
+and shift the ``par`` results into a ``C x 8``-bit collect register, which is the output register:
+it is valid from a position's last channel until it is taken. The pipeline advances as a whole; it
+holds only while stage 2 has a result and the collect register a position not yet taken
+(``o.ready`` reaches ``i.ready`` through that hold, one gate).
+
+Throughput: ``C / par`` cycles per position when the input has no gaps (``lanes / par`` cycles per
+input transfer) and each position is taken within ``C / par`` cycles (the tail takes one per cycle
+while it pools). Latency: 3 cycles from the transfer with a position's last channel to the output.
+
+Members: ``i : In(stream.Signature(lanes * acc_width))``; ``o : Out(stream.Signature(C * 8))``.
+"""
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import signed_width
+
+ELEMENT_BITS = 8
+
+
+class Requantize(wiring.Component):
+    def __init__(self, mul, add, shift: int, *, lo: int, hi: int, acc_width: int, lanes: int = 1,
+                 par: int = 1, name: str = "requant"):
+        self._mul = np.asarray(mul, dtype=np.int64).reshape(-1)
+        self._add = np.asarray(add, dtype=np.int64).reshape(-1)
+        self._c = len(self._mul)
+        self._shift, self._lo, self._hi = int(shift), int(lo), int(hi)
+        self._aw, self._l, self._par = int(acc_width), int(lanes), int(par)
+        if len(self._add) != self._c:
+            raise ValueError(f"{name}: {len(self._add)} offsets for {self._c} channels")
+        if self._l < 1 or self._c % self._l:
+            raise ValueError(f"{name}: lanes={self._l} must divide the {self._c} channels")
+        if self._par < 1 or self._l % self._par:
+            raise ValueError(f"{name}: par={self._par} must divide lanes={self._l}")
+        if not (-128 <= self._lo <= self._hi <= 127):
+            raise ValueError(f"{name}: clamp range [{self._lo}, {self._hi}] is not within int8")
+        if self._shift < 0:
+            raise ValueError(f"{name}: shift {self._shift} is negative")
+        self._mw = signed_width(int(self._mul.min()), int(self._mul.max()))
+        self._adw = signed_width(int(self._add.min()), int(self._add.max()))
+        super().__init__({"i": In(stream.Signature(self._l * self._aw)),
+                          "o": Out(stream.Signature(self._c * ELEMENT_BITS))})
+
+    @property
+    def channels(self) -> int:
+        return self._c
+
+    @property
+    def mul_width(self) -> int:
+        return self._mw
+
+    @property
+    def cycles_per_position(self) -> int:
+        return self._c // self._par
+
+    @property
+    def constant_bits(self) -> int:
+        """Bits of the per-channel constants (multiplier and offset), held in logic."""
+        return self._c * (self._mw + self._adw)
+
+    def elaborate(self, platform):
+        m = Module()
+        c, lanes, par, aw = self._c, self._l, self._par, self._aw
+        steps = c // par                     # pipeline steps per position
+        subs = lanes // par                  # steps per input transfer
+        pw = aw + self._mw                   # product width
+        sw = max(pw, self._adw) + 1          # sum width
+
+        # Per step: the par channels' constants, as one multiplexer each.
+        muls = [Array(Const(int(self._mul[s * par + j]), signed(self._mw)) for s in range(steps))
+                for j in range(par)]
+        adds = [Array(Const(int(self._add[s * par + j]), signed(self._adw)) for s in range(steps))
+                for j in range(par)]
+        # Per sub-step: the par lanes of the held transfer.
+        lane = [Array(self.i.payload[(s * par + j) * aw:(s * par + j + 1) * aw].as_signed()
+                      for s in range(subs)) for j in range(par)]
+
+        step = Signal(range(steps))
+        sub = Signal(range(subs))
+        v1, last1, step1 = Signal(), Signal(), Signal(range(steps))
+        a1 = [Signal(signed(aw), name=f"a1_{j}") for j in range(par)]
+        v2, last2, step2 = Signal(), Signal(), Signal(range(steps))
+        p2 = [Signal(signed(pw), name=f"p2_{j}") for j in range(par)]
+        collect = Signal(c * ELEMENT_BITS)
+        full = Signal()                      # collect holds a whole position not yet taken
+
+        hold = Signal()
+        m.d.comb += hold.eq(v2 & full & ~self.o.ready)
+        take = Signal()                      # stage 0 takes par lanes this cycle
+        m.d.comb += [take.eq(self.i.valid & ~hold),
+                     self.i.ready.eq(~hold & (sub == subs - 1))]
+
+        # Stage 2: add, shift, clamp; collect.
+        ys = []
+        for j in range(par):
+            s = Signal(signed(sw), name=f"s2_{j}")
+            y = Signal(signed(ELEMENT_BITS), name=f"y2_{j}")
+            m.d.comb += s.eq((p2[j] + adds[j][step2]) >> self._shift)
+            with m.If(s < self._lo):
+                m.d.comb += y.eq(self._lo)
+            with m.Elif(s > self._hi):
+                m.d.comb += y.eq(self._hi)
+            with m.Else():
+                m.d.comb += y.eq(s)
+            ys.append(y)
+        shifted = Cat(collect[par * ELEMENT_BITS:], *ys) if par < c else Cat(*ys)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += full.eq(0)
+        with m.If(~hold):
+            with m.If(v2):
+                m.d.sync += [collect.eq(shifted), full.eq(last2)]
+            # Stage 1: products (the channels' multipliers selected by the registered step).
+            m.d.sync += [v2.eq(v1), last2.eq(last1), step2.eq(step1)]
+            for j in range(par):
+                m.d.sync += p2[j].eq(a1[j] * muls[j][step1])
+            # Stage 0: the lanes.
+            m.d.sync += [v1.eq(take), last1.eq(step == steps - 1), step1.eq(step)]
+            for j in range(par):
+                m.d.sync += a1[j].eq(lane[j][sub])
+            with m.If(take):
+                m.d.sync += [step.eq(Mux(step == steps - 1, 0, step + 1)),
+                             sub.eq(Mux(sub == subs - 1, 0, sub + 1))]
+        m.d.comb += [self.o.valid.eq(full), self.o.payload.eq(collect)]
+        return m
+
