@@ -11,7 +11,10 @@ position.
 Streams: ``i : In(stream.Signature(C))``, one transfer per input position ``(t, f)``, t-major,
 f-minor, ``T * F`` per inference, bit ``c`` = channel ``c``, inferences back to back with no separator;
 ``o : Out(stream.Signature(C_out))``, one transfer per output position ``(t', f')``, t'-major, bit ``c``
-= output channel ``c``.
+= output channel ``c``. With ``out="count"`` (a layer with 8-bit outputs, followed by
+:class:`~kwsbnn.hw.requant.Requantize`) there are no thresholds: each output transfer holds every
+channel's mismatch count ``d`` (``acc = K - 2 d``), channel ``c`` at bits ``[c * w, (c + 1) * w)``
+with ``w`` = :attr:`count_width`.
 
 Line buffer: one ``lib.memory.Memory`` of ``C``-bit words, a ring of ``R`` rows (row ``g`` of the input
 stream, counted across inferences, lives in slot ``g mod R``; address = (slot, column), the column
@@ -71,8 +74,11 @@ class StreamedConv(wiring.Component):
     def __init__(self, weights, direction, threshold, *, channels: int, frames: int, coeffs: int,
                  kernel, stride=(1, 1), dilation=(1, 1), padding=(0, 0), pad_bit: int = 0,
                  shortcut: bool = False, pe: int = 1, simd: int | None = None,
-                 threshold_rom: bool = False, name: str = "conv"):
+                 threshold_rom: bool = False, out: str = "bits", name: str = "conv"):
         self._name = name
+        if out not in ("bits", "count"):
+            raise ValueError(f"{name}: out must be 'bits' or 'count', got {out!r}")
+        self._out = out
         for key, v in (("channels", channels), ("frames", frames), ("coeffs", coeffs)):
             if int(v) != v or v < 1:
                 raise ValueError(f"{name}: {key} must be a positive integer, got {v!r}")
@@ -171,7 +177,18 @@ class StreamedConv(wiring.Component):
                 for s_ in range(2):
                     bound = (word >> (1 + s_ * self._vw)) & ((1 << self._vw) - 1)
                     self._trom_init.append((word & 1) | (bound << 1))
-        super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(self._co))})
+        if out == "count" and (self._shortcut or self._trom):
+            raise ValueError(f"{name}: a count output has no thresholds (no shortcut, no threshold ROM)")
+        #: Bits per output channel: 1, or for counts ``bits_for(K) + 1`` (a zero-extended count).
+        self._ow = 1 if out == "bits" else bits_for(k) + 1
+        super().__init__({"i": In(stream.Signature(self._c)),
+                          "o": Out(stream.Signature(self._co * self._ow))})
+
+    @property
+    def count_width(self) -> int:
+        """Width of one channel's count in the output (``out="count"``), zero-extended: it reads
+        the same as a signed value."""
+        return self._ow
 
     # Geometry.
     @property
@@ -450,8 +467,14 @@ class StreamedConv(wiring.Component):
                     v = Mux(scb[p], fld[1 + vw:1 + 2 * vw], v)
                 m.d.comb += bits[p].eq((acc[p] < v) ^ fld[0])
         # Collect in the output register itself (free from the first fold's result on): shift in.
-        with m.If(c_valid):
-            m.d.sync += self.o.payload.eq(Cat(self.o.payload, bits)[pe:] if nf_n > 1 else bits)
+        if self._out == "count":
+            ow = self._ow
+            vals = Cat(*(Cat(acc[p], Const(0, ow - aw)) for p in range(pe)))
+            with m.If(c_valid):
+                m.d.sync += self.o.payload.eq(Cat(self.o.payload, vals)[pe * ow:] if nf_n > 1 else vals)
+        else:
+            with m.If(c_valid):
+                m.d.sync += self.o.payload.eq(Cat(self.o.payload, bits)[pe:] if nf_n > 1 else bits)
         with m.If(c_fin):
             m.d.sync += self.o.valid.eq(1)
         with m.Elif(self.o.ready):

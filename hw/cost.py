@@ -92,7 +92,13 @@ def _conv_entry(p, units, fold) -> dict:
                  "weight_bits": conv.weight_bits, "threshold_bits": conv.threshold_bits,
                  "line_buffer_bits": conv.buffer_bits, "shortcut_fifo_bits": 0, "pool_buffer_bits": 0,
                  "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)}
-        entry["memory_bits"] = conv.weight_bits + conv.threshold_bits + conv.buffer_bits
+        if "requant" in units:
+            rq = units["requant"]
+            entry["unit"] = "streamed+requant"
+            entry["threshold_bits"] = rq.constant_bits
+            entry["unit_cycles"]["requant"] = p.window_positions * rq.cycles_per_position
+            entry["cycles"] = max(entry["unit_cycles"].values())
+        entry["memory_bits"] = conv.weight_bits + entry["threshold_bits"] + conv.buffer_bits
         return entry
     mvu = units["mvu"]
     positions = p.window_positions

@@ -8,7 +8,8 @@ Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joi
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling (channel-serial)
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Gather -> ParallelSumPoolThreshold
                                             ... pooling when the MVU is faster than C cycles/position
-    [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Requantize ....... int8 outputs (last layer)
+    StreamedConv(out=count) -> Requantize ............................ int8 outputs (last layer), SIMD <= C
+    [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Requantize ....... int8 outputs, faster foldings
     Broadcast -> SlidingWindow -> Join2 -> MatrixVectorUnit(shortcut) .. 1-bit shortcut
              '-> StreamFIFO (shortcut bits) --'
 
@@ -26,6 +27,7 @@ layer ``C_out`` 8-bit values; one item per output position, t-major, as on the s
 nothing else in the design.
 """
 
+import numpy as np
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -44,10 +46,12 @@ from .window import SlidingWindow
 __all__ = ["Network", "UnsupportedNetwork", "check_supported"]
 
 
-def StreamedConv_fits(p, fold) -> bool:
-    """Whether a conv layer is built as one :class:`StreamedConv`: binary in and out, no pooling,
-    SIMD within one kernel position (it divides the input channels)."""
-    return (p.in_prec == "bin" and p.out_prec == "bin" and not p.pool and fold["simd"] <= p.in_shape[0]
+def StreamedConv_fits(p, fold, counts: bool = False) -> bool:
+    """Whether a conv layer is built as one :class:`StreamedConv`: binary in and out (with
+    ``counts``, an int8-output layer without shortcut: the unit emits counts), no pooling, SIMD
+    within one kernel position (it divides the input channels)."""
+    out_ok = p.out_prec == ("int8" if counts else "bin")
+    return (p.in_prec == "bin" and out_ok and not p.pool and fold["simd"] <= p.in_shape[0]
             and p.in_shape[0] % fold["simd"] == 0)
 
 
@@ -114,6 +118,23 @@ class Network(wiring.Component):
                 stride=tuple(layer.get("stride", (1, 1))), dilation=tuple(layer.get("dilation", (1, 1))),
                 padding=tuple(layer.get("padding", (0, 0))), pad_bit=int(layer.get("pad_bit", 0)),
                 shortcut=p.shortcut, pe=fold["pe"], simd=fold["simd"], name=p.name)
+            return units
+        if p.out_prec == "int8" and StreamedConv_fits(p, fold, counts=True):
+            # Slow folding: the fused unit emits every channel's mismatch count d per position
+            # (acc = K - 2d, folded into the constants: acc*mul + add = d*(-2 mul) + (K mul + add)).
+            conv = units["conv"] = StreamedConv(
+                layer["weights"], np.ones(p.conv_shape[0], np.int64), np.zeros(p.conv_shape[0], np.int64),
+                channels=c, frames=t, coeffs=f, kernel=tuple(layer["kernel"]),
+                stride=tuple(layer.get("stride", (1, 1))), dilation=tuple(layer.get("dilation", (1, 1))),
+                padding=tuple(layer.get("padding", (0, 0))), pad_bit=int(layer.get("pad_bit", 0)),
+                pe=fold["pe"], simd=fold["simd"], out="count", name=p.name)
+            mul = np.asarray(layer["mul"], np.int64)
+            c_out = p.conv_shape[0]
+            par = next(d for d in range(1, c_out + 1)
+                       if c_out % d == 0 and (c_out // d <= conv.cycles_per_position or d == c_out))
+            units["requant"] = Requantize(
+                -2 * mul, p.k * mul + np.asarray(layer["add"], np.int64), layer["shift"], lo=layer["lo"],
+                hi=layer["hi"], acc_width=conv.count_width, lanes=c_out, par=par, name=f"{p.name}_requant")
             return units
         if p.needs_window:
             units["window"] = SlidingWindow(
@@ -189,6 +210,9 @@ class Network(wiring.Component):
             if "conv" in units:
                 wiring.connect(m, src, units["conv"].i)
                 src = units["conv"].o
+                if "requant" in units:
+                    wiring.connect(m, src, units["requant"].i)
+                    src = units["requant"].o
                 self._tap(m, p, src)
                 continue
             if p.shortcut:

@@ -353,9 +353,10 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["xnor"] = pe * simd
         f["acc"] = pe * bits_for(u._k)
         f["chunk_mux"] = simd * (u._cs - 1)
-        f["thr_table"] = pe * u._lane * math.ceil(u._nf / 16) if u._nf > 1 else 0
-        f["cmp"] = pe * u._vw * u._s
-        f["bits_out"] = u._co
+        counts = u._out == "count"               # no thresholds: counts out (an int8 layer)
+        f["thr_table"] = pe * u._lane * math.ceil(u._nf / 16) if u._nf > 1 and not counts else 0
+        f["cmp"] = 0 if counts else pe * u._vw * u._s
+        f["bits_out"] = u._co * u._ow
         f["ctr"] = (_log2(u._nf) + _log2(u._sfn) + _log2(u._t) + _log2(u._f) + 2 * _log2(u._r)
                     + _log2(u._to) + _log2(u._fo))
     elif k == "window":

@@ -165,10 +165,12 @@ def _int8_last(tmp_path, seed=6):
     return deploy.load(deploy.save(_int8_last_spec(seed), tmp_path / "m"))
 
 
-@pytest.mark.parametrize("pe,simd,par", [(1, 72, 1), (8, 24, 4), (8, 72, 8)])
-def test_int8_last_layer_is_exact_and_on_time(tmp_path, pe, simd, par):
-    """The requantization unit at one, four and eight channels per cycle (the folding decides): the
-    golden model's results under gaps and backpressure, and the cost model's cycles."""
+@pytest.mark.parametrize("pe,simd,par,unit", [(1, 72, 1, "mvu"), (8, 24, 4, "mvu"), (8, 72, 8, "mvu"),
+                                               (1, 8, 1, "conv"), (8, 8, 1, "conv")])
+def test_int8_last_layer_is_exact_and_on_time(tmp_path, pe, simd, par, unit):
+    """The requantization unit at one, four and eight channels per cycle (the folding decides), after
+    a matrix-vector unit's accumulators or the line-buffer conv unit's mismatch counts: the golden
+    model's results under gaps and backpressure, and the cost model's cycles."""
     from kwsbnn.hw.network import Network
     from kwsbnn.sw.golden import GoldenModel
     d = _int8_last(tmp_path)
@@ -178,7 +180,7 @@ def test_int8_last_layer_is_exact_and_on_time(tmp_path, pe, simd, par):
     folding = Folding({**Folding.default(d).layers, "conv3": {"pe": pe, "simd": simd}})
     net = Network(d, folding)
     net._MustUse__silence = True
-    assert net._stages[-1]["requant"]._par == par
+    assert net._stages[-1]["requant"]._par == par and unit in net._stages[-1]
     res = simulate(d, tmp_path / "sim", count=16, seed=5, folding=folding, gap=0.2, stall=0.2)
     assert res["failed"] == 0 and res["equal"] == res["total"] == 16
     res = simulate(d, tmp_path / "sim", count=16, seed=6, folding=folding)
