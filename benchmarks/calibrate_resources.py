@@ -79,6 +79,10 @@ for c, t, f, sc, pe, simd in [(24, 25, 13, True, 1, 24), (24, 25, 13, True, 1, 8
 # Pointwise (1x1) layers, as in the walking skeleton (64 bits -> 32 neurons at one position).
 for c, co, t, f, pe, simd in [(64, 32, 1, 1, 1, 32), (32, 32, 8, 4, 2, 16), (64, 32, 1, 1, 4, 64)]:
     GRID.append(("conv", dict(c=c, co=co, t=t, f=f, kernel=1, shortcut=False, pe=pe, simd=simd)))
+# Count outputs (an int8 last layer, before the requantization unit).
+for c, t, f, pe, simd in [(20, 25, 13, 1, 4), (20, 25, 13, 4, 4), (32, 25, 13, 1, 8), (16, 25, 13, 2, 16),
+                          (24, 25, 13, 1, 24), (48, 12, 6, 6, 16)]:
+    GRID.append(("conv", dict(c=c, t=t, f=f, shortcut=False, pe=pe, simd=simd, count=True)))
 # Sliding windows (3x3, padding 1; one dilated).
 for c, ew, t, f, dil in [(1, 8, 101, 40, 1), (24, 1, 25, 13, 1), (16, 1, 25, 13, 1), (32, 1, 25, 13, 1),
                          (48, 1, 12, 6, 1), (8, 1, 16, 10, 1), (24, 1, 25, 13, 2)]:
@@ -246,7 +250,7 @@ def build(kind: str, p: dict, seed: int = 0):
         d, thr = _thresholds(rng, co, 0, 2 if p["shortcut"] else 1, int(np.sqrt(k)) + 1)
         return StreamedConv(rng.integers(0, 2, (co, k)), d, thr, channels=c, frames=p["t"], coeffs=p["f"],
                             kernel=(kk, kk), padding=(kk // 2, kk // 2), pad_bit=1, shortcut=p["shortcut"],
-                            pe=p["pe"], simd=p["simd"])
+                            pe=p["pe"], simd=p["simd"], out="count" if p.get("count") else "bits")
     if kind == "window":
         dil = p["dil"]
         return SlidingWindow(p["c"], p["ew"], p["t"], p["f"], (3, 3), dilation=(dil, dil),

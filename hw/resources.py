@@ -232,7 +232,8 @@ def unit_kind(unit) -> str:
 def model_key(unit) -> str:
     """The name of a unit's fitted formula: its kind, and for a matrix-vector unit its input and
     weight precisions (``mvu_bin_bin``, ``mvu_int8_bin``, ``mvu_int8_int8``, and ``mvu_int8_const`` for
-    constant int8 weights: different datapaths)."""
+    constant int8 weights: different datapaths; ``conv_count`` and ``tail_int8`` for the line-buffer
+    conv unit with count outputs and the tail after an int8 layer)."""
     k = _kind(unit)
     if k == "mvu":
         if unit.const_weights:
@@ -240,6 +241,8 @@ def model_key(unit) -> str:
         return f"mvu_{unit._in_prec}_{unit._w_prec}"
     if k == "tail" and unit._in == "int8":
         return "tail_int8"
+    if k == "conv" and unit._out == "count":
+        return "conv_count"
     return k
 
 
