@@ -13,13 +13,22 @@ from .cost import Folding, divisors, layer_costs
 from .plan import plan
 
 
+#: Widest XNOR-popcount per lane and cycle for a binary-input layer: a popcount is one adder tree
+#: without registers, and 180 bits in one cycle held a whole ULX3S design to 51 MHz.
+MAX_BINARY_SIMD = 64
+
+
 def _choices(p) -> list[tuple[int, int, int]]:
     """(lanes, pe, simd) for every legal folding of a conv layer, fewest lanes first.
 
     Among equal lane counts, wider SIMD first: one accumulator and threshold per PE is the costly part.
+    A binary-input layer's SIMD is at most :data:`MAX_BINARY_SIMD` unless nothing smaller divides.
     """
     c_out = p.conv_shape[0]
-    out = [(pe * simd, pe, simd) for pe in divisors(c_out) for simd in divisors(p.k)]
+    simds = divisors(p.k)
+    if p.in_prec == "bin" and any(s <= MAX_BINARY_SIMD for s in simds):
+        simds = [s for s in simds if s <= MAX_BINARY_SIMD]
+    out = [(pe * simd, pe, simd) for pe in divisors(c_out) for simd in simds]
     return sorted(out, key=lambda x: (x[0], x[1]))
 
 

@@ -8,11 +8,12 @@ transfers in channel-group order, transfer ``g`` holding ``lanes`` two's-complem
     y[c] = clamp((acc[c] * mul[c] + add[c]) >> shift, lo, hi)         (>> an arithmetic shift)
 
 and emits one transfer per position holding all ``C`` values: element ``c`` at bits ``[8c, 8c + 8)``,
-two's complement. The multipliers and offsets are constants in logic (a multiplexer by channel).
+two's complement. The multipliers and offsets live in a ROM of ``C / par`` words, read once per
+step, in block RAM (``ram_style``): as logic its multiplexers cost more than the rest of the unit.
 
 Datapath: ``par`` channels per cycle (``par`` divides ``lanes``), each with one multiplier (a DSP
 where the FPGA has them), in a three-stage pipeline: (0) select the ``par`` lanes of the held input
-transfer; (1) the products with the channels' multipliers; (2) add the offsets, shift and clamp,
+transfer and read the channels' constants; (1) the products; (2) add the offsets, shift and clamp,
 and shift the ``par`` results into a ``C x 8``-bit collect register, which is the output register:
 it is valid from a position's last channel until it is taken. The pipeline advances as a whole; it
 holds only while stage 2 has a result and the collect register a position not yet taken
@@ -26,8 +27,8 @@ Members: ``i : In(stream.Signature(lanes * acc_width))``; ``o : Out(stream.Signa
 """
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import signed_width
@@ -72,7 +73,7 @@ class Requantize(wiring.Component):
 
     @property
     def constant_bits(self) -> int:
-        """Bits of the per-channel constants (multiplier and offset), held in logic."""
+        """Bits of the per-channel constants (multiplier and offset): the constant ROM."""
         return self._c * (self._mw + self._adw)
 
     def elaborate(self, platform):
@@ -83,11 +84,23 @@ class Requantize(wiring.Component):
         pw = aw + self._mw                   # product width
         sw = max(pw, self._adw) + 1          # sum width
 
-        # Per step: the par channels' constants, as one multiplexer each.
-        muls = [Array(Const(int(self._mul[s * par + j]), signed(self._mw)) for s in range(steps))
-                for j in range(par)]
-        adds = [Array(Const(int(self._add[s * par + j]), signed(self._adw)) for s in range(steps))
-                for j in range(par)]
+        # Per step: the par channels' constants, in a ROM read in stage 0 (word = step; lane j holds
+        # mul then add), or constants when there is one step.
+        cw = self._mw + self._adw
+        if steps > 1:
+            init = [sum(((int(self._mul[s * par + j]) & ((1 << self._mw) - 1))
+                         | ((int(self._add[s * par + j]) & ((1 << self._adw) - 1)) << self._mw)) << (j * cw)
+                        for j in range(par)) for s in range(steps)]
+            m.submodules.crom = crom = memory.Memory(shape=unsigned(par * cw), depth=steps, init=init,
+                                                      attrs={"ram_style": "block"})
+            crp = crom.read_port()
+            cword = crp.data
+        else:
+            cword = Const(sum(((int(self._mul[j]) & ((1 << self._mw) - 1))
+                               | ((int(self._add[j]) & ((1 << self._adw) - 1)) << self._mw)) << (j * cw)
+                              for j in range(par)), par * cw)
+        mul1 = [cword[j * cw:j * cw + self._mw].as_signed() for j in range(par)]
+        add1 = [cword[j * cw + self._mw:(j + 1) * cw].as_signed() for j in range(par)]
         # Per sub-step: the par lanes of the held transfer.
         lane = [Array(self.i.payload[(s * par + j) * aw:(s * par + j + 1) * aw].as_signed()
                       for s in range(subs)) for j in range(par)]
@@ -98,6 +111,7 @@ class Requantize(wiring.Component):
         a1 = [Signal(signed(aw), name=f"a1_{j}") for j in range(par)]
         v2, last2, step2 = Signal(), Signal(), Signal(range(steps))
         p2 = [Signal(signed(pw), name=f"p2_{j}") for j in range(par)]
+        d2 = [Signal(signed(self._adw), name=f"d2_{j}") for j in range(par)]
         collect = Signal(c * ELEMENT_BITS)
         full = Signal()                      # collect holds a whole position not yet taken
 
@@ -106,13 +120,15 @@ class Requantize(wiring.Component):
         take = Signal()                      # stage 0 takes par lanes this cycle
         m.d.comb += [take.eq(self.i.valid & ~hold),
                      self.i.ready.eq(~hold & (sub == subs - 1))]
+        if steps > 1:
+            m.d.comb += [crp.addr.eq(step), crp.en.eq(~hold)]
 
         # Stage 2: add, shift, clamp; collect.
         ys = []
         for j in range(par):
             s = Signal(signed(sw), name=f"s2_{j}")
             y = Signal(signed(ELEMENT_BITS), name=f"y2_{j}")
-            m.d.comb += s.eq((p2[j] + adds[j][step2]) >> self._shift)
+            m.d.comb += s.eq((p2[j] + d2[j]) >> self._shift)
             with m.If(s < self._lo):
                 m.d.comb += y.eq(self._lo)
             with m.Elif(s > self._hi):
@@ -129,7 +145,7 @@ class Requantize(wiring.Component):
             # Stage 1: products (the channels' multipliers selected by the registered step).
             m.d.sync += [v2.eq(v1), last2.eq(last1), step2.eq(step1)]
             for j in range(par):
-                m.d.sync += p2[j].eq(a1[j] * muls[j][step1])
+                m.d.sync += [p2[j].eq(a1[j] * mul1[j]), d2[j].eq(add1[j])]
             # Stage 0: the lanes.
             m.d.sync += [v1.eq(take), last1.eq(step == steps - 1), step1.eq(step)]
             for j in range(par):

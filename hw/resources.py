@@ -93,6 +93,7 @@ class MemShape:
     read: str = "sync"
     rw_check: bool = True      # False with Yosys' ``no_rw_check``: no read-during-write emulation
     transparent: bool = False  # the read port is transparent to the write port
+    block: bool = False        # ``ram_style = "block"``: block RAM whatever the cost
 
     @property
     def bits(self) -> int:
@@ -139,6 +140,8 @@ def map_memory(mem: MemShape, family: str) -> dict:
         mux = 0.5 * ((blocks - 1) * mem.width + (blocks if blocks > 1 else 0))
         options.append((n * lr["cost"] + mux + EMU_COST["register"], "lutram", n))
     best = min(options, default=None)
+    if mem.block and mem.read == "sync":
+        return {"kind": "bram", "block_ram": bram_tiles(mem.width, mem.depth, family), "lutram": 0}
     if best is None or best[0] >= logic:
         return {"kind": "logic", "block_ram": 0, "lutram": 0}
     return {"kind": best[1], "block_ram": best[2] if best[1] == "bram" else 0,
@@ -283,6 +286,10 @@ def unit_memories(unit) -> list[MemShape]:
         return mems
     if k == "tail":
         return [MemShape("wrom", u._ww, u._c * u._k, rom=True)]
+    if k == "requant":
+        steps = u._c // u._par
+        return ([MemShape("crom", u._par * (u._mw + u._adw), steps, rom=True, block=True)]
+                if steps > 1 else [])
     if k == "fifo":
         inner = u._depth - 1
         return [MemShape("fifo/storage", u._width, inner, rom=False)] if inner >= 1 else []
@@ -316,9 +323,7 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``tail``: ``ones`` (C x count width), ``scores`` (K x score width), ``mul`` (multiplier
       in logic: weight bits x (count width + 2) when no DSP takes it), ``ctr``; for 8-bit inputs
       (model ``tail_int8``) ``ones`` is C x sum width (adders instead of counters);
-    - ``requant``: ``lane_sel`` (par x acc width x (lanes / par - 1)), ``const_bits`` (the
-      per-channel constants' multiplexers, C x their width, when there is more than one step),
-      ``mul`` (par x acc width x multiplier width when no DSP takes it), ``sum`` (par x sum width:
+    - ``requant``: ``lane_sel`` (par x acc width x (lanes / par - 1)), ``mul`` (par x acc width x multiplier width when no DSP takes it), ``sum`` (par x sum width:
       add, shift, clamp), ``pipe`` (par x pipeline register bits), ``collect`` (C x 8: the collect
       and output register), ``ctr``;
     - ``broadcast``: ``bits`` (width x (1 + 1/n)); ``fifo``: ``bits`` (width); ``gather``:
@@ -385,7 +390,6 @@ def unit_features(unit, family: str = "ice40") -> dict:
         steps, subs = u._c // u._par, u._l // u._par
         pw = u._aw + u._mw
         f["lane_sel"] = u._par * u._aw * (subs - 1)
-        f["const_bits"] = u.constant_bits if steps > 1 else 0
         f["mul"] = 0 if _requant_mul_dsp(u, family) else u._par * u._aw * u._mw
         f["sum"] = u._par * (max(pw, u._adw) + 1)
         f["pipe"] = u._par * (u._aw + pw)
