@@ -12,9 +12,10 @@ Streams: ``i : In(stream.Signature(C))``, one transfer per input position ``(t, 
 f-minor, ``T * F`` per inference, bit ``c`` = channel ``c``, inferences back to back with no separator;
 ``o : Out(stream.Signature(C_out))``, one transfer per output position ``(t', f')``, t'-major, bit ``c``
 = output channel ``c``. With ``out="count"`` (a layer with 8-bit outputs, followed by
-:class:`~kwsbnn.hw.requant.Requantize`) there are no thresholds: each output transfer holds every
-channel's mismatch count ``d`` (``acc = K - 2 d``), channel ``c`` at bits ``[c * w, (c + 1) * w)``
-with ``w`` = :attr:`count_width`.
+:class:`~kwsbnn.hw.requant.Requantize`) there are no thresholds: one output transfer per fold,
+``C_out / pe`` per position, holding the ``pe`` channels' mismatch counts ``d`` (``acc = K - 2 d``),
+lane ``p`` (channel ``nf * pe + p``) at bits ``[p * w, (p + 1) * w)`` with ``w`` =
+:attr:`count_width`: the channel-group order of the matrix-vector unit's accumulators.
 
 Line buffer: one ``lib.memory.Memory`` of ``C``-bit words, a ring of ``R`` rows (row ``g`` of the input
 stream, counted across inferences, lives in slot ``g mod R``; address = (slot, column), the column
@@ -181,8 +182,8 @@ class StreamedConv(wiring.Component):
             raise ValueError(f"{name}: a count output has no thresholds (no shortcut, no threshold ROM)")
         #: Bits per output channel: 1, or for counts ``bits_for(K) + 1`` (a zero-extended count).
         self._ow = 1 if out == "bits" else bits_for(k) + 1
-        super().__init__({"i": In(stream.Signature(self._c)),
-                          "o": Out(stream.Signature(self._co * self._ow))})
+        out_width = self._co if out == "bits" else self._pe * self._ow
+        super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(out_width))})
 
     @property
     def count_width(self) -> int:
@@ -212,7 +213,10 @@ class StreamedConv(wiring.Component):
     @property
     def cycles_per_position(self) -> int:
         """``P = NF * SF + max(0, 4 - SF)`` cycles per output position when never stalled, with
-        ``NF = C_out / pe``, ``SF = K / simd``."""
+        ``NF = C_out / pe``, ``SF = K / simd``; with count outputs (one per fold) ``NF * max(SF, 4)``,
+        when each output is taken within ``SF - 3`` cycles."""
+        if self._out == "count":
+            return self._nf * max(self._sfn, 4)
         return self._nf * self._sfn + max(0, 4 - self._sfn)
 
     @property
@@ -365,9 +369,14 @@ class StreamedConv(wiring.Component):
 
         # The output register collects the bits of a position: the first fold's last read may issue
         # only when it is free and no finished position is in flight.
-        out_ok = ~self.o.valid & ~(b_valid & b_fin) & ~(c_valid & c_fin)
         issue = Signal()
-        m.d.comb += issue.eq(row_ok & (~(last_sf & (nf == 0)) | out_ok))
+        if self._out == "count":
+            # One output per fold: every fold's last read waits for a free output register.
+            out_ok = ~self.o.valid & ~(b_valid & b_last) & ~c_valid
+            m.d.comb += issue.eq(row_ok & (~last_sf | out_ok))
+        else:
+            out_ok = ~self.o.valid & ~(b_valid & b_fin) & ~(c_valid & c_fin)
+            m.d.comb += issue.eq(row_ok & (~(last_sf & (nf == 0)) | out_ok))
         m.d.comb += [rp.addr.eq(Mux(real, Cat(col[:fw], rslot), pad_addr)), wrp.addr.eq(waddr_rom)]
         # Shortcut: lane p of fold nf needs channel ch = nf*pe + p of the input at (t, f), the centre
         # tap (a0, b0): chunk ch // simd, bit ch % simd, captured when this fold reads it.
@@ -469,12 +478,14 @@ class StreamedConv(wiring.Component):
         # Collect in the output register itself (free from the first fold's result on): shift in.
         if self._out == "count":
             ow = self._ow
-            vals = Cat(*(Cat(acc[p], Const(0, ow - aw)) for p in range(pe)))
             with m.If(c_valid):
-                m.d.sync += self.o.payload.eq(Cat(self.o.payload, vals)[pe * ow:] if nf_n > 1 else vals)
-        else:
-            with m.If(c_valid):
-                m.d.sync += self.o.payload.eq(Cat(self.o.payload, bits)[pe:] if nf_n > 1 else bits)
+                m.d.sync += [self.o.payload.eq(Cat(*(Cat(acc[p], Const(0, ow - aw)) for p in range(pe)))),
+                             self.o.valid.eq(1)]
+            with m.Elif(self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
+            return m
+        with m.If(c_valid):
+            m.d.sync += self.o.payload.eq(Cat(self.o.payload, bits)[pe:] if nf_n > 1 else bits)
         with m.If(c_fin):
             m.d.sync += self.o.valid.eq(1)
         with m.Elif(self.o.ready):

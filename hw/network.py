@@ -129,12 +129,13 @@ class Network(wiring.Component):
                 padding=tuple(layer.get("padding", (0, 0))), pad_bit=int(layer.get("pad_bit", 0)),
                 pe=fold["pe"], simd=fold["simd"], out="count", name=p.name)
             mul = np.asarray(layer["mul"], np.int64)
-            c_out = p.conv_shape[0]
-            par = next(d for d in range(1, c_out + 1)
-                       if c_out % d == 0 and (c_out // d <= conv.cycles_per_position or d == c_out))
+            pe, sf = fold["pe"], p.k // fold["simd"]
+            # Fewest multipliers that take each fold's counts within SF - 3 cycles (then the
+            # conv unit is never held up: see StreamedConv.cycles_per_position).
+            par = next(d for d in range(1, pe + 1) if pe % d == 0 and (pe // d <= sf - 3 or d == pe))
             units["requant"] = Requantize(
                 -2 * mul, p.k * mul + np.asarray(layer["add"], np.int64), layer["shift"], lo=layer["lo"],
-                hi=layer["hi"], acc_width=conv.count_width, lanes=c_out, par=par, name=f"{p.name}_requant")
+                hi=layer["hi"], acc_width=conv.count_width, lanes=pe, par=par, name=f"{p.name}_requant")
             return units
         if p.needs_window:
             units["window"] = SlidingWindow(

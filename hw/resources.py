@@ -364,7 +364,7 @@ def unit_features(unit, family: str = "ice40") -> dict:
         counts = u._out == "count"               # no thresholds: counts out (an int8 layer)
         f["thr_table"] = pe * u._lane * math.ceil(u._nf / 16) if u._nf > 1 and not counts else 0
         f["cmp"] = 0 if counts else pe * u._vw * u._s
-        f["bits_out"] = u._co * u._ow
+        f["bits_out"] = u._pe * u._ow if counts else u._co
         f["ctr"] = (_log2(u._nf) + _log2(u._sfn) + _log2(u._t) + _log2(u._f) + 2 * _log2(u._r)
                     + _log2(u._to) + _log2(u._fo))
     elif k == "window":

@@ -166,7 +166,7 @@ def _int8_last(tmp_path, seed=6):
 
 
 @pytest.mark.parametrize("pe,simd,par,unit", [(1, 72, 1, "mvu"), (8, 24, 4, "mvu"), (8, 72, 8, "mvu"),
-                                               (1, 8, 1, "conv"), (8, 8, 1, "conv")])
+                                               (1, 8, 1, "conv"), (8, 8, 2, "conv"), (4, 2, 1, "conv")])
 def test_int8_last_layer_is_exact_and_on_time(tmp_path, pe, simd, par, unit):
     """The requantization unit at one, four and eight channels per cycle (the folding decides), after
     a matrix-vector unit's accumulators or the line-buffer conv unit's mismatch counts: the golden
