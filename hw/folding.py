@@ -198,7 +198,8 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     smallest speed-up that still fits; it stops when the bottleneck has no faster folding that
     fits, is held by a unit no folding speeds up (such as a sliding window), or is already as fast
     as the tail (global pooling, dense layer and argmax). Last, every other
-    layer goes back to its smallest folding that keeps up with the bottleneck. Raises
+    layer goes back to its smallest folding that keeps up with the bottleneck, each resource
+    weighed by 1 / the headroom the network leaves of it. Raises
     :class:`KwsError` with the numbers when even the smallest folding does not fit.
     """
     b = resolve_budget(budget, margin)
@@ -225,11 +226,18 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
                 break
         else:
             break
-    # Balance: the layers that are not the bottleneck take the smallest folding that keeps up.
+    # Balance: the layers that are not the bottleneck take the smallest folding that keeps up,
+    # "smallest" weighing each resource by 1 / its headroom in the network (on a nearly full
+    # iCE40, logic cells count for more than block RAMs; on a roomy device all weigh about alike).
     ii = max(max(r["cycles"] for r in choice.values()), tail_cycles)
+    total = s.total(choice)
+    weight = {k: 1.0 / (1.0 - min(0.99, total.get(k, 0) / max(1, lim))) for k, lim in b["limits"].items()}
+
+    def weighted(row):
+        return sum(weight[k] * row["est"].get(k, 0) / max(1, lim) for k, lim in b["limits"].items())
     for name, rows in s.cands.items():
-        for row in sorted((r for r in rows if r["cycles"] <= ii), key=lambda r: r["score"]):
-            if row["score"] >= choice[name]["score"]:
+        for row in sorted((r for r in rows if r["cycles"] <= ii), key=weighted):
+            if weighted(row) >= weighted(choice[name]):
                 break
             trial = dict(choice, **{name: row})
             if s.fits(trial):
