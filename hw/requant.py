@@ -12,8 +12,9 @@ two's complement. The multipliers and offsets live in a ROM of ``C / par`` words
 step, in block RAM (``ram_style``): as logic its multiplexers cost more than the rest of the unit.
 
 Datapath: ``par`` channels per cycle (``par`` divides ``lanes``), each with one multiplier (a DSP
-where the FPGA has them), in a three-stage pipeline: (0) select the ``par`` lanes of the held input
-transfer and read the channels' constants; (1) the products; (2) add the offsets, shift and clamp,
+where the FPGA has them), in a three-stage pipeline: (0) select the ``par`` lanes of the input
+transfer (taken into a register at once when it needs more than one step, so that the producer's
+output FIFO never waits on this unit) and read the channels' constants; (1) the products; (2) add the offsets, shift and clamp,
 and shift the ``par`` results into a ``C x 8``-bit collect register, which is the output register:
 it is valid from a position's last channel until it is taken. The pipeline advances as a whole; it
 holds only while stage 2 has a result and the collect register a position not yet taken
@@ -21,7 +22,8 @@ holds only while stage 2 has a result and the collect register a position not ye
 
 Throughput: ``C / par`` cycles per position when the input has no gaps (``lanes / par`` cycles per
 input transfer) and each position is taken within ``C / par`` cycles (the tail takes one per cycle
-while it pools). Latency: 3 cycles from the transfer with a position's last channel to the output.
+while it pools). Latency: 3 cycles (4 with the input register) from the transfer with a position's
+last channel to the output.
 
 Members: ``i : In(stream.Signature(lanes * acc_width))``; ``o : Out(stream.Signature(C * 8))``.
 """
@@ -102,7 +104,15 @@ class Requantize(wiring.Component):
         mul1 = [cword[j * cw:j * cw + self._mw].as_signed() for j in range(par)]
         add1 = [cword[j * cw + self._mw:(j + 1) * cw].as_signed() for j in range(par)]
         # Per sub-step: the par lanes of the held transfer.
-        lane = [Array(self.i.payload[(s * par + j) * aw:(s * par + j + 1) * aw].as_signed()
+        # With more than one step per transfer, the transfer is taken into a register at once
+        # (the producer's FIFO drains in one cycle) and its lanes are read from there.
+        if subs > 1:
+            held = Signal(lanes * aw)
+            busy = Signal()
+            src = held
+        else:
+            src = self.i.payload
+        lane = [Array(src[(s * par + j) * aw:(s * par + j + 1) * aw].as_signed()
                       for s in range(subs)) for j in range(par)]
 
         step = Signal(range(steps))
@@ -118,8 +128,15 @@ class Requantize(wiring.Component):
         hold = Signal()
         m.d.comb += hold.eq(v2 & full & ~self.o.ready)
         take = Signal()                      # stage 0 takes par lanes this cycle
-        m.d.comb += [take.eq(self.i.valid & ~hold),
-                     self.i.ready.eq(~hold & (sub == subs - 1))]
+        if subs > 1:
+            done = take & (sub == subs - 1)      # the held transfer's last step
+            m.d.comb += [take.eq(busy & ~hold), self.i.ready.eq(~busy | done)]
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [held.eq(self.i.payload), busy.eq(1)]
+            with m.Elif(done):
+                m.d.sync += busy.eq(0)
+        else:
+            m.d.comb += [take.eq(self.i.valid & ~hold), self.i.ready.eq(~hold)]
         if steps > 1:
             m.d.comb += [crp.addr.eq(step), crp.en.eq(~hold)]
 
