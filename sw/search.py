@@ -243,9 +243,18 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
 
 def _board_estimate(dep) -> dict:
     """iCE40 block RAMs, logic cells and DSPs of the candidate with the board's UART link, by the
-    calibrated resource estimate (:func:`kwsbnn.hw.resources.estimate`, default folding)."""
+    calibrated resource estimate (:func:`kwsbnn.hw.resources.estimate`): at the default folding,
+    or, when that is over the iCEBreaker's logic or DSPs, at the folding ``kwsbnn build`` would
+    choose (:func:`kwsbnn.hw.folding.for_budget`), if one fits."""
+    from kwsbnn.errors import KwsError
+    from kwsbnn.hw.folding import for_budget
     from kwsbnn.hw.resources import estimate
     res = estimate(dep, family="ice40", link=True)
+    if res["logic_cells"] > BOARD_LOGIC_CELLS or res["dsp"] > BOARD_DSPS:
+        try:
+            res = estimate(dep, for_budget(dep, "icebreaker"), family="ice40", link=True)
+        except KwsError:
+            pass
     return {"ebr": int(res["block_ram"]), "logic_cells": int(res["logic_cells"]), "dsp": int(res["dsp"])}
 
 
