@@ -71,6 +71,17 @@ def requant_par(p, mvu, pe: int) -> int:
     return pe
 
 
+def _streamed(p, fold, direction, threshold, **kw) -> StreamedConv:
+    """The line-buffer conv unit of conv layer plan ``p`` at ``fold``."""
+    layer = p.layer
+    c, t, f = p.in_shape
+    return StreamedConv(
+        layer["weights"], direction, threshold, channels=c, frames=t, coeffs=f,
+        kernel=tuple(layer["kernel"]), stride=tuple(layer.get("stride", (1, 1))),
+        dilation=tuple(layer.get("dilation", (1, 1))), padding=tuple(layer.get("padding", (0, 0))),
+        pad_bit=int(layer.get("pad_bit", 0)), pe=fold["pe"], simd=fold["simd"], name=p.name, **kw)
+
+
 def check_supported(dep) -> None:
     """Raise :class:`UnsupportedNetwork` naming the first layer the generator cannot build."""
     plan(dep)
@@ -112,22 +123,15 @@ class Network(wiring.Component):
         if StreamedConv_fits(p, fold):
             # Slow folding of a binary layer: the fused unit reads its windows straight from the
             # line buffer (no window register, no shortcut FIFO): far smaller.
-            units["conv"] = StreamedConv(
-                layer["weights"], 2 * layer["direction"] - 1, layer["threshold"], channels=c,
-                frames=t, coeffs=f, kernel=tuple(layer["kernel"]),
-                stride=tuple(layer.get("stride", (1, 1))), dilation=tuple(layer.get("dilation", (1, 1))),
-                padding=tuple(layer.get("padding", (0, 0))), pad_bit=int(layer.get("pad_bit", 0)),
-                shortcut=p.shortcut, pe=fold["pe"], simd=fold["simd"], name=p.name)
+            units["conv"] = _streamed(p, fold, 2 * layer["direction"] - 1, layer["threshold"],
+                                      shortcut=p.shortcut)
             return units
         if p.out_prec == "int8" and StreamedConv_fits(p, fold, counts=True):
             # Slow folding: the fused unit emits every channel's mismatch count d per position
             # (acc = K - 2d, folded into the constants: acc*mul + add = d*(-2 mul) + (K mul + add)).
-            conv = units["conv"] = StreamedConv(
-                layer["weights"], np.ones(p.conv_shape[0], np.int64), np.zeros(p.conv_shape[0], np.int64),
-                channels=c, frames=t, coeffs=f, kernel=tuple(layer["kernel"]),
-                stride=tuple(layer.get("stride", (1, 1))), dilation=tuple(layer.get("dilation", (1, 1))),
-                padding=tuple(layer.get("padding", (0, 0))), pad_bit=int(layer.get("pad_bit", 0)),
-                pe=fold["pe"], simd=fold["simd"], out="count", name=p.name)
+            co = p.conv_shape[0]
+            conv = units["conv"] = _streamed(p, fold, np.ones(co, np.int64), np.zeros(co, np.int64),
+                                             out="count")
             mul = np.asarray(layer["mul"], np.int64)
             pe, sf = fold["pe"], p.k // fold["simd"]
             # Fewest multipliers that take each fold's counts within SF - 3 cycles (then the
