@@ -169,7 +169,10 @@ class Network(wiring.Component):
                 units["pool"] = SumPoolThreshold(**geometry, lanes=fold["pe"], name=f"{p.name}_pool")
             else:
                 units["gather"] = Gather(fold["pe"] * mvu.acc_width, c_out // fold["pe"])
-                units["pool"] = ParallelSumPoolThreshold(**geometry, name=f"{p.name}_pool")
+                # Its output FIFO holds a pooled row: the next layer takes the row's burst at
+                # its own pace while the inputs of the next row arrive.
+                units["pool"] = ParallelSumPoolThreshold(**geometry, out_depth=p.out_shape[2] + 1,
+                                                         name=f"{p.name}_pool")
         else:
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"],
                                             out="bits",

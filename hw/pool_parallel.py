@@ -33,8 +33,11 @@ unit will accept next, so the partial sum is ready in the cycle the last column 
 Throughput: one input position per cycle unless the input has a gap or the output is stalled
 (:attr:`cycles_per_inference` ``= T * F`` when never stalled). Latency: the output transfer of a
 pooled position is valid one cycle after the input transfer that completes its window. Outputs go
-through a two-entry FIFO, so ``o.ready`` has no combinational path to ``i.ready``; the input stalls
-only when that FIFO is full and the current position would complete a window.
+through a FIFO of ``out_depth`` entries (2 by default), so ``o.ready`` has no combinational path to
+``i.ready``; the input stalls only when that FIFO is full and the current position would complete
+a window. Pooled outputs come in bursts (a pooled row while the last input row of its windows goes
+by); ``out_depth = F // pf + 1`` holds a whole pooled row, so a consumer that keeps up on average
+never stalls the input.
 
 Members: ``i : In(stream.Signature(C * acc_width))``; ``o : Out(stream.Signature(C))``.
 """
@@ -49,7 +52,8 @@ from .arith import signed_width
 
 class ParallelSumPoolThreshold(wiring.Component):
     def __init__(self, *, channels: int, acc_width: int, frames: int, coeffs: int, pool=(1, 1),
-                 direction, threshold, name: str = "pool"):
+                 direction, threshold, out_depth: int = 2, name: str = "pool"):
+        self._out_depth = max(2, int(out_depth))
         self._c, self._aw = int(channels), int(acc_width)
         self._t, self._f = int(frames), int(coeffs)
         self._pt, self._pf = (int(p) for p in (pool or (1, 1)))
@@ -120,7 +124,7 @@ class ParallelSumPoolThreshold(wiring.Component):
         cn, aw, sw = self._c, self._aw, self._sw
         pt, pf, tn, fn, t2, f2 = self._pt, self._pf, self._t, self._f, self._t2, self._f2
 
-        m.submodules.out = out = fifo.SyncFIFO(width=cn, depth=2)
+        m.submodules.out = out = fifo.SyncFIFO(width=cn, depth=self._out_depth)
         wiring.connect(m, out.r_stream, wiring.flipped(self.o))
 
         # Position of the next input transfer: t, f; a = t % pt, i = t // pt (saturates at T2 in the

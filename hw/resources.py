@@ -280,7 +280,7 @@ def unit_memories(unit) -> list[MemShape]:
     if k == "pool":
         return [MemShape("run", u._rw, u.memory_depth, rom=u._rows == 0, transparent=u._c == 1)]
     if k == "pool_parallel":
-        mems = [_sync_fifo_mem("out/storage", u._c, 2)]
+        mems = [_sync_fifo_mem("out/storage", u._c, u._out_depth)]
         if u._pt > 1:
             mems.insert(0, MemShape("buf", u._c * u._sw, u._f2, rom=False, transparent=True))
         return mems
