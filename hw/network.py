@@ -169,9 +169,11 @@ class Network(wiring.Component):
                 units["pool"] = SumPoolThreshold(**geometry, lanes=fold["pe"], name=f"{p.name}_pool")
             else:
                 units["gather"] = Gather(fold["pe"] * mvu.acc_width, c_out // fold["pe"])
-                # Its output FIFO holds a pooled row: the next layer takes the row's burst at
-                # its own pace while the inputs of the next row arrive.
-                units["pool"] = ParallelSumPoolThreshold(**geometry, out_depth=p.out_shape[2] + 1,
+                # Its output FIFO holds a pooled row (rounded up to a power of two, whole ECP5
+                # LUT-RAM blocks): the next layer takes the row's burst at its own pace while the
+                # inputs of the next row arrive.
+                units["pool"] = ParallelSumPoolThreshold(**geometry,
+                                                         out_depth=1 << p.out_shape[2].bit_length(),
                                                          name=f"{p.name}_pool")
         else:
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"],

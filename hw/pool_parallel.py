@@ -36,8 +36,8 @@ pooled position is valid one cycle after the input transfer that completes its w
 through a FIFO of ``out_depth`` entries (2 by default), so ``o.ready`` has no combinational path to
 ``i.ready``; the input stalls only when that FIFO is full and the current position would complete
 a window. Pooled outputs come in bursts (a pooled row while the last input row of its windows goes
-by); ``out_depth = F // pf + 1`` holds a whole pooled row, so a consumer that keeps up on average
-never stalls the input.
+by); an ``out_depth`` above ``F // pf`` holds a whole pooled row, so a consumer that keeps up on
+average never stalls the input.
 
 Members: ``i : In(stream.Signature(C * acc_width))``; ``o : Out(stream.Signature(C))``.
 """
