@@ -51,6 +51,13 @@ def test_reset_in_the_middle_of_an_inference(dep, simdir, reset_after):
     assert res["failed"] == 0 and res["equal"] == res["total"] == 6
 
 
+def _assert_on_time(res):
+    """Steady-state cycles per inference within 5% of the cost model's (the first result also
+    carries the pipeline latency, so the steady state excludes it)."""
+    model = res["report"]["cycles_per_inference"]
+    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+
+
 def _mutant(tmp_path, layer: str):
     """The golden model of ``dep`` with one weight bit flipped in ``layer``."""
     spec = specgen.binary_kws(3)
@@ -100,9 +107,7 @@ def test_measured_cycles_match_the_cost_model(dep, simdir):
     folding = Folding({**Folding.default(dep).layers, **folding.layers})
     res = simulate(dep, simdir, count=30, seed=12, folding=folding)
     assert res["equal"] == 30
-    # Steady state: the first result also carries the pipeline latency, so compare the rest.
-    model = res["report"]["cycles_per_inference"]
-    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+    _assert_on_time(res)
 
 
 def test_another_folding_gives_identical_results(dep, simdir):
@@ -146,8 +151,7 @@ def test_int8_weight_first_layer_is_exact_and_on_time(tmp_path, pe):
     assert res["equal"] == res["total"] == 20
     res = simulate(d, tmp_path / "sim", count=20, seed=6, folding=folding)
     assert res["equal"] == 20
-    model = res["report"]["cycles_per_inference"]
-    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+    _assert_on_time(res)
 
 
 def _int8_last_spec(seed=6):
@@ -185,8 +189,7 @@ def test_int8_last_layer_is_exact_and_on_time(tmp_path, pe, simd, par, unit):
     assert res["failed"] == 0 and res["equal"] == res["total"] == 16
     res = simulate(d, tmp_path / "sim", count=16, seed=6, folding=folding)
     assert res["equal"] == 16
-    model = res["report"]["cycles_per_inference"]
-    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+    _assert_on_time(res)
 
 
 def test_int8_last_layer_keeps_pace_when_it_is_the_bottleneck(tmp_path):
@@ -199,8 +202,7 @@ def test_int8_last_layer_keeps_pace_when_it_is_the_bottleneck(tmp_path):
                        "conv2": {"pe": 8, "simd": 72}, "conv3": {"pe": 4, "simd": 12}})
     res = simulate(d, tmp_path / "sim", count=12, seed=7, folding=folding)
     assert res["equal"] == 12
-    model = res["report"]["cycles_per_inference"]
-    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+    _assert_on_time(res)
 
 
 def test_int8_last_layer_mismatch_is_localized(tmp_path):
@@ -249,5 +251,4 @@ def test_pooled_row_bursts_do_not_stall_the_input(tmp_path):
                        "conv2": {"pe": 8, "simd": 72}, "conv3": {"pe": 8, "simd": 72}})
     res = simulate(d, tmp_path / "sim", count=6, seed=3, folding=folding)
     assert res["equal"] == 6
-    model = res["report"]["cycles_per_inference"]
-    assert abs(res["cycles_steady"] - model) <= 0.05 * model, (res["cycles_steady"], model)
+    _assert_on_time(res)
