@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kwsbnn.errors import KwsError
 
-from .search import _safe_url, load_study, open_storage, summary
+from .search import _safe_url, load_study, open_storage, refined_rows, summary
 from .plots import save_figure
 
 
@@ -101,6 +101,18 @@ def format_table(rows: list[dict], shipped: list[dict] | None = None) -> str:
     return "\n".join(lines)
 
 
+def format_refined(rows: list[dict]) -> str:
+    """A plain-text table of refined models (:func:`kwsbnn.sw.search.refine`), best first."""
+    head = (f"{'trial':>5s} {'val %':>6s} {'test %':>6s} {'trial val %':>11s} {'weights kbit':>12s} "
+            f"{'cycles/inf':>10s} {'epochs':>6s} {'seconds':>8s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['number']:5d} {_pct(r['val_accuracy']):>6s} {_pct(r.get('test_accuracy')):>6s} "
+                     f"{_pct(r.get('trial_val_accuracy')):>11s} {_kbit(r.get('weight_bits')):>12s} "
+                     f"{r.get('cycles') or 0:10,d} {r['epochs']:6d} {r.get('seconds') or 0:8.0f}")
+    return "\n".join(lines)
+
+
 def _front_2d(points):
     """The points (x, y) not dominated in (min x, max y), sorted by x."""
     best, out = -1.0, []
@@ -112,10 +124,11 @@ def _front_2d(points):
 
 
 def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "val_accuracy",
-                title: str = "") -> Path:
+                title: str = "", refined: list[dict] | None = None) -> Path:
     """Accuracy against weight memory and against cycles per inference (log x), one PNG.
 
-    ``rows``: every completed trial (``pareto`` marks the three-objective front)."""
+    ``rows``: every completed trial (``pareto`` marks the three-objective front); ``refined``: the
+    refined models, each drawn above its trial with an arrow."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -145,6 +158,19 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
                 xs.append(x)
                 ys.append(y)
             ax.plot(xs, ys, color="tab:orange", lw=1, alpha=0.7, zorder=3)
+        for r in refined or []:
+            acc = r.get(accuracy)
+            trial_acc = r.get("trial_val_accuracy") if accuracy == "val_accuracy" else None
+            if acc is None or not r.get(key):
+                continue
+            x = r[key] / (1000 if key == "weight_bits" else 1)
+            ax.scatter(x, 100 * acc, s=45, marker="D", color="tab:cyan", edgecolor="black",
+                       label="refined (trained longer)", zorder=5)
+            if trial_acc is not None:
+                ax.annotate("", (x, 100 * acc), xytext=(x, 100 * trial_acc),
+                            arrowprops={"arrowstyle": "->", "color": "tab:cyan", "lw": 1})
+            ax.annotate(f"{r['number']} ({r['epochs']} ep)", (x, 100 * acc), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
         for s in shipped:
             acc = s.get(accuracy)
             if acc is None or not s.get(key):
@@ -182,16 +208,19 @@ def report(study, url: str, out, accuracy: str = "val_accuracy", shipped: bool =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"study": res["study"], "storage": res["storage"], "counts": res["counts"],
-              "objectives": res["objectives"], "pareto": res["pareto"], "shipped": ship,
+              "objectives": res["objectives"], "pareto": res["pareto"], "refined": res["refined"],
+              "recommended": res["recommended"], "shipped": ship,
               "completed": done, "table": str(out / "pareto.json"), "plot": str(out / "pareto.png")}
     write_atomic(out / "pareto.json", json.dumps(result, indent=2, default=str) + "\n")
-    plot_pareto(done, ship, out / "pareto.png", accuracy=accuracy,
+    plot_pareto(done, ship, out / "pareto.png", accuracy=accuracy, refined=res["refined"],
                 title=f"Search {res['study']}: {len(done)} trials, {len(res['pareto'])} on the Pareto front")
     return result
 
 
-def export_trial(study, number: int, to) -> Path:
-    """The deployable model of trial ``number`` in folder ``to``."""
+def export_trial(study, number: int, to) -> tuple[Path, str]:
+    """The deployable model of trial ``number`` in folder ``to``: its refined weights when the
+    study has them (:func:`kwsbnn.sw.search.refine`, the longest refinement), else the trial's own.
+    Returns ``(folder, model file)``."""
     from optuna.trial import TrialState
 
     from .export import export
@@ -206,8 +235,11 @@ def export_trial(study, number: int, to) -> Path:
         raise KwsError(f"trial {number} did not finish training ({why})",
                        "export a completed trial, e.g. one of the Pareto front")
     model = t.user_attrs.get("model")
+    mine = [r for r in refined_rows(study) if r["number"] == number and Path(r["model"]).is_file()]
+    if mine:
+        model = max(mine, key=lambda r: r["epochs"])["model"]
     if not model or not Path(model).is_file():
         raise KwsError(f"trial {number}: model file {model} is not here (trained on host "
                        f"{t.user_attrs.get('host')})",
                        "run the export on that machine, or copy its trial folder to this path")
-    return export(model, to)
+    return export(model, to), model

@@ -18,6 +18,14 @@ One trial (:class:`Objective`):
    (:func:`prune_reason`); Optuna's own pruners do not take multi-objective trials;
 4. record ``test_accuracy``, ``model``, ``seconds`` and the costs as user attributes.
 
+Refinement (:func:`refine`, ``kwsbnn search --refine K``): a trial's few epochs rank candidates,
+but they do not train a model worth deploying, and they can mis-rank options whose worth shows only
+after long training (an int8 last layer: docs/binary-guidelines.md). After the trials, the K most
+accurate members of the Pareto front are trained again for ``--refine-epochs`` epochs with the
+same options (and the teacher) into ``<out>/refined/<number>-<epochs>ep``; the results are the study's user
+attribute ``refined``, and ``recommended`` is the refined model with the best validation accuracy.
+An interrupted refinement resumes from its last epoch; a finished one is not repeated.
+
 Storage: an Optuna RDB storage, by default ``sqlite:///<out>/study.db``; ``postgresql://...`` lets
 workers on many machines share one study. Workers send heartbeats; a trial whose worker died
 (heartbeat stale, or on this host its process gone) is marked FAIL and re-queued with the same
@@ -79,6 +87,8 @@ class SearchConfig:
     prune_margin: float = 0.02
     prune_warmup: int = 2            # epochs before any pruning
     baseline: bool = True            # enqueue the shipped redesign's architecture as trial 0
+    refine: int = 0                  # retrain this many front members after the trials
+    refine_epochs: int = 0           # their epochs (default 5 x epochs)
 
     def folder(self) -> Path:
         return Path(self.out or f"searches/{self.study}")
@@ -565,6 +575,8 @@ def _check_inputs(cfg: SearchConfig):
         raise KwsError("--trials must be at least 1")
     if cfg.epochs < 1:
         raise KwsError("--epochs must be at least 1")
+    if cfg.refine < 0 or cfg.refine_epochs < 0:
+        raise KwsError("--refine and --refine-epochs must not be negative")
     if cfg.pruner not in ("pareto", "median", "none"):
         raise KwsError(f"--pruner {cfg.pruner!r}", "use pareto, median or none")
     parse_budget(cfg.budget)
@@ -616,12 +628,67 @@ def run_search(cfg: SearchConfig, progress: bool = False) -> dict:
         except KeyboardInterrupt:
             requeue_interrupted(study)
             raise
+    if cfg.refine:
+        refine(study, cfg, progress)
     result = summary(study, cfg, url)
     result["seconds"] = time.time() - t0
     result["recovered"] = recovered
     from kwsbnn.paths import write_atomic
     write_atomic(folder / "search.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def refine_candidates(study, k: int) -> list:
+    """The ``k`` most accurate completed trials of the Pareto front (ties: fewer weight bits)."""
+    front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
+    return front[:k]
+
+
+def refine(study, cfg: SearchConfig, progress: bool = False) -> dict:
+    """Train the :func:`refine_candidates` again for ``cfg.refine_epochs`` epochs (module docstring);
+    returns the study's ``refined`` record (trial number as a string -> result)."""
+    from .train import train, TrainConfig
+
+    epochs = cfg.refine_epochs or 5 * cfg.epochs
+    record = dict(study.user_attrs.get("refined") or {})
+    todo = refine_candidates(study, cfg.refine)
+    for i, t in enumerate(todo, 1):
+        key = str(t.number)
+        done = record.get(key)
+        if done and done.get("epochs") == epochs and Path(done.get("model", "")).is_file():
+            _log(f"refine {i}/{len(todo)}: trial {t.number} already refined "
+                 f"({done['epochs']} epochs, val {done['val_accuracy']:.3f})")
+            continue
+        text = t.user_attrs["binary_options"]
+        run_dir = cfg.folder().resolve() / "refined" / f"{t.number:04d}-{epochs}ep"
+        resume = (run_dir / "state.pt").exists()
+        distill = float(t.params.get("distill", 0.0) or 0.0)
+        _log(f"refine {i}/{len(todo)}: trial {t.number} (val {t.values[0]:.3f} after "
+             f"{t.user_attrs.get('epochs')} epochs), {epochs} epochs in {run_dir}"
+             + (" (resuming)" if resume else ""))
+        t0 = time.time()
+        tcfg = TrainConfig(data=cfg.data, arch="res8", precision="binary", binary=text, epochs=epochs,
+                           seed=cfg.seed, out=str(run_dir), batch_size=cfg.batch_size,
+                           teacher=cfg.teacher if distill > 0 else None, bn_batches=cfg.bn_batches,
+                           threads=cfg.threads)
+        metrics = train(tcfg, resume=resume, progress=progress)
+        record[key] = {"number": t.number, "binary_options": text, "epochs": epochs,
+                       "val_accuracy": float(metrics["best_val_accuracy"]),
+                       "test_accuracy": metrics.get("test_accuracy"),
+                       "trial_val_accuracy": float(t.values[0]), "weight_bits": t.user_attrs.get("weight_bits"),
+                       "cycles": t.user_attrs.get("cycles"), "ebr": t.user_attrs.get("ebr"),
+                       "model": str(run_dir / "model.pt"), "run_dir": str(run_dir),
+                       "seconds": time.time() - t0, "host": socket.gethostname()}
+        study.set_user_attr("refined", record)
+        _log(f"refine {i}/{len(todo)}: trial {t.number}: val {record[key]['val_accuracy']:.3f} "
+             f"(was {t.values[0]:.3f}), test {record[key]['test_accuracy'] or float('nan'):.3f}")
+    return record
+
+
+def refined_rows(study) -> list[dict]:
+    """The study's refined models, most accurate (validation) first."""
+    rows = list((study.user_attrs.get("refined") or {}).values())
+    return sorted(rows, key=lambda r: (-r["val_accuracy"], r.get("weight_bits") or 0, r["number"]))
 
 
 def trial_row(t) -> dict:
@@ -646,9 +713,11 @@ def summary(study, cfg: SearchConfig | None = None, url: str | None = None) -> d
     trials = [trial_row(t) for t in study.get_trials(deepcopy=False)]
     for r in trials:
         r["pareto"] = r["number"] in front
+    refined = refined_rows(study)
     return {"study": study.study_name, "storage": _safe_url(url) if url else None,
             "folder": str(cfg.folder()) if cfg else None, "settings": study.user_attrs.get("settings"),
-            "counts": counts(study), "pareto": [r for r in trials if r["pareto"]], "trials": trials,
+            "counts": counts(study), "pareto": [r for r in trials if r["pareto"]],
+            "refined": refined, "recommended": refined[0] if refined else None, "trials": trials,
             "objectives": dict(zip(OBJECTIVES, DIRECTIONS)),
             "states": sorted({t.state.name for t in study.get_trials(deepcopy=False)
                               if t.state != TrialState.WAITING})}

@@ -212,6 +212,50 @@ def test_tiny_search_end_to_end(data, tmp_path, capsys):
     assert "did not finish training" in capsys.readouterr().err
 
 
+def test_refine_trains_the_best_front_members_longer(data, tmp_path, capsys):
+    """--refine K: the K most accurate front members trained again for --refine-epochs; recorded in
+    the study, not repeated when the search is run again, shown by the report, exported."""
+    from kwsbnn.sw.search import DIRECTIONS
+    folder = tmp_path / "study"
+    study = optuna.create_study(study_name="kws", storage=_storage(folder), directions=list(DIRECTIONS))
+    small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "shortcut": True,
+             "bn": True, "pool": "4x3", "dilation": False}
+    study.enqueue_trial(small)
+    study.enqueue_trial(small | {"width1": 8, "shortcut": False})
+
+    assert main(_search(data, folder, 2, "--refine", "1", "--refine-epochs", "2")) == 0
+    res = json.loads(capsys.readouterr().out)
+    front = sorted(res["pareto"], key=lambda r: (-r["val_accuracy"], r["weight_bits"], r["number"]))
+    assert len(res["refined"]) == 1 and res["recommended"] == res["refined"][0]
+    ref = res["refined"][0]
+    assert ref["number"] == front[0]["number"] and ref["epochs"] == 2
+    assert ref["binary_options"] == front[0]["binary_options"]
+    assert ref["trial_val_accuracy"] == front[0]["val_accuracy"]
+    metrics = json.loads((tmp_path / "study" / "refined" / f"{ref['number']:04d}-2ep" / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and metrics["best_val_accuracy"] == ref["val_accuracy"]
+
+    # run again: nothing is retrained (the record and the model file are unchanged)
+    model = tmp_path / "study" / "refined" / f"{ref['number']:04d}-2ep" / "model.pt"
+    stamp = model.stat().st_mtime_ns
+    assert main(_search(data, folder, 2, "--refine", "1", "--refine-epochs", "2")) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert again["refined"] == res["refined"] and model.stat().st_mtime_ns == stamp
+    assert "already refined" in captured.err
+
+    # the report lists it; the export of that trial takes the refined weights
+    out = tmp_path / "report"
+    assert main(["report", "pareto", "--dir", str(folder), "--out", str(out), "--no-shipped"]) == 0
+    text = capsys.readouterr().out
+    assert "refined" in text and (out / "pareto.png").is_file()
+    dest = tmp_path / "deployable"
+    assert main(["report", "pareto", "--dir", str(folder), "--export", str(ref["number"]),
+                 "--to", str(dest), "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["model"] == ref["model"]
+    _golden_equals_torch(ref["model"], dest, data)
+
+
 def _golden_equals_torch(model_path, folder, data):
     from kwsbnn.sw.checkpoint import load_model
     from kwsbnn.sw.data import SpeechCommands

@@ -12,8 +12,11 @@ kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--j
   memory bits and cycles per inference (min). A table, OUT/pareto.json and OUT/pareto.png (accuracy
   against weight memory and against cycles, every completed trial, the front, and the shipped
   float, int8, binary-naive and binary models where present). Default OUT: DIR/report, or reports/.
+  With `kwsbnn search --refine K`, also the refined models (trained again, longer) and the
+  recommended one.
 kwsbnn report pareto ... --export TRIAL --to DIR
-  Writes the deployable model of trial TRIAL (any completed trial, e.g. a Pareto point) into DIR.
+  Writes the deployable model of trial TRIAL (any completed trial, e.g. a Pareto point) into DIR:
+  its refined weights when the search refined it, else the trial's own.
 """
 
 
@@ -73,18 +76,18 @@ def _pareto(args) -> int:
 
     from kwsbnn.cli import emit_json
     from kwsbnn.errors import KwsError
-    from kwsbnn.sw.pareto import export_trial, format_table, open_search, report
+    from kwsbnn.sw.pareto import export_trial, format_refined, format_table, open_search, report
 
     study, url = open_search(args.dir, args.storage, args.study)
     if args.export is not None:
         if not args.to:
             raise KwsError("--export needs --to DIR (the deployable model folder to write)")
-        folder = export_trial(study, args.export, args.to)
-        result = {"trial": args.export, "deployable": str(folder)}
+        folder, model = export_trial(study, args.export, args.to)
+        result = {"trial": args.export, "deployable": str(folder), "model": model}
         if args.json:
             emit_json(result)
         else:
-            print(f"wrote the deployable model of trial {args.export} to {folder}")
+            print(f"wrote the deployable model of trial {args.export} ({model}) to {folder}")
         return 0
     out = Path(args.out) if args.out else (Path(args.dir) / "report" if args.dir else Path("reports"))
     result = report(study, url, out, accuracy=f"{args.accuracy}_accuracy", shipped=not args.no_shipped,
@@ -97,5 +100,8 @@ def _pareto(args) -> int:
               f"{c['rejected']} rejected by the budget, {c['failed']} failed; "
               f"{len(result['pareto'])} on the Pareto front")
         print(format_table(result["pareto"], result["shipped"]))
+        if result["refined"]:
+            print("\nrefined (trained again, longer; the first is the recommended model):")
+            print(format_refined(result["refined"]))
         print(f"\nwrote {result['table']} and {result['plot']}")
     return 0

@@ -17,6 +17,11 @@ not fit --budget is rejected without training:
   none     only what the generator can build
 Runs that are already beaten at the same epoch by two cheaper trials are pruned (--pruner).
 
+A trial's few epochs rank candidates; they do not make a model to deploy. --refine K trains the K
+most accurate members of the Pareto front again for --refine-epochs (default 5 x --epochs) with the
+same options and teacher, into OUT/refined/NNNN-EEep; the best of them (validation accuracy) is the
+study's recommended model, and `kwsbnn report pareto --export NNNN` exports the refined weights.
+
 Each trial trains in OUT/trials/NNNN (a `kwsbnn train` run folder). The study lives in
 sqlite:///OUT/study.db unless --storage names another database: rerun the same command to continue
 an interrupted search (--trials is the study's total, so only the missing trials run; trials left
@@ -49,6 +54,11 @@ def add_arguments(parser):
                         help="early stopping of hopeless trials (default pareto)")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny networks (4 or 8 channels), 1 epoch, small batches: a test mode")
+    parser.add_argument("--refine", type=int, default=0, metavar="K",
+                        help="after the trials, train the K most accurate Pareto-front members again, "
+                             "longer (--refine-epochs); the best is the study's recommended model")
+    parser.add_argument("--refine-epochs", type=int, default=None, metavar="E",
+                        help="epochs of a refinement (default 5 x --epochs)")
     parser.add_argument("--seed", type=int, default=0, help="training seed of every trial")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per worker")
@@ -62,7 +72,7 @@ def run(args) -> int:
     from kwsbnn.errors import KwsError
     from kwsbnn.paths import MODELS
     from kwsbnn.sw.search import SearchConfig, run_search
-    from kwsbnn.sw.pareto import format_table
+    from kwsbnn.sw.pareto import format_refined, format_table
 
     if args.teacher is None:
         teacher = None if args.tiny or not (MODELS / "float.pt").is_file() else "float"
@@ -75,7 +85,8 @@ def run(args) -> int:
     cfg = SearchConfig(data=args.data, trials=args.trials, study=args.study, out=args.out or "",
                        storage=args.storage, budget=args.budget, epochs=epochs, teacher=teacher,
                        tiny=args.tiny, seed=args.seed, batch_size=batch,
-                       bn_batches=2 if args.tiny else 20, threads=args.threads, pruner=args.pruner)
+                       bn_batches=2 if args.tiny else 20, threads=args.threads, pruner=args.pruner,
+                       refine=args.refine, refine_epochs=args.refine_epochs or 0)
     result = run_search(cfg, progress=not args.json and sys.stderr.isatty())
     if args.json:
         emit_json(result)
@@ -84,6 +95,9 @@ def run(args) -> int:
         print(f"study {result['study']} ({result['storage']}): {c['complete']} complete, {c['pruned']} "
               f"pruned, {c['rejected']} rejected by the budget, {c['failed']} failed")
         print(format_table(result["pareto"]) if result["pareto"] else "no completed trial yet")
+        if result["refined"]:
+            print("\nrefined (trained again, longer):")
+            print(format_refined(result["refined"]))
         print(f"\nkwsbnn report pareto --storage URL --study {cfg.study}" if args.storage
               else f"\nkwsbnn report pareto --dir {cfg.folder()}")
     return 0
