@@ -13,7 +13,7 @@ from .checkpoint import load_model, resolve_model
 from .footprint import footprint
 from .plots import save_figure
 
-DEFAULT_MODELS = ("float", "int8", "binary-naive", "binary-w24", "binary-sign-last", "binary")
+DEFAULT_MODELS = ("float", "int8", "binary-naive", "binary-w24", "binary-sign-last", "binary", "binary-wide")
 
 
 def _kind(model) -> str:

@@ -4,7 +4,7 @@ HELP = "trade-off table and plot (accuracy against memory); Pareto front of a se
 DESCRIPTION = """\
 kwsbnn report tradeoff [--models M,M,...] [--data DIR] [--out DIR] [--json]
   Accuracy against weight memory and peak activation memory for models of the same task; default:
-  the shipped float, int8, binary-naive, binary-w24, binary-sign-last and binary models. With --data the accuracy is measured on
+  the shipped float, int8, binary-naive, binary-w24, binary-sign-last, binary and binary-wide models. With --data the accuracy is measured on
   the split (torch engine); without, the test accuracy recorded in each model file is used.
   Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: reports/).
 kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--json]
@@ -24,7 +24,7 @@ def add_arguments(parser):
     parser.add_argument("what", choices=["tradeoff", "pareto"], help="which report")
     parser.add_argument("--models", default=None,
                         help="comma-separated model files or shipped names "
-                             "(default float,int8,binary-naive,binary-w24,binary-sign-last,binary)")
+                             "(default float,int8,binary-naive,binary-w24,binary-sign-last,binary,binary-wide)")
     parser.add_argument("--data", default=None, help="Speech Commands folder to measure accuracy on")
     parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"])
     parser.add_argument("--out", default=None, help="folder for the table and the plot")
