@@ -84,23 +84,28 @@ def clock_plan(board: Board, osc_hz: float, freq_mhz: float | None):
     return pll.f_out, pll
 
 
-def board_folding(dep, board_name: str, freq_mhz: float | None = None, progress=None):
+def board_folding(dep, board_name: str, freq_mhz: float | None = None, progress=None,
+                  rate: float | None = None):
     """The folding :func:`build` uses for ``dep`` on ``board_name`` at ``freq_mhz`` (default: the
-    board's clock) when it is given none, so that a simulation can run the design that is built."""
+    board's clock) and ``rate`` when it is given none, so that a simulation can run the design
+    that is built."""
     board = get_board(board_name)
     osc = _platform(board).default_clk_frequency
     clk_freq, _ = clock_plan(board, osc, freq_mhz if freq_mhz is not None else board.default_mhz)
-    return _board_folding(dep, board, clk_freq, progress)
+    return _board_folding(dep, board, clk_freq, progress, rate)
 
 
-def _board_folding(dep, board: Board, clk_freq: float, progress=None):
-    """The fastest folding whose calibrated estimate fits the board (an error before synthesis);
-    within the estimate's error of the device's size, the smallest folding on the whole device."""
+def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: float | None = None):
+    """The fastest folding whose calibrated estimate fits the board (an error before synthesis), or
+    with ``rate`` (inferences/s) the smallest found that reaches it; within the estimate's error of
+    the device's size, the smallest folding on the whole device."""
     from kwsbnn.hw.folding import for_budget
+    if rate is not None and rate <= 0:
+        raise KwsError(f"--rate {rate:g}: not a rate", "give the inferences per second wanted, e.g. --rate 10000")
     try:
-        return for_budget(dep, board.name, clk_hz=clk_freq)
+        return for_budget(dep, board.name, clk_hz=clk_freq, rate=rate)
     except KwsError as e:
-        folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq)
+        folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq, rate=rate)
         if progress:
             progress(f"warning: {e.args[0] if e.args else e}; trying the smallest folding on the "
                      "whole device (place and route decides)")
@@ -108,7 +113,7 @@ def _board_folding(dep, board: Board, clk_freq: float, progress=None):
 
 
 def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | None = None,
-          baud: int = 115200, progress=None) -> dict:
+          baud: int = 115200, progress=None, rate: float | None = None) -> dict:
     """Build the bitstream of ``dep`` for ``board_name`` in ``out``; return the build report."""
     board = get_board(board_name)
     toolchain.activate()
@@ -119,7 +124,7 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     clk_freq, pll = clock_plan(board, osc, freq_mhz)
     from kwsbnn.hw.folding import budget_check
     if folding is None:
-        folding = _board_folding(dep, board, clk_freq, progress)
+        folding = _board_folding(dep, board, clk_freq, progress, rate)
     else:
         check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
         if not check["fits"] and progress:
@@ -159,8 +164,11 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
               "baud": baud, "model_id": f"{top.geometry.model_id:08x}", "fmax_mhz": achieved, "timing_met": achieved is not None
               and achieved >= clock_mhz, "inferences_per_second": ips,
               "cycles_per_inference": costs["cycles_per_inference"], "resources": resources,
-              "folding": folding.to_dict(),
+              "folding": folding.to_dict(), "rate": rate,
               "seconds": round(seconds, 1)}
+    if rate and ips < rate and progress:
+        progress(f"warning: {ips:,.0f} inferences/s at {clock_mhz:.4g} MHz, short of --rate {rate:,.0f}: "
+                 "no folding that fits the board is faster")
     if not report["timing_met"]:
         fmax_text = f"{achieved:.2f} MHz" if achieved is not None else "unknown"
         raise KwsError(f"timing not met on {board.name}: Fmax {fmax_text} < the {clock_mhz:.4g} MHz "

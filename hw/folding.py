@@ -185,12 +185,14 @@ class _Search:
 
 
 def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = True,
-               clk_hz: float = 12e6) -> Folding:
+               clk_hz: float = 12e6, rate: float | None = None) -> Folding:
     """The fastest balanced folding whose estimated resources (:mod:`kwsbnn.hw.resources`) fit
     ``budget``: a board name (``icebreaker``, ``ulx3s-85f``) or a dict (see :func:`resolve_budget`),
     with ``margin`` of each resource usable (default: the family's :data:`DEFAULT_MARGIN`).
     ``link=True`` counts the board's UART and protocol logic, as ``kwsbnn build`` adds it
-    (``clk_hz``: its clock, which sizes the UART and timeout counters).
+    (``clk_hz``: its clock, which sizes the UART and timeout counters). With ``rate`` (inferences
+    per second at ``clk_hz``), the speed-up stops as soon as the network reaches it: the smallest
+    folding found that is fast enough (or the fastest that fits, if none is).
 
     Start: every conv layer at its smallest folding (the fewest estimated resources, weighing the
     resources the network runs short of, :meth:`_Search.smallest`). Then, step by
@@ -212,10 +214,11 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     # The tail (global pooling, dense, argmax) takes the same cycles at every folding: no layer
     # needs to be faster than it.
     tail_cycles = layer_costs(dep, Folding({n: r["fold"] for n, r in choice.items()}))["layers"][-1]["cycles"]
+    enough = max(tail_cycles, int(clk_hz // rate)) if rate else tail_cycles
     while True:
         name = max(choice, key=lambda n: choice[n]["cycles"])
         current = choice[name]
-        if current["cycles"] <= tail_cycles:
+        if current["cycles"] <= enough:
             break
         faster = sorted((r for r in s.cands[name] if r["cycles"] < current["cycles"]),
                         key=lambda r: (-r["cycles"], r["score"]))

@@ -58,3 +58,30 @@ def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
     clk, pll = clock_plan(board, 25e6, board.default_mhz)
     assert clk == 60e6 and pll is not None
     assert BOARDS["icebreaker"].default_mhz is None
+
+
+def test_rate_option_errors(tmp_path, capsys):
+    """--rate is a positive number of inferences per second, and it does not go with --fold FILE:
+    both are refused before anything is built."""
+    from kwsbnn.cli import main
+    assert main(["build", "--board", "ulx3s-85f", "--model", "tiny", "--rate", "0",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "not a rate" in capsys.readouterr().err
+    fold = tmp_path / "fold.json"
+    fold.write_text("{}")
+    assert main(["build", "--board", "ulx3s-85f", "--model", "tiny", "--rate", "100", "--fold", str(fold),
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "does not go with --fold" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_board_folding_with_a_rate_is_the_one_the_build_and_demo_use():
+    """boards.build.board_folding passes the rate to the folding search (the demo simulates it)."""
+    from kwsbnn.boards.build import board_folding
+    from kwsbnn.hw.cost import layer_costs
+    from kwsbnn.sw.export import deployable
+    dep = deployable("binary")
+    fastest = board_folding(dep, "ulx3s-85f")
+    fast = layer_costs(dep, fastest)["cycles_per_inference"]
+    slow = board_folding(dep, "ulx3s-85f", rate=60e6 / (4 * fast))
+    assert fast * 2 < layer_costs(dep, slow)["cycles_per_inference"] <= 4 * fast

@@ -158,6 +158,24 @@ def test_a_larger_budget_never_gives_a_slower_folding(dep):
     assert all(budget_check(dep, f, b)["fits"] for f, b in zip(folds, (small, big)))
 
 
+def test_a_rate_target_stops_at_a_smaller_folding_that_reaches_it(dep):
+    """for_budget(rate=R): cycles within the clock's budget for R inferences/s, fewer resources than
+    the fastest folding; a rate no folding reaches gives the fastest one."""
+    clk = 60e6
+    fastest = for_budget(dep, "ulx3s-85f", clk_hz=clk)
+    fast_cyc = layer_costs(dep, fastest)["cycles_per_inference"]
+    default_cyc = layer_costs(dep, Folding.default(dep))["cycles_per_inference"]
+    assert fast_cyc < default_cyc / 4
+    rate = clk / (fast_cyc * 3)                 # a third of the fastest folding's throughput
+    slow = for_budget(dep, "ulx3s-85f", clk_hz=clk, rate=rate)
+    cyc = layer_costs(dep, slow)["cycles_per_inference"]
+    assert fast_cyc < cyc <= clk / rate
+    est = [res.estimate(dep, f, "ecp5", link=True)["logic_cells"] for f in (slow, fastest)]
+    assert est[0] < est[1]
+    assert budget_check(dep, slow, "ulx3s-85f", clk_hz=clk)["fits"]
+    assert for_budget(dep, "ulx3s-85f", clk_hz=clk, rate=clk / fast_cyc * 10).to_dict() == fastest.to_dict()
+
+
 def test_a_network_too_big_for_the_budget_raises(dep):
     tiny_board = {"name": "tiny-board", "family": "ice40", "logic_cells": 100, "block_ram": 4, "dsp": 0}
     with pytest.raises(KwsError, match=r"does not fit tiny-board .* even at its smallest folding: "

@@ -22,6 +22,10 @@ def add_arguments(parser):
                         "FPGA's PLL at the closest frequency it can make)")
     parser.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     parser.add_argument("--fold", default="auto", help="folding: auto (the fastest whose resource estimate fits the board) or a JSON file")
+    parser.add_argument("--rate", type=float, default=None, metavar="N",
+                        help="with --fold auto: inferences per second wanted; the folding search stops "
+                             "at the first folding that reaches N at the clock (a smaller design that "
+                             "places and routes sooner) instead of the fastest that fits")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -30,14 +34,19 @@ def run(args) -> int:
 
     from kwsbnn.boards.build import build
     from kwsbnn.cli import emit_json
+    from kwsbnn.errors import KwsError
     from kwsbnn.hw.cost import Folding
     from kwsbnn.sw.export import deployable
 
+    if args.rate is not None and args.rate <= 0:
+        raise KwsError(f"--rate {args.rate:g}: not a rate", "give the inferences per second wanted, e.g. --rate 10000")
+    if args.rate is not None and args.fold != "auto":
+        raise KwsError("--rate chooses the folding; it does not go with --fold FILE", "drop one of them")
     dep = deployable(args.model)
     folding = None if args.fold == "auto" else Folding.load(args.fold, dep)
     out = args.out or f"build/{args.board}"
     report = build(dep, args.board, out, folding=folding, freq_mhz=args.freq, baud=args.baud,
-                   progress=lambda msg: print(msg, file=sys.stderr))
+                   progress=lambda msg: print(msg, file=sys.stderr), rate=args.rate)
     if args.json:
         emit_json(report)
     else:

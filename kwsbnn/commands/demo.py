@@ -25,6 +25,9 @@ def add_arguments(parser):
     parser.add_argument("--freq", type=float, default=None,
                         help="board clock in MHz (default: 24 on the iCEBreaker, from its PLL; else the "
                              "board's oscillator)")
+    parser.add_argument("--rate", type=float, default=None, metavar="N",
+                        help="inferences per second wanted: the smallest folding found that reaches "
+                             "N (default: the fastest that fits the board)")
     parser.add_argument("--no-build", action="store_true", help="skip the bitstream")
     parser.add_argument("--out", default="build/demo", help="work folder (default build/demo)")
     parser.add_argument("--seed", type=int, default=0)
@@ -87,7 +90,7 @@ def _kws(args, out):
     if not args.no_build:
         # Simulate the folding the bitstream will have (the fastest that fits the board).
         from kwsbnn.boards.build import board_folding
-        folding = board_folding(dep, args.board, _freq(args), progress=_say)
+        folding = board_folding(dep, args.board, _freq(args), progress=_say, rate=args.rate)
         _say(f"{args.board} folding: " + ", ".join(f"{n} pe={f['pe']} simd={f['simd']}"
                                                    for n, f in folding.to_dict()["layers"].items()))
     RTL_OPTIONS["folding"] = folding
