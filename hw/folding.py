@@ -214,11 +214,24 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     # The tail (global pooling, dense, argmax) takes the same cycles at every folding: no layer
     # needs to be faster than it.
     tail_cycles = layer_costs(dep, Folding({n: r["fold"] for n, r in choice.items()}))["layers"][-1]["cycles"]
-    enough = max(tail_cycles, int(clk_hz // rate)) if rate else tail_cycles
+
+    def network_ii(ch) -> int:
+        """Cycles per inference of the whole network (with the last layer's stall while the
+        scores unit computes, which per-layer cycles do not show)."""
+        return layer_costs(dep, Folding({n: r["fold"] for n, r in ch.items()}))["cycles_per_inference"]
+
+    enough = max(tail_cycles, int(clk_hz // rate)) if rate else None
+    last_conv = list(choice)[-1]
     while True:
         name = max(choice, key=lambda n: choice[n]["cycles"])
+        stalled = False
+        if enough is not None:
+            if network_ii(choice) <= enough:
+                break
+            if choice[name]["cycles"] <= enough:     # the last layer's stall is what is too slow
+                name, stalled = last_conv, True
         current = choice[name]
-        if current["cycles"] <= enough:
+        if current["cycles"] <= tail_cycles and not stalled:
             break
         faster = sorted((r for r in s.cands[name] if r["cycles"] < current["cycles"]),
                         key=lambda r: (-r["cycles"], r["score"]))
@@ -233,6 +246,7 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     # "smallest" weighing each resource by 1 / its headroom in the network (on a nearly full
     # iCE40, logic cells count for more than block RAMs; on a roomy device all weigh about alike).
     ii = max(max(r["cycles"] for r in choice.values()), tail_cycles)
+    ii_network = network_ii(choice)
     total = s.total(choice)
     weight = {k: 1.0 / (1.0 - min(0.99, total.get(k, 0) / max(1, lim))) for k, lim in b["limits"].items()}
 
@@ -243,7 +257,7 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
             if weighted(row) >= weighted(choice[name]):
                 break
             trial = dict(choice, **{name: row})
-            if s.fits(trial):
+            if s.fits(trial) and network_ii(trial) <= ii_network:
                 choice = trial
                 break
     return Folding({name: dict(row["fold"]) for name, row in choice.items()})
