@@ -95,13 +95,18 @@ def board_folding(dep, board_name: str, freq_mhz: float | None = None, progress=
     return _board_folding(dep, board, clk_freq, progress, rate)
 
 
+def check_rate(rate: float | None) -> None:
+    """A ``--rate`` must be a positive number of inferences per second (or None)."""
+    if rate is not None and rate <= 0:
+        raise KwsError(f"--rate {rate:g}: not a rate", "give the inferences per second wanted, e.g. --rate 10000")
+
+
 def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: float | None = None):
     """The fastest folding whose calibrated estimate fits the board (an error before synthesis), or
     with ``rate`` (inferences/s) the smallest found that reaches it; within the estimate's error of
     the device's size, the smallest folding on the whole device."""
     from kwsbnn.hw.folding import for_budget
-    if rate is not None and rate <= 0:
-        raise KwsError(f"--rate {rate:g}: not a rate", "give the inferences per second wanted, e.g. --rate 10000")
+    check_rate(rate)
     try:
         return for_budget(dep, board.name, clk_hz=clk_freq, rate=rate)
     except KwsError as e:

@@ -219,7 +219,7 @@ def report(study, url: str, out, accuracy: str = "val_accuracy", shipped: bool =
 
 def export_trial(study, number: int, to) -> tuple[Path, str]:
     """The deployable model of trial ``number`` in folder ``to``: its refined weights when the
-    study has them (:func:`kwsbnn.sw.search.refine`, the longest refinement), else the trial's own.
+    study has them (:func:`kwsbnn.sw.search.refine`), else the trial's own.
     Returns ``(folder, model file)``."""
     from optuna.trial import TrialState
 
@@ -235,9 +235,9 @@ def export_trial(study, number: int, to) -> tuple[Path, str]:
         raise KwsError(f"trial {number} did not finish training ({why})",
                        "export a completed trial, e.g. one of the Pareto front")
     model = t.user_attrs.get("model")
-    mine = [r for r in refined_rows(study) if r["number"] == number and Path(r["model"]).is_file()]
-    if mine:
-        model = max(mine, key=lambda r: r["epochs"])["model"]
+    refined = next((r for r in refined_rows(study) if r["number"] == number), None)
+    if refined and Path(refined["model"]).is_file():
+        model = refined["model"]
     if not model or not Path(model).is_file():
         raise KwsError(f"trial {number}: model file {model} is not here (trained on host "
                        f"{t.user_attrs.get('host')})",

@@ -32,14 +32,13 @@ def add_arguments(parser):
 def run(args) -> int:
     import sys
 
-    from kwsbnn.boards.build import build
+    from kwsbnn.boards.build import build, check_rate
     from kwsbnn.cli import emit_json
     from kwsbnn.errors import KwsError
     from kwsbnn.hw.cost import Folding
     from kwsbnn.sw.export import deployable
 
-    if args.rate is not None and args.rate <= 0:
-        raise KwsError(f"--rate {args.rate:g}: not a rate", "give the inferences per second wanted, e.g. --rate 10000")
+    check_rate(args.rate)
     if args.rate is not None and args.fold != "auto":
         raise KwsError("--rate chooses the folding; it does not go with --fold FILE", "drop one of them")
     dep = deployable(args.model)
