@@ -19,7 +19,7 @@ import torch
 
 from kwsbnn.errors import KwsError
 
-from .data import CLASSES, SpeechCommands
+from .data import CLASSES, SpeechCommands, open_data
 from .features import FeatureCache, FeatureConfig, FeatureQuantizer
 
 ENGINES = {}
@@ -124,7 +124,7 @@ def quantized_features(model, ds: SpeechCommands, examples) -> torch.Tensor:
 
 def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int | None = None) -> dict:
     """Accuracy, per-class accuracy, confusion matrix and the prediction of every clip."""
-    ds = SpeechCommands(data)
+    ds = open_data(data)
     examples = select(ds, split, limit)
     if not examples:
         raise KwsError(f"{data}: the {split} split is empty")
