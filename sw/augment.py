@@ -107,7 +107,7 @@ def speed_perturb(waves: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     pos = c + (torch.arange(s, dtype=torch.float32)[None, :] - c) * rate[:, None].float()
     i0 = pos.floor().long()
     frac = pos - i0.float()
-    valid = (i0 >= 0) & (i0 < s - 1)
+    valid = (pos >= 0) & (pos <= s - 1)
     a = waves.gather(1, i0.clamp(0, s - 1))
     b = waves.gather(1, (i0 + 1).clamp(0, s - 1))
     return ((1 - frac) * a + frac * b) * valid

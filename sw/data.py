@@ -358,8 +358,8 @@ class DataUnion:
     union of every folder's training split; validation and test splits are each folder's own lists,
     concatenated. Examples keep their file paths, so clip identity and feature caches are per file;
     every split is in folder order (the folders as given), each folder's part sorted as in
-    :class:`SpeechCommands`. Background noise (silence and noise mixing) comes from the first folder
-    that has it; folders without ``_background_noise_/`` contribute no silence examples."""
+    :class:`SpeechCommands`. Silence examples and the noise that augmentation mixes in come from the
+    first folder only (the folders after it add speech, and may lack ``_background_noise_/``)."""
 
     def __init__(self, folders: list[SpeechCommands]):
         self.parts = folders
@@ -367,8 +367,7 @@ class DataUnion:
         self.layout = folders[0].layout
         self.split_source = "+".join(f.split_source for f in folders)
         self.seed, self.strict = folders[0].seed, folders[0].strict
-        noisy = [f for f in folders if f.noise_paths()]
-        self._noise_from = noisy[0] if noisy else folders[0]
+        self._noise_from = folders[0]
 
     @property
     def bad_files(self) -> list[tuple[str, str]]:
@@ -418,14 +417,11 @@ def data_folders(data) -> list[str]:
 
 def open_data(data, **kw) -> SpeechCommands | DataUnion:
     """The data set of a ``--data`` value (see :func:`data_folders`): a :class:`SpeechCommands` for
-    one folder, a :class:`DataUnion` for several. A folder after the first may lack
-    ``_background_noise_/`` (the first folder's noise makes silence and noise mixing)."""
+    one folder, a :class:`DataUnion` for several (the folders after the first get no silence
+    examples of their own and may lack ``_background_noise_/``)."""
     folders = data_folders(data)
     if len(folders) == 1:
         return SpeechCommands(folders[0], **kw)
     parts = [SpeechCommands(folders[0], **kw)]
-    for p in folders[1:]:
-        has_noise = (Path(p) / NOISE_DIR).is_dir()
-        parts.append(SpeechCommands(p, **{**kw, "silence_fraction": kw.get("silence_fraction", 0.1)
-                                          if has_noise else 0.0}))
+    parts += [SpeechCommands(p, **{**kw, "silence_fraction": 0.0}) for p in folders[1:]]
     return DataUnion(parts)
