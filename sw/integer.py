@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from kwsbnn.errors import KwsError
-from .models import INPUT_SCALE, STREAM_RANGE, Block, ChainResNet
+from .models import INPUT_SCALE, Block, ChainResNet
 
 FORMAT = "kwsbnn-integer-spec"
 VERSION = 1
@@ -176,7 +176,7 @@ def integer_spec(model, name: str = "model", frac_bits: int = 16) -> dict:
             in_scale = 1.0
         if blk.out_prec == "stream":
             mul, add, shift = blk.stream_requant(in_scale, blk.acc_bound())
-            lo, hi = STREAM_RANGE
+            lo, hi = blk.stream_range
             layer.update(shortcut="int8" if blk.stream_add else "none", mul=_np(mul), add=_np(add),
                          smul=np.full(blk.cout, (1 << shift) if blk.stream_add else 0, np.int64),
                          shift=int(shift), lo=lo, hi=hi)

@@ -75,7 +75,8 @@ class BinaryOptions:
     Net's integer residual stream: the first layer writes ``r = round(BN(acc) / S)`` (int8,
     ``S = 2**-stream_frac``), every binary layer convolves ``sign(r * S - shift_c)`` and adds
     ``round(BN(acc) / S)`` to ``r``, saturating to int8; layers that change width or pool start a
-    new stream; the head reads the last ``r``; ``last`` is then moot), ``rsign`` (ReActNet's learnable
+    new stream; the head pools the last ``r``, through a ReLU (clamp at 0) with ``last=int8``,
+    signed with ``last=bin``), ``rsign`` (ReActNet's learnable
     per-channel shift before the sign of a stream; off: 0; folded into an integer threshold),
     ``stream_frac`` (fraction bits of the stream).
     ``last`` (``bin`` | ``int8``: the last binary layer's output. ``int8`` is guideline 1's
@@ -358,6 +359,7 @@ class Block(nn.Module):
         self.stream_scale = 2.0 ** -stream_frac
         self.in_shift = None
         self.stream_add = False
+        self.stream_range = STREAM_RANGE   # the last block clamps at 0 with last=int8 (a ReLU)
         if in_prec == "stream":       # RSign: a per-channel shift before the sign (learnable or 0)
             self.in_shift = nn.Parameter(torch.zeros(cin), requires_grad=rsign)
         if out_prec == "stream":      # the residual is added with weight 1: no shortcut scale
@@ -463,7 +465,7 @@ class Block(nn.Module):
     def stream_output(self, acc, r, in_scale):
         """The stream output ``clamp(r + round(BN(acc)/S), -128, 127)`` (``r`` = 0 without the
         residual add): straight-through rounding in training, the exported integers in evaluation."""
-        lo, hi = STREAM_RANGE
+        lo, hi = self.stream_range
         res = r if self.stream_add else torch.zeros((), dtype=acc.dtype, device=acc.device)
         if self.training or self.real:
             z = self.pre_activation(acc, r, in_scale)
@@ -547,6 +549,8 @@ class ChainResNet(nn.Module):
             out = last if i == n else act
             blocks.append(Block(cin, cout, dilation=d, pool=pool, in_prec=act, w_prec=w, out_prec=out,
                                 shortcut=sc and cin == cout and not pool and out == act, **kw))
+        if act == "stream" and opts.last == "int8":     # ReLU on the last stream before the pool
+            blocks[-1].stream_range = (0, STREAM_RANGE[1])
         self.blocks = nn.ModuleList(blocks)
         self.head = Head(widths[-1], cfg.n_classes, head, cfg.dropout,
                          gain=opts.head_gain if cfg.precision == "binary" else 1.0)

@@ -285,6 +285,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
                "total_seconds": float(sum(h["seconds"] for h in history)),
                "run_seconds": time.time() - t_run, "device": str(device),
+               "steps_per_epoch": len(train_b), "optimizer_steps": len(history) * len(train_b),
                "model": str(out / "model.pt"), "config": _jsonable(asdict(cfg)), "history": history}
     if done and best_state is not None:
         best_model = build_model(mcfg)

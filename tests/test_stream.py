@@ -62,7 +62,7 @@ def _check_exact(model, q, tmp_path=None):
     return spec, iacts
 
 
-@pytest.mark.parametrize("opts", ["redesign,shortcut=int", "redesign,shortcut=int,first_weights=bin,pad_bit=0",
+@pytest.mark.parametrize("opts", ["redesign,shortcut=int", "redesign,shortcut=int,last=int8","redesign,shortcut=int,first_weights=bin,pad_bit=0",
                                   "redesign,shortcut=int,rsign=false,stream_frac=3",
                                   "redesign,shortcut=int,stages=8x2-12x2,pool=4x3",
                                   "redesign,shortcut=int,stages=8x1-8x2,pool=4x3/2x1,dilation=on"])
@@ -72,14 +72,16 @@ def test_stream_torch_integer_golden_agree(opts, tmp_path):
     spec, acts = _check_exact(model, q, tmp_path / "dep")
     convs = [layer for layer in spec["layers"] if layer["op"] == "conv"]
     assert convs[0]["in_prec"] == "int8" and "in_threshold" not in convs[0]
-    assert all(c["out"] == "int8" and (c["lo"], c["hi"]) == STREAM_RANGE for c in convs)
+    relu = "last=int8" in opts
+    assert all(c["out"] == "int8" and (c["lo"], c["hi"]) == STREAM_RANGE for c in convs[:-1])
+    assert (convs[-1]["lo"], convs[-1]["hi"]) == ((0, 127) if relu else STREAM_RANGE)
     for c in convs[1:]:
         assert c["in_prec"] == "bin" and c["in_threshold"].shape == (c["in_channels"],)
         same = c["in_channels"] == c["out_channels"] and not c["pool"]
         assert c["shortcut"] == ("int8" if same else "none")
     # the stream really moves: not stuck at the clamp, several values
     last = acts[f"conv{len(convs) - 1}"]
-    assert len(torch.unique(last)) > 20
+    assert len(torch.unique(last)) > 20 and (last.min() >= 0 if relu else last.min() < 0)
     assert deploy.load(tmp_path / "dep").manifest["version"] == 2
 
 
