@@ -107,6 +107,7 @@ class BinaryOptions:
     last: str = "bin"
     rsign: bool = True
     stream_frac: int = 4
+    preset: str = ""          # the preset the options were parsed from (reports name direct models)
 
     def __post_init__(self):
         # model files written before ``shortcut`` took a name store a bool
@@ -119,12 +120,12 @@ class BinaryOptions:
     def parse(cls, text: str | None) -> "BinaryOptions":
         """``naive`` | ``redesign`` (default) followed by ``,key=value`` overrides."""
         parts = [p.strip() for p in (text or "redesign").split(",") if p.strip()]
-        opts = PRESETS["redesign"]
+        opts = replace(PRESETS["redesign"], preset="redesign")
         if parts and "=" not in parts[0]:
             name = parts.pop(0)
             if name not in PRESETS:
                 raise ValueError(f"unknown binary preset {name!r}; known: {', '.join(PRESETS)}")
-            opts = PRESETS[name]
+            opts = replace(PRESETS[name], preset=name)
         types = {f.name: f.type for f in fields(cls)}
         for p in parts:
             key, _, val = p.partition("=")
@@ -527,7 +528,7 @@ class ChainResNet(nn.Module):
         elif cfg.precision == "int8":
             act, w, first_w, sc, head = "int8", "int8", "int8", True, "int8"
         else:
-            act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut, "int8"
+            act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut != "none", "int8"
         kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
                   clipped=opts.clipped_ste, ste_window=opts.ste_window,
                   real=cfg.precision == "binary" and opts.real)

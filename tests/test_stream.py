@@ -123,6 +123,9 @@ def test_rsign_off_freezes_the_shift():
 
 def test_shortcut_option_names_and_old_files():
     assert BinaryOptions.parse("redesign,shortcut=false").shortcut == "none"
+    for text, has in (("shortcut=none", False), ("shortcut=false", False), ("shortcut=bit", True)):
+        m = build_model(make_config("res8-narrow", "binary", BinaryOptions.parse(f"redesign,{text}")))
+        assert any(b.shortcut_scale is not None for b in m.blocks) == has, text
     assert BinaryOptions.parse("redesign,shortcut=true").shortcut == "bit"
     assert BinaryOptions(shortcut=True).shortcut == "bit"          # a version-1 model file's bool
     with pytest.raises(ValueError, match="shortcut"):
