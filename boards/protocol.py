@@ -275,8 +275,11 @@ class LinkGeometry:
     @property
     def ahead(self) -> int:
         """Frames the host may send after a decision frame before that decision's answer has
-        arrived: the ring's room beyond the window, in whole frames."""
-        return (self.ring_transfers - self.transfers) // self.coeffs
+        arrived: 1. The ring has room for at least one frame beyond the window (so the frame
+        after a decision can arrive while the window is replayed), and the board queues one
+        decision (its window, and its verdict for the writer) behind the one it computes; a
+        second would overflow either."""
+        return min(1, (self.ring_transfers - self.transfers) // self.coeffs)
 
     @property
     def score_bytes(self) -> int:
@@ -506,7 +509,8 @@ class BoardLink:
         self.timeout = timeout
         self.name = name
         self.info_: BoardInfo | None = None
-        self._dec = FrameDecoder(types=(FrameType.INFO, FrameType.RESULT, FrameType.ERROR))
+        self._dec = FrameDecoder(types=(FrameType.INFO, FrameType.RESULT, FrameType.ERROR,
+                                         FrameType.STARTED))
 
     def _drain(self) -> None:
         reset = getattr(self.port, "reset_input_buffer", None)

@@ -60,3 +60,47 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
                             waves=waves)
     summary["info"] = top.info.__dict__
     return summary
+
+
+def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0, seed: int = 0,
+                    clk_freq: float = 8e6, baud: int = 1_000_000, timeout: float = 3e-4,
+                    folding=None, build_stride: int | None = None, waves: bool = False) -> dict:
+    """Run the streaming testbench (:mod:`kwsbnn.sim.tb_stream`) on ``dep``'s board top at
+    ``clk_freq`` and ``baud`` (cycle for cycle: the simulated time is counted in clock cycles):
+    STREAM_START with ``stride`` (0: the build's, ``build_stride`` or the default), ``frames``
+    random frames (default: a window and 4 strides more) streamed as fast as the UART and the
+    flow control allow, each decision checked against the golden model on its window, then the
+    stream error cases, an INFER and a restart.
+
+    Returns the testbench summary (``checks``, ``failures``, ``decisions``,
+    ``decisions_per_second`` over the whole run, ``steady_decisions_per_second`` from the first
+    decision to the last, ``tests``, ``failed``) plus ``figures``
+    (:meth:`~kwsbnn.boards.top.KwsTop.stream_figures`: ring, link limit, the network's rate).
+    """
+    workdir = Path(workdir).resolve()
+    vdir = workdir / "verilog"
+    from kwsbnn.boards.top import KwsTop
+    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, timeout=timeout, stride=build_stride)
+    text = verilog.convert(top, name=TOP, emit_src=False)
+    vdir.mkdir(parents=True, exist_ok=True)
+    path = vdir / f"{TOP}.v"
+    write_atomic(path, text)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    n = stride or top.stride
+    if frames is None:
+        frames = top.geometry.frames + 4 * n
+    clk_ns = 10
+    env = {"KWSBNN_TB_MODEL": str(dep.path),
+           "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
+           "KWSBNN_TB_INFO": top.info.encode().hex(),
+           "KWSBNN_TB_CLK_NS": str(clk_ns), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
+           "KWSBNN_TB_DIVISOR": str(top.divisor),
+           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
+           "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
+           "KWSBNN_TB_FRAMES": str(frames), "KWSBNN_TB_STRIDE": str(stride),
+           "KWSBNN_TB_SEED": str(seed)}
+    summary = run_testbench(path, TOP, "kwsbnn.sim.tb_stream", workdir / f"sim_build-{digest}", env,
+                            waves=waves)
+    summary["figures"] = top.stream_figures()
+    summary["info"] = top.info.__dict__
+    return summary

@@ -74,7 +74,8 @@ class HostSide:
 
     def __init__(self, driver: UartDriver, monitor: UartMonitor):
         self.drv, self.mon = driver, monitor
-        self.dec = p.FrameDecoder(types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR))
+        self.dec = p.FrameDecoder(types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR,
+                                             p.FrameType.STARTED))
         self.items = []
 
     async def recv(self, timeout_ns: int):
