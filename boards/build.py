@@ -36,15 +36,22 @@ class Board:
     resources: dict      # nextpnr cell name -> what we call it
     family: str          # FPGA family: which PLL (kwsbnn.boards.pll)
     default_mhz: float | None = None     # clock without --freq (None: the oscillator)
+    default_baud: int = 115200           # UART rate without --baud
 
 
+# UART rates: the iCEBreaker's FT2232H makes 1,000,000 baud exactly (3 MHz / 3) and the design's
+# 12 MHz (or 24 MHz) clock divides it exactly (12 or 24 clocks per bit); 3 Mbaud would leave 4
+# clocks per bit at 12 MHz, too few for a safe mid-bit sample. The ULX3S's FT231X makes 3 Mbaud
+# (3 MHz / 1), and 60 MHz divides it exactly (20 clocks per bit).
 BOARDS = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "bin",
                         {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "block_ram",
-                         "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40"),
+                         "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40",
+                        default_baud=1_000_000),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
-                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0),
+                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0,
+                       default_baud=3_000_000),
 }
 
 
