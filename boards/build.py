@@ -124,10 +124,40 @@ def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: floa
         return folding
 
 
+def stream_budget(dep, folding, board: Board, clk_freq: float) -> dict:
+    """What the streaming ring buffer costs on ``board`` by the resource estimate
+    (:class:`kwsbnn.hw.resources.RingUnit`): ``{"ring": {block_ram, logic_cells, bits},
+    "block_ram": {used, available}}`` for the whole design; a :class:`KwsError` with the numbers
+    when the design's block RAMs (network, link and ring) are more than the board has."""
+    from kwsbnn.hw.folding import resolve_budget
+    from kwsbnn.hw.resources import RingUnit, estimate
+    b = resolve_budget(board.name)
+    est = estimate(dep, folding, b["family"], link=True, clk_hz=clk_freq)
+    ring = next(e for e in est["per_layer"] if e["name"] == "ring")
+    ru = RingUnit.for_model(dep)
+    have = b["available"]["block_ram"]
+    out = {"ring": {"transfers": ru.depth, "bits": ru.depth * ru.width,
+                    "block_ram": ring["block_ram"], "logic_cells": ring["logic_cells"]},
+           "block_ram": {"used": est["block_ram"], "available": have}}
+    if est["block_ram"] > have:
+        raise KwsError(f"the design needs {est['block_ram']} block RAMs, {board.name} has {have}: the "
+                       f"network and link {est['block_ram'] - ring['block_ram']}, the streaming ring "
+                       f"buffer {ring['block_ram']} ({ru.depth} x {ru.width} bits = "
+                       f"{ru.depth * ru.width / 1024:g} kbit)",
+                       "use a folding with smaller weight memories or a smaller model")
+    return out
+
+
 def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | None = None,
-          baud: int = 115200, progress=None, rate: float | None = None) -> dict:
-    """Build the bitstream of ``dep`` for ``board_name`` in ``out``; return the build report."""
+          baud: int | None = None, progress=None, rate: float | None = None,
+          stride: int | None = None) -> dict:
+    """Build the bitstream of ``dep`` for ``board_name`` in ``out``; return the build report.
+    ``baud``: the UART rate (default: the board's, :attr:`Board.default_baud`); ``stride``:
+    the streaming decision stride built in (default: the smallest that keeps up with a frame
+    per 10 ms, :func:`kwsbnn.boards.top.default_stride`)."""
     board = get_board(board_name)
+    if baud is None:
+        baud = board.default_baud
     toolchain.activate()
     platform = _platform(board)
     osc = platform.default_clk_frequency
@@ -142,7 +172,15 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
         if not check["fits"] and progress:
             progress(f"warning: by the resource estimate this folding does not fit {board.name} "
                      f"({', '.join(check['over'])}); place and route will tell")
-    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, pll=pll)
+    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, pll=pll, stride=stride)
+    memory = stream_budget(dep, folding, board, clk_freq)
+    streaming = top.stream_figures()
+    if progress:
+        progress(f"UART {baud} baud: {top.divisor} clocks per bit at {clk_freq / 1e6:.4g} MHz, "
+                 f"{100 * top.baud_error:+.2f}% off; streaming ring buffer "
+                 f"{memory['ring']['bits'] / 1024:g} kbit = {memory['ring']['block_ram']} block RAMs "
+                 f"({memory['block_ram']['used']} of {memory['block_ram']['available']} in all), a "
+                 f"decision every {top.stride} frames")
     if progress and pll is not None:
         progress(f"PLL: {osc / 1e6:g} MHz -> {clk_freq / 1e6:.4g} MHz (requested {freq_mhz:g}; "
                  f"{pll.describe()})")
@@ -173,7 +211,11 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     report = {"board": board.name, "bitstream": str(out / f"{name}.{board.bitstream_ext}"),
               "clock_mhz": clock_mhz, "requested_mhz": freq_mhz if freq_mhz is not None else clock_mhz,
               "oscillator_mhz": osc / 1e6, "pll": pll.to_dict() if pll else None,
-              "baud": baud, "model_id": f"{top.geometry.model_id:08x}", "fmax_mhz": achieved, "timing_met": achieved is not None
+              "baud": baud, "uart_divisor": top.divisor,
+              "baud_error_percent": round(100 * top.baud_error, 3),
+              "streaming": {**streaming, "ring_block_ram": memory["ring"]["block_ram"],
+                            "ring_logic_cells_estimate": memory["ring"]["logic_cells"]},
+              "model_id": f"{top.geometry.model_id:08x}", "fmax_mhz": achieved, "timing_met": achieved is not None
               and achieved >= clock_mhz, "inferences_per_second": ips,
               "cycles_per_inference": costs["cycles_per_inference"], "resources": resources,
               "folding": folding.to_dict(), "rate": rate,

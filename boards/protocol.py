@@ -509,6 +509,7 @@ class BoardLink:
         self.timeout = timeout
         self.name = name
         self.info_: BoardInfo | None = None
+        self._frames = []           # decoded, not yet returned (a read may bring several)
         self._dec = FrameDecoder(types=(FrameType.INFO, FrameType.RESULT, FrameType.ERROR,
                                          FrameType.STARTED))
 
@@ -517,6 +518,7 @@ class BoardLink:
         if reset is not None:
             reset()
         self._dec.reset()
+        self._frames.clear()
 
     def _read_some(self) -> bytes:
         n = getattr(self.port, "in_waiting", 0) or 1
@@ -527,10 +529,15 @@ class BoardLink:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         bad = []
         while True:
+            if self._frames:
+                return self._frames.pop(0)
             for item in self._dec.feed(self._read_some()):
                 if isinstance(item, Frame):
-                    return item
-                bad.append(item.detail)
+                    self._frames.append(item)
+                else:
+                    bad.append(item.detail)
+            if self._frames:
+                continue
             if time.monotonic() > deadline:
                 got = []
                 if self._dec.pending:
