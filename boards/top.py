@@ -1,15 +1,19 @@
-"""Board top: the generated network behind the host protocol v1 (docs/host-protocol.md) on a UART.
+"""Board top: the generated network behind the host protocol 2 (docs/host-protocol.md) on a UART.
 
-    rx -> UARTRx -> FrameParser --transfers--> Network --result--> FrameWriter -> UARTTx -> tx
-                         '--------- responses (INFO / ERROR / verdict) ---------^
+    rx -> UARTRx -> FrameParser --INFER transfers------------------> Network --result--> FrameWriter -> UARTTx -> tx
+                         |------STREAM transfers--> FrameRing --replay--^                    ^
+                         '--------- responses (INFO / ERROR / STARTED / verdict) -------------'
 
 :class:`FrameParser` checks each frame's sync, version, type, length and CRC-8 as its bytes arrive
 and feeds INFER payload bytes straight into the network's input stream (one transfer per
-``transfer_bytes`` bytes; the map is never buffered). :class:`FrameWriter` sends INFO, ERROR and
-RESULT frames. A corrupted INFER has already run when its CRC byte shows the damage, so the CRC
-verdict travels to the writer, which *holds the network's result until the verdict is known*: a
-good CRC sends RESULT, a bad one discards the result and sends ERROR(checksum). A host that stops
-in the middle of an INFER payload (no byte for ``timeout`` seconds) has the rest of the map filled
+``transfer_bytes`` bytes; the map is never buffered), and STREAM payloads (one input frame each)
+into the ring buffer (:class:`~kwsbnn.boards.ring.FrameRing`), which replays the last ``T``
+frames into the network on every decision frame. :class:`FrameWriter` sends INFO, ERROR,
+STARTED and RESULT frames. A corrupted INFER has already run when its CRC byte shows the damage,
+so the CRC verdict travels to the writer, which *holds the network's result until the verdict is
+known*: a good CRC sends RESULT, a bad one discards the result and sends ERROR(checksum). A
+corrupted STREAM frame is dropped from the ring before anything runs. A host that stops in the
+middle of an INFER payload (no byte for ``timeout`` seconds) has the rest of the map filled
 with zeros, that result discarded and ERROR(timeout) sent, so the network never holds half a map.
 
 :class:`KwsTop` joins them. With an amaranth-boards platform it requests ``uart``, the LEDs (the
@@ -23,7 +27,9 @@ Latency of one request: the UART delivers its last byte at the stop bit's middle
 first byte starts about 3 cycles after the later of that byte and (for INFER) the network's
 result. Throughput, stop-and-wait: one inference per ``(input_bytes + 6) + (result_bytes + 6)``
 byte times (10 bit times each) plus the network's latency after the last input transfer (the
-network's initiation interval is far shorter than a UART byte per transfer).
+network's initiation interval is far shorter than a UART byte per transfer). Streaming: one
+decision per ``stride`` frames of ``frame_bytes + 6`` byte times each, or per inference of the
+network, whichever is longer (the replay takes one transfer per cycle when the network does).
 """
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, Mux, Shape, Signal, Value
@@ -287,8 +293,9 @@ class FrameParser(wiring.Component):
 
 class FrameWriter(wiring.Component):
     """Board -> host frames: for each request on ``req`` sends INFO (the constant ``info`` payload),
-    ERROR (the request's code) or, for a VERDICT, waits for the network's result on ``res`` and
-    sends RESULT (verdict 0) or discards the result and sends ERROR (verdict = error code).
+    ERROR (the request's code), STARTED (the code is the stride) or, for a VERDICT, waits for the
+    network's result on ``res`` and sends RESULT (verdict 0) or discards the result and sends
+    ERROR (verdict = error code).
 
     Every payload goes out of one shift register of ``max(1 + n_classes * score_bytes, 16)``
     bytes: the RESULT is copied into it when the result is taken (so the network is free again at
@@ -406,7 +413,8 @@ class FrameWriter(wiring.Component):
 
 
 class KwsTop(wiring.Component):
-    """The board design: network, UART, protocol v1, LEDs, reset button, clock (see module doc).
+    """The board design: network, UART, protocol 2 with its ring buffer, LEDs, reset button,
+    clock (see module doc).
 
     ``clk_freq``: the ``sync`` clock in Hz (the PLL's achieved output when ``pll`` is given: a
     :mod:`kwsbnn.boards.pll` parameter set). ``baud``: the UART rate (divisor ``round(clk / baud)``,
