@@ -1,4 +1,4 @@
-"""Host protocol v1: framed requests and answers over the board's UART byte link.
+"""Host protocol 2: framed requests and answers over the board's UART byte link.
 
 Pure Python (numpy for packing feature maps); no hardware dependency. The byte-level definition is
 docs/host-protocol.md; this module is its reference implementation on the host side, and

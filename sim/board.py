@@ -1,5 +1,5 @@
 """System-level simulation of the board top: :class:`~kwsbnn.boards.top.KwsTop` (network, UART,
-host protocol v1) in Verilator, driven through its ``rx`` pin and read on ``tx`` by the
+host protocol 2) in Verilator, driven through its ``rx`` pin and read on ``tx`` by the
 :mod:`kwsbnn.sim.tb_board` testbench with the host-side protocol code of
 :mod:`kwsbnn.boards.protocol`, and checked against the golden model.
 """

@@ -1,4 +1,4 @@
-"""Host protocol v1 in pure Python: frames round-trip, the decoder resynchronises on garbage and
+"""Host protocol 2 in pure Python: frames round-trip, the decoder resynchronises on garbage and
 rejects bad versions, types, lengths and checksums, cut frames wait for their rest, and the host
 link (BoardLink) talks to the Python model of the board (SimulatedBoard)."""
 
