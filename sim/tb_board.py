@@ -1,5 +1,6 @@
 """cocotb testbench of the board top (:class:`kwsbnn.boards.top.KwsTop`, ``platform=None``) over
-its UART pins, speaking host protocol 2 (its version-1 part: PING and INFER; streaming is :mod:`kwsbnn.sim.tb_stream`) with :mod:`kwsbnn.boards.protocol`'s encoder and decoder.
+its UART pins, speaking host protocol 2 (its version-1 part, PING and INFER; streaming is
+:mod:`kwsbnn.sim.tb_stream`) with :mod:`kwsbnn.boards.protocol`'s encoder and decoder.
 
 A UART model drives ``rx`` with one :class:`~cocotb.triggers.Timer` per bit, and another samples
 ``tx`` from each start bit's falling edge in the middle of every bit: Python wakes ten times per
