@@ -8,7 +8,8 @@ and the flow control allow, every decision equal to the golden model on the wind
 (class and scores); then a STREAM frame with a bad CRC (ERROR checksum, the frame is not in the
 ring: the next decision's window skips it), a host that stops inside a STREAM frame (ERROR
 timeout, dropped too), an INFER between streams (the old whole-map message), and a STREAM_START
-that empties the ring (the first decision comes after a whole window again).
+that empties the ring (the first decision comes after a whole window again); after the
+measured run, frames come with random pauses between them.
 
 Measures, on the first run of frames: decisions per second at the design's clock (from the
 first byte of the first frame to the end of the last RESULT), against the network's own rate
@@ -94,9 +95,10 @@ async def board_stream(dut):
         check(name, r.cls == int(want.classes[0]) and r.scores == want.scores[0].tolist(),
               f"board {r}, golden cls {int(want.classes[0])} scores {want.scores[0].tolist()}")
 
-    async def stream(frames, plan, history, name):
-        """Send ``frames`` with ``plan``'s flow control; check every decision; return the
-        decisions and the sim time from the first byte sent to the end of the last answer."""
+    async def stream(frames, plan, history, name, gaps=False):
+        """Send ``frames`` with ``plan``'s flow control (with ``gaps``, a random pause of up to
+        3 byte times before half of them); check every decision; return the decisions and the
+        sim time from the first byte sent to the end of the last answer."""
         pending, decided = [], 0
         t0 = get_sim_time("ns")
         answered.clear()
@@ -108,6 +110,8 @@ async def board_stream(dut):
                                    window_of(history, k))
                 answered.append(get_sim_time("ns"))
                 decided += 1
+            if gaps and rng.random() < 0.5:
+                await Timer(int(rng.integers(1, 3 * byte_ns)), "ns")
             await drv.send(p.encode_frame(p.FrameType.STREAM, p.pack_frame(x, g)))
             history.append(x)
             if plan.decides(j):
@@ -150,7 +154,7 @@ async def board_stream(dut):
     await expect("stream timeout", p.FrameType.ERROR, bytes([p.ErrorCode.TIMEOUT]))
     # The stream goes on as if neither frame had come.
     more, _ = await stream(list(random_frames(2 * plan.stride)), plan, history,
-                           "decision after errors")
+                           "decision after errors", gaps=True)
     check("decisions after errors", more == 2 or len(history) < g.frames, f"{more}")
 
     # The whole-map message still works between streams.
@@ -165,7 +169,8 @@ async def board_stream(dut):
     plan1 = p.StreamPlan(g.frames, 1, g.ahead)
     history = []
     n2 = g.frames + 1
-    decided2, _ = await stream(list(random_frames(n2)), plan1, history, "decision after restart")
+    decided2, _ = await stream(list(random_frames(n2)), plan1, history, "decision after restart",
+                               gaps=True)
     check("decisions after restart", decided2 == 2, f"{decided2}")
     check("uart framing", mon.framing_errors == 0, f"{mon.framing_errors} stop bits low")
 
