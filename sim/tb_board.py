@@ -49,7 +49,8 @@ class UartDriver:
 
 
 class UartMonitor:
-    """Receives bytes from ``sig`` into :attr:`queue`; counts framing errors (stop bit low)."""
+    """Receives bytes from ``sig`` into :attr:`queue` as ``(byte, sim time in ns at its stop
+    bit)``; counts framing errors (stop bit low)."""
 
     def __init__(self, sig, bit_ns: int):
         self.sig = sig
@@ -67,7 +68,7 @@ class UartMonitor:
                 await Timer(self.bit, "ns")
             if not int(self.sig.value):
                 self.framing_errors += 1
-            self.queue.put_nowait(byte)
+            self.queue.put_nowait((byte, get_sim_time("ns")))
 
 
 class HostSide:
@@ -78,6 +79,7 @@ class HostSide:
         self.dec = p.FrameDecoder(types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR,
                                              p.FrameType.STARTED))
         self.items = []
+        self.last_byte_ns = 0       # when the last byte the decoder took arrived
 
     async def recv(self, timeout_ns: int):
         """The next frame (or decoder FrameError); None when nothing completes in ``timeout_ns``."""
@@ -87,7 +89,7 @@ class HostSide:
             if left <= 0:
                 return None
             try:
-                b = await with_timeout(self.mon.queue.get(), int(left), "ns")
+                b, self.last_byte_ns = await with_timeout(self.mon.queue.get(), int(left), "ns")
             except SimTimeoutError:
                 return None
             self.items += self.dec.feed(bytes([b]))

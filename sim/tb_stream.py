@@ -65,6 +65,8 @@ async def board_stream(dut):
 
     failures, checks = [], {}
     answered = []           # sim times (ns) at which the decisions of a run arrived
+    waits = []              # from a decision frame's last bit to the end of its RESULT (ns)
+    sent_at = {}
     wall0 = time.monotonic()
 
     def check(name, ok, detail=""):
@@ -102,13 +104,15 @@ async def board_stream(dut):
         pending, decided = [], 0
         t0 = get_sim_time("ns")
         answered.clear()
+        waits.clear()
         for x in frames:
             j = len(history) + 1
             while pending and pending[0] <= plan.must_have(j):
                 k = pending.pop(0)
                 await check_result(name, await expect(name + " (RESULT)", p.FrameType.RESULT),
                                    window_of(history, k))
-                answered.append(get_sim_time("ns"))
+                answered.append(host.last_byte_ns)
+                waits.append(answered[-1] - sent_at[k])
                 decided += 1
             if gaps and rng.random() < 0.5:
                 await Timer(int(rng.integers(1, 3 * byte_ns)), "ns")
@@ -116,13 +120,15 @@ async def board_stream(dut):
             history.append(x)
             if plan.decides(j):
                 pending.append(j)
+                sent_at[j] = get_sim_time("ns")
         while pending:
             k = pending.pop(0)
             await check_result(name, await expect(name + " (RESULT)", p.FrameType.RESULT),
                                window_of(history, k))
-            answered.append(get_sim_time("ns"))
+            answered.append(host.last_byte_ns)
+            waits.append(answered[-1] - sent_at[k])
             decided += 1
-        return decided, get_sim_time("ns") - t0
+        return decided, host.last_byte_ns - t0
 
     # INFO, with the stream fields.
     await drv.send(p.encode_frame(p.FrameType.PING))
@@ -142,6 +148,7 @@ async def board_stream(dut):
     check("decision count", decided == want_decisions, f"{decided} of {want_decisions}")
     span_cycles = span_ns / clk_ns
     steady_cycles = (answered[-1] - answered[0]) / clk_ns if len(answered) > 1 else None
+    answer_cycles = [w / clk_ns for w in waits]
 
     # A STREAM frame with a bad CRC: ERROR, and the frame does not enter the ring.
     bad = bytearray(p.encode_frame(p.FrameType.STREAM, p.pack_frame(random_frames(1)[0], g)))
@@ -180,6 +187,8 @@ async def board_stream(dut):
                "decisions_per_second": decided / seconds if seconds > 0 else None,
                "frames_per_second": n_frames / seconds if seconds > 0 else None,
                "steady_cycles": steady_cycles,
+               "answer_cycles": {"mean": sum(answer_cycles) / len(answer_cycles),
+                                 "max": max(answer_cycles)} if answer_cycles else None,
                "steady_decisions_per_second": (decided - 1) / (steady_cycles / clk_hz)
                if steady_cycles else None,
                "wall_seconds": time.monotonic() - wall0}
