@@ -604,7 +604,7 @@ class BoardLink:
         """Send STREAM frames (packed payloads, :func:`pack_frame`) after :meth:`stream_start`,
         with the flow control of ``plan``; yield ``(k, Result)`` for every decision frame ``k``
         (1-based), in order, as the answers arrive. Any ERROR answer is a :class:`KwsError`."""
-        info = self.info_
+        info = self.info_ or self.info()
         pending = []
         flush = getattr(self.port, "flush", None)
 
