@@ -602,16 +602,20 @@ class RingUnit:
 
 
 #: Logic of :class:`RingUnit` per family (see there): ``const``, per ``addr_bits`` and per
-#: ``width`` (data bit). iCE40, from Yosys + nextpnr ``--pack-only`` (:func:`synthesize`):
-#: FrameRing alone, 8-bit data, 206 / 234 / 271 logic cells and 89 / 108 / 116 flip-flops at 256,
-#: 2048 and 4096 transfers (8, 11, 12 address bits); the parser with streaming 208 cells and 76
-#: flip-flops, without 172 and 62 (+36, +14); the writer's STARTED answer and the input
-#: multiplexer about 10 + 1 per data bit. ECP5: the iCE40 figures (not measured).
+#: ``width`` (data bit), from Yosys + nextpnr ``--pack-only`` (:func:`synthesize`) of FrameRing
+#: alone with 8-bit data, and of the parser with and without streaming, plus about 10 cells for
+#: the writer's STARTED answer and 1 per data bit for the input multiplexer:
+#: - iCE40: FrameRing 206 / 234 / 271 logic cells and 89 / 108 / 116 flip-flops at 256, 2048 and
+#:   4096 transfers (8, 11, 12 address bits); the parser 208 cells and 76 flip-flops with
+#:   streaming, 172 and 62 without (+36, +14);
+#: - ECP5: FrameRing 207 / 290 LUT4 and 89 / 115 flip-flops at 256 and 4096 transfers; the parser
+#:   198 / 78 with streaming, 180 / 64 without (+18, +14).
 RING_LOGIC = {
     "ice40": {"logic_cells": {"const": 120.0, "addr_bits": 14.5, "width": 1.0},
-              "flip_flops": {"const": 46.0, "addr_bits": 6.75}},
+              "flip_flops": {"const": 54.0, "addr_bits": 6.75}},
+    "ecp5": {"logic_cells": {"const": 61.0, "addr_bits": 20.75, "width": 1.0},
+             "flip_flops": {"const": 56.0, "addr_bits": 6.5}},
 }
-RING_LOGIC["ecp5"] = RING_LOGIC["ice40"]
 
 
 def ring_estimate(ring: RingUnit, family: str) -> dict:
