@@ -166,7 +166,16 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     clk_freq, pll = clock_plan(board, osc, freq_mhz)
     from kwsbnn.hw.folding import budget_check
     if folding is None:
-        folding = _board_folding(dep, board, clk_freq, progress, rate)
+        try:
+            folding = _board_folding(dep, board, clk_freq, progress, rate)
+        except KwsError as e:
+            from kwsbnn.hw.resources import RingUnit, ring_estimate
+            ru = RingUnit.for_model(dep)
+            ring = ring_estimate(ru, board.family)
+            raise KwsError(f"{e.message}; of these, the streaming ring buffer takes "
+                           f"{ring['block_ram']} block RAMs ({ru.depth} x {ru.width} bits = "
+                           f"{ru.depth * ru.width / 1024:g} kbit) and about "
+                           f"{ring['logic_cells']:.0f} logic cells", e.hint) from None
     else:
         check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
         if not check["fits"] and progress:

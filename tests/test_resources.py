@@ -240,3 +240,9 @@ def test_ring_buffer_cost_and_a_build_that_does_not_fit(tmp_path):
         stream_budget(long, Folding.default(long), BOARDS["icebreaker"], 12e6)
     ok = stream_budget(long, Folding.default(long), BOARDS["ulx3s-85f"], 60e6)
     assert ok["ring"]["block_ram"] == 8 and ok["block_ram"]["used"] <= 208
+    # The build command's folding search says it too, before any synthesis.
+    from kwsbnn.boards.build import build
+    with pytest.raises(KwsError, match=r"37 block ram of 30 .*the streaming ring buffer takes 32 "
+                       r"block RAMs \(16384 x 8 bits = 128 kbit\)"):
+        build(long, "icebreaker", tmp_path / "b")
+    assert not (tmp_path / "b").exists()
