@@ -64,13 +64,15 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
 
 def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0, seed: int = 0,
                     clk_freq: float = 8e6, baud: int = 1_000_000, timeout: float = 3e-4,
-                    folding=None, build_stride: int | None = None, waves: bool = False) -> dict:
+                    folding=None, build_stride: int | None = None, hop_s: float = 0.0,
+                    waves: bool = False) -> dict:
     """Run the streaming testbench (:mod:`kwsbnn.sim.tb_stream`) on ``dep``'s board top at
     ``clk_freq`` and ``baud`` (cycle for cycle: the simulated time is counted in clock cycles):
     STREAM_START with ``stride`` (0: the build's, ``build_stride`` or the default), ``frames``
     random frames (default: a window and 4 strides more) streamed as fast as the UART and the
-    flow control allow, each decision checked against the golden model on its window, then the
-    stream error cases, an INFER and a restart.
+    flow control allow (with ``hop_s``, one frame per ``hop_s`` seconds instead: real time at 0.01),
+    each decision checked against the golden model on its window, then the stream error cases,
+    an INFER and a restart.
 
     Returns the testbench summary (``checks``, ``failures``, ``decisions``,
     ``decisions_per_second`` over the whole run, ``steady_decisions_per_second`` from the first
@@ -98,9 +100,17 @@ def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0,
            "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
            "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
            "KWSBNN_TB_FRAMES": str(frames), "KWSBNN_TB_STRIDE": str(stride),
+           "KWSBNN_TB_PACE_CYCLES": str(int(round(hop_s * clk_freq))),
            "KWSBNN_TB_SEED": str(seed)}
+    # The C++ main loop drives the clock and only the UART pins, reset and LEDs are visible to
+    # Python: Verilator runs the design at nearly its own speed between UART bits.
+    vlt = vdir / f"{TOP}.vlt"
+    write_atomic(vlt, "`verilator_config\n"
+                 + "".join(f'public_flat_rw -module "{TOP}" -var "{v}"\n' for v in ("rx", "rst"))
+                 + "".join(f'public_flat_rd -module "{TOP}" -var "{v}"\n' for v in ("tx", "leds", "clk")))
+    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
     summary = run_testbench(path, TOP, "kwsbnn.sim.tb_stream", workdir / f"sim_build-{digest}", env,
-                            waves=waves)
+                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
     summary["figures"] = top.stream_figures()
     summary["info"] = top.info.__dict__
     return summary

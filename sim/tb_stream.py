@@ -12,8 +12,11 @@ that empties the ring (the first decision comes after a whole window again); aft
 measured run, frames come with random pauses between them.
 
 Measures, on the first run of frames: decisions per second at the design's clock (from the
-first byte of the first frame to the end of the last RESULT), against the network's own rate
-and the link's limit. Configured through ``KWSBNN_TB_*`` variables by
+first byte of the first frame to the end of the last RESULT; from the first decision to the last
+for the steady rate), against the network's own rate and the link's limit, and the time from
+each decision frame to its RESULT. With ``KWSBNN_TB_PACE_CYCLES`` the first run is paced in real
+time (a frame every that many cycles, as a live input gives them) and the summary says how late
+the flow control made any frame (``max_lag_cycles``). Configured through ``KWSBNN_TB_*`` variables by
 :func:`kwsbnn.sim.board.simulate_stream`; writes a JSON summary to ``KWSBNN_TB_RESULT``.
 """
 
@@ -52,7 +55,8 @@ async def board_stream(dut):
     answer_ns = 2 * latency_ns + (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * byte_ns \
         + timeout_ns + 4 * g.transfers * clk_ns + 200 * clk_ns
 
-    cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
+    if not float(env.get("KWSBNN_TB_CLOCK_NS", "0")):   # no C++ clock: drive it from here
+        cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
     drv = UartDriver(dut.rx, bit_ns)
     mon = UartMonitor(dut.tx, bit_ns)
     cocotb.start_soon(mon.run())
@@ -67,6 +71,8 @@ async def board_stream(dut):
     answered = []           # sim times (ns) at which the decisions of a run arrived
     waits = []              # from a decision frame's last bit to the end of its RESULT (ns)
     sent_at = {}
+    lags = []               # real time: how late each frame went out (ns)
+    pace_ns = int(env.get("KWSBNN_TB_PACE_CYCLES", "0")) * clk_ns
     wall0 = time.monotonic()
 
     def check(name, ok, detail=""):
@@ -97,7 +103,7 @@ async def board_stream(dut):
         check(name, r.cls == int(want.classes[0]) and r.scores == want.scores[0].tolist(),
               f"board {r}, golden cls {int(want.classes[0])} scores {want.scores[0].tolist()}")
 
-    async def stream(frames, plan, history, name, gaps=False):
+    async def stream(frames, plan, history, name, gaps=False, pace_ns=0):
         """Send ``frames`` with ``plan``'s flow control (with ``gaps``, a random pause of up to
         3 byte times before half of them); check every decision; return the decisions and the
         sim time from the first byte sent to the end of the last answer."""
@@ -105,8 +111,12 @@ async def board_stream(dut):
         t0 = get_sim_time("ns")
         answered.clear()
         waits.clear()
-        for x in frames:
+        for i, x in enumerate(frames):
             j = len(history) + 1
+            if pace_ns:             # real time: frame i is ready at t0 + i hops
+                due = t0 + i * pace_ns
+                if get_sim_time("ns") < due:
+                    await Timer(due - get_sim_time("ns"), "ns")
             while pending and pending[0] <= plan.must_have(j):
                 k = pending.pop(0)
                 await check_result(name, await expect(name + " (RESULT)", p.FrameType.RESULT),
@@ -116,6 +126,8 @@ async def board_stream(dut):
                 decided += 1
             if gaps and rng.random() < 0.5:
                 await Timer(int(rng.integers(1, 3 * byte_ns)), "ns")
+            if pace_ns:
+                lags.append(get_sim_time("ns") - due)
             await drv.send(p.encode_frame(p.FrameType.STREAM, p.pack_frame(x, g)))
             history.append(x)
             if plan.decides(j):
@@ -143,7 +155,8 @@ async def board_stream(dut):
 
     # The measured run.
     history = []
-    decided, span_ns = await stream(list(random_frames(n_frames)), plan, history, "decision")
+    decided, span_ns = await stream(list(random_frames(n_frames)), plan, history, "decision",
+                                    pace_ns=pace_ns)
     want_decisions = len(plan.decisions(n_frames))
     check("decision count", decided == want_decisions, f"{decided} of {want_decisions}")
     span_cycles = span_ns / clk_ns
@@ -187,6 +200,8 @@ async def board_stream(dut):
                "decisions_per_second": decided / seconds if seconds > 0 else None,
                "frames_per_second": n_frames / seconds if seconds > 0 else None,
                "steady_cycles": steady_cycles,
+               "paced_cycles": pace_ns // clk_ns,
+               "max_lag_cycles": max(lags) / clk_ns if lags else None,
                "answer_cycles": {"mean": sum(answer_cycles) / len(answer_cycles),
                                  "max": max(answer_cycles)} if answer_cycles else None,
                "steady_decisions_per_second": (decided - 1) / (steady_cycles / clk_hz)
