@@ -104,11 +104,13 @@ class FrameRing(wiring.Component):
             with m.If(left != 0):
                 m.d.sync += [raddr.eq(raddr + 1), left.eq(left - 1)]
         first = (wp - window)[:aw]
-        with m.If(decide):
-            with m.If(self.busy | pending):
+        with m.If(pending & ~self.busy):
+            m.d.sync += [raddr.eq(pend_addr), left.eq(window), pending.eq(decide)]
+            with m.If(decide):
+                m.d.sync += pend_addr.eq(first)
+        with m.Elif(decide):
+            with m.If(self.busy):
                 m.d.sync += [pending.eq(1), pend_addr.eq(first)]
             with m.Else():
                 m.d.sync += [raddr.eq(first), left.eq(window)]
-        with m.Elif(pending & ~self.busy):
-            m.d.sync += [raddr.eq(pend_addr), left.eq(window), pending.eq(0)]
         return m
