@@ -18,18 +18,30 @@ TOP = "kws_board"
 
 
 def board_verilog(dep, out, *, clk_freq: float = 8e6, baud: int = 1_000_000, timeout: float = 3e-4,
-                  folding=None, name: str = TOP):
+                  folding=None, name: str = TOP, stride: int | None = None):
     """Write the Verilog of ``KwsTop(dep, platform=None, ...)`` to ``out/<name>.v``; return
     ``(path, top)``. The defaults (8 clocks per UART bit, a timeout of 24 byte times) keep
     simulation fast; the design is the one a board runs, except for those two numbers."""
     from kwsbnn.boards.top import KwsTop
-    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, timeout=timeout)
+    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, timeout=timeout, stride=stride)
     text = verilog.convert(top, name=name, emit_src=False)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.v"
     write_atomic(path, text)
     return path, top
+
+
+def _pins_config(vdir: Path) -> Path:
+    """A Verilator configuration that makes only the board's pins (UART, reset, LEDs, clock)
+    visible to VPI: with the C++ main loop driving the clock (``fast=True`` of
+    :func:`~kwsbnn.sim.runner.run_testbench`), Verilator runs the design at nearly its own speed
+    between the UART bits Python handles (about 20 times faster than a cocotb clock)."""
+    vlt = vdir / f"{TOP}.vlt"
+    write_atomic(vlt, "`verilator_config\n"
+                 + "".join(f'public_flat_rw -module "{TOP}" -var "{v}"\n' for v in ("rx", "rst"))
+                 + "".join(f'public_flat_rd -module "{TOP}" -var "{v}"\n' for v in ("tx", "leds", "clk")))
+    return vlt
 
 
 def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: float = 8e6,
@@ -46,7 +58,6 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
     vdir = workdir / "verilog"
     path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
                               folding=folding)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     clk_ns = 10
     env = {"KWSBNN_TB_MODEL": str(dep.path),
            "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
@@ -56,8 +67,10 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
            "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
            "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
            "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_SEED": str(seed)}
+    vlt = _pins_config(vdir)
+    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
     summary = run_testbench(path, TOP, "kwsbnn.sim.tb_board", workdir / f"sim_build-{digest}", env,
-                            waves=waves)
+                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
     summary["info"] = top.info.__dict__
     return summary
 
@@ -81,13 +94,8 @@ def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0,
     """
     workdir = Path(workdir).resolve()
     vdir = workdir / "verilog"
-    from kwsbnn.boards.top import KwsTop
-    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, timeout=timeout, stride=build_stride)
-    text = verilog.convert(top, name=TOP, emit_src=False)
-    vdir.mkdir(parents=True, exist_ok=True)
-    path = vdir / f"{TOP}.v"
-    write_atomic(path, text)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
+                              folding=folding, stride=build_stride)
     n = stride or top.stride
     if frames is None:
         frames = top.geometry.frames + 4 * n
@@ -102,12 +110,7 @@ def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0,
            "KWSBNN_TB_FRAMES": str(frames), "KWSBNN_TB_STRIDE": str(stride),
            "KWSBNN_TB_PACE_CYCLES": str(int(round(hop_s * clk_freq))),
            "KWSBNN_TB_SEED": str(seed)}
-    # The C++ main loop drives the clock and only the UART pins, reset and LEDs are visible to
-    # Python: Verilator runs the design at nearly its own speed between UART bits.
-    vlt = vdir / f"{TOP}.vlt"
-    write_atomic(vlt, "`verilator_config\n"
-                 + "".join(f'public_flat_rw -module "{TOP}" -var "{v}"\n' for v in ("rx", "rst"))
-                 + "".join(f'public_flat_rd -module "{TOP}" -var "{v}"\n' for v in ("tx", "leds", "clk")))
+    vlt = _pins_config(vdir)
     digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
     summary = run_testbench(path, TOP, "kwsbnn.sim.tb_stream", workdir / f"sim_build-{digest}", env,
                             waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)

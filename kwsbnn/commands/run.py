@@ -191,7 +191,6 @@ def check_board(info, dep, model_ref: str, port: str) -> None:
 
 def run(args) -> int:
     import sys
-    import time
 
     from kwsbnn.boards.build import get_board
     from kwsbnn.boards.protocol import BoardLink, LinkGeometry
