@@ -39,7 +39,7 @@ class Board:
     default_baud: int = 115200           # UART rate without --baud
 
 
-# UART rates: the iCEBreaker's FT2232H makes 1,000,000 baud exactly (3 MHz / 3) and the design's
+# UART rates: the iCEBreaker's FT2232H makes 1,000,000 baud exactly (12 MHz / 12) and the design's
 # 12 MHz (or 24 MHz) clock divides it exactly (12 or 24 clocks per bit); 3 Mbaud would leave 4
 # clocks per bit at 12 MHz, too few for a safe mid-bit sample. The ULX3S's FT231X makes 3 Mbaud
 # (3 MHz / 1), and 60 MHz divides it exactly (20 clocks per bit).
