@@ -158,6 +158,10 @@ def test_stream_against_a_simulated_board(clips, tmp_path, monkeypatch, capsys):
     assert out["decisions"] == n and out["windows_equal"] == n
     assert out["agreement"] == {"equal": n, "same_class": n, "total": n}
     assert out["decisions_per_second"] > 0 and board.flow_violations == 0
+    # The link's limit at the board's default 1 Mbaud: 46 bytes (460 bits) per frame.
+    assert out["baud"] == 1_000_000
+    assert out["link_limit"]["frames_per_second"] == pytest.approx(1e6 / 460)
+    assert out["link_limit"]["decisions_per_second"] == pytest.approx(1e6 / 460 / 3)
     # A one-second clip's decision is the whole-map answer: the same class and scores as INFER.
     cfg, q = run_cmd._feature_pipeline(dep, "binary")
     g = GoldenModel(dep).run(run_cmd.clip_features(clips / "c0.wav", cfg, q)[None])
@@ -176,6 +180,7 @@ def test_stream_against_a_simulated_board(clips, tmp_path, monkeypatch, capsys):
     text = capsys.readouterr()
     assert rc == 0 and len(text.out.split(":", 1)[1].split()) == len(range(101, 158, 5))
     assert "decisions/s end to end (streaming, every 5 frames)" in text.err
+    assert "the link's limit at 1000000 baud: 2174 frames/s, 435 decisions/s" in text.err
 
 
 def test_stream_argument_errors_and_clips_checked_first(clips, tmp_path, monkeypatch, capsys):

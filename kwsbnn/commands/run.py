@@ -231,8 +231,8 @@ def run(args) -> int:
                   file=sys.stderr)
         tally = {"agree_cls": 0, "agree_all": 0}
         if args.stream:
-            rows, seconds, extra = _run_stream(args, link, info, geom, dep, cfg, quantizer, clips,
-                                               waves, golden, tally)
+            rows, seconds, extra = _run_stream(args, link, geom, dep, cfg, quantizer, clips, waves,
+                                               golden, tally, baud)
         else:
             rows, seconds, extra = _run_whole(args, link, geom, dep, cfg, quantizer, clips, waves,
                                               golden, tally)
@@ -259,6 +259,10 @@ def run(args) -> int:
         print(f"{n} decisions in {seconds:.3f} s: {out['decisions_per_second']:.1f} decisions/s end to "
               f"end ({'streaming, every ' + str(extra['stride']) + ' frames' if args.stream else 'one map per clip'})",
               file=sys.stderr)
+        if args.stream:
+            print(f"{extra['frames_per_second']:.0f} frames/s sent; the link's limit at {baud} baud: "
+                  f"{extra['link_limit']['frames_per_second']:.0f} frames/s, "
+                  f"{extra['link_limit']['decisions_per_second']:.0f} decisions/s", file=sys.stderr)
         if golden is not None:
             print(f"golden model: {tally['agree_all']} of {n} equal (class and scores), "
                   f"{tally['agree_cls']} same class")
@@ -305,7 +309,7 @@ def _run_whole(args, link, geom, dep, cfg, quantizer, clips, waves, golden, tall
     return rows, seconds, {}
 
 
-def _run_stream(args, link, info, geom, dep, cfg, quantizer, clips, waves, golden, tally):
+def _run_stream(args, link, geom, dep, cfg, quantizer, clips, waves, golden, tally, baud):
     """Each clip as a stream of frames (STREAM_START, then STREAM frames with the flow control of
     :class:`~kwsbnn.boards.protocol.StreamPlan`): ``(rows, seconds end to end, extra)``; every
     decided window is checked against the whole clip's feature map."""
@@ -355,6 +359,10 @@ def _run_stream(args, link, info, geom, dep, cfg, quantizer, clips, waves, golde
         raise KwsError(f"the streamed features of {windows - windows_equal} of {windows} decided "
                        "windows differ from the whole clips' feature maps",
                        "a bug in kwsbnn.sw.features.StreamFeatures: please report it")
+    from dataclasses import replace
+    limit = replace(geom, stride=plan.stride).link_limit(baud)
     return rows, seconds, {"stride": plan.stride, "frames": frames_sent,
                            "frames_per_second": frames_sent / seconds if seconds > 0 else None,
-                           "windows_equal": windows_equal}
+                           "windows_equal": windows_equal,
+                           "link_limit": {"frames_per_second": limit["frames_per_second"],
+                                          "decisions_per_second": limit["decisions_per_second"]}}
