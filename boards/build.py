@@ -36,15 +36,22 @@ class Board:
     resources: dict      # nextpnr cell name -> what we call it
     family: str          # FPGA family: which PLL (kwsbnn.boards.pll)
     default_mhz: float | None = None     # clock without --freq (None: the oscillator)
+    default_baud: int = 115200           # UART rate without --baud
 
 
+# UART rates: the iCEBreaker's FT2232H makes 1,000,000 baud exactly (12 MHz / 12) and the design's
+# 12 MHz (or 24 MHz) clock divides it exactly (12 or 24 clocks per bit); 3 Mbaud would leave 4
+# clocks per bit at 12 MHz, too few for a safe mid-bit sample. The ULX3S's FT231X makes 3 Mbaud
+# (3 MHz / 1), and 60 MHz divides it exactly (20 clocks per bit).
 BOARDS = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "bin",
                         {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "block_ram",
-                         "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40"),
+                         "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40",
+                        default_baud=1_000_000),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
-                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0),
+                        "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0,
+                       default_baud=3_000_000),
 }
 
 
@@ -117,10 +124,40 @@ def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: floa
         return folding
 
 
+def stream_budget(dep, folding, board: Board, clk_freq: float) -> dict:
+    """What the streaming ring buffer costs on ``board`` by the resource estimate
+    (:class:`kwsbnn.hw.resources.RingUnit`): ``{"ring": {block_ram, logic_cells, bits},
+    "block_ram": {used, available}}`` for the whole design; a :class:`KwsError` with the numbers
+    when the design's block RAMs (network, link and ring) are more than the board has."""
+    from kwsbnn.hw.folding import resolve_budget
+    from kwsbnn.hw.resources import RingUnit, estimate
+    b = resolve_budget(board.name)
+    est = estimate(dep, folding, b["family"], link=True, clk_hz=clk_freq)
+    ring = next(e for e in est["per_layer"] if e["name"] == "ring")
+    ru = RingUnit.for_model(dep)
+    have = b["available"]["block_ram"]
+    out = {"ring": {"transfers": ru.depth, "bits": ru.depth * ru.width,
+                    "block_ram": ring["block_ram"], "logic_cells": ring["logic_cells"]},
+           "block_ram": {"used": est["block_ram"], "available": have}}
+    if est["block_ram"] > have:
+        raise KwsError(f"the design needs {est['block_ram']} block RAMs, {board.name} has {have}: the "
+                       f"network and link {est['block_ram'] - ring['block_ram']}, the streaming ring "
+                       f"buffer {ring['block_ram']} ({ru.depth} x {ru.width} bits = "
+                       f"{ru.depth * ru.width / 1024:g} kbit)",
+                       "use a folding with smaller weight memories or a smaller model")
+    return out
+
+
 def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | None = None,
-          baud: int = 115200, progress=None, rate: float | None = None) -> dict:
-    """Build the bitstream of ``dep`` for ``board_name`` in ``out``; return the build report."""
+          baud: int | None = None, progress=None, rate: float | None = None,
+          stride: int | None = None) -> dict:
+    """Build the bitstream of ``dep`` for ``board_name`` in ``out``; return the build report.
+    ``baud``: the UART rate (default: the board's, :attr:`Board.default_baud`); ``stride``:
+    the streaming decision stride built in (default: the smallest that keeps up with a frame
+    per 10 ms, :func:`kwsbnn.boards.top.default_stride`)."""
     board = get_board(board_name)
+    if baud is None:
+        baud = board.default_baud
     toolchain.activate()
     platform = _platform(board)
     osc = platform.default_clk_frequency
@@ -129,13 +166,30 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     clk_freq, pll = clock_plan(board, osc, freq_mhz)
     from kwsbnn.hw.folding import budget_check
     if folding is None:
-        folding = _board_folding(dep, board, clk_freq, progress, rate)
+        try:
+            folding = _board_folding(dep, board, clk_freq, progress, rate)
+        except KwsError as e:
+            from kwsbnn.hw.resources import RingUnit, ring_estimate
+            ru = RingUnit.for_model(dep)
+            ring = ring_estimate(ru, board.family)
+            raise KwsError(f"{e.message}; of these, the streaming ring buffer takes "
+                           f"{ring['block_ram']} block RAMs ({ru.depth} x {ru.width} bits = "
+                           f"{ru.depth * ru.width / 1024:g} kbit) and about "
+                           f"{ring['logic_cells']:.0f} logic cells", e.hint) from None
     else:
         check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
         if not check["fits"] and progress:
             progress(f"warning: by the resource estimate this folding does not fit {board.name} "
                      f"({', '.join(check['over'])}); place and route will tell")
-    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, pll=pll)
+    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, pll=pll, stride=stride)
+    memory = stream_budget(dep, folding, board, clk_freq)
+    streaming = top.stream_figures()
+    if progress:
+        progress(f"UART {baud} baud: {top.divisor} clocks per bit at {clk_freq / 1e6:.4g} MHz, "
+                 f"{100 * top.baud_error:+.2f}% off; streaming ring buffer "
+                 f"{memory['ring']['bits'] / 1024:g} kbit = {memory['ring']['block_ram']} block RAMs "
+                 f"({memory['block_ram']['used']} of {memory['block_ram']['available']} in all), a "
+                 f"decision every {top.stride} frames")
     if progress and pll is not None:
         progress(f"PLL: {osc / 1e6:g} MHz -> {clk_freq / 1e6:.4g} MHz (requested {freq_mhz:g}; "
                  f"{pll.describe()})")
@@ -166,7 +220,11 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     report = {"board": board.name, "bitstream": str(out / f"{name}.{board.bitstream_ext}"),
               "clock_mhz": clock_mhz, "requested_mhz": freq_mhz if freq_mhz is not None else clock_mhz,
               "oscillator_mhz": osc / 1e6, "pll": pll.to_dict() if pll else None,
-              "baud": baud, "model_id": f"{top.geometry.model_id:08x}", "fmax_mhz": achieved, "timing_met": achieved is not None
+              "baud": baud, "uart_divisor": top.divisor,
+              "baud_error_percent": round(100 * top.baud_error, 3),
+              "streaming": {**streaming, "ring_block_ram": memory["ring"]["block_ram"],
+                            "ring_logic_cells_estimate": memory["ring"]["logic_cells"]},
+              "model_id": f"{top.geometry.model_id:08x}", "fmax_mhz": achieved, "timing_met": achieved is not None
               and achieved >= clock_mhz, "inferences_per_second": ips,
               "cycles_per_inference": costs["cycles_per_inference"], "resources": resources,
               "folding": folding.to_dict(), "rate": rate,

@@ -1,4 +1,4 @@
-"""Host protocol v1: framed requests and answers over the board's UART byte link.
+"""Host protocol 2: framed requests and answers over the board's UART byte link.
 
 Pure Python (numpy for packing feature maps); no hardware dependency. The byte-level definition is
 docs/host-protocol.md; this module is its reference implementation on the host side, and
@@ -11,15 +11,21 @@ Frame::
 The CRC-8 (polynomial x^8 + x^2 + x + 1 = 0x07, initial value 0, no reflection, no final XOR;
 "CRC-8/SMBUS", check value 0xF4 for ``b"123456789"``) covers VERSION through the last PAYLOAD
 byte, not SYNC. Types: PING (host -> board, empty; answered with INFO), INFER (host -> board, the
-input map; answered with RESULT), INFO, RESULT and ERROR (board -> host).
+input map; answered with RESULT), STREAM_START (host -> board, the decision stride; answered with
+STARTED), STREAM (host -> board, one input frame into the board's ring buffer; every N-th frame
+is answered with the RESULT of the last ``T`` frames), INFO, RESULT, STARTED and ERROR (board ->
+host). The frame format is version 1 (the VERSION byte); the protocol that the board speaks is
+version 2 (the INFO's first byte): version 1 plus streaming.
 
 Pieces:
 - :func:`encode_frame`, :class:`FrameDecoder` (streaming, resynchronises on garbage and reports
   every rejected frame as a :class:`FrameError`);
 - :class:`LinkGeometry` (sizes of the link for one network), :class:`BoardInfo` (the INFO payload),
   :func:`pack_input` / :func:`infer_request`, :func:`parse_result`, :func:`model_id`;
+- :class:`StreamPlan`: which streamed frames the board answers and how far the host may run ahead;
 - :class:`BoardLink`: request/answer over any object with ``write(bytes)`` and ``read(n)``
-  (a pyserial ``Serial``, :class:`SimulatedBoard`, or a simulation transport);
+  (a pyserial ``Serial``, :class:`SimulatedBoard`, or a simulation transport), and streaming
+  (:meth:`BoardLink.stream`);
 - :class:`SimulatedBoard`: the board's protocol behaviour in Python, with a caller-given inference.
 """
 
@@ -34,7 +40,8 @@ from enum import IntEnum
 from kwsbnn.errors import KwsError
 
 SYNC = 0xA5
-VERSION = 1
+VERSION = 1                 # the frame format (each frame's VERSION byte)
+PROTOCOL = 2                # what the board speaks (INFO byte 0): 1 = PING/INFER, 2 = + streaming
 HEADER_BYTES = 5            # SYNC, VERSION, TYPE, LENGTH (2)
 OVERHEAD = HEADER_BYTES + 1  # header and CRC
 MAX_PAYLOAD = 0xFFFF
@@ -44,16 +51,20 @@ CRC_POLY = 0x07
 class FrameType(IntEnum):
     PING = 0x01      # host -> board, empty payload; the board answers INFO
     INFER = 0x02     # host -> board, the input map; the board answers RESULT (or ERROR)
+    STREAM_START = 0x03  # host -> board (v2), 1 byte: decide every N frames (0: the build's N)
+    STREAM = 0x04    # host -> board (v2), one input frame; every N-th is answered with RESULT
     INFO = 0x81      # board -> host, see BoardInfo
     RESULT = 0x82    # board -> host, class byte then every score
     ERROR = 0x83     # board -> host, one ErrorCode byte
+    STARTED = 0x84   # board -> host (v2), 1 byte: the stride N now in force
 
 
 class ErrorCode(IntEnum):
     BAD_VERSION = 1    # VERSION byte is not 1
     BAD_CHECKSUM = 2   # CRC-8 mismatch (the inference that already ran is discarded)
-    BAD_LENGTH = 3     # LENGTH is not what the TYPE needs (PING: 0, INFER: input bytes)
-    UNKNOWN_TYPE = 4   # TYPE is not PING or INFER
+    BAD_LENGTH = 3     # LENGTH is not what the TYPE needs (PING: 0, INFER: input bytes,
+                       # STREAM_START: 1, STREAM: frame bytes)
+    UNKNOWN_TYPE = 4   # TYPE is not one the board takes
     TIMEOUT = 5        # the host stopped sending in the middle of a frame's payload or CRC
 
 
@@ -210,10 +221,20 @@ def model_id(model) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
 
 
+def ring_depth(frames: int, coeffs: int) -> int:
+    """Input transfers the board's ring buffer holds for a ``frames`` x ``coeffs`` input: the power
+    of two at or above ``(frames + 1) * coeffs`` (the window and at least one frame more, so the
+    frame after a decision can arrive while the window is replayed). 4096 for 101 x 40."""
+    need = (int(frames) + 1) * int(coeffs)
+    return 1 << max(1, (need - 1).bit_length())
+
+
 @dataclass(frozen=True)
 class LinkGeometry:
     """Sizes of the link for one network: input ``[channels, frames, coeffs]`` of ``elem_bits``
-    bits each (1 for bits, 8 for int8), ``n_classes`` scores of ``score_width`` bits."""
+    bits each (1 for bits, 8 for int8), ``n_classes`` scores of ``score_width`` bits; for
+    streaming, ``stride``: the board answers every ``stride``-th frame by default (the build's N),
+    and the ring buffer holds :attr:`ring_transfers` transfers."""
     channels: int
     frames: int
     coeffs: int
@@ -221,6 +242,7 @@ class LinkGeometry:
     n_classes: int
     score_width: int
     model_id: int = 0
+    stride: int = 1
 
     @property
     def transfer_bytes(self) -> int:
@@ -237,6 +259,29 @@ class LinkGeometry:
         return self.transfers * self.transfer_bytes
 
     @property
+    def frame_bytes(self) -> int:
+        """The STREAM payload length: one frame (``coeffs`` transfers)."""
+        return self.coeffs * self.transfer_bytes
+
+    @property
+    def ring_transfers(self) -> int:
+        """Depth of the board's ring buffer in transfers (:func:`ring_depth`)."""
+        return ring_depth(self.frames, self.coeffs)
+
+    @property
+    def ring_bits(self) -> int:
+        return self.ring_transfers * self.channels * self.elem_bits
+
+    @property
+    def ahead(self) -> int:
+        """Frames the host may send after a decision frame before that decision's answer has
+        arrived: 1. The ring has room for at least one frame beyond the window (so the frame
+        after a decision can arrive while the window is replayed), and the board queues one
+        decision (its window, and its verdict for the writer) behind the one it computes; a
+        second would overflow either."""
+        return min(1, (self.ring_transfers - self.transfers) // self.coeffs)
+
+    @property
     def score_bytes(self) -> int:
         return (self.score_width + 7) // 8
 
@@ -246,38 +291,56 @@ class LinkGeometry:
         return 1 + self.n_classes * self.score_bytes
 
     @classmethod
-    def from_network(cls, network, dep) -> "LinkGeometry":
+    def from_network(cls, network, dep, stride: int = 1) -> "LinkGeometry":
         """From a generated :class:`~kwsbnn.hw.network.Network` and its deployable model."""
         c, t, f = (int(v) for v in dep.input["shape"])
         return cls(c, t, f, 1 if dep.input["prec"] == "bin" else 8, int(network.n_classes),
-                   int(network.score_width), model_id(dep))
+                   int(network.score_width), model_id(dep), int(stride))
 
     @classmethod
-    def from_deployable(cls, dep, folding=None) -> "LinkGeometry":
+    def from_deployable(cls, dep, folding=None, stride: int = 1) -> "LinkGeometry":
         """From a deployable model (elaborates the network generator for the score width)."""
         from kwsbnn.hw.network import Network
-        return cls.from_network(Network(dep, folding), dep)
+        return cls.from_network(Network(dep, folding), dep, stride)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def info(self, clock_hz: float = 0) -> "BoardInfo":
         """The INFO the board of this geometry answers."""
-        return BoardInfo(VERSION, self.n_classes, self.score_bytes, self.score_width,
+        return BoardInfo(PROTOCOL, self.n_classes, self.score_bytes, self.score_width,
                          self.input_bytes, self.transfer_bytes, self.model_id,
-                         int(round(clock_hz / 1000)))
+                         int(round(clock_hz / 1000)), self.frame_bytes, self.frames, self.ahead,
+                         self.stride)
+
+    def link_limit(self, baud: float, stride: int | None = None) -> dict:
+        """What the UART allows while streaming at ``baud`` (10 bit times per byte): frames per
+        second host -> board (a STREAM frame is ``frame_bytes + 6`` bytes), decisions per second
+        board -> host (a RESULT is ``result_bytes + 6``), and the decisions per second of both
+        at ``stride`` (default: the board's)."""
+        n = int(stride or self.stride)
+        up = (self.frame_bytes + OVERHEAD) * 10
+        down = (self.result_bytes + OVERHEAD) * 10
+        frames_s = baud / up
+        return {"baud": baud, "frame_bits": up, "result_bits": down, "frames_per_second": frames_s,
+                "results_per_second": baud / down,
+                "decisions_per_second": min(frames_s / n, baud / down), "stride": n}
 
 
 @dataclass(frozen=True)
 class BoardInfo:
-    """The INFO payload (16 bytes, little-endian)::
+    """The INFO payload (24 bytes, little-endian)::
 
-        0 u8  protocol version      4 u16 input bytes (INFER length)   8 u32 model id
+        0 u8  protocol version (2)  4 u16 input bytes (INFER length)   8 u32 model id
         1 u8  n_classes              6 u8  bytes per input transfer    12 u32 clock in kHz
-        2 u8  bytes per score        7 u8  reserved (0)
-        3 u8  score width (bits)
+        2 u8  bytes per score        7 u8  reserved (0)               16 u16 frame bytes (STREAM length)
+        3 u8  score width (bits)                                       18 u16 frames per window (T)
+                                                                       20 u8  frames ahead allowed
+                                                                       21 u8  stride N (the build's)
+                                                                       22 u16 reserved (0)
 
-    A host reads the first 16 bytes and ignores any more (room for later fields).
+    A protocol-1 board sends only the first 16 bytes (no streaming: the stream fields read 0). A
+    host reads the bytes it knows and ignores any more (room for later fields).
     """
     version: int
     n_classes: int
@@ -287,26 +350,65 @@ class BoardInfo:
     transfer_bytes: int
     model_id: int
     clock_khz: int
+    frame_bytes: int = 0
+    window_frames: int = 0
+    ahead: int = 0
+    stride: int = 0
 
-    SIZE = 16
+    SIZE = 24
+    SIZE_V1 = 16
 
     def encode(self) -> bytes:
         return (bytes([self.version, self.n_classes, self.score_bytes, self.score_width])
                 + self.input_bytes.to_bytes(2, "little") + bytes([self.transfer_bytes, 0])
-                + self.model_id.to_bytes(4, "little") + self.clock_khz.to_bytes(4, "little"))
+                + self.model_id.to_bytes(4, "little") + self.clock_khz.to_bytes(4, "little")
+                + self.frame_bytes.to_bytes(2, "little") + self.window_frames.to_bytes(2, "little")
+                + bytes([self.ahead, self.stride, 0, 0]))
 
     @classmethod
     def parse(cls, payload: bytes) -> "BoardInfo":
-        if len(payload) < cls.SIZE:
-            raise KwsError(f"the board's INFO answer has {len(payload)} bytes, expected {cls.SIZE}",
+        p = bytes(payload)
+        want = cls.SIZE if p[:1] and p[0] >= 2 else cls.SIZE_V1
+        if len(p) < want:
+            raise KwsError(f"the board's INFO answer has {len(p)} bytes, expected {want}",
                            "the board runs another protocol version: rebuild it with this kwsbnn")
-        p = payload
+        stream = (int.from_bytes(p[16:18], "little"), int.from_bytes(p[18:20], "little"), p[20],
+                  p[21]) if want == cls.SIZE else (0, 0, 0, 0)
         return cls(p[0], p[1], p[2], p[3], int.from_bytes(p[4:6], "little"), p[6],
-                   int.from_bytes(p[8:12], "little"), int.from_bytes(p[12:16], "little"))
+                   int.from_bytes(p[8:12], "little"), int.from_bytes(p[12:16], "little"), *stream)
 
     @property
     def result_bytes(self) -> int:
         return 1 + self.n_classes * self.score_bytes
+
+    @property
+    def streams(self) -> bool:
+        """Whether the board takes STREAM frames (protocol 2)."""
+        return self.version >= 2 and self.frame_bytes > 0
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """The schedule of a stream: after STREAM_START, the ``k``-th frame the board accepts
+    (1-based) is a *decision frame* when ``k >= frames`` and ``(k - frames) % stride == 0``; the
+    board answers it with the RESULT of frames ``k - frames + 1 .. k`` (its window, oldest first).
+    Flow control: the host sends frame ``j`` only after it has received the answers of all
+    decision frames ``<= j - 1 - ahead`` (so the board never overwrites a window it is still
+    replaying, and never has more than one decision waiting)."""
+    frames: int
+    stride: int
+    ahead: int
+
+    def decides(self, k: int) -> bool:
+        return k >= self.frames and (k - self.frames) % self.stride == 0
+
+    def decisions(self, n_frames: int) -> list[int]:
+        """The decision frames among frames ``1..n_frames``."""
+        return [k for k in range(self.frames, n_frames + 1, self.stride)]
+
+    def must_have(self, j: int) -> int:
+        """Frame ``j`` may be sent once every decision frame up to this one has been answered."""
+        return j - 1 - self.ahead
 
 
 def pack_input(x, geometry: LinkGeometry) -> bytes:
@@ -340,6 +442,20 @@ def pack_input(x, geometry: LinkGeometry) -> bytes:
             word |= int(v) << (c * g.elem_bits)
         out += word.to_bytes(g.transfer_bytes, "little")
     return bytes(out)
+
+
+def pack_frame(x, geometry: LinkGeometry) -> bytes:
+    """The STREAM payload of one input frame ``x [C, F]`` (or ``[F]`` when C = 1): the bytes of
+    that frame's transfers, as :func:`pack_input` lays them out in an INFER payload."""
+    import numpy as np
+    from dataclasses import replace
+    a = np.asarray(x)
+    if a.ndim == 1 and geometry.channels == 1:
+        a = a[None]
+    if a.ndim != 2:
+        raise KwsError(f"a frame of shape {list(a.shape)}: expected [{geometry.channels}, "
+                       f"{geometry.coeffs}]")
+    return pack_input(a[:, None, :], replace(geometry, frames=1))
 
 
 def infer_request(x, geometry: LinkGeometry) -> bytes:
@@ -393,13 +509,16 @@ class BoardLink:
         self.timeout = timeout
         self.name = name
         self.info_: BoardInfo | None = None
-        self._dec = FrameDecoder(types=(FrameType.INFO, FrameType.RESULT, FrameType.ERROR))
+        self._frames = []           # decoded, not yet returned (a read may bring several)
+        self._dec = FrameDecoder(types=(FrameType.INFO, FrameType.RESULT, FrameType.ERROR,
+                                         FrameType.STARTED))
 
     def _drain(self) -> None:
         reset = getattr(self.port, "reset_input_buffer", None)
         if reset is not None:
             reset()
         self._dec.reset()
+        self._frames.clear()
 
     def _read_some(self) -> bytes:
         n = getattr(self.port, "in_waiting", 0) or 1
@@ -410,10 +529,15 @@ class BoardLink:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         bad = []
         while True:
+            if self._frames:
+                return self._frames.pop(0)
             for item in self._dec.feed(self._read_some()):
                 if isinstance(item, Frame):
-                    return item
-                bad.append(item.detail)
+                    self._frames.append(item)
+                else:
+                    bad.append(item.detail)
+            if self._frames:
+                continue
             if time.monotonic() > deadline:
                 got = []
                 if self._dec.pending:
@@ -436,14 +560,7 @@ class BoardLink:
             flush()
         frame = self.receive()
         if frame.type == FrameType.ERROR:
-            code = frame.payload[0] if frame.payload else 0
-            try:
-                text = ERROR_TEXT[ErrorCode(code)]
-            except ValueError:
-                text = f"error code {code}"
-            raise KwsError(f"{self.name} answered ERROR: {text}",
-                           "the link corrupted the request or the host and board disagree on the "
-                           "model; retry, or check `kwsbnn run` against the board's INFO")
+            self._raise_error(frame)
         if expect is not None and frame.type != expect:
             raise KwsError(f"{self.name} answered frame type 0x{frame.type:02x}, expected "
                            f"0x{int(expect):02x}")
@@ -452,11 +569,68 @@ class BoardLink:
     def info(self) -> BoardInfo:
         """PING -> INFO: the board's protocol version, sizes, model id and clock."""
         info = BoardInfo.parse(self.request(FrameType.PING, expect=FrameType.INFO).payload)
-        if info.version != VERSION:
+        if not 1 <= info.version <= PROTOCOL:
             raise KwsError(f"{self.name} speaks host protocol version {info.version}; this kwsbnn "
-                           f"speaks {VERSION}", "rebuild the bitstream with this kwsbnn")
+                           f"speaks 1 to {PROTOCOL}", "rebuild the bitstream with this kwsbnn")
         self.info_ = info
         return info
+
+    def _raise_error(self, frame: Frame, what: str = "") -> None:
+        code = frame.payload[0] if frame.payload else 0
+        try:
+            text = ERROR_TEXT[ErrorCode(code)]
+        except ValueError:
+            text = f"error code {code}"
+        raise KwsError(f"{self.name} answered ERROR: {text}{what}",
+                       "the link corrupted a frame or the host and board disagree on the "
+                       "model; retry, or check `kwsbnn run` against the board's INFO")
+
+    def stream_start(self, stride: int = 0) -> StreamPlan:
+        """STREAM_START: empty the board's ring buffer and set its stride (0: the build's); returns
+        the schedule the board now follows."""
+        info = self.info_ or self.info()
+        if not info.streams:
+            raise KwsError(f"{self.name} does not stream (host protocol {info.version})",
+                           "rebuild the bitstream with this kwsbnn, or run without --stream")
+        if not 0 <= int(stride) <= 255:
+            raise KwsError(f"stride {stride}: the board decides every 1 to 255 frames")
+        frame = self.request(FrameType.STREAM_START, bytes([int(stride)]), expect=FrameType.STARTED)
+        n = frame.payload[0] if frame.payload else 0
+        if n < 1 or (stride and n != stride):
+            raise KwsError(f"{self.name} started a stream with stride {n}, asked {stride}")
+        return StreamPlan(info.window_frames, n, info.ahead)
+
+    def stream(self, frames, plan: StreamPlan):
+        """Send STREAM frames (packed payloads, :func:`pack_frame`) after :meth:`stream_start`,
+        with the flow control of ``plan``; yield ``(k, Result)`` for every decision frame ``k``
+        (1-based), in order, as the answers arrive. Any ERROR answer is a :class:`KwsError`."""
+        info = self.info_ or self.info()
+        pending = []
+        flush = getattr(self.port, "flush", None)
+
+        def answer():
+            k = pending.pop(0)
+            frame = self.receive()
+            if frame.type == FrameType.ERROR:
+                self._raise_error(frame, f" while streaming (at or before frame {k})")
+            if frame.type != FrameType.RESULT:
+                raise KwsError(f"{self.name} answered frame type 0x{frame.type:02x} to stream "
+                               f"frame {k}, expected a RESULT")
+            return k, parse_result(frame, info.n_classes, info.score_bytes)
+
+        for j, payload in enumerate(frames, 1):
+            if len(payload) != info.frame_bytes:
+                raise KwsError(f"a stream frame of {len(payload)} bytes; {self.name} expects "
+                               f"{info.frame_bytes}")
+            while pending and pending[0] <= plan.must_have(j):
+                yield answer()
+            self.port.write(encode_frame(FrameType.STREAM, payload))
+            if flush is not None:
+                flush()
+            if plan.decides(j):
+                pending.append(j)
+        while pending:
+            yield answer()
 
     def infer_bytes(self, payload: bytes) -> Result:
         """One inference of an already packed INFER payload."""
@@ -476,12 +650,18 @@ class SimulatedBoard:
     """The board's side of the protocol in Python, byte for byte as the gateware does it
     (:class:`kwsbnn.boards.top.KwsTop`): a port object for :class:`BoardLink` and tests.
 
-    ``infer(payload: bytes) -> (cls, scores)`` computes an inference from an INFER payload.
+    ``infer(payload: bytes) -> (cls, scores)`` computes an inference from an INFER payload (or a
+    streamed window, laid out the same way).
     Behaviour: bytes before SYNC are ignored; a bad version, unknown type or bad length is answered
     with ERROR at once, and the parser hunts for SYNC again from the next byte; a frame with a bad
-    CRC is answered with ERROR (an INFER's result is discarded); :meth:`timeout` models the host
-    going quiet mid-frame (ERROR TIMEOUT once the payload has started). ``corrupt_next`` flips a bit
-    of the next answer (tests of the host side).
+    CRC is answered with ERROR (an INFER's result is discarded, a STREAM frame is dropped);
+    :meth:`timeout` models the host going quiet mid-frame (ERROR TIMEOUT once the payload has
+    started). Streaming: STREAM_START empties the ring and sets the stride (answered STARTED);
+    each good STREAM frame enters the ring, and the decision frames of :class:`StreamPlan` are
+    answered with the RESULT of the window. ``flow_violations`` counts STREAM frames that arrived
+    before the host had read the answers :class:`StreamPlan` says it must wait for (on the board
+    they would overwrite a window being replayed). ``corrupt_next`` flips a bit of the next answer
+    (tests of the host side).
     """
 
     def __init__(self, geometry: LinkGeometry, infer, clock_hz: float = 0):
@@ -493,6 +673,13 @@ class SimulatedBoard:
         self.corrupt_next = False
         self.answers = 0
         self.last_class = 0
+        self.stride = geometry.stride
+        self.ring = []              # the last `frames` STREAM payloads, oldest first
+        self.accepted = 0           # STREAM frames since STREAM_START
+        self.flow_violations = 0
+        self._sent = 0              # answer bytes written to `out` / read by the host, in all
+        self._read = 0
+        self._unread = []           # (decision frame, end of its answer in the byte count)
 
     # -- port interface
     def write(self, data: bytes) -> int:
@@ -502,11 +689,16 @@ class SimulatedBoard:
 
     def read(self, n: int = 1) -> bytes:
         data, self.out[:] = bytes(self.out[:n]), self.out[n:]
+        self._read += len(data)
         return data
 
     @property
     def in_waiting(self) -> int:
         return len(self.out)
+
+    @property
+    def plan(self) -> StreamPlan:
+        return StreamPlan(self.g.frames, self.stride, self.g.ahead)
 
     # -- behaviour
     def _answer(self, ftype: int, payload: bytes) -> None:
@@ -515,6 +707,7 @@ class SimulatedBoard:
             frame[-1] ^= 0x01
             self.corrupt_next = False
         self.out += frame
+        self._sent += len(frame)
         self.answers += 1
 
     def _error(self, code: ErrorCode) -> None:
@@ -526,6 +719,10 @@ class SimulatedBoard:
         if self.state in ("payload", "crc"):
             self._error(ErrorCode.TIMEOUT)
         self.state = "hunt"
+
+    def _lengths(self) -> dict:
+        return {FrameType.PING: 0, FrameType.INFER: self.g.input_bytes, FrameType.STREAM_START: 1,
+                FrameType.STREAM: self.g.frame_bytes}
 
     def _byte(self, b: int) -> None:
         st = self.state
@@ -540,33 +737,54 @@ class SimulatedBoard:
                 return self._error(ErrorCode.BAD_VERSION)
             self.state = "type"
         elif st == "type":
-            if b not in (FrameType.PING, FrameType.INFER):
+            if b not in self._lengths():
                 return self._error(ErrorCode.UNKNOWN_TYPE)
             self.type, self.state = b, "len0"
         elif st == "len0":
             self.length, self.state = b, "len1"
         elif st == "len1":
             self.length |= b << 8
-            want = self.g.input_bytes if self.type == FrameType.INFER else 0
+            want = self._lengths()[self.type]
             if self.length != want:
                 return self._error(ErrorCode.BAD_LENGTH)
             self.payload = bytearray()
             self.state = "payload" if want else "crc"
         elif st == "payload":
+            if not self.payload and self.type == FrameType.STREAM:
+                self._check_flow()
             self.payload.append(b)
             if len(self.payload) == self.length:
                 self.state = "crc"
         elif st == "crc":
             self.state = "hunt"
             ok = b == self.crc
-            if self.type == FrameType.PING:
-                if ok:
-                    self._answer(FrameType.INFO, self.g.info(self.clock_hz).encode())
-                else:
-                    self._error(ErrorCode.BAD_CHECKSUM)
-                return
-            cls, scores = self._infer(bytes(self.payload))     # the inference runs either way
-            if not ok:
+            if not ok and self.type != FrameType.INFER:
                 return self._error(ErrorCode.BAD_CHECKSUM)
-            self.last_class = int(cls)
-            self._answer(FrameType.RESULT, encode_result(int(cls), scores, self.g.score_bytes))
+            if self.type == FrameType.PING:
+                self._answer(FrameType.INFO, self.g.info(self.clock_hz).encode())
+            elif self.type == FrameType.STREAM_START:
+                self.stride = self.payload[0] or self.g.stride
+                self.ring, self.accepted = [], 0
+                self._answer(FrameType.STARTED, bytes([self.stride]))
+            elif self.type == FrameType.STREAM:
+                self.ring = (self.ring + [bytes(self.payload)])[-self.g.frames:]
+                self.accepted += 1
+                if self.plan.decides(self.accepted):
+                    cls, scores = self._infer(b"".join(self.ring))
+                    self.last_class = int(cls)
+                    self._answer(FrameType.RESULT, encode_result(int(cls), scores, self.g.score_bytes))
+                    self._unread.append((self.accepted, self._sent))
+            else:
+                cls, scores = self._infer(bytes(self.payload))     # the inference runs either way
+                if not ok:
+                    return self._error(ErrorCode.BAD_CHECKSUM)
+                self.last_class = int(cls)
+                self._answer(FrameType.RESULT, encode_result(int(cls), scores, self.g.score_bytes))
+
+    def _check_flow(self) -> None:
+        """A STREAM frame (the ``accepted + 1``-th) starts: the host must have read the answers of
+        the decision frames up to :meth:`StreamPlan.must_have`."""
+        self._unread = [(k, end) for k, end in self._unread if end > self._read]
+        limit = self.plan.must_have(self.accepted + 1)
+        if any(k <= limit for k, _ in self._unread):
+            self.flow_violations += 1

@@ -1,15 +1,19 @@
-"""Board top: the generated network behind the host protocol v1 (docs/host-protocol.md) on a UART.
+"""Board top: the generated network behind the host protocol 2 (docs/host-protocol.md) on a UART.
 
-    rx -> UARTRx -> FrameParser --transfers--> Network --result--> FrameWriter -> UARTTx -> tx
-                         '--------- responses (INFO / ERROR / verdict) ---------^
+    rx -> UARTRx -> FrameParser --INFER transfers------------------> Network --result--> FrameWriter -> UARTTx -> tx
+                         |------STREAM transfers--> FrameRing --replay--^                    ^
+                         '--------- responses (INFO / ERROR / STARTED / verdict) -------------'
 
 :class:`FrameParser` checks each frame's sync, version, type, length and CRC-8 as its bytes arrive
 and feeds INFER payload bytes straight into the network's input stream (one transfer per
-``transfer_bytes`` bytes; the map is never buffered). :class:`FrameWriter` sends INFO, ERROR and
-RESULT frames. A corrupted INFER has already run when its CRC byte shows the damage, so the CRC
-verdict travels to the writer, which *holds the network's result until the verdict is known*: a
-good CRC sends RESULT, a bad one discards the result and sends ERROR(checksum). A host that stops
-in the middle of an INFER payload (no byte for ``timeout`` seconds) has the rest of the map filled
+``transfer_bytes`` bytes; the map is never buffered), and STREAM payloads (one input frame each)
+into the ring buffer (:class:`~kwsbnn.boards.ring.FrameRing`), which replays the last ``T``
+frames into the network on every decision frame. :class:`FrameWriter` sends INFO, ERROR,
+STARTED and RESULT frames. A corrupted INFER has already run when its CRC byte shows the damage,
+so the CRC verdict travels to the writer, which *holds the network's result until the verdict is
+known*: a good CRC sends RESULT, a bad one discards the result and sends ERROR(checksum). A
+corrupted STREAM frame is dropped from the ring before anything runs. A host that stops in the
+middle of an INFER payload (no byte for ``timeout`` seconds) has the rest of the map filled
 with zeros, that result discarded and ERROR(timeout) sent, so the network never holds half a map.
 
 :class:`KwsTop` joins them. With an amaranth-boards platform it requests ``uart``, the LEDs (the
@@ -23,7 +27,9 @@ Latency of one request: the UART delivers its last byte at the stop bit's middle
 first byte starts about 3 cycles after the later of that byte and (for INFER) the network's
 result. Throughput, stop-and-wait: one inference per ``(input_bytes + 6) + (result_bytes + 6)``
 byte times (10 bit times each) plus the network's latency after the last input transfer (the
-network's initiation interval is far shorter than a UART byte per transfer).
+network's initiation interval is far shorter than a UART byte per transfer). Streaming: one
+decision per ``stride`` frames of ``frame_bytes + 6`` byte times each, or per inference of the
+network, whichever is longer (the replay takes one transfer per cycle when the network does).
 """
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, Mux, Shape, Signal, Value
@@ -34,11 +40,23 @@ from amaranth.lib.wiring import In, Out
 from kwsbnn.hw.network import Network
 
 from . import protocol as proto
+from .ring import FrameRing
 from .uart import UARTRx, UARTTx, uart_divisor
 
-# What the parser asks the writer to send.
-RESP_INFO, RESP_ERROR, RESP_VERDICT = 0, 1, 2
-RESPONSE = data.StructLayout({"kind": 2, "code": 3})
+HOP_S = 0.01        # a feature frame per 10 ms: real time
+
+
+def default_stride(network, clk_freq: float, hop_s: float = HOP_S) -> int:
+    """The smallest stride N (frames per decision) at which ``network`` keeps up with one frame
+    per ``hop_s`` at ``clk_freq``: ``ceil(cycles per inference / cycles per hop)``, 1 to 255."""
+    cycles = network.costs()["cycles_per_inference"]
+    return max(1, min(255, -(-int(cycles) // max(1, int(clk_freq * hop_s)))))
+
+# What the parser asks the writer to send (STARTED: ``code`` is the stride).
+RESP_INFO, RESP_ERROR, RESP_VERDICT, RESP_STARTED = 0, 1, 2, 3
+RESPONSE = data.StructLayout({"kind": 2, "code": 8})
+# The frame types the parser takes, as it numbers them.
+K_PING, K_INFER, K_START, K_STREAM = 0, 1, 2, 3
 
 
 def crc8_next(crc, byte):
@@ -85,28 +103,41 @@ def timeout_plan(cycles: int) -> tuple[int, int]:
 
 
 class FrameParser(wiring.Component):
-    """Host -> board frames: takes UART bytes on ``i``, emits the input transfers of INFER payloads
-    on ``o`` as they arrive, and one request per frame on ``resp`` (``kind``: INFO, ERROR with
-    ``code``, or VERDICT with ``code`` 0 for a good INFER and an error code otherwise).
+    """Host -> board frames: takes UART bytes on ``i``, emits the input transfers of INFER and
+    STREAM payloads on ``o`` as they arrive (``stream`` high for a STREAM frame's: they go to the
+    ring buffer, the others to the network), and one request per frame on ``resp`` (``kind``: INFO,
+    ERROR with ``code``, VERDICT with ``code`` 0 for a good INFER or a decision frame and an error
+    code otherwise, STARTED with the stride as ``code``).
 
     Checks: version at its byte, type at its byte, length at the second length byte (PING: 0,
-    INFER: ``input_bytes``), CRC at the last byte; a header error is answered at once and the
-    parser hunts for SYNC from the next byte. ``timeout_cycles`` without a byte inside a frame:
-    in the header, the frame is dropped silently; in an INFER payload the rest is filled with zero
-    bytes and the verdict is TIMEOUT; at the CRC byte the answer is TIMEOUT.
+    INFER: ``input_bytes``, STREAM_START: 1, STREAM: ``frame_bytes``), CRC at the last byte; a
+    header error is answered at once and the parser hunts for SYNC from the next byte.
+    ``timeout_cycles`` without a byte inside a frame: in the header, the frame is dropped
+    silently; in an INFER payload the rest is filled with zero bytes and the verdict is TIMEOUT;
+    in any other payload or at the CRC byte the answer is TIMEOUT.
+
+    Streaming (the ring, :class:`~kwsbnn.boards.ring.FrameRing`): a STREAM frame's good CRC pulses
+    ``commit`` and, when the ring says ``due``, posts a VERDICT (the window's result becomes the
+    RESULT); a bad CRC or a timeout pulses ``abort`` and posts ERROR. A good STREAM_START pulses
+    ``start`` with its byte on ``start_stride`` and posts STARTED with the stride in force.
 
     Throughput: one byte per cycle (the UART delivers one per 10 bit times). Bytes are not taken
     while a request waits for the writer or a full transfer waits for the network (the UART then
-    drops what arrives: the host must wait for each answer).
+    drops what arrives: the host must keep to the protocol's flow control).
     """
 
-    def __init__(self, *, transfer_bits: int, input_bytes: int, timeout_cycles: int):
+    def __init__(self, *, transfer_bits: int, input_bytes: int, timeout_cycles: int,
+                 frame_bytes: int = 0, stride: int = 1):
         self._tb = (transfer_bits + 7) // 8
         self._bits = transfer_bits
         self._len = input_bytes
+        self._flen = int(frame_bytes)
+        self._stride = int(stride)
         self._timeout = max(1, int(timeout_cycles))
         super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(transfer_bits)),
-                          "resp": Out(stream.Signature(RESPONSE))})
+                          "resp": Out(stream.Signature(RESPONSE)), "stream": Out(1),
+                          "due": In(1), "commit": Out(1), "abort": Out(1), "start": Out(1),
+                          "start_stride": Out(8)})
 
     @property
     def timeout_cycles_max(self) -> int:
@@ -115,16 +146,24 @@ class FrameParser(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        tb, n = self._tb, self._len
+        tb, n, fl = self._tb, self._len, self._flen
         byte = self.i.payload
         crc = Signal(8)
         crc_nx = crc8_next(crc, byte)
-        infer = Signal()
+        kind = Signal(2)
+        infer = kind == K_INFER
+        lengths = {K_PING: 0, K_INFER: n, K_START: 1, K_STREAM: fl}
+        want = Signal(range(max(lengths.values()) + 1))
+        with m.Switch(kind):
+            for k, v in lengths.items():
+                with m.Case(k):
+                    m.d.comb += want.eq(v)
         lo_ok = Signal()            # the low length byte is what the type needs
-        left = Signal(range(n + 1))
+        left = Signal(range(max(n, fl, 1) + 1))
         word = Signal(tb * 8)
         nbyte = Signal(range(tb + 1))
         full = nbyte == tb
+        arg = Signal(8)
         k, ticks = timeout_plan(self._timeout)
         prescale = Signal(k)
         m.d.sync += prescale.eq(lfsr_next(prescale, k))
@@ -133,7 +172,8 @@ class FrameParser(wiring.Component):
         timed_out = idle == ticks
         pending = self.resp.valid
 
-        m.d.comb += [self.o.payload.eq(word[:self._bits]), self.o.valid.eq(full)]
+        m.d.comb += [self.o.payload.eq(word[:self._bits]), self.o.valid.eq(full),
+                     self.stream.eq(kind == K_STREAM), self.start_stride.eq(arg)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += nbyte.eq(0)
         with m.If(self.resp.ready):
@@ -171,23 +211,26 @@ class FrameParser(wiring.Component):
                             with m.Else():
                                 m.next = "TYPE"
                         elif state == "TYPE":
-                            with m.If(byte == proto.FrameType.INFER):
-                                m.d.sync += infer.eq(1)
-                                m.next = "LEN0"
-                            with m.Elif(byte == proto.FrameType.PING):
-                                m.d.sync += infer.eq(0)
-                                m.next = "LEN0"
-                            with m.Else():
-                                post(RESP_ERROR, proto.ErrorCode.UNKNOWN_TYPE)
-                                m.next = "HUNT"
+                            types = {proto.FrameType.PING: K_PING, proto.FrameType.INFER: K_INFER}
+                            if fl:
+                                types.update({proto.FrameType.STREAM_START: K_START,
+                                              proto.FrameType.STREAM: K_STREAM})
+                            with m.Switch(byte):
+                                for t, kk in types.items():
+                                    with m.Case(t):
+                                        m.d.sync += kind.eq(kk)
+                                        m.next = "LEN0"
+                                with m.Default():
+                                    post(RESP_ERROR, proto.ErrorCode.UNKNOWN_TYPE)
+                                    m.next = "HUNT"
                         elif state == "LEN0":
-                            m.d.sync += lo_ok.eq(byte == Mux(infer, n & 0xFF, 0))
+                            m.d.sync += lo_ok.eq(byte == want[:8])
                             m.next = "LEN1"
                         else:
-                            with m.If(lo_ok & infer & (byte == n >> 8)):
-                                m.d.sync += left.eq(n)
+                            with m.If(lo_ok & (byte == (want >> 8)) & (want != 0)):
+                                m.d.sync += left.eq(want)
                                 m.next = "PAYLOAD"
-                            with m.Elif(lo_ok & ~infer & (byte == 0)):
+                            with m.Elif(lo_ok & (byte == 0) & (want == 0)):
                                 m.next = "CRC"
                             with m.Else():
                                 post(RESP_ERROR, proto.ErrorCode.BAD_LENGTH)
@@ -198,11 +241,17 @@ class FrameParser(wiring.Component):
                 m.d.comb += [self.i.ready.eq(~full), waiting.eq(~full)]
                 with m.If(take):
                     m.d.sync += crc.eq(crc_nx)
-                    shift_in(byte)
+                    with m.If(kind == K_START):
+                        m.d.sync += [arg.eq(byte), left.eq(left - 1)]
+                    with m.Else():
+                        shift_in(byte)
                     with m.If(left == 1):
                         m.next = "CRC"
                 with m.Elif(timed_out):
-                    m.next = "FILL"
+                    with m.If(infer):
+                        m.next = "FILL"
+                    with m.Else():
+                        m.next = "TIMEOUT"
             with m.State("FILL"):
                 with m.If(~full):
                     shift_in(Const(0, 8))
@@ -212,16 +261,30 @@ class FrameParser(wiring.Component):
                 m.d.comb += [self.i.ready.eq(~pending), waiting.eq(~pending)]
                 with m.If(take):
                     ok = byte == crc
-                    with m.If(infer):
-                        post(RESP_VERDICT, Mux(ok, 0, proto.ErrorCode.BAD_CHECKSUM))
-                    with m.Elif(ok):
-                        post(RESP_INFO)
-                    with m.Else():
-                        post(RESP_ERROR, proto.ErrorCode.BAD_CHECKSUM)
+                    with m.Switch(kind):
+                        with m.Case(K_INFER):
+                            post(RESP_VERDICT, Mux(ok, 0, proto.ErrorCode.BAD_CHECKSUM))
+                        with m.Case(K_STREAM):
+                            with m.If(~ok):
+                                m.d.comb += self.abort.eq(1)
+                                post(RESP_ERROR, proto.ErrorCode.BAD_CHECKSUM)
+                            with m.Else():
+                                m.d.comb += self.commit.eq(1)
+                                with m.If(self.due):
+                                    post(RESP_VERDICT, 0)
+                        with m.Default():
+                            with m.If(~ok):
+                                post(RESP_ERROR, proto.ErrorCode.BAD_CHECKSUM)
+                            with m.Elif(kind == K_PING):
+                                post(RESP_INFO)
+                            with m.Else():
+                                m.d.comb += self.start.eq(1)
+                                post(RESP_STARTED, Mux(arg == 0, self._stride, arg))
                     m.next = "HUNT"
                 with m.Elif(timed_out):
                     m.next = "TIMEOUT"
             with m.State("TIMEOUT"):
+                m.d.comb += self.abort.eq(1)
                 with m.If(~pending):
                     post(Mux(infer, RESP_VERDICT, RESP_ERROR), proto.ErrorCode.TIMEOUT)
                     m.next = "HUNT"
@@ -230,8 +293,9 @@ class FrameParser(wiring.Component):
 
 class FrameWriter(wiring.Component):
     """Board -> host frames: for each request on ``req`` sends INFO (the constant ``info`` payload),
-    ERROR (the request's code) or, for a VERDICT, waits for the network's result on ``res`` and
-    sends RESULT (verdict 0) or discards the result and sends ERROR (verdict = error code).
+    ERROR (the request's code), STARTED (the code is the stride) or, for a VERDICT, waits for the
+    network's result on ``res`` and sends RESULT (verdict 0) or discards the result and sends
+    ERROR (verdict = error code).
 
     Every payload goes out of one shift register of ``max(1 + n_classes * score_bytes, 16)``
     bytes: the RESULT is copied into it when the result is taken (so the network is free again at
@@ -264,10 +328,12 @@ class FrameWriter(wiring.Component):
         info_frame = proto.encode_frame(proto.FrameType.INFO, self._info)     # constant, CRC too
         headers = {RESP_INFO: info_frame[:hb],
                    RESP_ERROR: proto.encode_frame(proto.FrameType.ERROR, b"\0")[:hb],
-                   RESP_VERDICT: proto.encode_frame(proto.FrameType.RESULT, bytes(n_res))[:hb]}
-        last = {RESP_INFO: len(info_frame) - 1, RESP_ERROR: hb + 1, RESP_VERDICT: hb + n_res}
+                   RESP_VERDICT: proto.encode_frame(proto.FrameType.RESULT, bytes(n_res))[:hb],
+                   RESP_STARTED: proto.encode_frame(proto.FrameType.STARTED, b"\0")[:hb]}
+        last = {RESP_INFO: len(info_frame) - 1, RESP_ERROR: hb + 1, RESP_VERDICT: hb + n_res,
+                RESP_STARTED: hb + 1}
         kind = Signal(2)            # RESP_VERDICT here means RESULT
-        code = Signal(3)
+        code = Signal(8)
         idx = Signal(range(max(last.values()) + 1))
         crc = Signal(8)
         sreg = Signal(8 * max(n_res, len(self._info)))
@@ -300,13 +366,13 @@ class FrameWriter(wiring.Component):
         # One load or shift of the shift register per cycle, from single select signals (one LUT
         # per bit on iCE40).
         load_res, load_info, load_err, shift = Signal(), Signal(), Signal(), Signal()
-        err_code = Signal(3)
+        err_code = Signal(8)
         with m.If(load_res):
             m.d.sync += sreg.eq(Cat(*fields))
         with m.Elif(load_info):
             m.d.sync += sreg.eq(int.from_bytes(self._info, "little"))
         with m.Elif(load_err):
-            m.d.sync += sreg[:8].eq(err_code)      # ERROR sends one payload byte
+            m.d.sync += sreg[:8].eq(err_code)      # ERROR and STARTED send one payload byte
         with m.Elif(shift):
             m.d.sync += sreg.eq(sreg >> 8)
 
@@ -320,7 +386,7 @@ class FrameWriter(wiring.Component):
                         with m.Case(RESP_INFO):
                             m.d.comb += load_info.eq(1)
                             m.next = "SEND"
-                        with m.Case(RESP_ERROR):
+                        with m.Case(RESP_ERROR, RESP_STARTED):
                             m.d.comb += load_err.eq(1)
                             m.next = "SEND"
                         with m.Default():
@@ -347,12 +413,15 @@ class FrameWriter(wiring.Component):
 
 
 class KwsTop(wiring.Component):
-    """The board design: network, UART, protocol v1, LEDs, reset button, clock (see module doc).
+    """The board design: network, UART, protocol 2 with its ring buffer, LEDs, reset button,
+    clock (see module doc).
 
     ``clk_freq``: the ``sync`` clock in Hz (the PLL's achieved output when ``pll`` is given: a
     :mod:`kwsbnn.boards.pll` parameter set). ``baud``: the UART rate (divisor ``round(clk / baud)``,
     at most 2% off). ``timeout``: seconds without a byte inside a frame before the frame is
-    abandoned.
+    abandoned. ``stride``: streaming decides every ``stride`` frames unless STREAM_START says
+    otherwise (default: :func:`default_stride`, the smallest that keeps up with one frame per
+    10 ms hop).
     """
 
     rx: In(1, init=1)
@@ -360,13 +429,19 @@ class KwsTop(wiring.Component):
     leds: Out(8)
 
     def __init__(self, dep, folding=None, *, clk_freq: float, baud: int = 115200, pll=None,
-                 timeout: float = 0.1):
+                 timeout: float = 0.1, stride: int | None = None):
         self._net = Network(dep, folding)
         self._dep = dep
         self._clk = float(clk_freq)
         self._divisor = uart_divisor(clk_freq, baud)
+        self._baud = int(baud)
         self._pll = pll
-        self._geom = proto.LinkGeometry.from_network(self._net, dep)
+        if stride is None:
+            stride = default_stride(self._net, clk_freq)
+        if not 1 <= int(stride) <= 255:
+            from kwsbnn.errors import KwsError
+            raise KwsError(f"stride {stride}: the board decides every 1 to 255 frames")
+        self._geom = proto.LinkGeometry.from_network(self._net, dep, stride)
         self._timeout_cycles = max(1, int(round(timeout * clk_freq)))
         if self._geom.input_bytes > proto.MAX_PAYLOAD:
             raise ValueError(f"the input of {self._geom.input_bytes} bytes is longer than a frame "
@@ -401,6 +476,33 @@ class KwsTop(wiring.Component):
         """Clock cycles per UART bit."""
         return self._divisor
 
+    @property
+    def baud_error(self) -> float:
+        """The UART's rate ``clk / divisor`` relative to the requested baud, minus 1."""
+        return self._clk / self._divisor / self._baud - 1
+
+    @property
+    def stride(self) -> int:
+        """Frames per decision when streaming, unless STREAM_START sets another."""
+        return self._geom.stride
+
+    def stream_figures(self, hop_s: float = 0.01) -> dict:
+        """What streaming costs and reaches: the ring buffer (transfers, bits), the link's limit at
+        this baud (:meth:`~kwsbnn.boards.protocol.LinkGeometry.link_limit`), the network's own
+        rate, and the decisions per second in real time (one frame per ``hop_s``) at the stride."""
+        g = self._geom
+        net_rate = self._clk / self._net.costs()["cycles_per_inference"]
+        lim = g.link_limit(self._baud)
+        return {"stride": g.stride, "ring_transfers": g.ring_transfers, "ring_bits": g.ring_bits,
+                "frame_bytes": g.frame_bytes, "ahead": g.ahead, "baud": self._baud,
+                "divisor": self._divisor, "baud_error": self.baud_error,
+                "link_frames_per_second": lim["frames_per_second"],
+                "link_decisions_per_second": lim["decisions_per_second"],
+                "network_per_second": net_rate,
+                "realtime_decisions_per_second": min(1 / hop_s / g.stride, net_rate),
+                "keeps_up": net_rate >= 1 / hop_s / g.stride
+                and lim["frames_per_second"] >= 1 / hop_s}
+
     def elaborate(self, platform):
         m = Module()
         g = self._geom
@@ -409,12 +511,23 @@ class KwsTop(wiring.Component):
         m.submodules.utx = utx = UARTTx(self._divisor)
         m.submodules.parser = parser = FrameParser(
             transfer_bits=g.channels * g.elem_bits, input_bytes=g.input_bytes,
-            timeout_cycles=self._timeout_cycles)
+            timeout_cycles=self._timeout_cycles, frame_bytes=g.frame_bytes, stride=g.stride)
+        m.submodules.ring = ring = FrameRing(width=g.channels * g.elem_bits, frames=g.frames,
+                                             coeffs=g.coeffs, stride=g.stride)
         m.submodules.writer = writer = FrameWriter(n_classes=g.n_classes, score_width=g.score_width,
                                                    info=self.info.encode())
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.o, parser.i)
-        wiring.connect(m, parser.o, net.i)
+        # The network's input: a window the ring replays, else an INFER's transfers.
+        m.d.comb += [ring.i.payload.eq(parser.o.payload),
+                     ring.i.valid.eq(parser.o.valid & parser.stream),
+                     net.i.payload.eq(Mux(ring.busy, ring.o.payload, parser.o.payload)),
+                     net.i.valid.eq(Mux(ring.busy, ring.o.valid, parser.o.valid & ~parser.stream)),
+                     ring.o.ready.eq(net.i.ready),
+                     parser.o.ready.eq(parser.stream | (net.i.ready & ~ring.busy)),
+                     parser.due.eq(ring.due), ring.commit.eq(parser.commit),
+                     ring.abort.eq(parser.abort), ring.start.eq(parser.start),
+                     ring.start_stride.eq(parser.start_stride)]
         wiring.connect(m, parser.resp, writer.req)
         wiring.connect(m, net.o, writer.res)
         wiring.connect(m, writer.o, utx.i)

@@ -36,7 +36,8 @@ def uart_divisor(clk_freq: float, baud: int) -> int:
     err = abs(clk_freq / div - baud) / baud
     if err > MAX_BAUD_ERROR:
         raise KwsError(f"{baud} baud from a {clk_freq / 1e6:g} MHz clock is {100 * err:.1f}% off "
-                       f"(divisor {div})", "choose a clock or baud rate that divide better")
+                       f"(divisor {div})", "choose a clock (--freq) or a baud rate (--baud) that "
+                       "divide better")
     return div
 
 

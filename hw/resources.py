@@ -224,6 +224,8 @@ def _kind(unit) -> str:
             return name
     if type(unit).__name__ == "LinkUnit" or hasattr(unit, "link_geometry"):
         return "link"
+    if type(unit).__name__ in ("RingUnit", "FrameRing"):
+        return "ring"
     raise TypeError(f"no resource model for {type(unit).__name__}")
 
 
@@ -293,6 +295,8 @@ def unit_memories(unit) -> list[MemShape]:
     if k == "fifo":
         inner = u._depth - 1
         return [MemShape("fifo/storage", u._width, inner, rom=False)] if inner >= 1 else []
+    if k == "ring":
+        return [MemShape("mem", u.width, u.depth, rom=False)]
     return []
 
 
@@ -567,6 +571,68 @@ class LinkUnit:
                    divisor=round(clk_hz / baud), timeout_cycles=max(1, round(timeout * clk_hz)))
 
 
+class RingUnit:
+    """Stand-in for the board's streaming logic: the ring buffer of input frames
+    (:class:`kwsbnn.boards.ring.FrameRing`: ``depth`` transfers of ``width`` bits, one block-RAM
+    memory) and what streaming adds to the frame parser and the network's input (a multiplexer
+    between the ring's replay and INFER transfers).
+
+    Block RAM comes from the memory's shape like every other memory (a 101 x 40 int8 ring: 4096 x
+    8 bits = 32 kbit, 8 iCE40 EBRs of 512 x 8, 2 ECP5 DP16KD of 2048 x 9). Its logic is
+    :data:`RING_LOGIC`: a constant plus a term per address bit (the write, committed and read
+    pointers, the pending window start) and per data bit (the input multiplexer), measured with
+    :func:`synthesize` on FrameRing and on the parser with and without streaming; it is not part
+    of the calibrated fit (``benchmarks/calibrate_resources.py`` does not sample it yet).
+    """
+
+    def __init__(self, *, width: int, depth: int, window: int):
+        self.width, self.depth, self.window = int(width), int(depth), int(window)
+
+    @classmethod
+    def for_model(cls, dep) -> "RingUnit":
+        from kwsbnn.boards.protocol import ring_depth
+        c, t, f = (int(v) for v in dep.input["shape"])
+        ew = 1 if dep.input["prec"] == "bin" else 8
+        return cls(width=c * ew, depth=ring_depth(t, f), window=t * f)
+
+    def logic(self, family: str) -> dict:
+        k = RING_LOGIC[family]
+        feats = {"const": 1, "addr_bits": _log2(self.depth), "width": self.width}
+        return {key: _linear(k[key], feats) for key in ("logic_cells", "flip_flops")}
+
+
+#: Logic of :class:`RingUnit` per family (see there): ``const``, per ``addr_bits`` and per
+#: ``width`` (data bit), from Yosys + nextpnr ``--pack-only`` (:func:`synthesize`) of FrameRing
+#: alone with 8-bit data, and of the parser with and without streaming, plus about 10 cells for
+#: the writer's STARTED answer and 1 per data bit for the input multiplexer:
+#: - iCE40: FrameRing 206 / 234 / 271 logic cells and 89 / 108 / 116 flip-flops at 256, 2048 and
+#:   4096 transfers (8, 11, 12 address bits); the parser 208 cells and 76 flip-flops with
+#:   streaming, 172 and 62 without (+36, +14);
+#: - ECP5: FrameRing 207 / 290 LUT4 and 89 / 115 flip-flops at 256 and 4096 transfers; the parser
+#:   198 / 78 with streaming, 180 / 64 without (+18, +14).
+RING_LOGIC = {
+    "ice40": {"logic_cells": {"const": 120.0, "addr_bits": 14.5, "width": 1.0},
+              "flip_flops": {"const": 54.0, "addr_bits": 6.75}},
+    "ecp5": {"logic_cells": {"const": 61.0, "addr_bits": 20.75, "width": 1.0},
+             "flip_flops": {"const": 56.0, "addr_bits": 6.5}},
+}
+
+
+def ring_estimate(ring: RingUnit, family: str) -> dict:
+    """``{"logic_cells", "flip_flops", "block_ram", "dsp", "lutram"}`` of the streaming logic."""
+    out = {**ring.logic(family), "block_ram": 0, "lutram": 0, "dsp": 0}
+    for mem in unit_memories(ring):
+        where = map_memory(mem, family)
+        out["block_ram"] += where["block_ram"]
+        out["lutram"] += where["lutram"]
+        if where["kind"] == "logic":
+            mf = memory_features(mem, family)
+            coefs = load_coefficients(family)
+            out["logic_cells"] += _linear(coefs["memory"].get("logic_cells", {}), mf)
+            out["flip_flops"] += _linear(coefs["memory"].get("flip_flops", {}), mf)
+    return out
+
+
 def _sum(entries) -> dict:
     keys = ("logic_cells", "flip_flops", "block_ram", "dsp", "lutram")
     return {k: sum(e[k] for e in entries) for k in keys}
@@ -633,6 +699,8 @@ class LayerEstimator:
             lu = LinkUnit.for_model(self.dep, self.score_width(), clk_hz=clk_hz)
             entries.append(dict(unit_estimate(lu, self.family, self.coefs), name="link",
                                 units={"link": "link"}))
+            entries.append(dict(ring_estimate(RingUnit.for_model(self.dep), self.family),
+                                name="ring", units={"ring": "ring"}))
         per_layer = []
         for e in entries:
             item = {"name": e["name"], **_rounded({k: e[k] for k in
@@ -661,7 +729,8 @@ def estimate(dep, folding=None, family: str = "ice40", *, link: bool = False,
     Returns ``{"family", "logic_cells", "block_ram", "dsp", ["flip_flops", "lutram" on ECP5],
     "per_layer": [{"name", "logic_cells", "block_ram", "dsp", ..., "units"}]}``: per conv layer, the
     tail, and with ``link=True`` the board's UART and host-protocol logic (as ``kwsbnn build`` adds
-    it; ``clk_hz`` sets its UART divisor and timeout counter).
+    it; ``clk_hz`` sets its UART divisor and timeout counter) and its streaming ring buffer
+    (entry ``ring``, :class:`RingUnit`: 8 iCE40 block RAMs for a 101 x 40 int8 input).
     """
     from .cost import Folding
     folding = folding or Folding.default(dep)

@@ -1,5 +1,5 @@
 """System-level simulation of the board top: :class:`~kwsbnn.boards.top.KwsTop` (network, UART,
-host protocol v1) in Verilator, driven through its ``rx`` pin and read on ``tx`` by the
+host protocol 2) in Verilator, driven through its ``rx`` pin and read on ``tx`` by the
 :mod:`kwsbnn.sim.tb_board` testbench with the host-side protocol code of
 :mod:`kwsbnn.boards.protocol`, and checked against the golden model.
 """
@@ -18,18 +18,30 @@ TOP = "kws_board"
 
 
 def board_verilog(dep, out, *, clk_freq: float = 8e6, baud: int = 1_000_000, timeout: float = 3e-4,
-                  folding=None, name: str = TOP):
+                  folding=None, name: str = TOP, stride: int | None = None):
     """Write the Verilog of ``KwsTop(dep, platform=None, ...)`` to ``out/<name>.v``; return
     ``(path, top)``. The defaults (8 clocks per UART bit, a timeout of 24 byte times) keep
     simulation fast; the design is the one a board runs, except for those two numbers."""
     from kwsbnn.boards.top import KwsTop
-    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, timeout=timeout)
+    top = KwsTop(dep, folding, clk_freq=clk_freq, baud=baud, timeout=timeout, stride=stride)
     text = verilog.convert(top, name=name, emit_src=False)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.v"
     write_atomic(path, text)
     return path, top
+
+
+def _pins_config(vdir: Path) -> Path:
+    """A Verilator configuration that makes only the board's pins (UART, reset, LEDs, clock)
+    visible to VPI: with the C++ main loop driving the clock (``fast=True`` of
+    :func:`~kwsbnn.sim.runner.run_testbench`), Verilator runs the design at nearly its own speed
+    between the UART bits Python handles (about 20 times faster than a cocotb clock)."""
+    vlt = vdir / f"{TOP}.vlt"
+    write_atomic(vlt, "`verilator_config\n"
+                 + "".join(f'public_flat_rw -module "{TOP}" -var "{v}"\n' for v in ("rx", "rst"))
+                 + "".join(f'public_flat_rd -module "{TOP}" -var "{v}"\n' for v in ("tx", "leds", "clk")))
+    return vlt
 
 
 def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: float = 8e6,
@@ -46,7 +58,6 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
     vdir = workdir / "verilog"
     path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
                               folding=folding)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     clk_ns = 10
     env = {"KWSBNN_TB_MODEL": str(dep.path),
            "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
@@ -56,7 +67,53 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
            "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
            "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
            "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_SEED": str(seed)}
+    vlt = _pins_config(vdir)
+    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
     summary = run_testbench(path, TOP, "kwsbnn.sim.tb_board", workdir / f"sim_build-{digest}", env,
-                            waves=waves)
+                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
+    summary["info"] = top.info.__dict__
+    return summary
+
+
+def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0, seed: int = 0,
+                    clk_freq: float = 8e6, baud: int = 1_000_000, timeout: float = 3e-4,
+                    folding=None, build_stride: int | None = None, hop_s: float = 0.0,
+                    waves: bool = False) -> dict:
+    """Run the streaming testbench (:mod:`kwsbnn.sim.tb_stream`) on ``dep``'s board top at
+    ``clk_freq`` and ``baud`` (cycle for cycle: the simulated time is counted in clock cycles):
+    STREAM_START with ``stride`` (0: the build's, ``build_stride`` or the default), ``frames``
+    random frames (default: a window and 4 strides more) streamed as fast as the UART and the
+    flow control allow (with ``hop_s``, one frame per ``hop_s`` seconds instead: real time at 0.01),
+    each decision checked against the golden model on its window, then the stream error cases,
+    an INFER and a restart.
+
+    Returns the testbench summary (``checks``, ``failures``, ``decisions``,
+    ``decisions_per_second`` over the whole run, ``steady_decisions_per_second`` from the first
+    decision to the last, ``tests``, ``failed``) plus ``figures``
+    (:meth:`~kwsbnn.boards.top.KwsTop.stream_figures`: ring, link limit, the network's rate).
+    """
+    workdir = Path(workdir).resolve()
+    vdir = workdir / "verilog"
+    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
+                              folding=folding, stride=build_stride)
+    n = stride or top.stride
+    if frames is None:
+        frames = top.geometry.frames + 4 * n
+    clk_ns = 10
+    env = {"KWSBNN_TB_MODEL": str(dep.path),
+           "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
+           "KWSBNN_TB_INFO": top.info.encode().hex(),
+           "KWSBNN_TB_CLK_NS": str(clk_ns), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
+           "KWSBNN_TB_DIVISOR": str(top.divisor),
+           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
+           "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
+           "KWSBNN_TB_FRAMES": str(frames), "KWSBNN_TB_STRIDE": str(stride),
+           "KWSBNN_TB_PACE_CYCLES": str(int(round(hop_s * clk_freq))),
+           "KWSBNN_TB_SEED": str(seed)}
+    vlt = _pins_config(vdir)
+    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
+    summary = run_testbench(path, TOP, "kwsbnn.sim.tb_stream", workdir / f"sim_build-{digest}", env,
+                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
+    summary["figures"] = top.stream_figures()
     summary["info"] = top.info.__dict__
     return summary

@@ -1,5 +1,6 @@
 """cocotb testbench of the board top (:class:`kwsbnn.boards.top.KwsTop`, ``platform=None``) over
-its UART pins, speaking host protocol v1 with :mod:`kwsbnn.boards.protocol`'s encoder and decoder.
+its UART pins, speaking host protocol 2 (its version-1 part, PING and INFER; streaming is
+:mod:`kwsbnn.sim.tb_stream`) with :mod:`kwsbnn.boards.protocol`'s encoder and decoder.
 
 A UART model drives ``rx`` with one :class:`~cocotb.triggers.Timer` per bit, and another samples
 ``tx`` from each start bit's falling edge in the middle of every bit: Python wakes ten times per
@@ -48,7 +49,8 @@ class UartDriver:
 
 
 class UartMonitor:
-    """Receives bytes from ``sig`` into :attr:`queue`; counts framing errors (stop bit low)."""
+    """Receives bytes from ``sig`` into :attr:`queue` as ``(byte, sim time in ns at its stop
+    bit)``; counts framing errors (stop bit low)."""
 
     def __init__(self, sig, bit_ns: int):
         self.sig = sig
@@ -66,7 +68,7 @@ class UartMonitor:
                 await Timer(self.bit, "ns")
             if not int(self.sig.value):
                 self.framing_errors += 1
-            self.queue.put_nowait(byte)
+            self.queue.put_nowait((byte, get_sim_time("ns")))
 
 
 class HostSide:
@@ -74,8 +76,10 @@ class HostSide:
 
     def __init__(self, driver: UartDriver, monitor: UartMonitor):
         self.drv, self.mon = driver, monitor
-        self.dec = p.FrameDecoder(types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR))
+        self.dec = p.FrameDecoder(types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR,
+                                             p.FrameType.STARTED))
         self.items = []
+        self.last_byte_ns = 0       # when the last byte the decoder took arrived
 
     async def recv(self, timeout_ns: int):
         """The next frame (or decoder FrameError); None when nothing completes in ``timeout_ns``."""
@@ -85,7 +89,7 @@ class HostSide:
             if left <= 0:
                 return None
             try:
-                b = await with_timeout(self.mon.queue.get(), int(left), "ns")
+                b, self.last_byte_ns = await with_timeout(self.mon.queue.get(), int(left), "ns")
             except SimTimeoutError:
                 return None
             self.items += self.dec.feed(bytes([b]))
@@ -109,7 +113,8 @@ async def board_protocol(dut):
     answer_ns = (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * byte_ns + latency_ns \
         + timeout_ns + 200 * clk_ns
 
-    cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
+    if not float(env.get("KWSBNN_TB_CLOCK_NS", "0")):   # no C++ clock: drive it from here
+        cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
     drv = UartDriver(dut.rx, bit_ns)
     mon = UartMonitor(dut.tx, bit_ns)
     cocotb.start_soon(mon.run())

@@ -1,7 +1,7 @@
 """The board top in Verilator, over its UART pins, with the host protocol code: INFO, inferences
 equal to the golden model, and every error case answered and recovered from."""
 
-from kwsbnn.sim.board import simulate_board
+from kwsbnn.sim.board import simulate_board, simulate_stream
 from kwsbnn.sw.export import deployable
 
 
@@ -13,3 +13,44 @@ def test_board_protocol_tiny(tmp_path):
                                        "TIMEOUT"}
     assert res["checks"]["info"] == 1 and res["checks"]["inference"] == 30
     assert res["info"]["n_classes"] == 4 and res["info"]["input_bytes"] == 8
+
+
+def test_board_stream_small_network(tmp_path):
+    """Streaming on a small KWS-shaped network (16 x 10 input): every decision equals the golden
+    model on its window, errors drop frames without disturbing the window, INFER still works."""
+    import specgen
+    from kwsbnn.sw.deploy import save
+    dep = deployable(str(save(specgen.binary_kws(3), tmp_path / "model")))
+    res = simulate_stream(dep, tmp_path / "sim", stride=2, frames=16 + 8)
+    assert res["failed"] == 0 and res["tests"] == 1, res["failures"]
+    assert res["decisions"] == 5 and res["checks"]["decision"] == 5
+    assert res["checks"]["decision after errors"] == 2 and res["checks"]["decision after restart"] == 2
+    assert res["info"]["window_frames"] == 16 and res["info"]["frame_bytes"] == 10
+
+
+def test_board_stream_real_shape(tmp_path):
+    """Streaming the shipped binary model (101 x 40 int8 frames) as the iCEBreaker runs it: the
+    folding `kwsbnn build --board icebreaker --freq 24` uses, 24 MHz and 1 Mbaud, cycle for cycle
+    (only the inter-byte timeout is shortened, to 5 ms). Each decision equals the golden model on
+    its window. With a decision per frame, streamed as fast as the flow control allows, the board
+    decides at the network's own rate (297/s; the link's limit, 2,174 frames/s, is far above it);
+    in real time (a frame per 10 ms), a decision every 2 frames, it keeps up: 50 decisions/s and
+    no frame held back by the flow control."""
+    from kwsbnn.boards.build import board_folding
+    dep = deployable("binary")
+    folding = board_folding(dep, "icebreaker", freq_mhz=24)
+    res = simulate_stream(dep, tmp_path, clk_freq=24e6, baud=1_000_000, timeout=0.005, stride=1,
+                          frames=101 + 6, folding=folding)
+    assert res["failed"] == 0 and res["tests"] == 1, res["failures"]
+    fig = res["figures"]
+    assert res["decisions"] == 7 and fig["divisor"] == 24 and fig["baud_error"] == 0
+    assert fig["ring_bits"] == 32768 and fig["link_frames_per_second"] > 2000
+    assert fig["network_per_second"] > 290
+    assert res["steady_decisions_per_second"] >= 0.97 * fig["network_per_second"]
+
+    rt = simulate_stream(dep, tmp_path, clk_freq=24e6, baud=1_000_000, timeout=0.005, stride=2,
+                         frames=101 + 8, folding=folding, hop_s=0.01, seed=1)
+    assert rt["failed"] == 0, rt["failures"]
+    assert rt["decisions"] == 5 and rt["max_lag_cycles"] == 0
+    assert abs(rt["steady_decisions_per_second"] - 50) < 0.01
+    assert rt["answer_cycles"]["max"] < 0.02 * 24e6         # within 2 hops of its decision frame

@@ -48,6 +48,12 @@ def test_shipped_binary_model_fits_the_icebreaker_at_24_mhz(tmp_path):
     assert rep["resources"]["block_ram"]["used"] <= 30
     assert rep["timing_met"] and rep["fmax_mhz"] >= 24.0
     assert rep["inferences_per_second"] >= 50
+    # The link: 1 Mbaud by default (24 clocks per bit, exact); the streaming ring buffer (101 x 40
+    # int8 frames: 4096 x 8 bits, 8 EBRs) is in the design and the board keeps up in real time.
+    assert (rep["baud"], rep["uart_divisor"], rep["baud_error_percent"]) == (1_000_000, 24, 0)
+    st = rep["streaming"]
+    assert st["ring_bits"] == 32768 and st["ring_block_ram"] == 8 and st["keeps_up"]
+    assert st["link_frames_per_second"] > 2000
 
 
 def test_ulx3s_default_clock_is_60_mhz_from_the_pll():

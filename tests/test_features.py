@@ -185,3 +185,30 @@ def test_feature_cache_hit_and_miss(tmp_path):
     # the cached rows are what compute() gives for the same waveforms
     from kwsbnn.sw.data import load_waveforms
     assert torch.allclose(a, compute(torch.from_numpy(load_waveforms(ex, ds)), cfg))
+
+
+@pytest.mark.parametrize("samples,chunk", [(16000, 160), (16000, 1000), (24321, 37), (40000, 4000)])
+def test_stream_features_equal_the_whole_clip_bit_for_bit(samples, chunk):
+    from kwsbnn.sw.features import StreamFeatures
+    cfg = FeatureConfig()
+    rng = np.random.default_rng(samples + chunk)
+    t = np.arange(samples)
+    x = (0.3 * np.sin(t * 0.05) * (t > samples // 3) + rng.normal(0, 0.05, samples)).clip(-1, 1)
+    x = x.astype(np.float32)
+    whole = compute(torch.from_numpy(x), cfg)
+    sf = StreamFeatures(cfg)
+    frames, seen = [], []
+    for i in range(0, samples, chunk):
+        new = sf.push(x[i:i + chunk])
+        # A frame comes out as soon as its samples are in (the first 8 together).
+        n_in = min(samples, i + chunk)
+        if sf.emitted >= 8:
+            assert sf.emitted == (n_in - cfg.n_fft // 2) // cfg.hop_length + 1
+        frames += new
+        seen.append(len(new))
+    frames += sf.end()
+    got = torch.stack(frames)
+    assert got.shape == whole.shape == (cfg.frames_for(samples), cfg.n_features)
+    assert torch.equal(got, whole)          # equality, not closeness
+    with pytest.raises(KwsError, match="after end"):
+        sf.push(x[:10])

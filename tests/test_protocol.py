@@ -1,4 +1,4 @@
-"""Host protocol v1 in pure Python: frames round-trip, the decoder resynchronises on garbage and
+"""Host protocol 2 in pure Python: frames round-trip, the decoder resynchronises on garbage and
 rejects bad versions, types, lengths and checksums, cut frames wait for their rest, and the host
 link (BoardLink) talks to the Python model of the board (SimulatedBoard)."""
 
@@ -235,3 +235,104 @@ def test_board_link_errors_are_clear():
     with pytest.raises(KwsError, match="damaged frames"):
         link.info()
     assert link.info().model_id == GEOM.model_id         # the next exchange works again
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming (protocol 2)
+
+GEOMS = p.LinkGeometry(channels=1, frames=5, coeffs=3, elem_bits=8, n_classes=4, score_width=20,
+                       model_id=0x5EED, stride=2)
+
+
+def _window_infer(payload: bytes):
+    """A fake inference that exposes its input: the scores are sums of the window's rows."""
+    x = np.frombuffer(payload, dtype=np.int8).astype(np.int64).reshape(GEOMS.frames, GEOMS.coeffs)
+    scores = [int(x[0].sum()), int(x[-1].sum()), int(x[:, 0].sum()), int(x.sum())]
+    return int(np.argmax(scores)), scores
+
+
+def test_ring_geometry_and_info():
+    assert p.ring_depth(101, 40) == 4096 and p.ring_depth(16, 10) == 256 and p.ring_depth(1, 1) == 2
+    g = p.LinkGeometry(1, 101, 40, 8, 12, 27, stride=3)
+    assert g.frame_bytes == 40 and g.ring_bits == 32768 and g.ahead == 1
+    info = g.info(24e6)
+    raw = info.encode()
+    assert len(raw) == p.BoardInfo.SIZE == 24 and raw[0] == p.PROTOCOL
+    back = p.BoardInfo.parse(raw)
+    assert back == info and back.streams and (back.frame_bytes, back.window_frames, back.stride) == (40, 101, 3)
+    v1 = p.BoardInfo.parse(bytes([1]) + raw[1:16])            # a protocol-1 board: no stream fields
+    assert not v1.streams and v1.input_bytes == 4040
+    with pytest.raises(KwsError, match="expected 24"):
+        p.BoardInfo.parse(raw[:20])
+    lim = g.link_limit(1_000_000)
+    assert lim["frame_bits"] == 460 and abs(lim["frames_per_second"] - 1e6 / 460) < 1e-9
+    assert lim["decisions_per_second"] == pytest.approx(1e6 / 460 / 3)
+
+
+def test_stream_plan():
+    plan = p.StreamPlan(frames=5, stride=3, ahead=1)
+    assert plan.decisions(14) == [5, 8, 11, 14]
+    assert [k for k in range(1, 15) if plan.decides(k)] == plan.decisions(14)
+    assert plan.must_have(7) == 5
+
+
+@pytest.mark.parametrize("stride", [0, 1, 2, 4])
+def test_stream_against_simulated_board(stride):
+    board = p.SimulatedBoard(GEOMS, _window_infer, clock_hz=12e6)
+    link = p.BoardLink(board, timeout=0.2)
+    assert link.info().streams
+    plan = link.stream_start(stride)
+    assert plan.stride == (stride or GEOMS.stride) and plan.frames == 5 and plan.ahead == 1
+    rng = np.random.default_rng(stride)
+    frames = rng.integers(-127, 128, (17, 3))
+    got = list(link.stream([p.pack_frame(f, GEOMS) for f in frames], plan))
+    assert [k for k, _ in got] == plan.decisions(17)
+    for k, r in got:
+        want = _window_infer(p.pack_input(frames[k - 5:k][None], GEOMS))
+        assert (r.cls, r.scores) == want
+    assert board.flow_violations == 0
+    # A new stream starts empty: no decision before 5 frames.
+    plan = link.stream_start(1)
+    assert list(link.stream([p.pack_frame(f, GEOMS) for f in frames[8:12]], plan)) == []
+    plan = link.stream_start(1)
+    ((k, r),) = link.stream([p.pack_frame(f, GEOMS) for f in frames[:5]], plan)
+    assert k == 5 and (r.cls, r.scores) == _window_infer(p.pack_input(frames[:5][None], GEOMS))
+
+
+def test_simulated_board_stream_errors_and_flow():
+    board = p.SimulatedBoard(GEOMS, _window_infer)
+    dec = p.FrameDecoder()
+
+    def answers(data):
+        board.write(data)
+        return dec.feed(board.read(1000))
+
+    assert answers(p.encode_frame(p.FrameType.STREAM_START, b"\x01")) == [
+        p.Frame(p.FrameType.STARTED, b"\x01")]
+    assert answers(p.encode_frame(p.FrameType.STREAM_START, b"")) == [
+        p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_LENGTH]))]
+    assert answers(p.encode_frame(p.FrameType.STREAM, bytes(4))) == [
+        p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_LENGTH]))]
+    frames = [bytes([i] * 3) for i in range(1, 9)]
+    for f in frames[:4]:
+        assert answers(p.encode_frame(p.FrameType.STREAM, f)) == []
+    bad = bytearray(p.encode_frame(p.FrameType.STREAM, bytes([99] * 3)))
+    bad[-1] ^= 1
+    assert answers(bytes(bad)) == [p.Frame(p.FrameType.ERROR, bytes([p.ErrorCode.BAD_CHECKSUM]))]
+    (res,) = answers(p.encode_frame(p.FrameType.STREAM, frames[4]))     # the 5th good frame
+    r = p.parse_result(res, 4, GEOMS.score_bytes)
+    assert (r.cls, r.scores) == _window_infer(b"".join(frames[:5]))      # the bad frame is not in it
+    # A host that does not read the answers it must wait for is a flow violation.
+    board.write(p.encode_frame(p.FrameType.STREAM, frames[5]))           # frame 6, answer unread
+    board.write(p.encode_frame(p.FrameType.STREAM, frames[6]))           # allowed (ahead 1)
+    assert board.flow_violations == 0
+    board.write(p.encode_frame(p.FrameType.STREAM, frames[7]))           # frame 6's answer unread
+    assert board.flow_violations == 1
+
+
+def test_stream_needs_a_streaming_board():
+    board = p.SimulatedBoard(GEOMS, _window_infer)
+    link = p.BoardLink(board, timeout=0.2)
+    link.info_ = p.BoardInfo.parse(bytes([1]) + GEOMS.info().encode()[1:16])
+    with pytest.raises(KwsError, match="does not stream"):
+        link.stream_start()

@@ -127,8 +127,14 @@ def test_estimate_report_shape(wide):
     for key in ("logic_cells", "block_ram", "dsp"):
         assert est[key] == sum(e[key] for e in est["per_layer"])
     with_link = res.estimate(wide, None, "ice40", link=True)
-    assert with_link["per_layer"][-1]["name"] == "link"
+    assert [e["name"] for e in with_link["per_layer"][-2:]] == ["link", "ring"]
     assert with_link["logic_cells"] > est["logic_cells"]
+    ring = with_link["per_layer"][-1]
+    c, t, f = wide.input["shape"]
+    depth = res.RingUnit.for_model(wide).depth
+    assert depth >= (t + 1) * f and depth & (depth - 1) == 0
+    # int8 frames: 512 x 8 per EBR.
+    assert ring["block_ram"] == -(-depth // 512) and with_link["block_ram"] == est["block_ram"] + ring["block_ram"]
     e5 = res.estimate(wide, None, "ecp5")
     assert {"flip_flops", "lutram"} <= set(e5)
 
@@ -216,3 +222,27 @@ def test_one_small_unit_synthesized_matches_the_estimate():
     est = res.unit_estimate(unit, "ice40")
     assert est["block_ram"] == got["block_ram"]
     assert abs(est["logic_cells"] - got["logic_cells"]) <= 0.25 * got["logic_cells"], (est, got)
+
+
+def test_ring_buffer_cost_and_a_build_that_does_not_fit(tmp_path):
+    """The streaming ring of a 101 x 40 int8 input is 4096 x 8 bits: 8 iCE40 EBRs, 2 ECP5 DP16KD; a
+    ring that does not fit with the network stops the build before synthesis, with the numbers."""
+    import specgen
+    from kwsbnn.boards.build import BOARDS, stream_budget
+    from kwsbnn.errors import KwsError
+    ring = res.RingUnit(width=8, depth=4096, window=4040)
+    assert res.ring_estimate(ring, "ice40")["block_ram"] == 8
+    assert res.ring_estimate(ring, "ecp5")["block_ram"] == 2
+    assert 250 < res.ring_estimate(ring, "ice40")["logic_cells"] < 350      # 271 + 36 measured + mux
+    long = deploy.load(deploy.save(specgen.binary_kws(0, t=400, f=40), tmp_path / "m"))
+    with pytest.raises(KwsError, match=r"needs \d+ block RAMs, icebreaker has 30: .*ring buffer 32 "
+                       r"\(16384 x 8 bits = 128 kbit\)"):
+        stream_budget(long, Folding.default(long), BOARDS["icebreaker"], 12e6)
+    ok = stream_budget(long, Folding.default(long), BOARDS["ulx3s-85f"], 60e6)
+    assert ok["ring"]["block_ram"] == 8 and ok["block_ram"]["used"] <= 208
+    # The build command's folding search says it too, before any synthesis.
+    from kwsbnn.boards.build import build
+    with pytest.raises(KwsError, match=r"37 block ram of 30 .*the streaming ring buffer takes 32 "
+                       r"block RAMs \(16384 x 8 bits = 128 kbit\)"):
+        build(long, "icebreaker", tmp_path / "b")
+    assert not (tmp_path / "b").exists()

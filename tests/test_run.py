@@ -33,12 +33,12 @@ def clips(tmp_path_factory):
     return root
 
 
-def fake_board(dep, *, model_id=None, corrupt=False):
+def fake_board(dep, *, model_id=None, corrupt=False, stride=1):
     """A port object: the board's protocol in Python, inferring with the golden model."""
     golden = GoldenModel(dep)
     c, t, f = dep.input["shape"]
     geom = p.LinkGeometry(c, t, f, 8, len(dep.classes), 32,
-                          p.model_id(dep) if model_id is None else model_id)
+                          p.model_id(dep) if model_id is None else model_id, stride)
 
     def infer(payload):
         x = np.frombuffer(payload, dtype=np.int8).astype(np.int64).reshape(1, c, t, f)
@@ -133,3 +133,86 @@ def test_silent_board_times_out_clearly(clips, monkeypatch, capsys):
                    str(clips / "c0.wav")])
     err = capsys.readouterr().err
     assert rc == 2 and "no answer from the board on fake0 within 0.1 s" in err
+
+
+def test_stream_against_a_simulated_board(clips, tmp_path, monkeypatch, capsys):
+    from fixtures import tone_clip, write_wav
+    dep = deployable("binary")
+    board = fake_board(dep, stride=3)
+    monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
+    rng = np.random.default_rng(7)
+    long = np.concatenate([tone_clip(500, rng), tone_clip(1200, rng, samples=9000)])    # 1.56 s
+    write_wav(tmp_path / "long.wav", long)
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--stream", "--golden", "--json",
+                   str(clips), str(tmp_path / "long.wav")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["mode"] == "stream" and out["stride"] == 3
+    rows = {r["clip"].rsplit("/", 1)[-1]: r for r in out["clips"]}
+    # A clip of one second (or padded to one) is one window: one decision at its 101st frame.
+    assert all(len(rows[n]["decisions"]) == 1 and rows[n]["frames"] == 101
+               for n in ("c0.wav", "c1.wav", "c2.wav", "short.wav"))
+    # 1.5625 s: 1 + 25000 // 160 = 157 frames, decisions at 101, 104, ..., 155.
+    assert rows["long.wav"]["frames"] == 157
+    assert [d["frame"] for d in rows["long.wav"]["decisions"]] == list(range(101, 158, 3))
+    n = 4 + 19
+    assert out["decisions"] == n and out["windows_equal"] == n
+    assert out["agreement"] == {"equal": n, "same_class": n, "total": n}
+    assert out["decisions_per_second"] > 0 and board.flow_violations == 0
+    # The link's limit at the board's default 1 Mbaud: 46 bytes (460 bits) per frame.
+    assert out["baud"] == 1_000_000
+    assert out["link_limit"]["frames_per_second"] == pytest.approx(1e6 / 460)
+    assert out["link_limit"]["decisions_per_second"] == pytest.approx(1e6 / 460 / 3)
+    # A one-second clip's decision is the whole-map answer: the same class and scores as INFER.
+    cfg, q = run_cmd._feature_pipeline(dep, "binary")
+    g = GoldenModel(dep).run(run_cmd.clip_features(clips / "c0.wav", cfg, q)[None])
+    d = rows["c0.wav"]["decisions"][0]
+    assert d["class"] == int(g.classes[0]) and d["scores"] == g.scores[0].tolist()
+    # The long clip's windows are slices of its whole feature map.
+    from kwsbnn.sw.data import read_wav
+    whole = run_cmd.wave_features(run_cmd.stream_wave(read_wav(tmp_path / "long.wav"), cfg), cfg, q)
+    d = rows["long.wav"]["decisions"][-1]
+    g = GoldenModel(dep).run(whole[d["frame"] - 101:d["frame"]][None, None])
+    assert d["scores"] == g.scores[0].tolist()
+
+    # --every overrides the board's stride; text output names the keyword per decision.
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--stream", "--every", "5",
+                   str(tmp_path / "long.wav")])
+    text = capsys.readouterr()
+    assert rc == 0 and len(text.out.split(":", 1)[1].split()) == len(range(101, 158, 5))
+    assert "decisions/s end to end (streaming, every 5 frames)" in text.err
+    assert "the link's limit at 1000000 baud: 2174 frames/s, 435 decisions/s" in text.err
+
+
+def test_stream_argument_errors_and_clips_checked_first(clips, tmp_path, monkeypatch, capsys):
+    def run(*args):
+        try:
+            rc = cli.main(["run", *args])
+        except SystemExit as e:         # argparse
+            rc = e.code
+        return rc, capsys.readouterr().err
+
+    opened = []
+    monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: opened.append(name))
+    rc, err = run("--port", "fake0", "--every", "2", str(clips))
+    assert rc == 2 and "--every goes with --stream" in err
+    rc, err = run("--port", "fake0", "--stream", "--every", "300", str(clips))
+    assert rc == 2 and "every 1 to 255 frames" in err
+    from fixtures import write_wav
+    write_wav(tmp_path / "stereo.wav", np.zeros((16000, 2)), channels=2)
+    rc, err = run("--port", "fake0", "--stream", str(clips), str(tmp_path / "stereo.wav"))
+    assert rc == 2 and "2 channels, expected mono" in err and "Traceback" not in err
+    assert opened == []                 # the bad clip was found before the port was opened
+
+
+def test_default_baud_is_the_boards(clips, monkeypatch, capsys):
+    bauds = []
+
+    def port(name, baud):
+        bauds.append(baud)
+        return fake_board(deployable("binary"))
+    monkeypatch.setattr(run_cmd, "open_port", port)
+    for extra, want in (([], 1_000_000), (["--board", "ulx3s-85f"], 3_000_000),
+                        (["--baud", "115200"], 115200)):
+        assert cli.main(["run", "--port", "x", *extra, str(clips / "c0.wav")]) == 0
+        assert bauds[-1] == want
+    capsys.readouterr()

@@ -20,7 +20,14 @@ def add_arguments(parser):
                         help="clock in MHz (default: the icebreaker's 12 MHz oscillator, 60 MHz "
                         "from the PLL on the ulx3s-85f; a value other than the oscillator's uses the "
                         "FPGA's PLL at the closest frequency it can make)")
-    parser.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="UART baud rate (default: the board's, "
+                        + ", ".join(f"{b.name} {b.default_baud}" for b in BOARDS.values())
+                        + "; the report gives the divider's error)")
+    parser.add_argument("--stride", type=int, default=None, metavar="N",
+                        help="streaming: the board decides every N frames unless the host asks "
+                        "otherwise (1 to 255; default: the smallest N at which the network keeps "
+                        "up with a frame per 10 ms)")
     parser.add_argument("--fold", default="auto", help="folding: auto (the fastest whose resource estimate fits the board) or a JSON file")
     parser.add_argument("--rate", type=float, default=None, metavar="N",
                         help="with --fold auto: inferences per second wanted; the folding search stops "
@@ -45,7 +52,8 @@ def run(args) -> int:
     folding = None if args.fold == "auto" else Folding.load(args.fold, dep)
     out = args.out or f"build/{args.board}"
     report = build(dep, args.board, out, folding=folding, freq_mhz=args.freq, baud=args.baud,
-                   progress=lambda msg: print(msg, file=sys.stderr), rate=args.rate)
+                   progress=lambda msg: print(msg, file=sys.stderr), rate=args.rate,
+                   stride=args.stride)
     if args.json:
         emit_json(report)
     else:
@@ -56,6 +64,13 @@ def run(args) -> int:
         print(f"clock {report['clock_mhz']:.4g} MHz, Fmax {report['fmax_mhz']:.1f} MHz, "
               f"{report['inferences_per_second']:.0f} inferences/s "
               f"({report['cycles_per_inference']} cycles each)")
+        st = report["streaming"]
+        print(f"UART {report['baud']} baud ({report['uart_divisor']} clocks per bit, "
+              f"{report['baud_error_percent']:+.2f}%); streaming: a decision every {st['stride']} "
+              f"frames, ring buffer {st['ring_bits'] / 1024:g} kbit ({st['ring_block_ram']} block "
+              f"RAMs), link limit {st['link_frames_per_second']:.0f} frames/s, network "
+              f"{st['network_per_second']:.0f}/s, {'keeps up' if st['keeps_up'] else 'does NOT keep up'}"
+              " with a frame per 10 ms")
         for name, r in report["resources"].items():
             print(f"  {name:12s} {r['used']:6d} / {r['available']}")
     return 0

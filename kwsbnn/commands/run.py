@@ -1,6 +1,6 @@
-"""`kwsbnn run`: classify WAV clips on a board over its UART (host protocol v1)."""
+"""`kwsbnn run`: classify WAV clips on a board over its UART (host protocol 2)."""
 
-HELP = "classify WAV clips on a board running a kwsbnn bitstream (UART, host protocol v1)"
+HELP = "classify WAV clips on a board running a kwsbnn bitstream (UART, host protocol 2)"
 DESCRIPTION = """\
 Send WAV clips to a board built with `kwsbnn build` and print the keyword it finds in each.
 
@@ -10,10 +10,23 @@ frame (docs/host-protocol.md). First the board is asked for its INFO: its model 
 id of --model (the board's manifest digest), else the command stops and says which model the
 board runs. --golden also runs the NumPy golden model on every clip and reports agreement (the
 board must give exactly the same class and scores; exit code 1 when it does not). CLIP is a
-16 kHz mono 16-bit WAV file or a folder searched for *.wav.
+16 kHz mono 16-bit WAV file or a folder searched for *.wav; every clip is read and checked
+before the port is opened.
+
+--stream sends each clip as a stream instead: one feature frame (40 bytes) per 10 ms hop,
+computed hop by hop as the samples come (equal bit for bit to the whole clip's map: the command
+checks it on every window the board decides on); the board keeps the last 101 frames and answers
+every N-th frame (--every N; default: the N the bitstream was built with) with the keyword of
+that window. A clip shorter than one second is padded to one second, a longer one is streamed
+whole (a decision every N frames from its 101st frame). Frames go out as fast as the link and
+the board allow; the command reports the decisions per second it measured end to end.
+
+The UART rate must be the bitstream's: --baud, or the default of --board (icebreaker: 1000000,
+ulx3s-85f: 3000000, the defaults of `kwsbnn build`).
 
 Examples:
   kwsbnn run --port /dev/ttyUSB1 --model binary clip.wav
+  kwsbnn run --port /dev/ttyUSB1 --model binary --stream --golden recording.wav
   kwsbnn run --port /dev/ttyUSB1 --model runs/bin/best.pt --golden --json speech_commands/yes
 (the iCEBreaker's UART is the FTDI's second interface, usually /dev/ttyUSB1).
 """
@@ -23,8 +36,18 @@ def add_arguments(parser):
     parser.add_argument("clips", nargs="+", metavar="CLIP", help="WAV file or folder of WAV files")
     parser.add_argument("--port", required=True, metavar="DEVICE",
                         help="serial device of the board (e.g. /dev/ttyUSB1, COM3) or a pyserial URL")
-    parser.add_argument("--baud", type=int, default=115200,
-                        help="UART baud rate the bitstream was built with (default 115200)")
+    from kwsbnn.boards.build import BOARDS
+    parser.add_argument("--board", default="icebreaker", choices=sorted(BOARDS),
+                        help="the board, for the default --baud (default icebreaker)")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="UART baud rate the bitstream was built with (default: the board's, "
+                        + ", ".join(f"{b.name} {b.default_baud}" for b in BOARDS.values()) + ")")
+    parser.add_argument("--stream", action="store_true",
+                        help="stream each clip frame by frame (host protocol 2) instead of one "
+                        "whole map per clip")
+    parser.add_argument("--every", type=int, default=0, metavar="N",
+                        help="with --stream: a decision every N frames (1 to 255; default: the "
+                        "bitstream's)")
     parser.add_argument("--model", default="binary", help="the model the board runs: deployable "
                         "folder, model file or shipped name (default: binary)")
     parser.add_argument("--golden", action="store_true",
@@ -91,14 +114,39 @@ def _feature_pipeline(dep, model_ref: str):
 def clip_features(path, cfg, quantizer):
     """The int8 input ``[1, T, F]`` of a WAV clip: padded or cut to one second, features, quantized
     (the pipeline of kwsbnn.sw.data and kwsbnn.sw.features that training and eval use)."""
+    from kwsbnn.sw.data import fit_clip, read_wav
+    return wave_features(fit_clip(read_wav(path), cfg.sample_rate), cfg, quantizer)[None]
+
+
+def wave_features(wave, cfg, quantizer):
+    """The int8 feature map ``[T, F]`` of a whole waveform (T = 1 + samples // hop)."""
     import numpy as np
     import torch
 
-    from kwsbnn.sw.data import fit_clip, read_wav
     from kwsbnn.sw.features import compute
-    wave = fit_clip(read_wav(path), cfg.sample_rate)
-    feats = compute(torch.from_numpy(wave), cfg)
-    return quantizer.quantize(feats).numpy().astype(np.int64)[None]
+    return quantizer.quantize(compute(torch.from_numpy(wave), cfg)).numpy().astype(np.int64)
+
+
+def stream_wave(wave, cfg):
+    """A clip as ``kwsbnn run --stream`` sends it: padded to one second if shorter, else whole."""
+    from kwsbnn.sw.data import fit_clip
+    return fit_clip(wave, cfg.sample_rate) if len(wave) < cfg.sample_rate else wave
+
+
+def stream_frames(wave, cfg, quantizer, sent: list):
+    """The int8 frames ``[F]`` of ``wave``, computed hop by hop (:class:`StreamFeatures`) as a
+    live input would be; each is also appended to ``sent``."""
+    import numpy as np
+
+    from kwsbnn.sw.features import StreamFeatures
+    sf = StreamFeatures(cfg)
+    hop = cfg.hop_length
+    for i in range(0, len(wave) + hop, hop):
+        chunk = sf.push(wave[i:i + hop]) if i < len(wave) else sf.end()
+        for f in chunk:
+            q = quantizer.quantize(f).numpy().astype(np.int64)
+            sent.append(q)
+            yield q
 
 
 def _known_models(exclude_id: int) -> dict:
@@ -143,73 +191,178 @@ def check_board(info, dep, model_ref: str, port: str) -> None:
 
 def run(args) -> int:
     import sys
-    import time
 
+    from kwsbnn.boards.build import get_board
     from kwsbnn.boards.protocol import BoardLink, LinkGeometry
     from kwsbnn.cli import emit_json
     from kwsbnn.errors import KwsError
+    from kwsbnn.sw.data import fit_clip, read_wav
 
     if args.timeout <= 0:
         raise KwsError(f"--timeout {args.timeout} must be positive")
+    if args.every and not args.stream:
+        raise KwsError("--every goes with --stream", "add --stream, or drop --every")
+    if not 0 <= args.every <= 255:
+        raise KwsError(f"--every {args.every}: the board decides every 1 to 255 frames")
+    baud = args.baud or get_board(args.board).default_baud
+    if baud <= 0:
+        raise KwsError(f"--baud {baud} must be positive")
     from kwsbnn.sw.export import deployable
     clips = find_clips(args.clips)
     dep = deployable(args.model)
     cfg, quantizer = _feature_pipeline(dep, args.model)
-    port = open_port(args.port, args.baud)
+    waves = [read_wav(path) for path in clips]          # every clip checked before the port opens
+    if not args.stream:
+        waves = [fit_clip(w, cfg.sample_rate) for w in waves]
+    port = open_port(args.port, baud)
+    golden = None
+    if args.golden:
+        from kwsbnn.sw.golden import GoldenModel
+        golden = GoldenModel(dep)
     try:
         link = BoardLink(port, timeout=args.timeout, name=f"the board on {args.port}")
         info = link.info()
         check_board(info, dep, args.model, args.port)
         c, t, f = (int(v) for v in dep.input["shape"])
         geom = LinkGeometry(c, t, f, 8, info.n_classes, info.score_width, info.model_id)
-        golden = None
-        if args.golden:
-            from kwsbnn.sw.golden import GoldenModel
-            golden = GoldenModel(dep)
         if not args.json:
             print(f"board on {args.port}: model {dep.name} (id {info.model_id:08x}), "
-                  f"{info.n_classes} classes, clock {info.clock_khz / 1000:g} MHz", file=sys.stderr)
-        rows, seconds = [], 0.0
-        agree_cls = agree_all = 0
-        for path in clips:
-            x = clip_features(path, cfg, quantizer)
-            t0 = time.monotonic()
-            r = link.infer(x, geom)
-            seconds += time.monotonic() - t0
-            if not 0 <= r.cls < len(dep.classes):
-                raise KwsError(f"the board answered class {r.cls}; the model has {len(dep.classes)}")
-            row = {"clip": str(path), "class": r.cls, "keyword": dep.classes[r.cls], "scores": r.scores}
-            if golden is not None:
-                g = golden.run(x[None])
-                gc, gs = int(g.classes[0]), [int(v) for v in g.scores[0]]
-                row["golden"] = {"class": gc, "keyword": dep.classes[gc], "scores": gs}
-                row["agree"] = gc == r.cls and gs == r.scores
-                agree_cls += gc == r.cls
-                agree_all += row["agree"]
-            rows.append(row)
-            if not args.json:
-                line = f"{path}: {row['keyword']}"
-                if golden is not None:
-                    line += "" if row["agree"] else (f"   (golden: {row['golden']['keyword']}, scores "
-                                                     f"{'equal' if gs == r.scores else 'differ'})")
-                print(line)
+                  f"{info.n_classes} classes, clock {info.clock_khz / 1000:g} MHz, {baud} baud",
+                  file=sys.stderr)
+        tally = {"agree_cls": 0, "agree_all": 0}
+        if args.stream:
+            rows, seconds, extra = _run_stream(args, link, geom, dep, cfg, quantizer, clips, waves,
+                                               golden, tally, baud)
+        else:
+            rows, seconds, extra = _run_whole(args, link, geom, dep, cfg, quantizer, clips, waves,
+                                              golden, tally)
     finally:
         close = getattr(port, "close", None)
         if close:
             close()
-    out = {"port": args.port, "baud": args.baud, "model": dep.name, "model_id": f"{info.model_id:08x}",
+    out = {"port": args.port, "baud": baud, "model": dep.name, "model_id": f"{info.model_id:08x}",
            "board": {"clock_mhz": info.clock_khz / 1000, "n_classes": info.n_classes,
-                     "score_width": info.score_width, "input_bytes": info.input_bytes},
-           "clips": rows, "seconds_per_clip": seconds / len(rows)}
+                     "score_width": info.score_width, "input_bytes": info.input_bytes,
+                     "protocol": info.version},
+           "mode": "stream" if args.stream else "whole", "clips": rows, **extra}
+    n = sum(len(r["decisions"]) for r in rows) if args.stream else len(rows)
+    out["decisions"] = n
+    out["seconds"] = seconds
+    out["decisions_per_second"] = n / seconds if seconds > 0 else None
+    if not args.stream:
+        out["seconds_per_clip"] = seconds / len(rows)
     if golden is not None:
-        out["agreement"] = {"equal": agree_all, "same_class": agree_cls, "total": len(rows)}
+        out["agreement"] = {"equal": tally["agree_all"], "same_class": tally["agree_cls"], "total": n}
     if args.json:
         emit_json(out)
     else:
-        print(f"{len(rows)} clips, {1000 * out['seconds_per_clip']:.0f} ms each on the link", file=sys.stderr)
+        print(f"{n} decisions in {seconds:.3f} s: {out['decisions_per_second']:.1f} decisions/s end to "
+              f"end ({'streaming, every ' + str(extra['stride']) + ' frames' if args.stream else 'one map per clip'})",
+              file=sys.stderr)
+        if args.stream:
+            print(f"{extra['frames_per_second']:.0f} frames/s sent; the link's limit at {baud} baud: "
+                  f"{extra['link_limit']['frames_per_second']:.0f} frames/s, "
+                  f"{extra['link_limit']['decisions_per_second']:.0f} decisions/s", file=sys.stderr)
         if golden is not None:
-            print(f"golden model: {agree_all} of {len(rows)} equal (class and scores), "
-                  f"{agree_cls} same class")
-    if golden is not None and agree_all != len(rows):
+            print(f"golden model: {tally['agree_all']} of {n} equal (class and scores), "
+                  f"{tally['agree_cls']} same class")
+    if golden is not None and tally["agree_all"] != n:
         return 1
     return 0
+
+
+def _judge(golden, x, cls, scores, dep, row, tally):
+    """Golden model on ``x [1, T, F]`` against the board's answer: fills ``row``, counts."""
+    g = golden.run(x[None])
+    gc, gs = int(g.classes[0]), [int(v) for v in g.scores[0]]
+    row["golden"] = {"class": gc, "keyword": dep.classes[gc], "scores": gs}
+    row["agree"] = gc == cls and gs == scores
+    tally["agree_cls"] += gc == cls
+    tally["agree_all"] += row["agree"]
+
+
+def _check_class(cls, dep):
+    from kwsbnn.errors import KwsError
+    if not 0 <= cls < len(dep.classes):
+        raise KwsError(f"the board answered class {cls}; the model has {len(dep.classes)}")
+
+
+def _run_whole(args, link, geom, dep, cfg, quantizer, clips, waves, golden, tally):
+    """One INFER per clip (stop-and-wait); ``(rows, seconds on the link, extra)``."""
+    import time
+    rows, seconds = [], 0.0
+    for path, wave in zip(clips, waves):
+        x = wave_features(wave, cfg, quantizer)[None]
+        t0 = time.monotonic()
+        r = link.infer(x, geom)
+        seconds += time.monotonic() - t0
+        _check_class(r.cls, dep)
+        row = {"clip": str(path), "class": r.cls, "keyword": dep.classes[r.cls], "scores": r.scores}
+        if golden is not None:
+            _judge(golden, x, r.cls, r.scores, dep, row, tally)
+        rows.append(row)
+        if not args.json:
+            line = f"{path}: {row['keyword']}"
+            if golden is not None and not row["agree"]:
+                line += f"   (golden: {row['golden']['keyword']})"
+            print(line)
+    return rows, seconds, {}
+
+
+def _run_stream(args, link, geom, dep, cfg, quantizer, clips, waves, golden, tally, baud):
+    """Each clip as a stream of frames (STREAM_START, then STREAM frames with the flow control of
+    :class:`~kwsbnn.boards.protocol.StreamPlan`): ``(rows, seconds end to end, extra)``; every
+    decided window is checked against the whole clip's feature map."""
+    import time
+
+    import numpy as np
+
+    from kwsbnn.boards.protocol import pack_frame
+    from kwsbnn.errors import KwsError
+    rows, seconds, frames_sent = [], 0.0, 0
+    windows_equal = windows = 0
+    plan = None
+    for path, wave in zip(clips, waves):
+        wave = stream_wave(wave, cfg)
+        sent = []
+        t0 = time.monotonic()
+        plan = link.stream_start(args.every)
+        decisions = []
+        payloads = (pack_frame(q, geom) for q in stream_frames(wave, cfg, quantizer, sent))
+        for k, r in link.stream(payloads, plan):
+            _check_class(r.cls, dep)
+            decisions.append((k, r))
+        seconds += time.monotonic() - t0
+        frames_sent += len(sent)
+        whole = wave_features(wave, cfg, quantizer)
+        if len(sent) != len(whole):
+            raise KwsError(f"{path}: streamed {len(sent)} frames, the whole clip has {len(whole)}")
+        row = {"clip": str(path), "frames": len(sent), "decisions": []}
+        for k, r in decisions:
+            x = np.stack(sent[k - plan.frames:k])[None]
+            equal = bool(np.array_equal(x[0], whole[k - plan.frames:k]))
+            windows += 1
+            windows_equal += equal
+            d = {"frame": k, "end_s": round((k - 1) * cfg.hop_ms / 1000, 3), "class": r.cls,
+                 "keyword": dep.classes[r.cls], "scores": r.scores, "features_equal": equal}
+            if golden is not None:
+                _judge(golden, x, r.cls, r.scores, dep, d, tally)
+            row["decisions"].append(d)
+        rows.append(row)
+        if not args.json:
+            words = [d["keyword"] for d in row["decisions"]]
+            line = f"{path}: {words[0] if len(words) == 1 else ' '.join(words)}"
+            if golden is not None and not all(d["agree"] for d in row["decisions"]):
+                line += "   (golden: " + " ".join(d["golden"]["keyword"] for d in row["decisions"]) + ")"
+            print(line)
+    if windows_equal != windows:
+        raise KwsError(f"the streamed features of {windows - windows_equal} of {windows} decided "
+                       "windows differ from the whole clips' feature maps",
+                       "a bug in kwsbnn.sw.features.StreamFeatures: please report it")
+    from dataclasses import replace
+    limit = replace(geom, stride=plan.stride).link_limit(baud)
+    return rows, seconds, {"stride": plan.stride, "frames": frames_sent,
+                           "frames_per_second": frames_sent / seconds if seconds > 0 else None,
+                           "windows_equal": windows_equal,
+                           "link_limit": {"frames_per_second": limit["frames_per_second"],
+                                          "decisions_per_second": limit["decisions_per_second"]}}
