@@ -82,7 +82,7 @@ def _kws(args, out):
     from kwsbnn.sw.evaluate import evaluate
     from kwsbnn.sw.export import deployable
 
-    from kwsbnn.sw.engines import RTL_OPTIONS
+    from kwsbnn.sim.engine import RTL_OPTIONS     # registers the rtl engine
 
     model = load_model(args.model)
     dep = deployable(args.model)

@@ -28,6 +28,9 @@ def add_arguments(parser):
     parser.add_argument("--data", default=None, help="Speech Commands folder to measure accuracy on")
     parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"])
     parser.add_argument("--out", default=None, help="folder for the table and the plot")
+    parser.add_argument("--strict", action="store_true",
+                        help="an unusable WAV file in --data (tradeoff) is an error (default: skip it, count and "
+                             "name it on stderr and in the JSON's `skipped`)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     g = parser.add_argument_group("pareto")
     g.add_argument("--dir", default=None, help="a search folder (`kwsbnn search --out`)")
@@ -55,11 +58,17 @@ def run(args) -> int:
     from kwsbnn.sw.tradeoff import DEFAULT_MODELS, format_table, plot_tradeoff, tradeoff
 
     refs = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(DEFAULT_MODELS)
+    skipped = None
+    if args.data is not None:
+        from kwsbnn.sw.skipped import scan
+        skipped = scan(args.data, args.strict, "kwsbnn report")
     rows = tradeoff(refs, data=args.data, split=args.split,
                     progress=lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(args.out or "reports")
     out.mkdir(parents=True, exist_ok=True)
     result = {"rows": rows, "table": str(out / "tradeoff.json"), "plot": str(out / "tradeoff.png")}
+    if skipped is not None:
+        result["skipped"] = skipped
     write_atomic(out / "tradeoff.json", json.dumps(rows, indent=2) + "\n")
     plot_tradeoff(rows, out / "tradeoff.png")
     if args.json:

@@ -101,6 +101,24 @@ def clip_features(path, cfg, quantizer):
     return quantizer.quantize(feats).numpy().astype(np.int64)[None]
 
 
+def check_clips(clips, cfg, quantizer) -> list:
+    """The int8 inputs of all clips; a KwsError counting and naming the unusable ones (a text file,
+    8 kHz, stereo, ...) before anything is sent to the board."""
+    from kwsbnn.errors import KwsError
+    from kwsbnn.sw.data import WavError
+    inputs, bad = [], []
+    for path in clips:
+        try:
+            inputs.append(clip_features(path, cfg, quantizer))
+        except WavError as e:
+            bad.append(f"{path}: {e.reason}")
+    if bad:
+        raise KwsError(f"{len(bad)} of {len(clips)} clips cannot be used: " + "; ".join(bad[:3])
+                       + (f"; ... and {len(bad) - 3} more" if len(bad) > 3 else ""),
+                       "give 16 kHz mono 16-bit PCM WAV files (sox in.wav -r 16000 -c 1 -b 16 out.wav)")
+    return inputs
+
+
 def _known_models(exclude_id: int) -> dict:
     """{model id: name} of the models kwsbnn knows by name (tiny and the shipped ones)."""
     from kwsbnn.boards.protocol import model_id
@@ -155,6 +173,7 @@ def run(args) -> int:
     clips = find_clips(args.clips)
     dep = deployable(args.model)
     cfg, quantizer = _feature_pipeline(dep, args.model)
+    inputs = check_clips(clips, cfg, quantizer)      # every clip, before the port is opened
     port = open_port(args.port, args.baud)
     try:
         link = BoardLink(port, timeout=args.timeout, name=f"the board on {args.port}")
@@ -171,8 +190,7 @@ def run(args) -> int:
                   f"{info.n_classes} classes, clock {info.clock_khz / 1000:g} MHz", file=sys.stderr)
         rows, seconds = [], 0.0
         agree_cls = agree_all = 0
-        for path in clips:
-            x = clip_features(path, cfg, quantizer)
+        for path, x in zip(clips, inputs):
             t0 = time.monotonic()
             r = link.infer(x, geom)
             seconds += time.monotonic() - t0
