@@ -23,8 +23,8 @@ def add_arguments(parser):
                         help="random inputs to simulate with --model tiny (default 1000)")
     parser.add_argument("--board", default="icebreaker", help="board to build for (default icebreaker)")
     parser.add_argument("--freq", type=float, default=None,
-                        help="board clock in MHz (default: 24 on the iCEBreaker, from its PLL; else the "
-                             "board's oscillator)")
+                        help="board clock in MHz (default: the board's, see `kwsbnn build --help`: "
+                             "24 on the iCEBreaker, from its PLL)")
     parser.add_argument("--rate", type=float, default=None, metavar="N",
                         help="inferences per second wanted: the smallest folding found that reaches "
                              "N (default: the fastest that fits the board)")
@@ -40,8 +40,8 @@ def _say(msg):
 
 
 def _freq(args):
-    """The clock the demo builds at: --freq, else 24 MHz on the iCEBreaker, else the board's default."""
-    return args.freq if args.freq is not None else (24.0 if args.board == "icebreaker" else None)
+    """The clock the demo builds at: --freq, else the board's default (boards.build.Board.default_mhz)."""
+    return args.freq
 
 
 def _tiny(args, out):
