@@ -6,18 +6,20 @@ kwsbnn report tradeoff [--models M,M,...] [--data DIR] [--out DIR] [--json]
   Accuracy against weight memory and peak activation memory for models of the same task; default:
   the shipped float, int8, binary-naive, binary-w24, binary-sign-last, binary and binary-wide models. With --data the accuracy is measured on
   the split (torch engine); without, the test accuracy recorded in each model file is used.
-  Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: reports/).
+  Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: build/reports/, ignored by git).
 kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--json]
   The Pareto front of an architecture search (`kwsbnn search`): validation accuracy (max), weight
   memory bits and cycles per inference (min). A table, OUT/pareto.json and OUT/pareto.png (accuracy
   against weight memory and against cycles, every completed trial, the front, and the shipped
-  float, int8, binary-naive and binary models where present). Default OUT: DIR/report, or reports/.
+  float, int8, binary-naive and binary models where present). Default OUT: DIR/report, or build/reports/.
   With `kwsbnn search --refine K`, also the refined models (trained again, longer) and the
   recommended one.
 kwsbnn report pareto ... --export TRIAL --to DIR
   Writes the deployable model of trial TRIAL (any completed trial, e.g. a Pareto point) into DIR:
   its refined weights when the search refined it, else the trial's own.
 """
+
+DEFAULT_OUT = "build/reports"       # build/ is ignored by git
 
 
 def add_arguments(parser):
@@ -64,7 +66,7 @@ def run(args) -> int:
         skipped = scan(args.data, args.strict, "kwsbnn report")
     rows = tradeoff(refs, data=args.data, split=args.split,
                     progress=lambda m: print(m, file=sys.stderr, flush=True))
-    out = Path(args.out or "reports")
+    out = Path(args.out or DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     result = {"rows": rows, "table": str(out / "tradeoff.json"), "plot": str(out / "tradeoff.png")}
     if skipped is not None:
@@ -98,7 +100,7 @@ def _pareto(args) -> int:
         else:
             print(f"wrote the deployable model of trial {args.export} ({model}) to {folder}")
         return 0
-    out = Path(args.out) if args.out else (Path(args.dir) / "report" if args.dir else Path("reports"))
+    out = Path(args.out) if args.out else (Path(args.dir) / "report" if args.dir else Path(DEFAULT_OUT))
     result = report(study, url, out, accuracy=f"{args.accuracy}_accuracy", shipped=not args.no_shipped,
                     progress=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
