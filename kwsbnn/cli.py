@@ -12,7 +12,7 @@ import sys
 
 from .errors import KwsError
 
-COMMANDS = ["train", "eval", "export", "verilog", "build", "run", "search", "report", "demo"]
+COMMANDS = ["data", "train", "eval", "export", "verilog", "build", "run", "search", "report", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
