@@ -24,6 +24,7 @@ from kwsbnn import toolchain
 from kwsbnn.errors import KwsError
 
 from . import pll as pll_mod
+from .progress import BuildTicker
 from .top import KwsTop
 
 
@@ -150,8 +151,9 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
                  "compiles its tools, 1-2 minutes)")
     try:
         opts = {"synth_opts": "-dsp"} if board.name == "icebreaker" else {}
-        platform.build(top, name=name, build_dir=str(out), do_program=False,
-                       nextpnr_opts=f"--report {name}.report.json --timing-allow-fail", **opts)
+        with BuildTicker(out, name, progress or (lambda m: None)):
+            platform.build(top, name=name, build_dir=str(out), do_program=False,
+                           nextpnr_opts=f"--report {name}.report.json --timing-allow-fail", **opts)
     except subprocess.CalledProcessError as e:
         log = out / f"{name}.tim"
         tail = log.read_text().splitlines()[-15:] if log.exists() else []
