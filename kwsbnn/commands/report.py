@@ -14,6 +14,10 @@ kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--j
   float, int8, binary-naive and binary models where present). Default OUT: DIR/report, or build/reports/.
   With `kwsbnn search --refine K`, also the refined models (trained again, longer) and the
   recommended one.
+kwsbnn report figures [--check]
+  The README's table of current figures, generated from models/*.json (and models/*.pt) and the
+  build reports in benchmarks/results/build-*.json; prints it and rewrites README.md's table, or
+  with --check exits 1 when the README's table differs.
 kwsbnn report pareto ... --export TRIAL --to DIR
   Writes the deployable model of trial TRIAL (any completed trial, e.g. a Pareto point) into DIR:
   its refined weights when the search refined it, else the trial's own.
@@ -23,7 +27,9 @@ DEFAULT_OUT = "build/reports"       # build/ is ignored by git
 
 
 def add_arguments(parser):
-    parser.add_argument("what", choices=["tradeoff", "pareto"], help="which report")
+    parser.add_argument("what", choices=["tradeoff", "pareto", "figures"], help="which report")
+    parser.add_argument("--check", action="store_true",
+                        help="figures: do not write, exit 1 when the README's table differs")
     parser.add_argument("--models", default=None,
                         help="comma-separated model files or shipped names "
                              "(default float,int8,binary-naive,binary-w24,binary-sign-last,binary,binary-wide)")
@@ -57,6 +63,8 @@ def run(args) -> int:
 
     if args.what == "pareto":
         return _pareto(args)
+    if args.what == "figures":
+        return _figures(args)
     from kwsbnn.sw.tradeoff import DEFAULT_MODELS, format_table, plot_tradeoff, tradeoff
 
     refs = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(DEFAULT_MODELS)
@@ -115,4 +123,18 @@ def _pareto(args) -> int:
             print("\nrefined (trained again, longer; the first is the recommended model):")
             print(format_refined(result["refined"]))
         print(f"\nwrote {result['table']} and {result['plot']}")
+    return 0
+
+
+def _figures(args) -> int:
+    import sys
+
+    from kwsbnn.sw import figures
+    if args.check:
+        ok = figures.check()
+        print("README.md figures: up to date" if ok else
+              "README.md figures: out of date (run `kwsbnn report figures`)", file=sys.stderr)
+        return 0 if ok else 1
+    print(figures.table())
+    print("README.md: " + ("table rewritten" if figures.write() else "table already current"), file=sys.stderr)
     return 0
