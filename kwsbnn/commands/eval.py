@@ -19,7 +19,8 @@ waveform of that clip (of the first clip when all agree) into DIR.
 def add_arguments(parser):
     parser.add_argument("--model", required=True, help="model file, shipped model name or deployable folder")
     parser.add_argument("--data", required=True, help="Speech Commands folder")
-    parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"])
+    parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
+                        help="split to score (default test); all: every clip in the folder, either layout")
     parser.add_argument("--engine", default="torch", choices=["torch", "float", "golden", "rtl"],
                         help="torch (default): PyTorch, int8/binary models in the integer inference "
                              "mode; float: the model's float evaluation mode; golden: the NumPy golden "

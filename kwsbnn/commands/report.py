@@ -34,7 +34,8 @@ def add_arguments(parser):
                         help="comma-separated model files or shipped names "
                              "(default float,int8,binary-naive,binary-w24,binary-sign-last,binary,binary-wide)")
     parser.add_argument("--data", default=None, help="Speech Commands folder to measure accuracy on")
-    parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"])
+    parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
+                        help="split to score (default test); all: every clip in the folder, either layout")
     parser.add_argument("--out", default=None, help="folder for the table and the plot")
     parser.add_argument("--strict", action="store_true",
                         help="an unusable WAV file in --data (tradeoff) is an error (default: skip it, count and "
