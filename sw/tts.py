@@ -8,9 +8,11 @@ normalised to ``peak``).
 Determinism: eSpeak NG keeps state between utterances in function-level statics (the pitch
 "flutter" table index in wavegen.c's AdvanceParameters, the automatic gain control, the cycle
 count), which no API call resets: the same word came out different depending on what was spoken
-before it in the process (the first voice's clips changed with the demo's earlier steps). Each
-call therefore loads the library afresh (dlopen, initialise, speak, terminate, dlclose), so a clip
-is a function of (word, voice, rate, pitch) alone: same arguments, same bytes.
+before it in the process. And its initialisation seeds its random numbers (the breath noise of
+voice variants such as ``en-us+f3``) from the clock, so those voices changed from run to run. Each
+call therefore loads the library afresh (dlopen, initialise, seed with :data:`RAND_SEED`, speak,
+terminate, dlclose), so a clip is a function of (word, voice, rate, pitch) alone: same arguments,
+same bytes.
 :func:`make_clip_folder` writes a folder in the layout of the canonical
 Speech Commands test set (the ten keyword folders, ``_unknown_/`` with ``<word>_<speaker>_nohash_<n>
 .wav`` names, ``_silence_/`` with low seeded noise), which every ``--data`` option reads.
@@ -37,8 +39,9 @@ from .data import CLIP_SAMPLES, KEYWORDS, SAMPLE_RATE
 VOICES = (("en-us", 150, 50), ("en", 170, 35), ("en-us+f3", 140, 70), ("en-gb-x-rp", 160, 45))
 UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "house", "tree", "wow", "happy")
 _LOCK = threading.Lock()
-CLIPS_VERSION = 2            # bump when the clips change: a folder made by another version is remade
+CLIPS_VERSION = 3            # bump when the clips change: a folder made by another version is remade
 STAMP = ".kwsbnn-clips.json"
+RAND_SEED = 1                # eSpeak NG's own random numbers (breath noise of voice variants such as +f3)
 
 
 @contextlib.contextmanager
@@ -56,6 +59,7 @@ def _fresh_lib():
         rate = lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)  # synchronous
         if rate <= 0:
             raise KwsError("eSpeak NG failed to start", "reinstall espeakng-loader")
+        lib.espeak_ng_SetRandSeed(ctypes.c_long(RAND_SEED))   # initialisation seeds it from the clock
         try:
             yield lib, rate
         finally:

@@ -53,3 +53,16 @@ def test_clip_folder_reads_as_canonical_test_set(tmp_path):
     assert counts[CLASSES.index("yes")] == 2 and counts[CLASSES.index("silence")] == 2
     x = read_wav(next((out / "stop").glob("*.wav")))
     assert len(x) == 16000 and np.abs(x).max() > 0.4
+
+
+def test_a_voice_with_random_breath_is_the_same_in_another_process_a_second_later():
+    import hashlib
+    import subprocess
+    import sys
+    import time
+    here = hashlib.sha256(synthesize("yes", "en-us+f3", 140, 70).tobytes()).hexdigest()
+    time.sleep(1.1)                                     # eSpeak seeds its random numbers from time()
+    code = ("import hashlib; from kwsbnn.sw.tts import synthesize; "
+            "print(hashlib.sha256(synthesize('yes', 'en-us+f3', 140, 70).tobytes()).hexdigest())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == here, r.stderr
