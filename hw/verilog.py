@@ -54,6 +54,6 @@ def to_verilog(top, name: str = TOP) -> str:
     """Verilog of an Amaranth component, processes turned into multiplexers (see the module docstring)."""
     il = rtlil.convert(top, name=name, emit_src=False)
     yosys = find_yosys(lambda ver: ver >= (0, 40))
-    script = [f"read_rtlil <<rtlil\n{il}\nrtlil", "proc", "memory_collect", "opt_clean",
+    script = [f"read_rtlil <<rtlil\n{il}\nrtlil", "proc", "memory_collect",
               "write_verilog"]       # internal $-names renamed: Icarus reads $name( as a system call
     return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
