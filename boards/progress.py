@@ -12,9 +12,10 @@ from pathlib import Path
 
 
 class BuildTicker:
-    """``with BuildTicker(folder, name, progress):`` reports ``phase, elapsed`` every ``every`` s."""
+    """``with BuildTicker(folder, name, progress):`` reports ``phase ... elapsed`` when the phase
+    changes and every ``every`` seconds within one."""
 
-    def __init__(self, folder, name: str, progress, every: float = 10.0):
+    def __init__(self, folder, name: str, progress, every: float = 30.0):
         self._folder, self._name, self._progress, self._every = Path(folder), name, progress, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -35,8 +36,12 @@ class BuildTicker:
         return "yosys: synthesis"
 
     def _run(self):
-        while not self._stop.wait(self._every):
-            self._progress(f"  {self.phase()} ... {time.monotonic() - self._t0:.0f} s")
+        last, said = None, self._t0
+        while not self._stop.wait(min(1.0, self._every)):
+            now, phase = time.monotonic(), self.phase()
+            if phase != last or now - said >= self._every:
+                self._progress(f"  {phase} ... {now - self._t0:.0f} s")
+                last, said = phase, now
 
     def __enter__(self):
         self._t0, self._wall0 = time.monotonic(), time.time() - 1
