@@ -31,13 +31,16 @@ class Augmenter:
                  noise_prob: float = 0.8, noise_gain: tuple[float, float] = (0.0, 0.1),
                  gain_db: tuple[float, float] = (-6.0, 6.0),
                  silence_gain: tuple[float, float] = (0.0, 1.0), redraw_silence: bool = True,
-                 sample_rate: int = 16000, silence_label: int = SILENCE):
+                 sample_rate: int = 16000, silence_label: int = SILENCE, speed: float = 0.0,
+                 reverb: float = 0.0, rt60: tuple[float, float] = (0.1, 0.7)):
         clips = list(noise_clips.values()) if isinstance(noise_clips, Mapping) else list(noise_clips or [])
         clips = [np.asarray(c, dtype=np.float32) for c in clips]
         self.shift = int(round(time_shift_ms * sample_rate / 1000))
         self.noise_prob, self.noise_gain, self.gain_db = noise_prob, noise_gain, gain_db
         self.silence_gain, self.redraw_silence = silence_gain, redraw_silence
         self.silence_label = silence_label
+        self.speed, self.reverb, self.rt60 = speed, reverb, rt60
+        self.sample_rate = sample_rate
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         # One flat bank of peak-normalized noise; each clip's start and length.
@@ -74,6 +77,14 @@ class Augmenter:
         sil_gain = torch.empty(n).uniform_(*self.silence_gain, generator=g)
         need_noise = self.noise_prob > 0 or (self.redraw_silence and bool((labels == self.silence_label).any()))
         noise = self.noise_crops(n, s, g) if need_noise else None
+        if self.speed > 0:                  # drawn after the original draws: old seeds keep their clips
+            rate = torch.empty(n).uniform_(1 - self.speed, 1 + self.speed, generator=g)
+            waves = speed_perturb(waves, rate)
+        if self.reverb > 0:
+            use_rev = torch.rand(n, generator=g) < self.reverb
+            rt = torch.empty(n).uniform_(*self.rt60, generator=g)
+            rir = room_response(rt, self.sample_rate, g)
+            waves = torch.where(use_rev[:, None], reverberate(waves, rir), waves)
 
         # Time shift: y[t] = x[t - shift], zero outside.
         src = torch.arange(s)[None, :] - shift[:, None]
@@ -85,6 +96,46 @@ class Augmenter:
                 sil = labels == self.silence_label
                 out = torch.where(sil[:, None], noise * sil_gain[:, None], out)
         return out.clamp_(-1.0, 1.0)
+
+
+def speed_perturb(waves: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Resample each clip ``[N, S]`` by its ``rate [N]`` about the clip's centre (Ko et al. 2015's
+    speed perturbation: tempo and pitch together, ``rate > 1`` faster and higher): ``y[t] =
+    x(c + (t - c) * rate)`` by linear interpolation, zero outside the clip."""
+    n, s = waves.shape
+    c = (s - 1) / 2.0
+    pos = c + (torch.arange(s, dtype=torch.float32)[None, :] - c) * rate[:, None].float()
+    i0 = pos.floor().long()
+    frac = pos - i0.float()
+    valid = (pos >= 0) & (pos <= s - 1)
+    a = waves.gather(1, i0.clamp(0, s - 1))
+    b = waves.gather(1, (i0 + 1).clamp(0, s - 1))
+    return ((1 - frac) * a + frac * b) * valid
+
+
+def room_response(rt60: torch.Tensor, sample_rate: int, generator: torch.Generator,
+                  length_s: float = 0.4) -> torch.Tensor:
+    """Synthetic room impulse responses ``[N, L]``: a unit direct path, then Gaussian noise under an
+    exponential envelope that falls by 60 dB in ``rt60`` seconds (Polack's statistical model), the
+    tail's energy normalised to the direct path's."""
+    n, length = rt60.shape[0], int(length_s * sample_rate)
+    t = torch.arange(length, dtype=torch.float32)[None, :] / sample_rate
+    env = torch.exp(-6.9078 * t / rt60[:, None])
+    tail = torch.randn(n, length, generator=generator) * env
+    tail[:, 0] = 0.0
+    tail = tail / tail.norm(dim=1, keepdim=True).clamp(min=1e-9)
+    tail[:, 0] = 1.0
+    return tail
+
+
+def reverberate(waves: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
+    """Convolve each clip with its room response (FFT), cut to the clip length, keep the clip's peak."""
+    n, s = waves.shape
+    m = s + rir.shape[1]
+    y = torch.fft.irfft(torch.fft.rfft(waves, m) * torch.fft.rfft(rir, m), m)[:, :s]
+    peak_in = waves.abs().amax(dim=1, keepdim=True)
+    peak_out = y.abs().amax(dim=1, keepdim=True).clamp(min=1e-9)
+    return y * (peak_in / peak_out)
 
 
 def spec_augment(feats: torch.Tensor, generator: torch.Generator, time_masks: int = 2,

@@ -17,7 +17,8 @@ from kwsbnn.paths import MODELS, write_atomic
 from .models import ModelConfig, build_model
 
 FORMAT = "kwsbnn-model"
-VERSION = 1
+VERSION = 2      # 2: binary options gained shortcut=int (a name, was a bool), rsign, stream_frac
+READS = (1, 2)   # version-1 files load with the new options at their defaults
 
 
 def model_payload(model, metrics: dict | None = None) -> dict:
@@ -40,9 +41,9 @@ def model_from_payload(payload: dict, where: str = "model"):
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise KwsError(f"{where}: not a kwsbnn model file",
                        "give a file written by `kwsbnn train` (model.pt) or a shipped model's name")
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in READS:
         raise KwsError(f"{where}: model file format version {payload.get('version')!r}; "
-                       f"this kwsbnn reads version {VERSION}",
+                       f"this kwsbnn reads versions {', '.join(map(str, READS))}",
                        "retrain the model with this version of kwsbnn")
     model = build_model(ModelConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])

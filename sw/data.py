@@ -351,3 +351,77 @@ def load_waveforms(examples, ds: SpeechCommands) -> np.ndarray:
         else:
             out[i] = fit_clip(read_wav(ex.path))
     return out
+
+
+class DataUnion:
+    """Several Speech Commands folders as one data set (``--data A,B``): the training split is the
+    union of every folder's training split; validation and test splits are each folder's own lists,
+    concatenated. Examples keep their file paths, so clip identity and feature caches are per file;
+    every split is in folder order (the folders as given), each folder's part sorted as in
+    :class:`SpeechCommands`. Silence examples and the noise that augmentation mixes in come from the
+    first folder only (the folders after it add speech, and may lack ``_background_noise_/``)."""
+
+    def __init__(self, folders: list[SpeechCommands]):
+        self.parts = folders
+        self.root = folders[0].root
+        self.layout = folders[0].layout
+        self.split_source = "+".join(f.split_source for f in folders)
+        self.seed, self.strict = folders[0].seed, folders[0].strict
+        self._noise_from = folders[0]
+
+    @property
+    def bad_files(self) -> list[tuple[str, str]]:
+        return [b for f in self.parts for b in f.bad_files]
+
+    def _each(self, name: str, fn) -> list[Example]:
+        out, ok = [], False
+        for f in self.parts:
+            if f.layout == "canonical" and name != "test":
+                continue                         # a test-only folder adds nothing to train/validation
+            out += fn(f)
+            ok = True
+        if not ok:
+            self.parts[0]._check_split(name)     # the folder's own error
+        return out
+
+    def pool(self, name: str) -> list[Example]:
+        return self._each(name, lambda f: f.pool(name))
+
+    def split(self, name: str, epoch: int = 0) -> list[Example]:
+        return self._each(name, lambda f: f.split(name, epoch))
+
+    def counts(self, name: str, epoch: int = 0) -> list[int]:
+        c = [0] * len(CLASSES)
+        for e in self.split(name, epoch):
+            c[e.label] += 1
+        return c
+
+    def noise_clips(self) -> dict[str, np.ndarray]:
+        return self._noise_from.noise_clips()
+
+    def noise_paths(self) -> dict[str, Path]:
+        return self._noise_from.noise_paths()
+
+    def waveform(self, ex: Example) -> np.ndarray:
+        return self._noise_from.waveform(ex)
+
+
+def data_folders(data) -> list[str]:
+    """The folders of a ``--data`` value: one path, several joined by commas, or a list."""
+    items = data if isinstance(data, (list, tuple)) else str(data).split(",")
+    out = [str(p).strip() for p in items if str(p).strip()]
+    if not out:
+        raise KwsError("no data folder given", "pass --data DIR (several: --data DIR1,DIR2)")
+    return out
+
+
+def open_data(data, **kw) -> SpeechCommands | DataUnion:
+    """The data set of a ``--data`` value (see :func:`data_folders`): a :class:`SpeechCommands` for
+    one folder, a :class:`DataUnion` for several (the folders after the first get no silence
+    examples of their own and may lack ``_background_noise_/``)."""
+    folders = data_folders(data)
+    if len(folders) == 1:
+        return SpeechCommands(folders[0], **kw)
+    parts = [SpeechCommands(folders[0], **kw)]
+    parts += [SpeechCommands(p, **{**kw, "silence_fraction": 0.0}) for p in folders[1:]]
+    return DataUnion(parts)

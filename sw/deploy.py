@@ -21,14 +21,15 @@ from kwsbnn.paths import write_atomic
 from . import packing
 
 FORMAT = "kwsbnn-deployable"
-VERSION = 1
+VERSION = 2              # 2 added the conv field ``in_threshold`` (the integer residual stream)
+READS = (1, 2)           # a version-1 folder is a version-2 one without stream layers
 MANIFEST = "manifest.json"
 
 # Which arrays each op keeps in memory images, and their image kind.
 #   bits: 2-D 0/1 array, one packed row per line;  ints: integer array, one element per line.
 IMAGE_FIELDS = {
     "conv": {"weights": None, "direction": "bits", "threshold": "ints",
-             "mul": "ints", "add": "ints", "smul": "ints"},
+             "mul": "ints", "add": "ints", "smul": "ints", "in_threshold": "ints"},
     "dense": {"weights": None, "bias": "ints"},
     "gap": {},
 }
@@ -101,7 +102,8 @@ def save(spec: dict, out: str | Path) -> Path:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": FORMAT, "version": VERSION,
+    stream = any(layer.get("in_threshold") is not None for layer in spec["layers"])
+    manifest = {"format": FORMAT, "version": VERSION if stream else 1,
                 "name": spec.get("name", "model"), "classes": list(spec["classes"]),
                 "input": copy.deepcopy(spec["input"]), "layers": [], "images": {}}
     for i, layer in enumerate(spec["layers"]):
@@ -186,8 +188,9 @@ def load(path: str | Path) -> Deployable:
         _fail(mpath, f"is not valid JSON ({e})")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         _fail(mpath, f"is not a {FORMAT} manifest")
-    if manifest.get("version") != VERSION:
-        _fail(mpath, f"has format version {manifest.get('version')!r}; this kwsbnn reads version {VERSION}",
+    if manifest.get("version") not in READS:
+        _fail(mpath, f"has format version {manifest.get('version')!r}; this kwsbnn reads versions "
+              f"{', '.join(map(str, READS))}",
               "re-export the model with this version of kwsbnn")
     for key in ("classes", "input", "layers", "images"):
         if key not in manifest:

@@ -19,7 +19,7 @@ import torch
 
 from kwsbnn.errors import KwsError
 
-from .data import CLASSES, SpeechCommands
+from .data import CLASSES, SpeechCommands, open_data
 from .features import FeatureCache, FeatureConfig, FeatureQuantizer
 
 ENGINES = {}
@@ -133,7 +133,7 @@ def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int
     error, False warns on stderr, None says nothing (the caller reports them).
     """
     from .skipped import check, summary
-    ds = SpeechCommands(data)
+    ds = open_data(data)
     skipped = summary(ds.bad_files)
     if strict is not None:
         check(skipped, data, strict, "kwsbnn")

@@ -18,7 +18,7 @@ from torch import nn
 
 from .models import Block, ChainResNet, HonkResNet
 
-BITS = {"float": 32, "int8": 8, "bin": 1}
+BITS = {"float": 32, "int8": 8, "bin": 1, "stream": 8}   # stream: the int8 residual stream
 
 
 def footprint(model: nn.Module) -> dict:

@@ -84,7 +84,7 @@ class GoldenModel:
         for layer in self.model.layers:
             op = layer["op"]
             if op == "conv":
-                x = self._conv(layer, x, prec)
+                x = self._conv(layer, x, "bin" if layer.get("in_threshold") is not None else prec)
                 prec = "bin" if layer["out"] == "bits" else "int8"
             elif op == "gap":
                 vals = 2 * x - 1 if prec == "bin" else x
@@ -108,6 +108,9 @@ class GoldenModel:
         dilation = tuple(layer.get("dilation", (1, 1)))
         padding = tuple(layer.get("padding", (0, 0)))
         w = layer["weights"]
+        stream = x                                       # the int8 value a shortcut 'int8' adds
+        if layer.get("in_threshold") is not None:        # an int8 stream read as bits: x >= t
+            x = (x >= layer["in_threshold"][None, :, None, None]).astype(np.int64)
         if prec == "bin":
             pad = int(layer.get("pad_bit", 0))
             win = windows(x, kernel, stride, dilation, padding, pad)
@@ -134,7 +137,7 @@ class GoldenModel:
             else:
                 sel = thr[:, 0][None, :, None, None]
             return threshold_bits(acc, layer["direction"], sel)
-        s = x if sc == "int8" else 0
+        s = stream if sc == "int8" else 0
         m = layer["mul"][None, :, None, None]
         sm = layer["smul"][None, :, None, None]
         a = layer["add"][None, :, None, None]

@@ -41,14 +41,6 @@ def _window_order(w: torch.Tensor) -> np.ndarray:
     return _np(w.permute(0, 2, 3, 1).reshape(w.shape[0], -1))
 
 
-def _acc_bound(block: Block, w_int: torch.Tensor) -> int:
-    """A bound on ``|acc'|`` over every input the block can see (int8 inputs in [-127, 127])."""
-    per_c = w_int.abs().reshape(w_int.shape[0], -1).sum(dim=1)
-    xmax = 1 if block.in_prec == "bin" else 127
-    area = block.pool[0] * block.pool[1] if block.pool else 1
-    return int(per_c.max().item()) * xmax * area
-
-
 @torch.no_grad()
 def fold_thresholds(block: Block, in_scale: float, bound: int):
     """Enumerate ``acc`` in ``[-bound, bound]`` (and the shortcut bit) through the block's float
@@ -173,20 +165,30 @@ def integer_spec(model, name: str = "model", frac_bits: int = 16) -> dict:
         d = blk.dilation
         layer = {"name": f"conv{i}", "op": "conv", "in_channels": blk.cin, "out_channels": blk.cout,
                  "kernel": [3, 3], "stride": [1, 1], "dilation": [d, d], "padding": [d, d],
-                 "in_prec": blk.in_prec, "w_prec": blk.w_prec, "pad_bit": pad_bit,
-                 "pool": list(blk.pool) if blk.pool else None,
+                 "in_prec": "bin" if blk.in_prec == "stream" else blk.in_prec, "w_prec": blk.w_prec,
+                 "pad_bit": pad_bit, "pool": list(blk.pool) if blk.pool else None,
                  "out": "bits" if blk.out_prec == "bin" else "int8"}
         wo = _window_order(w_int)
         layer["weights"] = (wo >= 0).astype(np.int64) if blk.w_prec == "bin" else wo.astype(np.int64)
         has_sc = blk.shortcut_scale is not None
-        if blk.out_prec == "bin":
+        if blk.in_prec == "stream":
+            layer["in_threshold"] = _np(blk.in_threshold())
+            in_scale = 1.0
+        if blk.out_prec == "stream":
+            mul, add, shift = blk.stream_requant(in_scale, blk.acc_bound())
+            lo, hi = blk.stream_range
+            layer.update(shortcut="int8" if blk.stream_add else "none", mul=_np(mul), add=_np(add),
+                         smul=np.full(blk.cout, (1 << shift) if blk.stream_add else 0, np.int64),
+                         shift=int(shift), lo=lo, hi=hi)
+            in_scale = blk.stream_scale
+        elif blk.out_prec == "bin":
             layer["shortcut"] = "bit" if has_sc else "none"
-            direction, thr = fold_thresholds(blk, in_scale, _acc_bound(blk, w_int))
+            direction, thr = fold_thresholds(blk, in_scale, blk.acc_bound())
             layer["direction"], layer["threshold"] = direction, thr
             in_scale = 1.0
         elif blk.out_prec == "int8":
             layer["shortcut"] = "int8" if has_sc else "none"
-            mul, add, smul, shift = _requant(blk, in_scale, _acc_bound(blk, w_int), frac_bits)
+            mul, add, smul, shift = _requant(blk, in_scale, blk.acc_bound(), frac_bits)
             layer.update(mul=mul, add=add, smul=smul, shift=shift, lo=0, hi=127)
             in_scale = blk.act.scale()
         else:
@@ -252,8 +254,12 @@ def integer_forward(spec: dict, q) -> tuple[torch.Tensor, dict]:
     for layer in spec["layers"]:
         op = layer["op"]
         if op == "conv":
+            if layer.get("in_threshold") is not None:      # an int8 stream read as bits
+                xs, x, prec = x, (x >= _col(layer["in_threshold"])).to(torch.int64), "bin"
             acc = _conv(layer, x, prec)
             sc = layer.get("shortcut", "none")
+            if layer.get("in_threshold") is not None:
+                x = xs
             if layer["out"] == "bits":
                 thr = np.asarray(layer["threshold"])
                 t = _col(thr[:, 0])

@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quant import Int8Activation, KernelQuantizer, sign_ste
+import numpy as np
+
+from .quant import Int8Activation, KernelQuantizer, round_ste, sign_ste
 
 # Tang & Lin 2018 / Honk configurations (n_layers counts the convolutions after conv0).
 ARCHS = {
@@ -40,6 +42,8 @@ ARCHS = {
     "res26":        dict(channels=45, layers=24, pool=(2, 2), dilation=False),
 }
 PRECISIONS = ("float", "int8", "binary")
+SHORTCUTS = ("none", "bit", "int")
+STREAM_RANGE = (-128, 127)      # the integer residual stream saturates to int8
 INPUT_SCALE = 1.0 / 32.0        # real value of one int8 feature step seen by the first layer
 
 
@@ -49,7 +53,7 @@ class BinaryOptions:
 
     Model: ``layout`` (``chain`` = redesign, ``honk`` = naive), ``first_weights`` (``int8`` | ``bin``
     weights of the first layer), ``bn`` (batch norm before each sign: a learned threshold),
-    ``shortcut`` (1-bit shortcut around every binary conv), ``width`` (channels; None = the arch's),
+    ``width`` (channels; None = the arch's),
     ``clipped_ste`` (hardtanh gradient of sign), ``ste_window`` (the activations' gradient
     passes where ``|z| <= ste_window``; the 1-bit shortcut widens z to about ±2), ``head_gain``
     (a fixed factor on the logits: the dense layer reads a mean of ±1 values, and Adam's bounded
@@ -67,6 +71,14 @@ class BinaryOptions:
     ``lr``, ``distill`` (weight of the KL term to a float teacher, 0 = off), ``temperature``,
     ``bn_reestimate`` (recompute batch-norm statistics on training batches before evaluation),
     ``clip_latent`` (clip latent binary weights to [-1, 1] after each step).
+    ``shortcut`` (``none`` | ``bit``: the 1-bit shortcut ``BN(conv(x)) + a_c * x`` | ``int``: Bi-Real
+    Net's integer residual stream: the first layer writes ``r = round(BN(acc) / S)`` (int8,
+    ``S = 2**-stream_frac``), every binary layer convolves ``sign(r * S - shift_c)`` and adds
+    ``round(BN(acc) / S)`` to ``r``, saturating to int8; layers that change width or pool start a
+    new stream; the head pools the last ``r``, through a ReLU (clamp at 0) with ``last=int8``,
+    signed with ``last=bin``), ``rsign`` (ReActNet's learnable
+    per-channel shift before the sign of a stream; off: 0; folded into an integer threshold),
+    ``stream_frac`` (fraction bits of the stream).
     ``last`` (``bin`` | ``int8``: the last binary layer's output. ``int8`` is guideline 1's
     higher-precision last layer: its batch-normalised accumulator goes through ReLU and int8
     quantization instead of the sign, so the global pool and the dense layer read 8-bit values;
@@ -75,7 +87,7 @@ class BinaryOptions:
     layout: str = "chain"
     first_weights: str = "int8"
     bn: bool = True
-    shortcut: bool = True
+    shortcut: str = "bit"
     width: int | None = None
     clipped_ste: bool = True
     ste_window: float = 1.0
@@ -93,24 +105,38 @@ class BinaryOptions:
     pool: str = "arch"
     dilation: str = "arch"
     last: str = "bin"
+    rsign: bool = True
+    stream_frac: int = 4
+    preset: str = ""          # the preset the options were parsed from (reports name direct models)
+
+    def __post_init__(self):
+        # model files written before ``shortcut`` took a name store a bool
+        if isinstance(self.shortcut, bool):
+            self.shortcut = "bit" if self.shortcut else "none"
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut {self.shortcut!r}: use {', '.join(SHORTCUTS)}")
 
     @classmethod
     def parse(cls, text: str | None) -> "BinaryOptions":
         """``naive`` | ``redesign`` (default) followed by ``,key=value`` overrides."""
         parts = [p.strip() for p in (text or "redesign").split(",") if p.strip()]
-        opts = PRESETS["redesign"]
+        opts = replace(PRESETS["redesign"], preset="redesign")
         if parts and "=" not in parts[0]:
             name = parts.pop(0)
             if name not in PRESETS:
                 raise ValueError(f"unknown binary preset {name!r}; known: {', '.join(PRESETS)}")
-            opts = PRESETS[name]
+            opts = replace(PRESETS[name], preset=name)
         types = {f.name: f.type for f in fields(cls)}
         for p in parts:
             key, _, val = p.partition("=")
             if key not in types:
                 raise ValueError(f"unknown binary option {key!r}; known: {', '.join(types)}")
             cur = getattr(opts, key)
-            if isinstance(cur, bool):
+            if key == "shortcut":
+                low = val.lower()
+                v = {"1": "bit", "true": "bit", "yes": "bit", "on": "bit",
+                     "0": "none", "false": "none", "no": "none", "off": "none"}.get(low, low)
+            elif isinstance(cur, bool):
                 v = val.lower() in ("1", "true", "yes", "on")
             elif key == "width":
                 v = None if val.lower() in ("", "none") else int(val)
@@ -126,7 +152,12 @@ class BinaryOptions:
 
 PRESETS = {
     "redesign": BinaryOptions(),
-    "naive": BinaryOptions(layout="honk", first_weights="float", bn=False, shortcut=False,
+    # Textbook binarization of the deployable float network (the paper's "direct binarization"
+    # baseline): ±1 weights and signs of the batch-normalised activations with a clipped
+    # straight-through estimator, the 1-bit form of the float shortcut, int8 first layer and dense
+    # layer kept, batch-norm statistics re-estimated; nothing searched, no teacher.
+    "direct": BinaryOptions(first_weights="int8", bn=True, shortcut="bit", last="bin", distill=0.0),
+    "naive": BinaryOptions(layout="honk", first_weights="float", bn=False, shortcut="none",
                            clipped_ste=True, lr=1e-3, schedule="constant", bn_reestimate=False,
                            clip_latent=False),
 }
@@ -312,7 +343,8 @@ class Block(nn.Module):
     """
 
     def __init__(self, cin, cout, *, dilation=1, pool=None, in_prec, w_prec, out_prec,
-                 shortcut=False, bn=True, pad_bit=1, clipped=True, ste_window=1.0, real=False):
+                 shortcut=False, bn=True, pad_bit=1, clipped=True, ste_window=1.0, real=False,
+                 stream_frac=4, rsign=True):
         super().__init__()
         self.cin, self.cout, self.dilation, self.pool = cin, cout, dilation, pool
         self.in_prec, self.w_prec, self.out_prec = in_prec, w_prec, out_prec
@@ -323,12 +355,58 @@ class Block(nn.Module):
         self.bn = nn.BatchNorm2d(cout) if bn else None
         if shortcut and (cin != cout or pool):
             raise ValueError("a shortcut needs in_channels == out_channels and no pooling")
-        self.shortcut_scale = nn.Parameter(torch.ones(cout)) if shortcut else None
         self.act = Int8Activation() if out_prec == "int8" else None
+        # The integer residual stream (shortcut=int): values r * 2**-stream_frac, int8 saturating.
+        self.stream_scale = 2.0 ** -stream_frac
+        self.in_shift = None
+        self.stream_add = False
+        self.stream_range = STREAM_RANGE   # the last block clamps at 0 with last=int8 (a ReLU)
+        if in_prec == "stream":       # RSign: a per-channel shift before the sign (learnable or 0)
+            self.in_shift = nn.Parameter(torch.zeros(cin), requires_grad=rsign)
+        if out_prec == "stream":      # the residual is added with weight 1: no shortcut scale
+            self.stream_add = bool(shortcut)
+            shortcut = False
+        self.shortcut_scale = nn.Parameter(torch.ones(cout)) if shortcut else None
 
     @property
     def pad_value(self) -> float:
-        return float(2 * self.pad_bit - 1) if self.in_prec == "bin" else 0.0
+        return float(2 * self.pad_bit - 1) if self.in_prec in ("bin", "stream") else 0.0
+
+    def in_threshold(self) -> torch.Tensor:
+        """Stream input: the integer threshold per input channel, ``bit = r >= t`` (int64 [C_in])."""
+        return torch.ceil(self.in_shift.detach().double() / self.stream_scale - 1e-9).to(torch.int64)
+
+    def binarize_input(self, r):
+        """The ±1 values a stream-input block convolves: ``sign(r * S - shift)`` in training (straight
+        through), ``r >= in_threshold`` exactly in evaluation."""
+        if self.training or self.real:
+            z = r * self.stream_scale - self.in_shift.view(1, -1, 1, 1)
+            if self.real:
+                return torch.clamp(z, -1.0, 1.0)
+            return sign_ste(z, self.clipped, self.ste_window)
+        t = self.in_threshold().to(r.device).view(1, -1, 1, 1)
+        return torch.where(r.double() >= t, 1.0, -1.0).to(r.dtype)
+
+    STREAM_FRAC_BITS = 16
+
+    def stream_requant(self, in_scale: float, bound: int):
+        """``(mul, add, shift)`` (int64 tensors [C], int) with ``floor((acc*mul + add) / 2**shift)``
+        = ``round(BN(acc * w_scale * in_scale) / S)`` up to the multipliers' rounding (under
+        ``2**-16`` of a stream step for any ``|acc| <= bound``)."""
+        _, ws = self.weights()
+        if self.bn is None:
+            alpha = torch.ones_like(ws, dtype=torch.float64)
+            b = torch.zeros_like(alpha)
+        else:
+            bn = self.bn
+            alpha = (bn.weight * torch.rsqrt(bn.running_var + bn.eps)).double()
+            b = bn.bias.double() - bn.running_mean.double() * alpha
+        k = ws.detach().double() * float(in_scale) * alpha.detach()
+        shift = int(np.ceil(np.log2(bound + 130))) + self.STREAM_FRAC_BITS
+        scale = 2.0 ** shift / self.stream_scale
+        mul = torch.round(k * scale).to(torch.int64)
+        add = torch.round(b.detach() * scale).to(torch.int64) + (1 << shift >> 1)
+        return mul, add, shift
 
     def weights(self):
         """``(w_int, scale [C_out])``: the quantized kernel the accumulator uses."""
@@ -377,9 +455,37 @@ class Block(nn.Module):
             return self.act(z)
         return F.relu(z), 1.0
 
+    def acc_bound(self) -> int:
+        """A bound on ``|acc'|`` over every input (int8 inputs in [-127, 127])."""
+        w, _ = self.weights()
+        per_c = w.detach().abs().reshape(w.shape[0], -1).sum(dim=1)
+        xmax = 127 if self.in_prec == "int8" else 1
+        area = self.pool[0] * self.pool[1] if self.pool else 1
+        return int(per_c.max().item()) * xmax * area
+
+    def stream_output(self, acc, r, in_scale):
+        """The stream output ``clamp(r + round(BN(acc)/S), -128, 127)`` (``r`` = 0 without the
+        residual add): straight-through rounding in training, the exported integers in evaluation."""
+        lo, hi = self.stream_range
+        res = r if self.stream_add else torch.zeros((), dtype=acc.dtype, device=acc.device)
+        if self.training or self.real:
+            z = self.pre_activation(acc, r, in_scale)
+            return torch.clamp(res + round_ste(z / self.stream_scale), lo, hi)
+        mul, add, shift = self.stream_requant(in_scale, self.acc_bound())
+        dev = acc.device
+        y = (torch.round(acc.double()).to(torch.int64) * mul.to(dev).view(1, -1, 1, 1)
+             + add.to(dev).view(1, -1, 1, 1))
+        y = torch.div(y, 1 << shift, rounding_mode="floor")
+        y = y + torch.round(torch.as_tensor(res, dtype=torch.float64)).to(torch.int64).to(dev)
+        return torch.clamp(y, lo, hi).to(acc.dtype)
+
     def forward(self, x, in_scale=1.0):
-        acc = self.accumulate(x)
-        return self.activation(self.pre_activation(acc, x, in_scale))
+        xin = self.binarize_input(x) if self.in_prec == "stream" else x
+        acc = self.accumulate(xin)
+        if self.out_prec == "stream":
+            return self.stream_output(acc, x, 1.0 if self.in_prec == "stream" else in_scale), \
+                self.stream_scale
+        return self.activation(self.pre_activation(acc, xin, 1.0 if self.in_prec == "stream" else in_scale))
 
 
 class Head(nn.Module):
@@ -422,12 +528,19 @@ class ChainResNet(nn.Module):
         elif cfg.precision == "int8":
             act, w, first_w, sc, head = "int8", "int8", "int8", True, "int8"
         else:
-            act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut, "int8"
+            act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut != "none", "int8"
         kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
                   clipped=opts.clipped_ste, ste_window=opts.ste_window,
                   real=cfg.precision == "binary" and opts.real)
+        if cfg.precision == "binary" and opts.shortcut == "int":
+            # Bi-Real: an integer residual stream between the binary convolutions; every block reads
+            # sign(r - shift) and adds round(BN(conv)) to r; the head reads the last stream.
+            kw.update(stream_frac=opts.stream_frac, rsign=opts.rsign)
+            act, sc = "stream", True
         last = opts.last if cfg.precision == "binary" else act
-        if cfg.precision == "binary" and last not in ("bin", "int8"):
+        if act == "stream":
+            last = "stream"
+        if cfg.precision == "binary" and last not in ("bin", "int8", "stream"):
             raise ValueError(f"last {last!r}: use bin or int8")
         n = cfg.layers
         blocks = [Block(1, widths[0], pool=pools[0], in_prec="int8", w_prec=first_w,
@@ -437,6 +550,8 @@ class ChainResNet(nn.Module):
             out = last if i == n else act
             blocks.append(Block(cin, cout, dilation=d, pool=pool, in_prec=act, w_prec=w, out_prec=out,
                                 shortcut=sc and cin == cout and not pool and out == act, **kw))
+        if act == "stream" and opts.last == "int8":     # ReLU on the last stream before the pool
+            blocks[-1].stream_range = (0, STREAM_RANGE[1])
         self.blocks = nn.ModuleList(blocks)
         self.head = Head(widths[-1], cfg.n_classes, head, cfg.dropout,
                          gain=opts.head_gain if cfg.precision == "binary" else 1.0)

@@ -570,7 +570,7 @@ def counts(study) -> dict:
 
 def _check_inputs(cfg: SearchConfig):
     from .checkpoint import resolve_model
-    from .data import SpeechCommands
+    from .data import open_data
     if cfg.trials < 1:
         raise KwsError("--trials must be at least 1")
     if cfg.epochs < 1:
@@ -580,7 +580,7 @@ def _check_inputs(cfg: SearchConfig):
     if cfg.pruner not in ("pareto", "median", "none"):
         raise KwsError(f"--pruner {cfg.pruner!r}", "use pareto, median or none")
     parse_budget(cfg.budget)
-    SpeechCommands(cfg.data, seed=cfg.seed)           # a KwsError names a missing or empty folder
+    open_data(cfg.data, seed=cfg.seed)          # a KwsError names a missing or empty folder
     if cfg.teacher:
         resolve_model(cfg.teacher)
 

@@ -46,7 +46,12 @@ def infer_shapes(inp: dict, layers: list, n_classes: int | None = None) -> list[
             c, t, f = shape
             if layer["in_channels"] != c:
                 raise ValueError(f"layer {name}: in_channels {layer['in_channels']} but its input has {c}")
-            if layer["in_prec"] != prec:
+            stream = layer.get("in_threshold") is not None
+            if stream:
+                if prec != "int8" or layer["in_prec"] != "bin":
+                    raise ValueError(f"layer {name}: in_threshold binarizes an int8 input for in_prec bin")
+                _check_array(layer, "in_threshold", (c,))
+            elif layer["in_prec"] != prec:
                 raise ValueError(f"layer {name}: in_prec {layer['in_prec']} but its input is {prec}")
             kt, kf = _pair(layer, "kernel")
             st, sf = _pair(layer, "stride", (1, 1))
@@ -67,7 +72,9 @@ def infer_shapes(inp: dict, layers: list, n_classes: int | None = None) -> list[
             if sc != "none" and (co != c or (st, sf) != (1, 1) or pool or (to, fo) != (t, f)):
                 raise ValueError(f"layer {name}: a shortcut needs equal channels, stride 1, no pooling "
                                  "and an output as large as the input")
-            if sc == "bit" and prec != "bin":
+            if sc == "int8" and prec != "int8":
+                raise ValueError(f"layer {name}: shortcut 'int8' needs an int8 input")
+            if sc == "bit" and (prec != "bin" or stream):
                 raise ValueError(f"layer {name}: shortcut 'bit' needs a binary input")
             if layer["out"] == "bits":
                 _check_array(layer, "direction", (co,))

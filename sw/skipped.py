@@ -36,8 +36,9 @@ def check(skipped: dict, data, strict: bool, command: str = "kwsbnn") -> None:
 
 
 def scan(data, strict: bool = False, command: str = "kwsbnn", seed: int = 0) -> dict:
-    """Scan a data folder once (headers only), report its skipped files, and return the summary."""
-    from .data import SpeechCommands
-    skipped = summary(SpeechCommands(data, seed=seed).bad_files)
+    """Scan a ``--data`` value once (one folder or several, headers only), report its skipped
+    files, and return the summary."""
+    from .data import open_data
+    skipped = summary(open_data(data, seed=seed).bad_files)
     check(skipped, data, strict, command)
     return skipped

@@ -13,14 +13,34 @@ from .checkpoint import load_model, resolve_model
 from .footprint import footprint
 from .plots import save_figure
 
-DEFAULT_MODELS = ("float", "int8", "binary-naive", "binary-w24", "binary-sign-last", "binary", "binary-wide")
+DEFAULT_MODELS = ("float", "int8", "binary-w24", "binary-sign-last", "binary", "binary-wide")
+CHANCE = 1 / 12                   # 12 balanced-ish classes
+ICEBREAKER_SPRAM_BITS = 1 << 20   # the budget of a deployable binary model (weights + integer maps)
+EQUAL_MEMORY_BITS = (100_000, 200_000, 500_000, 1_000_000)
 
 
 def _kind(model) -> str:
     cfg = model.config
     if cfg.precision == "binary":
-        return "binary (naive)" if cfg.layout == "honk" else "binary (redesign)"
+        if cfg.layout == "honk":
+            return "binary (naive)"
+        opts = cfg.options
+        if opts.preset == "direct":
+            return "binary (direct)"
+        return "binary (Bi-Real stream)" if opts.shortcut == "int" else "binary (redesign)"
     return {"float": "float", "int8": "8-bit"}[cfg.precision]
+
+
+def equal_memory(rows: list[dict], points=EQUAL_MEMORY_BITS) -> dict:
+    """Accuracy of each kind's front at equal weight memory: ``{kind: {bits: accuracy or None}}``.
+
+    A kind's front is its most accurate model at or below each memory (a step function of weight
+    bits); ``None`` where the kind has no model that small."""
+    out = {}
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        pts = sorted((r["weight_bits"], r["accuracy"]) for r in rows if r["kind"] == kind)
+        out[kind] = {b: max((a for w, a in pts if w <= b), default=None) for b in points}
+    return out
 
 
 def tradeoff(refs, data=None, split: str = "test", progress=None) -> list[dict]:
@@ -54,6 +74,17 @@ def tradeoff(refs, data=None, split: str = "test", progress=None) -> list[dict]:
     return rows
 
 
+def format_equal_memory(rows: list[dict], points=EQUAL_MEMORY_BITS) -> str:
+    """The equal-memory table as text: best accuracy of each kind within each weight budget."""
+    eq = equal_memory(rows, points)
+    head = f"{'best accuracy within':24s}" + "".join(f"{_kbit(b) + ' kbit':>12s}" for b in points)
+    lines = [head, "-" * len(head)]
+    for kind, accs in eq.items():
+        lines.append(f"{kind:24s}" + "".join(f"{(f'{100 * a:.1f}%' if a is not None else '-'):>12s}"
+                                            for a in accs.values()))
+    return "\n".join(lines)
+
+
 def _kbit(bits: int) -> str:
     return f"{bits / 1000:,.1f}"
 
@@ -72,25 +103,38 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_tradeoff(rows: list[dict], path) -> Path:
+def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
     """Accuracy against weight memory and against peak activation memory (log x), one PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     colors = {"float": "tab:blue", "8-bit": "tab:green", "binary (naive)": "tab:red",
-              "binary (redesign)": "tab:purple"}
+              "binary (direct)": "tab:orange", "binary (redesign)": "tab:purple",
+              "binary (Bi-Real stream)": "tab:brown"}
     for ax, key, label in ((axes[0], "weight_bits", "weight memory (kbit, log)"),
                            (axes[1], "activation_peak_bits", "peak activation memory (kbit, log)")):
+        for kind in dict.fromkeys(r["kind"] for r in rows):      # one front (line) per kind
+            pts = sorted((r[key] / 1000, 100 * r["accuracy"]) for r in rows if r["kind"] == kind)
+            if len(pts) > 1:
+                ax.plot(*zip(*pts), color=colors.get(kind, "gray"), alpha=0.5, zorder=2)
         for r in rows:
-            ax.scatter(r[key] / 1000, 100 * r["accuracy"], s=60, color=colors.get(r["kind"], "gray"),
-                       label=r["kind"], zorder=3)
-            ax.annotate(r["model"], (r[key] / 1000, 100 * r["accuracy"]), textcoords="offset points",
-                        xytext=(6, 4), fontsize=8)
+            star = r["model"] == recommended
+            ax.scatter(r[key] / 1000, 100 * r["accuracy"], s=200 if star else 60,
+                       marker="*" if star else "o", color=colors.get(r["kind"], "gray"),
+                       label=r["kind"], zorder=3, edgecolors="black" if star else "none")
+            ax.annotate(r["model"] + (" (recommended)" if star else ""), (r[key] / 1000, 100 * r["accuracy"]),
+                        textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.axhline(100 * CHANCE, color="gray", linestyle=":", linewidth=1)
+        ax.text(0.01, 100 * CHANCE + 1, "chance", transform=ax.get_yaxis_transform(), fontsize=8,
+                color="gray")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("12-class accuracy (%)")
+    axes[0].axvline(ICEBREAKER_SPRAM_BITS / 1000, color="black", linestyle="--", linewidth=1)
+    axes[0].text(ICEBREAKER_SPRAM_BITS / 1000, 2, " iCEBreaker SPRAM\n (1 Mbit)", fontsize=8)
+    axes[0].set_ylim(0, 100)
+    axes[0].set_ylabel("12-class accuracy (%), subset testing list")
     handles, labels = axes[0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
     axes[0].legend(uniq.values(), uniq.keys(), loc="lower right", fontsize=8)

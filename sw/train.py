@@ -31,7 +31,7 @@ from kwsbnn.paths import write_atomic
 
 from .augment import Augmenter
 from .checkpoint import load_model, model_payload, save_model
-from .data import CLASSES, SpeechCommands
+from .data import CLASSES, open_data
 from .features import FeatureCache, FeatureConfig, FeatureQuantizer
 from .loader import Batches, hash_seed
 from .models import BinaryOptions, build_model, make_config, reestimate_bn
@@ -67,6 +67,7 @@ class TrainConfig:
     bn_batches: int = 20              # training batches for batch-norm re-estimation
     features: dict = field(default_factory=dict)   # FeatureConfig overrides
     threads: int = 2
+    augment: dict = field(default_factory=dict)    # speed, reverb (Augmenter), mixup (Beta alpha)
 
 
 def _log(msg: str):
@@ -148,10 +149,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     state_path = out / "state.pt"
     opts = BinaryOptions.parse(cfg.binary) if cfg.precision == "binary" else None
 
-    ds = SpeechCommands(cfg.data, seed=cfg.seed)
+    ds = open_data(cfg.data, seed=cfg.seed)
     fcfg = FeatureConfig(**cfg.features)
     cache = FeatureCache(fcfg)
-    aug = Augmenter(ds.noise_clips(), seed=cfg.seed)
+    extra = {k: v for k, v in cfg.augment.items() if k != "mixup"}
+    unknown = set(extra) - set(AUGMENTS)
+    if unknown:
+        raise KwsError(f"unknown augmentation {', '.join(sorted(unknown))}",
+                       f"known: {', '.join(AUGMENTS)} and mixup")
+    aug = Augmenter(ds.noise_clips(), seed=cfg.seed, **extra)
+    mixup = float(cfg.augment.get("mixup", 0.0))
     train_b = Batches(ds, "train", fcfg, aug, batch_size=cfg.batch_size, seed=cfg.seed,
                       spec_aug=cfg.spec_aug, drop_last=len(ds.split("train")) > 2 * cfg.batch_size)
     val_b = Batches(ds, "validation", fcfg, batch_size=256, cache=cache)
@@ -182,10 +189,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         _init_from(model, cfg.init)
     teacher = None
     if cfg.teacher:
-        teacher = load_model(cfg.teacher).to(device).eval()
-        if teacher.meta.get("features") != model.meta["features"]:
-            raise KwsError(f"{cfg.teacher}: the teacher was trained on other features",
-                           "use a teacher trained with the same feature settings")
+        teacher = _teacher([load_model(t).to(device).eval() for t in cfg.teacher.split(",")])
+        for t, ref in zip(teacher.members, cfg.teacher.split(",")):
+            if t.meta.get("features") != model.meta["features"]:
+                raise KwsError(f"{ref}: the teacher was trained on other features",
+                               "use a teacher trained with the same feature settings")
     distill = (opts.distill if opts else cfg.distill) if teacher is not None else 0.0
     if opts:
         optimizer = _optimizer(model, opts.optimizer, opts.lr, cfg.weight_decay)
@@ -220,9 +228,19 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         bar = tqdm(train_b.epoch(epoch), total=len(train_b), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    file=sys.stderr, disable=not progress, leave=False)
         for x, y in bar:
-            q, y = quantizer.quantize(x).to(device), y.to(device)
+            y = y.to(device)
+            if mixup > 0:       # the teacher sees the same mixed input (consistent distillation)
+                lam = float(np.random.default_rng(hash_seed(cfg.seed, epoch * 100_003 + total))
+                            .beta(mixup, mixup))
+                perm = torch.randperm(len(y))
+                x = lam * x + (1 - lam) * x[perm]
+                y2 = y[perm.to(device)]
+            q = quantizer.quantize(x).to(device)
             logits = model(q)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if mixup > 0:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y2,
+                                                                label_smoothing=cfg.label_smoothing)
             if teacher is not None and distill > 0:
                 with torch.no_grad():
                     t_logits = teacher(q)
@@ -267,6 +285,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
                "total_seconds": float(sum(h["seconds"] for h in history)),
                "run_seconds": time.time() - t_run, "device": str(device),
+               "steps_per_epoch": len(train_b), "optimizer_steps": len(history) * len(train_b),
                "model": str(out / "model.pt"), "config": _jsonable(asdict(cfg)), "history": history}
     if done and best_state is not None:
         best_model = build_model(mcfg)
@@ -280,6 +299,20 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                                             "epochs", "final_train_accuracy")})
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+AUGMENTS = ("speed", "reverb", "time_shift_ms", "noise_prob")
+
+
+class _teacher(torch.nn.Module):
+    """One teacher model, or an ensemble whose logits are the mean of its members'."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, q):
+        return torch.stack([m(q) for m in self.members]).mean(dim=0)
 
 
 def _init_from(model, ref) -> None:

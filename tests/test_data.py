@@ -9,7 +9,7 @@ import torch
 from fixtures import make_canonical_test_set, make_speech_commands, write_wav
 from kwsbnn.errors import KwsError
 from kwsbnn.sw import data
-from kwsbnn.sw.augment import Augmenter, spec_augment
+from kwsbnn.sw.augment import Augmenter, reverberate, room_response, spec_augment, speed_perturb
 from kwsbnn.sw.data import (CLASSES, CLIP_SAMPLES, KEYWORDS, SpeechCommands, WavError, load_waveforms,
                             read_wav)
 from kwsbnn.sw.features import FeatureCache, FeatureConfig
@@ -275,3 +275,75 @@ def test_batches(ds, tmp_path):
     assert not torch.equal(e0[0][1], e1[0][1])
     assert sorted(torch.cat([y for _, y in e0]).tolist()) == sorted(e.label for e in ds.split("train"))
     assert len(b) == len(e0)
+
+
+# -- several folders -----------------------------------------------------------------------------
+def test_data_union_of_folders(archive, tmp_path):
+    extra = make_speech_commands(tmp_path / "extra", speakers=3, val_speakers=0, test_speakers=0, seed=3)
+    import shutil
+    shutil.rmtree(extra.root / "_background_noise_")
+    with pytest.raises(KwsError, match="noise"):
+        SpeechCommands(extra.root)                    # alone it cannot make silence
+    one = SpeechCommands(archive.root)
+    both = data.open_data(f"{archive.root},{extra.root}")
+    assert isinstance(both, data.DataUnion)
+    two = SpeechCommands(extra.root, silence_fraction=0.0)
+    # training: the union in folder order; validation and test: each folder's lists
+    assert both.split("train", 3) == one.split("train", 3) + two.split("train", 3)
+    assert both.split("validation") == one.split("validation")
+    assert both.split("test") == one.split("test")
+    assert sum(both.counts("train")) == len(both.split("train"))
+    assert both.noise_paths() == one.noise_paths()
+    assert data.open_data([str(archive.root)]).split("test") == one.split("test")
+    with pytest.raises(KwsError, match="no data folder"):
+        data.open_data(" , ")
+
+
+def test_data_union_features_match_single_folders(archive, tmp_path):
+    """Clip identity is the file: the cached features of a union are those of its folders."""
+    extra = make_speech_commands(tmp_path / "extra2", speakers=2, val_speakers=0, test_speakers=0, seed=4)
+    both = data.open_data([str(archive.root), str(extra.root)])
+    cfg = FeatureConfig()
+    cache = FeatureCache(cfg, root=tmp_path / "cache")
+    a = cache.get(both.split("train"), both)
+    parts = [SpeechCommands(archive.root), SpeechCommands(extra.root, silence_fraction=0.0)]
+    b = torch.cat([cache.get(p.split("train"), p) for p in parts])
+    assert torch.equal(a, b)
+
+
+# -- speaker-level augmentation ------------------------------------------------------------------
+def test_speed_perturbation():
+    t = torch.arange(CLIP_SAMPLES, dtype=torch.float32)
+    x = torch.sin(2 * math.pi * 500 * t / 16000)[None].repeat(3, 1)
+    y = speed_perturb(x, torch.tensor([1.0, 1.1, 0.9]))
+    assert torch.allclose(y[0], x[0], atol=1e-5)
+    # the tone's frequency scales with the rate (peak of the spectrum)
+    f = [int(torch.fft.rfft(y[i]).abs().argmax()) for i in range(3)]
+    assert abs(f[0] - 500) <= 1 and abs(f[1] - 550) <= 2 and abs(f[2] - 450) <= 2
+    # slowing down leaves zeros only past the stretched ends: none here (0.9 reads inside the clip)
+    assert float(y[2, :10].abs().max()) > 0 and float(y[1, :100].abs().max()) == 0.0
+
+
+def test_room_response_decay_and_reverb():
+    g = torch.Generator().manual_seed(0)
+    rir = room_response(torch.tensor([0.2, 0.6]), 16000, g)
+    assert rir.shape == (2, 6400) and torch.all(rir[:, 0] == 1.0)
+    late = [float(rir[i, 3200:].pow(2).sum() / rir[i, 1:].pow(2).sum()) for i in range(2)]
+    assert late[0] < late[1]                          # a longer RT60 keeps more late energy
+    x = torch.zeros(2, 1000)
+    x[:, 100] = 0.5
+    y = reverberate(x, rir)
+    assert torch.allclose(y.abs().amax(1), torch.tensor([0.5, 0.5]))
+    assert float(y[:, :100].abs().max()) < 1e-6      # causal
+    assert float(y[:, 200:].abs().sum()) > 0          # a tail
+
+
+def test_augmenter_speed_and_reverb_are_seeded(ds):
+    speech = [e for e in ds.split("train") if e.label != 0][:8]
+    waves = torch.from_numpy(load_waveforms(speech, ds))
+    labels = torch.tensor([e.label for e in speech])
+    aug = Augmenter(ds.noise_clips(), speed=0.1, reverb=0.5, noise_prob=0.0)
+    a = aug(waves, labels, torch.Generator().manual_seed(1))
+    b = aug(waves, labels, torch.Generator().manual_seed(1))
+    plain = Augmenter(ds.noise_clips(), noise_prob=0.0)(waves, labels, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, plain)

@@ -62,7 +62,7 @@ def test_wrong_version_is_named(tmp_path):
     m = json.loads((folder / "manifest.json").read_text())
     m["version"] = 99
     (folder / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(deploy.DeployableError, match="version 99.*reads version 1"):
+    with pytest.raises(deploy.DeployableError, match="version 99.*reads versions 1, 2"):
         deploy.load(folder)
 
 

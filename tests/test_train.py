@@ -92,8 +92,9 @@ def test_cli_train_and_eval_json(data, tmp_path, capsys):
     assert main(["eval", "--model", str(out / "model.pt"), "--data", str(data), "--json",
                  "--limit", "3", "--split", "validation"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 3
-    assert main(["eval", "--model", str(out / "model.pt"), "--data", str(data), "--engine", "nope"]) == 2
-    assert "unknown engine" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:             # --engine lists its choices: argparse refuses
+        main(["eval", "--model", str(out / "model.pt"), "--data", str(data), "--engine", "nope"])
+    assert e.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_cli_eval_of_a_deployable_folder(data, tmp_path, capsys):
@@ -126,7 +127,8 @@ def test_integer_engine_agrees_with_float_eval(data, tmp_path):
     assert a["predictions"] == b["predictions"]
 
 
-@pytest.mark.parametrize("precision,binary", [("binary", "redesign,width=8"), ("int8", "redesign")])
+@pytest.mark.parametrize("precision,binary", [("binary", "redesign,width=8"), ("int8", "redesign"),
+                                              ("binary", "redesign,width=8,shortcut=int")])
 def test_golden_engine_equals_torch_integer_mode_on_fixture_clips(data, tmp_path, precision, binary):
     """On every clip of the fixture data (made in code): the golden model, reading only the
     deployable files, gives the same integer scores and classes as the PyTorch integer mode."""
@@ -189,3 +191,32 @@ def test_cli_spec_aug_and_label_smoothing(data, tmp_path, capsys):
                  "--out", str(tmp_path / "r"), "--json"]) == 0
     cfg = json.loads(capsys.readouterr().out)["config"]
     assert cfg["spec_aug"] is None and cfg["label_smoothing"] == 0.0
+
+
+def test_stream_model_trains_with_augmentation_mixup_and_an_ensemble_teacher(data, tmp_path):
+    """shortcut=int with speed, reverb and mixup, distilled from two teachers, on two data folders
+    (the second without background noise): the run completes and resumes to the same weights."""
+    import shutil
+
+    extra = tmp_path / "extra"
+    make_speech_commands(extra, speakers=3, val_speakers=0, test_speakers=0, seed=5)
+    shutil.rmtree(extra / "_background_noise_")
+    for name in ("t1", "t2"):
+        train(_cfg(data, tmp_path / name, precision="float", arch="res8-narrow", epochs=1), progress=False)
+    both = f"{data},{extra}"
+    kw = dict(binary="redesign,width=8,shortcut=int,distill=0.5",
+              teacher=f"{tmp_path / 't1' / 'model.pt'},{tmp_path / 't2' / 'model.pt'}",
+              augment={"speed": 0.1, "reverb": 0.5, "mixup": 0.2})
+    full = train(_cfg(both, tmp_path / "full", **kw), progress=False)
+    assert full["complete"] and full["config"]["augment"]["mixup"] == 0.2
+    train(_cfg(both, tmp_path / "part", **kw), stop_after=1, progress=False)
+    train(_cfg(both, tmp_path / "part", **kw), resume=True, progress=False)
+    a = load_model(tmp_path / "full" / "model.pt").state_dict()
+    b = load_model(tmp_path / "part" / "model.pt").state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_unknown_augmentation_is_refused(data, tmp_path):
+    with pytest.raises(KwsError, match="unknown augmentation"):
+        train(_cfg(data, tmp_path / "x", augment={"warp": 0.1}), progress=False)

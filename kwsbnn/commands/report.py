@@ -4,7 +4,9 @@ HELP = "trade-off table and plot (accuracy against memory); Pareto front of a se
 DESCRIPTION = """\
 kwsbnn report tradeoff [--models M,M,...] [--data DIR] [--out DIR] [--json]
   Accuracy against weight memory and peak activation memory for models of the same task; default:
-  the shipped float, int8, binary-naive, binary-w24, binary-sign-last, binary and binary-wide models. With --data the accuracy is measured on
+  the shipped float, int8, binary-w24, binary-sign-last, binary and binary-wide models (binary-naive,
+  a documented pitfall, only when named). Each precision's models form a front (a line); the table
+  below gives each precision's best accuracy within equal weight budgets. With --data the accuracy is measured on
   the split (torch engine); without, the test accuracy recorded in each model file is used.
   Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: build/reports/, ignored by git).
 kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--json]
@@ -32,7 +34,7 @@ def add_arguments(parser):
                         help="figures: do not write, exit 1 when the README's table differs")
     parser.add_argument("--models", default=None,
                         help="comma-separated model files or shipped names "
-                             "(default float,int8,binary-naive,binary-w24,binary-sign-last,binary,binary-wide)")
+                             "(default float,int8,binary-w24,binary-sign-last,binary,binary-wide)")
     parser.add_argument("--data", default=None, help="Speech Commands folder to measure accuracy on")
     parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
                         help="split to score (default test); all: every clip in the folder, either layout")
@@ -66,7 +68,8 @@ def run(args) -> int:
         return _pareto(args)
     if args.what == "figures":
         return _figures(args)
-    from kwsbnn.sw.tradeoff import DEFAULT_MODELS, format_table, plot_tradeoff, tradeoff
+    from kwsbnn.sw.tradeoff import (DEFAULT_MODELS, equal_memory, format_equal_memory, format_table,
+                                    plot_tradeoff, tradeoff)
 
     refs = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(DEFAULT_MODELS)
     skipped = None
@@ -77,7 +80,9 @@ def run(args) -> int:
                     progress=lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(args.out or DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"rows": rows, "table": str(out / "tradeoff.json"), "plot": str(out / "tradeoff.png")}
+    result = {"rows": rows, "equal_memory": {k: {str(b): a for b, a in v.items()}
+                                             for k, v in equal_memory(rows).items()},
+              "table": str(out / "tradeoff.json"), "plot": str(out / "tradeoff.png")}
     if skipped is not None:
         result["skipped"] = skipped
     write_atomic(out / "tradeoff.json", json.dumps(rows, indent=2) + "\n")
@@ -86,6 +91,8 @@ def run(args) -> int:
         emit_json(result)
     else:
         print(format_table(rows))
+        print()
+        print(format_equal_memory(rows))
         print(f"\nwrote {result['table']} and {result['plot']}")
     return 0
 

@@ -10,13 +10,19 @@ validation accuracy) and OUT/metrics.json.
 
 Binary options: a preset (redesign | naive) then key=value overrides, e.g.
   --binary-options redesign,width=32,first_weights=bin,distill=0.5
-keys: layout first_weights last bn shortcut width clipped_ste ste_window head_gain real pad_bit optimizer schedule lr distill
-      temperature bn_reestimate clip_latent
+keys: layout first_weights last bn shortcut (none|bit|int) width clipped_ste ste_window head_gain real pad_bit
+      optimizer schedule lr distill temperature bn_reestimate clip_latent rsign stream_frac stages pool dilation
+presets: redesign (default), naive (a documented pitfall), direct (textbook binarization of the chain
+network: the baseline). docs/binary-guidelines.md gives each option's measured effect.
+
+Several data folders: --data DIR1,DIR2 trains on the union of their training splits and validates and
+tests on each folder's own lists (a folder without _background_noise_/ uses the first folder's noise).
 """
 
 
 def add_arguments(parser):
-    parser.add_argument("--data", required=True, help="Speech Commands folder (read in place)")
+    parser.add_argument("--data", required=True,
+                        help="Speech Commands folder(s), read in place; several joined by commas")
     parser.add_argument("--arch", default="res8", help="res8 | res8-narrow | res15 | res15-narrow | res26")
     parser.add_argument("--precision", default="float", choices=["float", "int8", "binary"])
     parser.add_argument("--binary-options", default="redesign", metavar="OPTS",
@@ -28,7 +34,8 @@ def add_arguments(parser):
     parser.add_argument("--out", default=None, help="run folder (default runs/<arch>-<precision>-s<seed>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--teacher", default=None, metavar="MODEL",
-                        help="float model to distill from (a path or a shipped model's name)")
+                        help="model to distill from (a path or a shipped model's name); several "
+                             "joined by commas are an ensemble (mean of their logits)")
     parser.add_argument("--init", default=None, metavar="MODEL",
                         help="start from this model's weights (two-step binary training: step one "
                              "with real=true, step two with --init STEP_ONE_MODEL)")
@@ -40,6 +47,10 @@ def add_arguments(parser):
     parser.add_argument("--spec-aug", default=None, metavar="T,TW,F,FW",
                         help="SpecAugment: time masks, max time width, frequency masks, max frequency "
                              "width (default 2,12,2,5; 0 = off)")
+    parser.add_argument("--augment", default=None, metavar="K=V,...",
+                        help="extra training augmentation: speed=0.1 (resample 0.9-1.1), reverb=0.3 "
+                             "(share of clips through a synthetic room), mixup=0.2 (Beta alpha; the "
+                             "teacher sees the mixed input)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--strict", action="store_true",
                         help="an unusable WAV file in --data is an error (default: skip it, count and "
@@ -75,6 +86,8 @@ def run(args) -> int:
             raise KwsError(f"--spec-aug {args.spec_aug!r}: expected four counts T,TW,F,FW or 0")
         cfg.spec_aug = dict(zip(("time_masks", "time_width", "freq_masks", "freq_width"), parts)) \
             if parts else None
+    if args.augment:
+        cfg.augment = parse_augment(args.augment)
     for key in ("lr", "weight_decay", "dropout", "label_smoothing"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
@@ -88,3 +101,19 @@ def run(args) -> int:
         keys = ("best_val_accuracy", "test_accuracy", "seconds_per_epoch", "total_seconds", "model")
         print(json.dumps({k: metrics.get(k) for k in keys} | {"skipped": skipped["count"]}))
     return 0
+
+
+def parse_augment(text: str) -> dict:
+    """``speed=0.1,reverb=0.3,mixup=0.2`` -> a dict of floats (a KwsError names a bad entry)."""
+    from kwsbnn.errors import KwsError
+    out = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, val = part.partition("=")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise KwsError(f"--augment {part!r}: expected key=number",
+                           "e.g. --augment speed=0.1,reverb=0.3,mixup=0.2") from None
+        if not sep or out[key.strip()] < 0:
+            raise KwsError(f"--augment {part!r}: expected key=number >= 0")
+    return out

@@ -1,0 +1,166 @@
+"""Benchmark: the binary-accuracy study (docs/studies/binary-accuracy.md): named training rows, each a
+full ``kwsbnn train`` run, scored on the testing list with confidence intervals and paired tests.
+
+    .venv/bin/python benchmarks/binary_study.py --data DIR[,DIR2] --out STUDY [--rows a,b] [--seeds 0]
+        [--epochs N] [--threads 1] [--report]
+
+A row is a base recipe plus overrides (:data:`ROWS`); ``--rows`` picks them (default: all), ``--seeds``
+trains each row once per seed. Every run goes to ``STUDY/<row>-s<seed>/`` and is resumable (run the
+same command again after an interruption: finished runs are skipped, an interrupted one resumes from
+its last epoch). Several processes may share one study folder with disjoint ``--rows``.
+
+``--report`` trains nothing: it scores every finished run on the testing list of the first data
+folder (torch integer mode, which the golden model equals) and writes ``STUDY/study.json`` and
+``STUDY/study.md``: per row the mean test accuracy over its seeds, a 95% interval (bootstrap over
+clips, 2,000 resamples, of the seed-averaged per-clip correctness), best validation accuracy, final
+training accuracy, seconds per epoch, optimizer steps, and an exact McNemar test (two-sided) against
+the reference row (``--reference``, default ``int``) on the same clips (first seed of each).
+"""
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+# The screening recipe: binary-wide's (search trial 20 at 64 channels, distilled from `float`).
+WIDE = ("redesign,stages=64x1-64x2,pool=4x3,dilation=on,first_weights=bin,bn=true,clipped_ste=true,"
+        "ste_window=0.5,pad_bit=0,optimizer=adam,schedule=cosine,lr=0.00628,distill=0.7,last=int8")
+BASE = dict(arch="res8", precision="binary", teacher="float", dropout=0.0, label_smoothing=0.0,
+            spec_aug=dict(time_masks=1, time_width=8, freq_masks=1, freq_width=4))
+
+# name -> (binary options appended to WIDE, extra TrainConfig fields, extra data folders used)
+ROWS = {
+    "none": ("shortcut=none", {}, False),                     # binary-wide as shipped
+    "bit": ("shortcut=bit", {}, False),                       # the 1-bit shortcut
+    "int": ("shortcut=int", {}, False),                       # Bi-Real integer residual stream
+    "int-linear": ("shortcut=int,last=bin", {}, False),       # the head pools the signed stream
+    "int-norsign": ("shortcut=int,rsign=false", {}, False),
+    "int-ste1": ("shortcut=int,ste_window=1.0", {}, False),
+    "int-extra": ("shortcut=int", {}, True),                  # + speech_commands_extra
+    "int-speed": ("shortcut=int", {"augment": {"speed": 0.1}}, False),
+    "int-reverb": ("shortcut=int", {"augment": {"reverb": 0.3}}, False),
+    "int-mixup": ("shortcut=int", {"augment": {"mixup": 0.2}}, False),
+    "int-nodistill": ("shortcut=int,distill=0", {}, False),
+}
+
+
+def row_config(name: str, data: list[str], out: Path, seed: int, epochs: int, threads: int):
+    from kwsbnn.sw.train import TrainConfig
+    opts, extra, more_data = ROWS[name]
+    folders = data if more_data else data[:1]
+    cfg = TrainConfig(data=",".join(folders), binary=f"{WIDE},{opts}", epochs=epochs, seed=seed,
+                      out=str(out / f"{name}-s{seed}"), threads=threads, **BASE)
+    return replace(cfg, **extra)
+
+
+def train_rows(args, data):
+    from kwsbnn.sw.train import train
+    for seed in args.seeds:
+        for name in args.rows:
+            cfg = row_config(name, data, args.out, seed, args.epochs, args.threads)
+            if (Path(cfg.out) / "metrics.json").exists():
+                print(f"{name} seed {seed}: done", file=sys.stderr)
+                continue
+            print(f"{name} seed {seed}: training into {cfg.out}", file=sys.stderr, flush=True)
+            train(cfg, resume=True)
+
+
+def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact two-sided McNemar p-value for paired correctness vectors ``a`` and ``b``."""
+    n01 = int(np.sum(a & ~b))
+    n10 = int(np.sum(~a & b))
+    n = n01 + n10
+    if n == 0:
+        return 1.0
+    k = min(n01, n10)
+    p = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * p)
+
+
+def bootstrap(correct: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(correct), (n, len(correct)))
+    means = correct[idx].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def report(args, data):
+    from kwsbnn.sw.checkpoint import load_model
+    from kwsbnn.sw.evaluate import evaluate
+    rows = {}
+    for run in sorted(args.out.glob("*-s*/metrics.json")):
+        name, _, seed = run.parent.name.rpartition("-s")
+        if name not in ROWS:
+            continue
+        metrics = json.loads(run.read_text())
+        res = evaluate(load_model(run.parent / "model.pt"), data[0], "test", "torch")
+        correct = np.array([p == t for p, t in zip(res["predictions"], res["labels"])])
+        r = rows.setdefault(name, {"seeds": [], "correct": [], "val": [], "train": [], "spe": [],
+                                   "steps": 0, "clips": res["clips"]})
+        assert r["clips"] == res["clips"], "every run must be scored on the same clips"
+        r["seeds"].append(int(seed))
+        r["correct"].append(correct)
+        r["val"].append(metrics["best_val_accuracy"])
+        r["train"].append(metrics["final_train_accuracy"])
+        r["spe"].append(metrics["seconds_per_epoch"])
+        r["epochs"] = metrics["epochs"]
+        r["steps"] = metrics["epochs"] * int(metrics.get("steps_per_epoch") or 0)
+    ref = rows.get(args.reference)
+    table = []
+    for name, r in rows.items():
+        mean_correct = np.mean(r["correct"], axis=0)
+        lo, hi = bootstrap(mean_correct)
+        p = mcnemar(r["correct"][0], ref["correct"][0]) if ref and name != args.reference else None
+        table.append({"row": name, "options": ROWS[name][0], "extra": ROWS[name][1],
+                      "extra_data": ROWS[name][2], "seeds": r["seeds"],
+                      "test_accuracy": float(mean_correct.mean()), "ci95": [lo, hi],
+                      "best_val_accuracy": float(np.mean(r["val"])),
+                      "final_train_accuracy": float(np.mean(r["train"])),
+                      "seconds_per_epoch": float(np.mean(r["spe"])), "epochs": r["epochs"],
+                      "mcnemar_p_vs_reference": p, "n_test": len(mean_correct)})
+    out = {"reference": args.reference, "data": [Path(d).name for d in data], "recipe": WIDE,
+           "rows": table}
+    (args.out / "study.json").write_text(json.dumps(out, indent=1) + "\n")
+    lines = [f"| row | options | test (95% CI) | best val | final train | s/epoch | epochs | seeds | "
+             f"McNemar p vs {args.reference} |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in table:
+        extra = ", ".join(f"{k}={v}" for k, v in t["extra"].items()) + (" + extra data" if t["extra_data"] else "")
+        p = "" if t["mcnemar_p_vs_reference"] is None else f"{t['mcnemar_p_vs_reference']:.3f}"
+        lines.append(f"| {t['row']} | `{t['options']}` {extra} | {100 * t['test_accuracy']:.1f}% "
+                     f"({100 * t['ci95'][0]:.1f}-{100 * t['ci95'][1]:.1f}) | "
+                     f"{100 * t['best_val_accuracy']:.1f}% | {100 * t['final_train_accuracy']:.1f}% | "
+                     f"{t['seconds_per_epoch']:.0f} | {t['epochs']} | {len(t['seeds'])} | {p} |")
+    (args.out / "study.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="data folder(s), comma-separated; the first is scored")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reference", default="int")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    data = [d for d in args.data.split(",") if d]
+    args.rows = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in args.rows if r not in ROWS]
+    if unknown:
+        ap.error(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        report(args, data)
+    else:
+        train_rows(args, data)
+
+
+if __name__ == "__main__":
+    main()
