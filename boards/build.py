@@ -5,8 +5,8 @@ block RAM, DSP and SPRAM use against the board's budget, the achieved Fmax again
 inferences per second at that clock (from the cost model). A design that does not fit or misses
 timing raises a :class:`KwsError` that gives the numbers.
 
-The clock is the board's default (:attr:`Board.default_mhz`: the oscillator on the iCEBreaker,
-60 MHz from the PLL on the ULX3S) when ``freq_mhz`` is None; the oscillator when ``freq_mhz``
+The clock is the board's default (:attr:`Board.default_mhz`: 24 MHz from the PLL on the iCEBreaker,
+60 MHz from the PLL on the ULX3S, where the shipped binary model meets timing) when ``freq_mhz`` is None; the oscillator when ``freq_mhz``
 equals it, and otherwise the output of the
 FPGA's PLL closest to ``freq_mhz`` (:mod:`kwsbnn.boards.pll`); the report gives the requested and
 the achieved clock, and the UART divisor is computed from the achieved one. A frequency outside the
@@ -24,6 +24,7 @@ from kwsbnn import toolchain
 from kwsbnn.errors import KwsError
 
 from . import pll as pll_mod
+from .progress import BuildTicker
 from .top import KwsTop
 
 
@@ -35,8 +36,10 @@ class Board:
     bitstream_ext: str
     resources: dict      # nextpnr cell name -> what we call it
     family: str          # FPGA family: which PLL (kwsbnn.boards.pll)
-    default_mhz: float | None = None     # clock without --freq (None: the oscillator)
+    default_mhz: float | None = None     # clock without --freq (None: the oscillator); one that
+                                         # the default model meets timing at
     default_baud: int = 115200           # UART rate without --baud
+    default_model: str = "binary"        # the model the board runs without --model
 
 
 # UART rates: the iCEBreaker's FT2232H makes 1,000,000 baud exactly (12 MHz / 12) and the design's
@@ -46,7 +49,7 @@ class Board:
 BOARDS = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "bin",
                         {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "block_ram",
-                         "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40",
+                         "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40", default_mhz=24.0,
                         default_baud=1_000_000),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
@@ -202,8 +205,9 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
                  "compiles its tools, 1-2 minutes)")
     try:
         opts = {"synth_opts": "-dsp"} if board.name == "icebreaker" else {}
-        platform.build(top, name=name, build_dir=str(out), do_program=False,
-                       nextpnr_opts=f"--report {name}.report.json --timing-allow-fail", **opts)
+        with BuildTicker(out, name, progress or (lambda m: None)):
+            platform.build(top, name=name, build_dir=str(out), do_program=False,
+                           nextpnr_opts=f"--report {name}.report.json --timing-allow-fail", **opts)
     except subprocess.CalledProcessError as e:
         log = out / f"{name}.tim"
         tail = log.read_text().splitlines()[-15:] if log.exists() else []

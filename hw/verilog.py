@@ -1,10 +1,21 @@
-"""Verilog generation: deployable model + folding -> ``<top>.v``, memory images and a cost report."""
+"""Verilog generation: deployable model + folding -> ``<top>.v``, memory images and a cost report.
+
+The Verilog is plain enough for any event-driven simulator. Amaranth's own ``verilog.convert`` runs
+Yosys' ``proc -nomux``, which leaves each process as an ``always @*`` block that Yosys marks with a
+dummy trigger (``reg T = 0;``); Verilator evaluates every block at time 0, Icarus Verilog does not
+(a declaration initializer is no event), so the block's outputs stay X until an input changes, and
+registers loaded from them latch X for good. :func:`to_verilog` runs the full ``proc`` instead:
+processes become multiplexer cells, written as continuous assignments, which every simulator
+evaluates at time 0. Tested simulators: Verilator (every RTL test) and Icarus Verilog 11
+(tests/test_icarus.py, when ``iverilog`` is installed).
+"""
 
 import json
 import shutil
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth._toolchain.yosys import find_yosys
+from amaranth.back import rtlil
 
 from kwsbnn.paths import write_atomic
 
@@ -22,7 +33,7 @@ def generate(dep, out: str | Path, folding: Folding | None = None, name: str = T
     (simulation) adds the per-layer tap outputs of :class:`Network`; the report then lists them.
     """
     top = Network(dep, folding, taps=taps)
-    text = verilog.convert(top, name=name, emit_src=False)
+    text = to_verilog(top, name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / f"{name}.v", text)
@@ -37,3 +48,12 @@ def generate(dep, out: str | Path, folding: Folding | None = None, name: str = T
               "taps": top.taps(), **top.costs()}
     write_atomic(out / "report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def to_verilog(top, name: str = TOP) -> str:
+    """Verilog of an Amaranth component, processes turned into multiplexers (see the module docstring)."""
+    il = rtlil.convert(top, name=name, emit_src=False)
+    yosys = find_yosys(lambda ver: ver >= (0, 40))
+    script = [f"read_rtlil <<rtlil\n{il}\nrtlil", "proc", "memory_collect",
+              "write_verilog"]       # internal $-names renamed: Icarus reads $name( as a system call
+    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)

@@ -12,7 +12,8 @@ import sys
 
 from .errors import KwsError
 
-COMMANDS = ["train", "eval", "export", "verilog", "build", "run", "search", "report", "demo", "synth"]
+COMMANDS = ["data", "train", "eval", "export", "verilog", "build", "run", "search", "report", "demo",
+            "synth"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,12 +65,29 @@ def resolve_model(name_or_path) -> Path:
                    f"give a .pt path or one of: {', '.join(known) or '(no shipped models yet)'}")
 
 
+def _why(path, e: Exception) -> str:
+    """One short clause for torch's (long, multi-line) reason a model file does not load."""
+    import zipfile
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        size = Path(path).stat().st_size
+    except OSError as err:
+        return f"{err.strerror or err}"
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        return f"truncated or damaged: {size:,} bytes, its end is missing"
+    if head != b"PK\x03\x04":
+        return f"not a torch model file ({size:,} bytes)"
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return f"{type(e).__name__}: {first[:80]}{'...' if len(first) > 80 else ''}"
+
+
 def load_model(name_or_path):
     """Load a model file (a path or a shipped model's name) -> model in evaluation mode."""
     path = resolve_model(name_or_path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:   # torch raises many kinds for a damaged or foreign file
-        raise KwsError(f"{path}: cannot read the model file ({type(e).__name__}: {e})",
-                       "give a file written by `kwsbnn train`") from None
+        raise KwsError(f"{path}: cannot read the model file ({_why(path, e)})",
+                       "copy or download it again, or give a file written by `kwsbnn train`") from None
     return model_from_payload(payload, str(path))

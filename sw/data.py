@@ -240,8 +240,8 @@ class SpeechCommands:
                     self._noise_files[p.name] = p
         if not self._noise_files and self.silence_fraction > 0:
             raise KwsError(f"{self.root}: no background-noise WAVs (at least 1 s long) in {NOISE_DIR}/",
-                           "silence examples are made from them; restore the folder or pass "
-                           "silence_fraction=0")
+                           "silence examples are made from them: restore the folder from the "
+                           "archive (`kwsbnn data download`), or use the canonical test set layout")
         self._silence = {s: self._make_silence(s) for s in SPLITS}
 
     def _scan_canonical(self, subdirs):

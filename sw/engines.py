@@ -1,6 +1,8 @@
-"""Inference engines beyond PyTorch for :mod:`kwsbnn.sw.evaluate`: ``golden`` (the NumPy golden
-model, reading only the deployable-model files the model exports to) and ``rtl`` (the generated
-accelerator in Verilator, checked against the golden model clip by clip).
+"""The ``golden`` inference engine for :mod:`kwsbnn.sw.evaluate` (the NumPy golden model, reading
+only the deployable-model files the model exports to), and deployable folders as models.
+
+The ``rtl`` engine (the accelerator in Verilator) belongs to the simulation side: importing
+:mod:`kwsbnn.sim.engine` registers it; this package knows nothing of ``sim``.
 """
 
 import tempfile
@@ -52,56 +54,3 @@ def _golden_engine(model, q) -> np.ndarray:
 
 
 register_engine("golden", _golden_engine)
-
-
-# Options of the ``rtl`` engine, set by ``kwsbnn eval`` and ``kwsbnn demo``: ``waves_dir`` (a folder:
-# write an FST of the first mismatching clip, or of the first clip when all agree) and ``folding``
-# (the accelerator's folding; None: the default folding).
-RTL_OPTIONS = {"waves_dir": None, "folding": None}
-
-
-def _rtl_engine(model, q):
-    """Classes from the RTL, plus agreement with the golden model and simulation figures.
-
-    :func:`~kwsbnn.sw.evaluate.predict` calls an engine batch by batch; figures that do not add up
-    over batches (the first mismatch with its layer, the waveform) go straight into
-    :data:`~kwsbnn.sw.evaluate.FIGURES`, once, with clip numbers counted over the whole evaluation.
-    """
-    import hashlib
-
-    from kwsbnn.paths import cache_dir
-    from kwsbnn.sim.network import simulate
-
-    from .evaluate import FIGURES
-
-    g = golden_of(model)
-    x = np.asarray(q).round().astype(np.int64)
-    if x.ndim == 3:
-        x = x[:, None]
-    offset = FIGURES.get("agreement", {}).get("total", 0)     # clips of the batches before this one
-    waves_dir = RTL_OPTIONS.get("waves_dir")
-    # The first mismatching clip's waves replace those of clip 0 (written while all agreed).
-    want_waves = waves_dir is not None and not FIGURES.get("waves", {}).get("mismatch")
-    folding = RTL_OPTIONS.get("folding")
-    ident = (g.model.path / deploy.MANIFEST).read_bytes() + repr(folding.to_dict() if folding else None).encode()
-    key = hashlib.sha256(ident).hexdigest()[:12]
-    res = simulate(g.model, cache_dir("rtl", key), inputs=x, waves_dir=waves_dir if want_waves else None,
-                   waves_always="waves" not in FIGURES, folding=folding)
-    figures = {"agreement": {"equal": res["equal"], "total": res["total"]},
-               "cycles_per_inference": res["cycles_steady"] if res["total"] > 1 else None,
-               "sim_cycles_per_second": res["sim_cycles_per_second"]}
-    FIGURES.setdefault("model_cycles_per_inference", res["report"]["cycles_per_inference"])
-    if res["mismatches"] and "first_mismatch" not in FIGURES:
-        first = dict(res["mismatches"][0])
-        first["clip"] = first.pop("index") + offset
-        loc = res.get("first_difference")
-        if loc:
-            first["first_difference"] = {**loc, "clip": loc["clip"] + offset}
-        FIGURES["first_mismatch"] = first
-    if res.get("waves"):
-        FIGURES["waves"] = {"path": res["waves"], "clip": res["waves_clip"] + offset,
-                            "mismatch": bool(res["mismatches"])}
-    return np.asarray(res["classes"], dtype=np.int64), figures
-
-
-register_engine("rtl", _rtl_engine)

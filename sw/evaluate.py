@@ -101,9 +101,12 @@ def clip_name(ex, root) -> str:
 
 
 def select(ds: SpeechCommands, split: str, limit: int | None = None) -> list:
-    """The examples of ``split`` (``all`` = train + validation + test), thinned evenly to ``limit``."""
+    """The examples of ``split``, thinned evenly to ``limit``. ``all`` is every clip in the folder,
+    whatever its layout: the canonical test set's files, or every file of the full archive (all
+    unknown-word clips, not a balanced draw) with the generated silence of its three splits."""
     if split == "all":
-        exs = [e for s in ("train", "validation", "test") for e in ds.split(s)]
+        splits = ("test",) if ds.layout == "canonical" else ("train", "validation", "test")
+        exs = sorted((e for s in splits for e in ds.pool(s)), key=lambda e: e.sort_key())
     else:
         exs = ds.split(split)
     if limit is not None and 0 < limit < len(exs):
@@ -122,9 +125,18 @@ def quantized_features(model, ds: SpeechCommands, examples) -> torch.Tensor:
     return FeatureQuantizer.from_dict(meta["quantizer"]).quantize(feats)
 
 
-def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int | None = None) -> dict:
-    """Accuracy, per-class accuracy, confusion matrix and the prediction of every clip."""
+def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int | None = None,
+             strict: bool | None = None) -> dict:
+    """Accuracy, per-class accuracy, confusion matrix and the prediction of every clip.
+
+    ``skipped`` counts and names the unusable WAV files of the folder; ``strict`` True makes them an
+    error, False warns on stderr, None says nothing (the caller reports them).
+    """
+    from .skipped import check, summary
     ds = open_data(data)
+    skipped = summary(ds.bad_files)
+    if strict is not None:
+        check(skipped, data, strict, "kwsbnn")
     examples = select(ds, split, limit)
     if not examples:
         raise KwsError(f"{data}: the {split} split is empty")
@@ -144,6 +156,7 @@ def evaluate(model, data, split: str = "test", engine: str = "torch", limit: int
             "counts": {c: int(conf[i].sum()) for i, c in enumerate(classes)},
             "confusion": conf.tolist(), "predictions": [classes[i] for i in pred],
             "labels": [classes[i] for i in labels], "clips": [clip_name(e, ds.root) for e in examples],
+            "skipped": skipped,
             **{k: v for k, v in FIGURES.items() if not k.startswith("_")}}
 
 

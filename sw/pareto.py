@@ -123,6 +123,37 @@ def _front_2d(points):
     return out
 
 
+OFFSETS = ((4, 4), (4, -11), (-4, 4), (-4, -11), (4, 14), (4, -21), (-4, 14), (-4, -21), (10, 24), (10, -31))
+
+
+def _place_labels(ax, labels) -> list:
+    """Annotate ``(x, y, text, fontsize)`` points, each at the first offset (points) whose estimated
+    text box overlaps no label placed before (else the first offset); returns the boxes (points)."""
+    import numpy as np
+    fig = ax.figure
+    fig.canvas.draw()                                   # the axes' final limits and transform
+    scale = 72.0 / fig.dpi
+    boxes = []
+    for x, y, text, size in sorted(labels, key=lambda t: (t[0], t[1])):
+        px, py = np.asarray(ax.transData.transform((x, y))) * scale
+        w, h = 0.6 * size * len(text), 1.2 * size
+        chosen = None
+        for dx, dy in OFFSETS:
+            left = px + dx - (w if dx < 0 else 0)
+            box = (left, py + dy, left + w, py + dy + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
+                chosen = (dx, dy, box)
+                break
+        if chosen is None:
+            dx, dy = OFFSETS[0]
+            chosen = (dx, dy, (px + dx, py + dy, px + dx + w, py + dy + h))
+        dx, dy, box = chosen
+        boxes.append(box)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=size,
+                    ha="right" if dx < 0 else "left", va="bottom")
+    return boxes
+
+
 def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "val_accuracy",
                 title: str = "", refined: list[dict] | None = None) -> Path:
     """Accuracy against weight memory and against cycles per inference (log x), one PNG.
@@ -146,8 +177,7 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
         front = [p for p in pts if p[2]["pareto"]]
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=40, color="tab:orange",
                    edgecolor="black", label="Pareto front (3 objectives)", zorder=4)
-        for x, y, r in front:
-            ax.annotate(str(r["number"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        labels = [(x, y, str(r["number"]), 7) for x, y, r in front]
         line = _front_2d([(x, y) for x, y, _ in pts])
         if line:
             xs, ys = [], []
@@ -169,8 +199,7 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
             if trial_acc is not None:
                 ax.annotate("", (x, 100 * acc), xytext=(x, 100 * trial_acc),
                             arrowprops={"arrowstyle": "->", "color": "tab:cyan", "lw": 1})
-            ax.annotate(f"{r['number']} ({r['epochs']} ep)", (x, 100 * acc), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+            labels.append((x, 100 * acc, f"{r['number']} ({r['epochs']} ep)", 7))
         for s in shipped:
             acc = s.get(accuracy)
             if acc is None or not s.get(key):
@@ -178,8 +207,9 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
             x = s[key] / (1000 if key == "weight_bits" else 1)
             ax.scatter(x, 100 * acc, s=70, marker="*", color=colors.get(s["kind"], "black"),
                        label=f"shipped: {s['kind']}", zorder=5)
-            ax.annotate(s["model"], (x, 100 * acc), textcoords="offset points", xytext=(6, -10), fontsize=8)
+            labels.append((x, 100 * acc, s["model"], 8))
         ax.set_xscale("log")
+        _place_labels(ax, labels)
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(f"12-class {'validation' if accuracy == 'val_accuracy' else 'test'} accuracy (%)")
@@ -191,8 +221,21 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
                 labels.append(lab)
     axes[0].legend(handles, labels, loc="lower right", fontsize=7)
     fig.suptitle(title or "Architecture search: accuracy against memory and latency")
-    fig.tight_layout()
+    which = ("validation accuracy (the search's objective; shipped models: their best validation "
+             "accuracy), not the test accuracy given elsewhere") if accuracy == "val_accuracy" else \
+        "test accuracy (the split's testing list)"
+    fig.text(0.5, 0.01, f"y axis: {which}", ha="center", fontsize=8, color="0.3")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save_figure(fig, path)
+
+
+def search_title(study: str, counts: dict, front: int) -> str:
+    """The plot's title: every trial the study ran, how each ended, and the front's size."""
+    total = sum(counts.get(k, 0) for k in ("complete", "pruned", "rejected", "failed"))
+    parts = [f"{counts.get('complete', 0)} complete"] + \
+        [f"{counts[k]} {k if k != 'rejected' else 'rejected by the budget'}"
+         for k in ("pruned", "rejected", "failed") if counts.get(k)]
+    return f"Search {study}: {total} trials ({', '.join(parts)}), {front} on the Pareto front"
 
 
 def report(study, url: str, out, accuracy: str = "val_accuracy", shipped: bool = True,
@@ -213,7 +256,7 @@ def report(study, url: str, out, accuracy: str = "val_accuracy", shipped: bool =
               "completed": done, "table": str(out / "pareto.json"), "plot": str(out / "pareto.png")}
     write_atomic(out / "pareto.json", json.dumps(result, indent=2, default=str) + "\n")
     plot_pareto(done, ship, out / "pareto.png", accuracy=accuracy, refined=res["refined"],
-                title=f"Search {res['study']}: {len(done)} trials, {len(res['pareto'])} on the Pareto front")
+                title=search_title(res["study"], res["counts"], len(res["pareto"])))
     return result
 
 

@@ -16,7 +16,7 @@ def _build(out, *args) -> dict:
 
 def test_icebreaker_bitstream(tmp_path):
     out = tmp_path / "ice"
-    rep = _build(out, "--model", "tiny")
+    rep = _build(out, "--model", "tiny", "--freq", "12")        # the oscillator: no PLL
     bitstream = out / "kws.bin"
     assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # UP5K images are ~104 kB
     lc = rep["resources"]["logic_cells"]
@@ -58,12 +58,27 @@ def test_shipped_binary_model_fits_the_icebreaker_at_24_mhz(tmp_path):
 
 def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
     """Without --freq the ULX3S runs at 60 MHz from its PLL (the shipped binary model meets timing
-    there with a fully parallel folding); the iCEBreaker at its 12 MHz oscillator."""
+    there with a fully parallel folding); the iCEBreaker at 24 MHz from its PLL (the shipped binary
+    model meets timing there). Both build the shipped binary model without --model."""
     from kwsbnn.boards.build import BOARDS, clock_plan
     board = BOARDS["ulx3s-85f"]
     clk, pll = clock_plan(board, 25e6, board.default_mhz)
     assert clk == 60e6 and pll is not None
-    assert BOARDS["icebreaker"].default_mhz is None
+    assert BOARDS["icebreaker"].default_mhz == 24.0
+    clk, pll = clock_plan(BOARDS["icebreaker"], 12e6, 24.0)
+    assert clk == 24e6 and pll is not None
+    assert {b.default_model for b in BOARDS.values()} == {"binary"}
+
+
+def test_build_help_states_the_defaults(capsys):
+    import pytest
+
+    from kwsbnn.cli import main
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "24 MHz on the icebreaker" in text and "60 MHz on the ulx3s-85f" in text
+    assert "binary on the icebreaker" in text
 
 
 def test_rate_option_errors(tmp_path, capsys):

@@ -145,6 +145,7 @@ def test_golden_engine_equals_torch_engine_on_a_kws_model(precision):
 
 def test_rtl_engine_reports_agreement(monkeypatch):
     """`--engine rtl`: classes from Verilator, with agreement counts and cycle figures."""
+    import kwsbnn.sim.engine  # noqa: F401  (registers the rtl engine)
     from kwsbnn.sw import evaluate
     from kwsbnn.sw.models import BinaryOptions, build_model, make_config
 
@@ -168,7 +169,8 @@ def test_rtl_engine_simulates_the_given_folding(monkeypatch):
     that design: the measured cycles follow the cost model of that folding, not the default one."""
     from kwsbnn.hw.cost import Folding, layer_costs
     from kwsbnn.sw import evaluate
-    from kwsbnn.sw.engines import RTL_OPTIONS, golden_of
+    from kwsbnn.sim.engine import RTL_OPTIONS
+    from kwsbnn.sw.engines import golden_of
     from kwsbnn.sw.models import BinaryOptions, build_model, make_config
 
     torch.manual_seed(2)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Gateware units in Amaranth's simulator against NumPy: random data, random input gaps, random
 output backpressure, several transfers back to back."""
 

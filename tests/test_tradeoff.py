@@ -69,3 +69,17 @@ def test_tradeoff_needs_an_accuracy(tmp_path, capsys):
     save_model(p, _model("float"))
     assert main(["report", "tradeoff", "--models", str(p), "--out", str(tmp_path)]) == 2
     assert "records no test accuracy" in capsys.readouterr().err
+
+
+def test_tradeoff_default_out_is_an_ignored_build_folder(tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    from kwsbnn.paths import ROOT
+    p = tmp_path / "f.pt"
+    save_model(p, _model("float"), {"test_accuracy": 0.5})
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "tradeoff", "--models", str(p), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["table"] == "build/reports/tradeoff.json"
+    assert (tmp_path / "build" / "reports" / "tradeoff.png").is_file()
+    r = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "build/reports/tradeoff.json"])
+    assert r.returncode == 0            # git ignores it in the repository

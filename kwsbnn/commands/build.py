@@ -13,13 +13,15 @@ name or `tiny`.
 def add_arguments(parser):
     from kwsbnn.boards.build import BOARDS
     parser.add_argument("--board", required=True, choices=sorted(BOARDS))
-    parser.add_argument("--model", default="tiny", help="deployable folder, model file, shipped name "
-                        "or tiny (default: tiny)")
+    defaults = ", ".join(f"{b.default_model} on the {n}" for n, b in sorted(BOARDS.items()))
+    parser.add_argument("--model", default=None, help="deployable folder, model file, shipped name "
+                        f"or tiny (default: the model the board runs: {defaults})")
     parser.add_argument("--out", default=None, help="build folder (default: build/<board>)")
     parser.add_argument("--freq", type=float, default=None, metavar="MHZ",
-                        help="clock in MHz (default: the icebreaker's 12 MHz oscillator, 60 MHz "
-                        "from the PLL on the ulx3s-85f; a value other than the oscillator's uses the "
-                        "FPGA's PLL at the closest frequency it can make)")
+                        help="clock in MHz (default: a clock the default model meets timing at: "
+                        + ", ".join(f"{b.default_mhz:g} MHz on the {n}" for n, b in sorted(BOARDS.items()))
+                        + "; a value other than the oscillator's (12 MHz on the icebreaker, 25 MHz on "
+                        "the ulx3s-85f) uses the FPGA's PLL at the closest frequency it can make)")
     parser.add_argument("--baud", type=int, default=None,
                         help="UART baud rate (default: the board's, "
                         + ", ".join(f"{b.name} {b.default_baud}" for b in BOARDS.values())
@@ -48,7 +50,8 @@ def run(args) -> int:
     check_rate(args.rate)
     if args.rate is not None and args.fold != "auto":
         raise KwsError("--rate chooses the folding; it does not go with --fold FILE", "drop one of them")
-    dep = deployable(args.model)
+    from kwsbnn.boards.build import get_board
+    dep = deployable(args.model or get_board(args.board).default_model)
     folding = None if args.fold == "auto" else Folding.load(args.fold, dep)
     out = args.out or f"build/{args.board}"
     report = build(dep, args.board, out, folding=folding, freq_mhz=args.freq, baud=args.baud,

@@ -23,8 +23,8 @@ def add_arguments(parser):
                         help="random inputs to simulate with --model tiny (default 1000)")
     parser.add_argument("--board", default="icebreaker", help="board to build for (default icebreaker)")
     parser.add_argument("--freq", type=float, default=None,
-                        help="board clock in MHz (default: 24 on the iCEBreaker, from its PLL; else the "
-                             "board's oscillator)")
+                        help="board clock in MHz (default: the board's, see `kwsbnn build --help`: "
+                             "24 on the iCEBreaker, from its PLL)")
     parser.add_argument("--rate", type=float, default=None, metavar="N",
                         help="inferences per second wanted: the smallest folding found that reaches "
                              "N (default: the fastest that fits the board)")
@@ -40,8 +40,8 @@ def _say(msg):
 
 
 def _freq(args):
-    """The clock the demo builds at: --freq, else 24 MHz on the iCEBreaker, else the board's default."""
-    return args.freq if args.freq is not None else (24.0 if args.board == "icebreaker" else None)
+    """The clock the demo builds at: --freq, else the board's default (boards.build.Board.default_mhz)."""
+    return args.freq
 
 
 def _tiny(args, out):
@@ -82,7 +82,7 @@ def _kws(args, out):
     from kwsbnn.sw.evaluate import evaluate
     from kwsbnn.sw.export import deployable
 
-    from kwsbnn.sw.engines import RTL_OPTIONS
+    from kwsbnn.sim.engine import RTL_OPTIONS     # registers the rtl engine
 
     model = load_model(args.model)
     dep = deployable(args.model)
@@ -91,17 +91,20 @@ def _kws(args, out):
         # Simulate the folding the bitstream will have (the fastest that fits the board).
         from kwsbnn.boards.build import board_folding
         folding = board_folding(dep, args.board, _freq(args), progress=_say, rate=args.rate)
-        _say(f"{args.board} folding: " + ", ".join(f"{n} pe={f['pe']} simd={f['simd']}"
-                                                   for n, f in folding.to_dict()["layers"].items()))
+        _say(f"design for the {args.board}: the fastest accelerator that fits the board, "
+             f"{layer_costs(dep, folding)['cycles_per_inference']:,} clock cycles per keyword decision "
+             "(per-layer parallelism in the summary file)")
     RTL_OPTIONS["folding"] = folding
     data = args.data
     if data is None:
-        from kwsbnn.sw.tts import make_clip_folder
+        from kwsbnn.sw.tts import VOICES, make_clip_folder
         data = make_clip_folder(out / "clips", seed=args.seed)
-        _say(f"synthesized demo clips (eSpeak NG) in {data}")
+        _say(f"demo clips: the ten keywords and a few other words spoken by {len(VOICES)} synthesized "
+             f"voices (eSpeak NG), plus silence, in {data}")
     t = time.monotonic()
     try:
-        rtl = evaluate(model, data, split="test", engine="rtl", limit=args.limit)
+        rtl = evaluate(model, data, split="test", engine="rtl", limit=args.limit,
+                       strict=False if args.data is not None else None)   # warn about skipped files
     finally:
         RTL_OPTIONS["folding"] = None
     t = time.monotonic() - t
@@ -112,7 +115,8 @@ def _kws(args, out):
     torch_equal = sum(a == b for a, b in zip(ref["predictions"], rtl["predictions"]))
     _say(f"PyTorch integer mode = RTL class on {torch_equal}/{rtl['n']} clips")
     costs = layer_costs(dep, folding)
-    return dep, folding, {"model": str(args.model), "data": str(data), "clips": rtl["n"],
+    return dep, folding, {"model": str(args.model), "data": str(data), "synthesized": args.data is None,
+                 "clips": rtl["n"],
                  "accuracy": rtl["accuracy"], "per_class": rtl["per_class"],
                  "agreement": rtl["agreement"],
                  "torch_agreement": {"equal": torch_equal, "total": rtl["n"]},
@@ -120,7 +124,9 @@ def _kws(args, out):
                  "cycles_per_inference_simulated": (round(rtl["cycles_per_inference"])
                                                     if rtl.get("cycles_per_inference") else None),
                  "sim_cycles_per_second": rtl.get("sim_cycles_per_second"),
-                 "memory_bits": costs["memory_bits"], "sim_seconds": round(t, 1)}
+                 "memory_bits": costs["memory_bits"], "sim_seconds": round(t, 1),
+                 "real_speech_accuracy": _recorded_accuracy(args.model),
+                 "folding": folding.to_dict() if folding else None}
 
 
 def run(args) -> int:
@@ -145,24 +151,70 @@ def run(args) -> int:
     agree = summary["agreement"]
     ok = agree["equal"] == agree["total"] and summary["torch_agreement"]["equal"] == \
         summary["torch_agreement"]["total"]
+    summary["next"] = _next_command(args, summary)
+    lines = summary_lines(summary)
+    _write_summary(out, summary, lines)
     if args.json:
         emit_json(summary)
     else:
-        lines = [f"demo summary ({summary['model']})"]
-        if "accuracy" in summary:
-            lines.append(f"  accuracy on {summary['clips']} clips: {summary['accuracy']:.3f}  ({summary['data']})")
-        lines.append(f"  RTL = golden model: {agree['equal']}/{agree['total']}  "
-                     f"PyTorch = golden: {summary['torch_agreement']['equal']}/{summary['torch_agreement']['total']}")
-        lines.append(f"  cycles per inference: {summary['cycles_per_inference_simulated']} simulated, "
-                     f"{summary['cycles_per_inference_model']} cost model")
-        if "build" in summary:
-            b = summary["build"]
-            res = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in b["resources"].items())
-            lines.append(f"  {b['board']}: {res}; Fmax {b['fmax_mhz']:.1f} MHz at {b['clock_mhz']:g} MHz; "
-                         f"{b['inferences_per_second']:.0f} inferences/s; {b['bitstream']}")
-        lines.append(f"  {summary['seconds']} s in all")
         print("\n".join(lines))
     if not ok:
         raise KwsError("the engines disagree (RTL, golden model, PyTorch)",
                        f"see {out} for the testbench logs")
     return 0
+
+
+def _recorded_accuracy(model_ref):
+    """The model's accuracy on recorded speech, from its model file (None when it records none)."""
+    from kwsbnn.sw.checkpoint import load_model
+    try:
+        return (load_model(model_ref).metrics or {}).get("test_accuracy")
+    except Exception:
+        return None
+
+
+def _next_command(args, summary) -> str:
+    if "accuracy" not in summary:
+        return "kwsbnn demo    # the keyword-spotting model on synthesized speech"
+    if summary.get("synthesized"):
+        return ("kwsbnn data download --subset && kwsbnn eval --model binary "
+                "--data data/speech_commands_subset --split test    # recorded speech")
+    return f"kwsbnn build --board {args.board} --model {args.model}    # the bitstream alone, with its report"
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The demo's summary as plain text lines (also written to summary.md)."""
+    agree, tagree = summary["agreement"], summary["torch_agreement"]
+    lines = [f"demo summary ({summary['model']})"]
+    if "accuracy" in summary:
+        what = "clips of synthesized voices (eSpeak NG)" if summary.get("synthesized") else "clips"
+        lines.append(f"  accuracy on {summary['clips']} {what}: {summary['accuracy']:.1%}  ({summary['data']})")
+        if summary.get("synthesized"):
+            real = summary.get("real_speech_accuracy")
+            lines.append("    synthetic voices are not the recorded speech the model learned from: this"
+                         " says how it transfers to new voices" + (f"; on recorded speech (the subset's "
+                         f"testing list) it scores {real:.1%}" if real is not None else ""))
+    lines.append(f"  the hardware computes exactly what the software does: RTL = golden model on "
+                 f"{agree['equal']}/{agree['total']}, PyTorch = golden on {tagree['equal']}/{tagree['total']}")
+    lines.append(f"  clock cycles per decision: {summary['cycles_per_inference_simulated']} simulated, "
+                 f"{summary['cycles_per_inference_model']} from the cost model")
+    if "build" in summary:
+        b = summary["build"]
+        res = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in b["resources"].items())
+        lines.append(f"  {b['board']}: {res}; Fmax {b['fmax_mhz']:.1f} MHz at {b['clock_mhz']:g} MHz; "
+                     f"{b['inferences_per_second']:.0f} decisions/s; {b['bitstream']}")
+    lines.append(f"  {summary['seconds']} s in all; summary in {summary.get('summary_files', '')}")
+    lines.append(f"  next: {summary['next']}")
+    return lines
+
+
+def _write_summary(out, summary: dict, lines: list[str]) -> None:
+    """summary.json and summary.md in the demo's folder (atomically)."""
+    import json
+
+    from kwsbnn.paths import write_atomic
+    summary["summary_files"] = f"{out / 'summary.md'}, {out / 'summary.json'}"
+    lines[-2] = lines[-2].rsplit("summary in", 1)[0] + f"summary in {summary['summary_files']}"
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    md = ["# kwsbnn demo", "", *[("- " + ln.strip()) if ln.startswith("  ") else ln for ln in lines[1:]]]
+    write_atomic(out / "summary.md", "\n".join(md) + "\n")

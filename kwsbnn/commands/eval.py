@@ -19,13 +19,20 @@ waveform of that clip (of the first clip when all agree) into DIR.
 def add_arguments(parser):
     parser.add_argument("--model", required=True, help="model file, shipped model name or deployable folder")
     parser.add_argument("--data", required=True, help="Speech Commands folder")
-    parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"])
-    parser.add_argument("--engine", default="torch", help="inference engine (default torch)")
+    parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
+                        help="split to score (default test); all: every clip in the folder, either layout")
+    parser.add_argument("--engine", default="torch", choices=["torch", "float", "golden", "rtl"],
+                        help="torch (default): PyTorch, int8/binary models in the integer inference "
+                             "mode; float: the model's float evaluation mode; golden: the NumPy golden "
+                             "model; rtl: the accelerator in Verilator, checked against golden")
     parser.add_argument("--limit", type=int, default=None, help="evaluate N clips spread over the split")
     parser.add_argument("--plot", default=None, metavar="PNG", help="write the confusion matrix as a PNG")
     parser.add_argument("--waves", default=None, metavar="DIR",
                         help="--engine rtl: write an FST of the first mismatching clip (or of the first "
                              "clip) into DIR")
+    parser.add_argument("--strict", action="store_true",
+                        help="an unusable WAV file in --data is an error (default: skip it, count and "
+                             "name it on stderr and in the JSON's `skipped`)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -47,9 +54,10 @@ def run(args) -> int:
     else:
         model = load_model(args.model)
     if args.engine == "rtl":
-        from kwsbnn.sw.engines import RTL_OPTIONS
+        from kwsbnn.sim.engine import RTL_OPTIONS     # registers the rtl engine
         RTL_OPTIONS["waves_dir"] = _waves_dir(args.waves) if args.waves is not None else None
-    res = evaluate(model, args.data, split=args.split, engine=args.engine, limit=args.limit)
+    res = evaluate(model, args.data, split=args.split, engine=args.engine, limit=args.limit,
+                   strict=args.strict)
     res["model"] = str(args.model)
     res["precision"] = model.config.precision
     if args.plot:

@@ -149,6 +149,24 @@ def stream_frames(wave, cfg, quantizer, sent: list):
             yield q
 
 
+def read_clips(clips) -> list:
+    """The waveforms of all clips; a KwsError counting and naming the unusable ones (a text file,
+    8 kHz, stereo, ...) before anything is sent to the board."""
+    from kwsbnn.errors import KwsError
+    from kwsbnn.sw.data import WavError, read_wav
+    waves, bad = [], []
+    for path in clips:
+        try:
+            waves.append(read_wav(path))
+        except WavError as e:
+            bad.append(f"{path}: {e.reason}")
+    if bad:
+        raise KwsError(f"{len(bad)} of {len(clips)} clips cannot be used: " + "; ".join(bad[:3])
+                       + (f"; ... and {len(bad) - 3} more" if len(bad) > 3 else ""),
+                       "give 16 kHz mono 16-bit PCM WAV files (sox in.wav -r 16000 -c 1 -b 16 out.wav)")
+    return waves
+
+
 def _known_models(exclude_id: int) -> dict:
     """{model id: name} of the models kwsbnn knows by name (tiny and the shipped ones)."""
     from kwsbnn.boards.protocol import model_id
@@ -211,7 +229,7 @@ def run(args) -> int:
     clips = find_clips(args.clips)
     dep = deployable(args.model)
     cfg, quantizer = _feature_pipeline(dep, args.model)
-    waves = [read_wav(path) for path in clips]          # every clip checked before the port opens
+    waves = read_clips(clips)                           # every clip checked before the port opens
     if not args.stream:
         waves = [fit_clip(w, cfg.sample_rate) for w in waves]
     port = open_port(args.port, baud)

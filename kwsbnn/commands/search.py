@@ -62,6 +62,9 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="training seed of every trial")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per worker")
+    parser.add_argument("--strict", action="store_true",
+                        help="an unusable WAV file in --data is an error (default: skip it, count and "
+                             "name it on stderr and in the JSON's `skipped`)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -87,7 +90,10 @@ def run(args) -> int:
                        tiny=args.tiny, seed=args.seed, batch_size=batch,
                        bn_batches=2 if args.tiny else 20, threads=args.threads, pruner=args.pruner,
                        refine=args.refine, refine_epochs=args.refine_epochs or 0)
+    from kwsbnn.sw.skipped import scan
+    skipped = scan(args.data, args.strict, "kwsbnn search", seed=args.seed)
     result = run_search(cfg, progress=not args.json and sys.stderr.isatty())
+    result["skipped"] = skipped
     if args.json:
         emit_json(result)
     else:

@@ -52,6 +52,9 @@ def add_arguments(parser):
                              "(share of clips through a synthetic room), mixup=0.2 (Beta alpha; the "
                              "teacher sees the mixed input)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--strict", action="store_true",
+                        help="an unusable WAV file in --data is an error (default: skip it, count and "
+                             "name it on stderr and in the JSON's `skipped`)")
     parser.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
 
 
@@ -88,12 +91,15 @@ def run(args) -> int:
     for key in ("lr", "weight_decay", "dropout", "label_smoothing"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    from kwsbnn.sw.skipped import scan
+    skipped = scan(args.data, args.strict, "kwsbnn train", seed=args.seed)
     metrics = train(cfg, resume=args.resume)
     if args.json:
-        emit_json({k: v for k, v in metrics.items() if k != "history"} | {"history": metrics["history"]})
+        emit_json({k: v for k, v in metrics.items() if k != "history"} | {"skipped": skipped}
+                  | {"history": metrics["history"]})
     else:
         keys = ("best_val_accuracy", "test_accuracy", "seconds_per_epoch", "total_seconds", "model")
-        print(json.dumps({k: metrics.get(k) for k in keys}))
+        print(json.dumps({k: metrics.get(k) for k in keys} | {"skipped": skipped["count"]}))
     return 0
 
 
