@@ -1,7 +1,7 @@
 """Benchmark: the binary-accuracy study (docs/studies/binary-accuracy.md): named training rows, each a
 full ``kwsbnn train`` run, scored on the testing list with confidence intervals and paired tests.
 
-    .venv/bin/python benchmarks/binary_study.py --data DIR[,DIR2] --out STUDY [--rows a,b] [--seeds 0]
+    .venv/bin/python benchmarks/binary_study.py --data SUBSET,EXTRA,SYNTH --out STUDY [--rows a,b] [--seeds 0]
         [--epochs N] [--threads 1] [--report]
 
 A row is a base recipe plus overrides (:data:`ROWS`); ``--rows`` picks them (default: all), ``--seeds``
@@ -32,26 +32,30 @@ WIDE = ("redesign,stages=64x1-64x2,pool=4x3,dilation=on,first_weights=bin,bn=tru
 BASE = dict(arch="res8", precision="binary", teacher="float", dropout=0.0, label_smoothing=0.0,
             spec_aug=dict(time_masks=1, time_width=8, freq_masks=1, freq_width=4))
 
-# name -> (binary options appended to WIDE, extra TrainConfig fields, extra data folders used)
+# name -> (binary options appended to WIDE, extra TrainConfig fields, the --data folders it trains on
+# by position: 0 = the first, which every row is scored on)
 ROWS = {
-    "none": ("shortcut=none", {}, False),                     # binary-wide as shipped
-    "bit": ("shortcut=bit", {}, False),                       # the 1-bit shortcut
-    "int": ("shortcut=int", {}, False),                       # Bi-Real integer residual stream
-    "int-linear": ("shortcut=int,last=bin", {}, False),       # the head pools the signed stream
-    "int-norsign": ("shortcut=int,rsign=false", {}, False),
-    "int-ste1": ("shortcut=int,ste_window=1.0", {}, False),
-    "int-extra": ("shortcut=int", {}, True),                  # + speech_commands_extra
-    "int-speed": ("shortcut=int", {"augment": {"speed": 0.1}}, False),
-    "int-reverb": ("shortcut=int", {"augment": {"reverb": 0.3}}, False),
-    "int-mixup": ("shortcut=int", {"augment": {"mixup": 0.2}}, False),
-    "int-nodistill": ("shortcut=int,distill=0", {}, False),
+    "none": ("shortcut=none", {}, (0,)),                      # binary-wide as shipped
+    "bit": ("shortcut=bit", {}, (0,)),                        # the 1-bit shortcut
+    "int": ("shortcut=int", {}, (0,)),                        # Bi-Real integer residual stream
+    "int-linear": ("shortcut=int,last=bin", {}, (0,)),        # the head pools the signed stream
+    "int-norsign": ("shortcut=int,rsign=false", {}, (0,)),
+    "int-ste1": ("shortcut=int,ste_window=1.0", {}, (0,)),
+    "int-extra": ("shortcut=int", {}, (0, 1)),                # + speech_commands_extra
+    "int-synth": ("shortcut=int", {}, (0, 2)),                # + kwsbnn synth's corpus
+    "int-speed": ("shortcut=int", {"augment": {"speed": 0.1}}, (0,)),
+    "int-reverb": ("shortcut=int", {"augment": {"reverb": 0.3}}, (0,)),
+    "int-mixup": ("shortcut=int", {"augment": {"mixup": 0.2}}, (0,)),
+    "int-nodistill": ("shortcut=int,distill=0", {}, (0,)),
 }
 
 
 def row_config(name: str, data: list[str], out: Path, seed: int, epochs: int, threads: int):
     from kwsbnn.sw.train import TrainConfig
-    opts, extra, more_data = ROWS[name]
-    folders = data if more_data else data[:1]
+    opts, extra, which = ROWS[name]
+    if max(which) >= len(data):
+        sys.exit(f"row {name} trains on --data folder {max(which) + 1}; give that many folders")
+    folders = [data[i] for i in which]
     cfg = TrainConfig(data=",".join(folders), binary=f"{WIDE},{opts}", epochs=epochs, seed=seed,
                       out=str(out / f"{name}-s{seed}"), threads=threads, **BASE)
     return replace(cfg, **extra)
@@ -116,7 +120,8 @@ def report(args, data):
         lo, hi = bootstrap(mean_correct)
         p = mcnemar(r["correct"][0], ref["correct"][0]) if ref and name != args.reference else None
         table.append({"row": name, "options": ROWS[name][0], "extra": ROWS[name][1],
-                      "extra_data": ROWS[name][2], "seeds": r["seeds"],
+                      "data": [Path(data[i]).name for i in ROWS[name][2] if i < len(data)],
+                      "seeds": r["seeds"],
                       "test_accuracy": float(mean_correct.mean()), "ci95": [lo, hi],
                       "best_val_accuracy": float(np.mean(r["val"])),
                       "final_train_accuracy": float(np.mean(r["train"])),
@@ -128,7 +133,7 @@ def report(args, data):
     lines = [f"| row | options | test (95% CI) | best val | final train | s/epoch | epochs | seeds | "
              f"McNemar p vs {args.reference} |", "|---|---|---|---|---|---|---|---|---|"]
     for t in table:
-        extra = ", ".join(f"{k}={v}" for k, v in t["extra"].items()) + (" + extra data" if t["extra_data"] else "")
+        extra = ", ".join(f"{k}={v}" for k, v in t["extra"].items()) + "".join(f" + {d}" for d in t["data"][1:])
         p = "" if t["mcnemar_p_vs_reference"] is None else f"{t['mcnemar_p_vs_reference']:.3f}"
         lines.append(f"| {t['row']} | `{t['options']}` {extra} | {100 * t['test_accuracy']:.1f}% "
                      f"({100 * t['ci95'][0]:.1f}-{100 * t['ci95'][1]:.1f}) | "

@@ -22,7 +22,13 @@ PATH_OPTIONS = {"--data": "data", "--teacher": "model", "--init": "model", "--ou
 
 
 def portable_path(value, kind: str):
-    """One path option's value made portable (see the module docstring); other values unchanged."""
+    """One path option's value made portable (see the module docstring); other values unchanged.
+    A comma-separated list (``--data A,B``, ``--teacher A,B``) is made portable item by item; a data
+    folder given relative to the repository's parent (``../shared/...``) becomes ``data/<name>``."""
+    if isinstance(value, str) and "," in value:
+        return ",".join(portable_path(v, kind) for v in value.split(","))
+    if isinstance(value, str) and kind == "data" and value.startswith("../"):
+        return f"{DATA_DIR}/{PurePosixPath(value).name}"
     if not isinstance(value, str) or not value.startswith("/"):
         return value
     p = PurePosixPath(value)

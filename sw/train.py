@@ -286,7 +286,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                "total_seconds": float(sum(h["seconds"] for h in history)),
                "run_seconds": time.time() - t_run, "device": str(device),
                "steps_per_epoch": len(train_b), "optimizer_steps": len(history) * len(train_b),
-               "model": str(out / "model.pt"), "config": _jsonable(asdict(cfg)), "history": history}
+               "model": str(out / "model.pt"), "config": _portable(_jsonable(asdict(cfg))),
+               "history": history}
     if done and best_state is not None:
         best_model = build_model(mcfg)
         best_model.load_state_dict(best_state)
@@ -328,6 +329,12 @@ def _init_from(model, ref) -> None:
                        "use the same --arch and the same width/stages options as step one")
     model.load_state_dict(theirs)
     _log(f"initialised from {ref}")
+
+
+def _portable(config: dict) -> dict:
+    """The run's settings with portable paths (kwsbnn.sw.provenance), as model records keep them."""
+    from .provenance import portable
+    return portable({"config": config})["config"]
 
 
 def _comparable(d: dict) -> dict:
