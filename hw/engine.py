@@ -41,10 +41,11 @@ one map word (a ``simd``-bit chunk of a tap; the pad bits where the tap is in th
 weight word per cycle. Cycles per layer ``l``: ``T'_l F'_l P_l`` with ``P_l = NF * SF + max(0, 4 - SF)``
 (bit outputs), ``NF * max(SF, 4)`` (counts, each taken at once); between layers the pipeline
 drains (:data:`LAYER_OVERHEAD` cycles) because the next layer reads what this one wrote. So an
-inference takes :attr:`cycles_per_inference` = ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD`` cycles
-of computation, i.e. ``positions x C_out x ceil(9C / lanes)`` per 3x3 layer, after its input has
-arrived (``T F`` cycles at least); the input of the next inference is taken only after that
-(:func:`kwsbnn.hw.cost.engine_costs` adds both). Latency from the last read of a position to its
+inference takes :attr:`compute_cycles` = ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD`` cycles of
+computation, i.e. ``positions x C_out x ceil(9C / lanes) + 4`` per 3x3 layer (``lanes = pe * simd``),
+after its input has arrived; the input of the next inference is taken only after that, so back to
+back at one input position per cycle an inference takes :attr:`cycles_per_inference` = ``T F +
+compute_cycles`` cycles, exactly (:func:`kwsbnn.hw.cost.engine_costs` gives the whole network's). Latency from the last read of a position to its
 output: 3 cycles. No combinational path from ``o.ready``, ``i.valid`` or ``wl.valid`` to a ready.
 
 Members: ``i``, ``o``, ``wl`` as above; ``map_we``, ``map_layer``, ``map_data`` (outputs: the map
@@ -65,7 +66,7 @@ WORD_BITS = 64
 #: Words one weight memory holds: 16K words of 64 bits (4 x SB_SPRAM256KA, 1 Mbit).
 SPRAM_WORDS = 16384
 #: Cycles between the last read of a layer and the first read of the next (pipeline drain).
-LAYER_OVERHEAD = 5
+LAYER_OVERHEAD = 4
 
 
 class WeightMemory(wiring.Component):
@@ -291,9 +292,16 @@ class LayerEngine(wiring.Component):
         return g.positions * p
 
     @property
-    def cycles_per_inference(self) -> int:
+    def compute_cycles(self) -> int:
         """Cycles of computation per inference: ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD``."""
         return sum(self.layer_cycles(g) for g in self._geo) + LAYER_OVERHEAD * len(self._geo)
+
+    @property
+    def cycles_per_inference(self) -> int:
+        """``T F + compute_cycles``: cycles per inference back to back when the input comes at one
+        position per cycle and the output is taken at once (exact); the input is taken only while
+        the engine is idle."""
+        return self.input_positions + self.compute_cycles
 
     @property
     def input_positions(self) -> int:
