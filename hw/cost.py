@@ -31,10 +31,17 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+#: The accelerator styles: the layer-per-unit pipeline (:class:`kwsbnn.hw.network.Network`) and the
+#: layer engine with its weights in a loadable memory (:class:`kwsbnn.hw.network.EngineNetwork`).
+STYLES = ("pipeline", "engine")
+
+
 @dataclass
 class Folding:
-    """Per-layer PE (output channels in parallel) and SIMD (input elements per cycle)."""
+    """Per-layer PE (output channels in parallel) and SIMD (input elements per cycle), and the
+    style. In the ``engine`` style every engine layer has the same PE and SIMD (the engine's lanes)."""
     layers: dict = field(default_factory=dict)
+    style: str = "pipeline"
 
     def __getitem__(self, name: str) -> dict:
         return self.layers[name]
@@ -69,7 +76,10 @@ class Folding:
         except (OSError, json.JSONDecodeError) as e:
             raise KwsError(f"{path}: cannot read the folding file ({e})",
                            'write it as {"layers": {"conv1": {"pe": 4, "simd": 32}}}') from None
-        folding = cls.default(dep)
+        style = raw.get("style", "pipeline")
+        if style not in STYLES:
+            raise KwsError(f"{path}: style {style!r} is not one of {', '.join(STYLES)}")
+        folding = cls.default(dep) if style == "pipeline" else engine_folding(dep)
         names = set(folding.layers)
         for name, fold in raw.get("layers", {}).items():
             if name not in names:
@@ -79,7 +89,9 @@ class Folding:
         return folding
 
     def to_dict(self) -> dict:
-        return {"layers": self.layers}
+        if self.style == "pipeline":
+            return {"layers": self.layers}
+        return {"style": self.style, "layers": self.layers}
 
 
 def _conv_entry(p, units, fold) -> dict:
@@ -130,12 +142,108 @@ def _conv_entry(p, units, fold) -> dict:
     return entry
 
 
+def _tail_entry(tail) -> dict:
+    w = tail.layer["weights"]
+    wv = 2 * w - 1 if tail.binary_weights else w
+    ww = signed_width(int(np.min(wv)), int(np.max(wv)))
+    tail_bits = int(tail.classes * tail.channels * ww)
+    return {"name": tail.name, "op": "gap+dense+argmax", "pe": 1, "simd": 1, "lanes": 0,
+            "cycles": tail.positions + tail.channels * tail.classes + 3,
+            "binary_ops": tail.channels * tail.classes, "weight_bits": tail_bits,
+            "threshold_bits": 0, "line_buffer_bits": 0, "shortcut_fifo_bits": 0,
+            "pool_buffer_bits": 0, "memory_bits": tail_bits}
+
+
+def engine_folding(dep, pe: int = 1, simd: int | None = None, front: dict | None = None) -> Folding:
+    """A folding of the ``engine`` style: the engine layers at ``pe`` x ``simd`` lanes (default:
+    SIMD = the largest divisor of the channels up to 64 / ``pe``, the weight word), the layers before
+    them (the int8 first layer) at ``front`` (name -> fold) or else the fewest lanes with which each
+    takes at most 1/8 of the engine's cycles (int8 weights: at most 6 multipliers, as
+    :meth:`Folding.default`)."""
+    from .engine import WORD_BITS, LayerEngine
+    from .folding import _choices
+    from .plan import engine_split
+    front_plans, eng, _ = engine_split(dep)
+    c, t, f = eng[0].in_shape
+    if simd is None:
+        simd = max(d for d in divisors(c) if d * pe <= WORD_BITS)
+    layers = {p.name: {"pe": int(pe), "simd": int(simd)} for p in eng}
+    unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
+    unit._MustUse__silence = True
+    default = Folding.default(dep)
+    for p in front_plans:
+        if front and p.name in front:
+            layers[p.name] = {"pe": int(front[p.name]["pe"]), "simd": int(front[p.name]["simd"])}
+            continue
+        layers[p.name] = default[p.name]
+        for lanes, fpe, fsimd in _choices(p):
+            if p.layer["w_prec"] == "int8" and lanes > 6:
+                break
+            if p.window_positions * (p.conv_shape[0] // fpe) * (p.k // fsimd) * 8 <= unit.compute_cycles:
+                layers[p.name] = {"pe": fpe, "simd": fsimd}
+                break
+    return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine")
+
+
+def engine_costs(dep, folding: Folding) -> dict:
+    """The cost figures (as :func:`layer_costs`) of the ``engine`` style: the front layers as in
+    the pipeline, one entry per engine layer (``cycles``: ``T' F' P + 4``, see
+    :mod:`kwsbnn.hw.engine`), the tail. The engine takes its input only while idle, so an inference
+    takes the front's cycles plus the engine's: ``cycles_per_inference = max(front layer cycles) +
+    engine compute cycles``. Memory: ``weight_memory_bits`` (the loaded image: weights in the
+    weight memory, SPRAM on iCE40, and thresholds) and ``map_bits`` (block RAM)."""
+    from .engine import WORD_BITS, LayerEngine
+    from .network import Network
+    from .plan import engine_split
+    front, eng, tail = engine_split(dep)
+    entries = []
+    for p in front:
+        units = Network._conv_units(p, folding[p.name])
+        for unit in units.values():
+            unit._MustUse__silence = True
+        entries.append(_conv_entry(p, units, folding[p.name]))
+    fold = folding[eng[0].name]
+    if any(folding[p.name] != fold for p in eng):
+        raise KwsError("the engine layers must share one folding (the engine's lanes)",
+                       f"give {', '.join(p.name for p in eng)} the same pe and simd")
+    c, t, f = eng[0].in_shape
+    unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=fold["pe"],
+                       simd=fold["simd"])
+    unit._MustUse__silence = True
+    for n, (p, g) in enumerate(zip(eng, unit.layers)):
+        cyc = unit.layer_cycles(g) + 4
+        entries.append({"name": p.name, "op": "conv", "unit": "engine", "pe": fold["pe"],
+                        "simd": fold["simd"], "lanes": unit.lanes, "cycles": cyc,
+                        "unit_cycles": {"engine": cyc}, "binary_ops": p.window_positions * c * p.k,
+                        "weight_bits": c * p.k, "threshold_bits": 0 if g.count else c * (1 + 2 * unit._vw),
+                        "line_buffer_bits": unit.map_bits if n == 0 else 0, "shortcut_fifo_bits": 0,
+                        "pool_buffer_bits": 0, "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)})
+        entries[-1]["memory_bits"] = (entries[-1]["weight_bits"] + entries[-1]["threshold_bits"]
+                                      + entries[-1]["line_buffer_bits"])
+    entries.append(_tail_entry(tail))
+    front_cycles = max((e["cycles"] for e in entries[:len(front)]), default=unit.input_positions)
+    ii = front_cycles + unit.compute_cycles
+    engine_ops = sum(e["binary_ops"] for e in entries[len(front):len(front) + len(eng)])
+    return {"style": "engine", "cycles_per_inference": ii, "initiation_interval": ii,
+            "latency": ii + entries[-1]["cycles"] + 8,
+            "memory_bits": sum(e["memory_bits"] for e in entries),
+            "weight_bits": sum(e["weight_bits"] for e in entries),
+            "lanes": sum(e["lanes"] for e in entries[:len(front)]) + unit.lanes,
+            "bottleneck": "engine" if unit.compute_cycles >= front_cycles else entries[0]["name"],
+            "engine_cycles": unit.compute_cycles, "engine_lanes": unit.lanes,
+            "engine_binary_ops": engine_ops, "engine_limit_cycles": -(-engine_ops // unit.lanes),
+            "weight_memory_bits": unit.load_words * WORD_BITS, "weight_memory_words": unit.load_words,
+            "map_bits": unit.map_bits, "layers": entries}
+
+
 def layer_costs(dep, folding: Folding | None = None) -> dict:
     """Per-layer and whole-network cost figures (see the module docstring)."""
     from .network import Network
     from .plan import plan
 
     folding = folding or Folding.default(dep)
+    if folding.style == "engine":
+        return engine_costs(dep, folding)
     convs, tail = plan(dep)
     entries = []
     for p in convs:
@@ -143,15 +251,7 @@ def layer_costs(dep, folding: Folding | None = None) -> dict:
         for unit in units.values():
             unit._MustUse__silence = True      # built for their figures only, never elaborated
         entries.append(_conv_entry(p, units, folding[p.name]))
-    w = tail.layer["weights"]
-    wv = 2 * w - 1 if tail.binary_weights else w
-    ww = signed_width(int(np.min(wv)), int(np.max(wv)))
-    tail_bits = int(tail.classes * tail.channels * ww)
-    entries.append({"name": tail.name, "op": "gap+dense+argmax", "pe": 1, "simd": 1, "lanes": 0,
-                    "cycles": tail.positions + tail.channels * tail.classes + 3,
-                    "binary_ops": tail.channels * tail.classes, "weight_bits": tail_bits,
-                    "threshold_bits": 0, "line_buffer_bits": 0, "shortcut_fifo_bits": 0,
-                    "pool_buffer_bits": 0, "memory_bits": tail_bits})
+    entries.append(_tail_entry(tail))
     # The tail takes no input while it computes the scores (C*K + K + 5 cycles); the last conv layer
     # keeps producing into its 2-entry output FIFO meanwhile, and stalls if that fills first.
     tail_busy = tail.channels * tail.classes + 3

@@ -43,7 +43,7 @@ from .scores import GapDenseArgmax
 from .streams import Broadcast, Gather, Join2, StreamFIFO
 from .window import SlidingWindow
 
-__all__ = ["Network", "UnsupportedNetwork", "check_supported"]
+__all__ = ["EngineNetwork", "Network", "UnsupportedNetwork", "build", "check_supported"]
 
 
 def StreamedConv_fits(p, fold, counts: bool = False) -> bool:
@@ -85,6 +85,40 @@ def _streamed(p, fold, direction, threshold, **kw) -> StreamedConv:
 def check_supported(dep) -> None:
     """Raise :class:`UnsupportedNetwork` naming the first layer the generator cannot build."""
     plan(dep)
+
+
+def _connect_layer(m, p, units, src):
+    """Add the units of conv layer ``p`` to ``m``, fed by stream ``src``; return their output stream."""
+    for role, unit in units.items():
+        m.submodules[f"{p.name}_{role}"] = unit
+    if "conv" in units:
+        wiring.connect(m, src, units["conv"].i)
+        src = units["conv"].o
+        if "requant" in units:
+            wiring.connect(m, src, units["requant"].i)
+            src = units["requant"].o
+        return src
+    if p.shortcut:
+        fork, delay, join = units["fork"], units["delay"], units["join"]
+        wiring.connect(m, src, fork.i)
+        wiring.connect(m, fork.o[0], units["window"].i)
+        wiring.connect(m, fork.o[1], delay.i)
+        wiring.connect(m, units["window"].o, join.a)
+        wiring.connect(m, delay.o, join.b)
+        src = join.o
+    elif "window" in units:
+        wiring.connect(m, src, units["window"].i)
+        src = units["window"].o
+    wiring.connect(m, src, units["mvu"].i)
+    src = units["mvu"].o
+    if "gather" in units:
+        wiring.connect(m, src, units["gather"].i)
+        src = units["gather"].o
+    for role in ("pool", "requant"):
+        if role in units:
+            wiring.connect(m, src, units[role].i)
+            src = units[role].o
+    return src
 
 
 class Network(wiring.Component):
@@ -214,37 +248,8 @@ class Network(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         src = wiring.flipped(self.i)       # the producer side of the current stream
-        for n, (p, units) in enumerate(zip(self._convs, self._stages)):
-            for role, unit in units.items():
-                m.submodules[f"{p.name}_{role}"] = unit
-            if "conv" in units:
-                wiring.connect(m, src, units["conv"].i)
-                src = units["conv"].o
-                if "requant" in units:
-                    wiring.connect(m, src, units["requant"].i)
-                    src = units["requant"].o
-                self._tap(m, p, src)
-                continue
-            if p.shortcut:
-                fork, delay, join = units["fork"], units["delay"], units["join"]
-                wiring.connect(m, src, fork.i)
-                wiring.connect(m, fork.o[0], units["window"].i)
-                wiring.connect(m, fork.o[1], delay.i)
-                wiring.connect(m, units["window"].o, join.a)
-                wiring.connect(m, delay.o, join.b)
-                src = join.o
-            elif "window" in units:
-                wiring.connect(m, src, units["window"].i)
-                src = units["window"].o
-            wiring.connect(m, src, units["mvu"].i)
-            src = units["mvu"].o
-            if "gather" in units:
-                wiring.connect(m, src, units["gather"].i)
-                src = units["gather"].o
-            for role in ("pool", "requant"):
-                if role in units:
-                    wiring.connect(m, src, units[role].i)
-                    src = units[role].o
+        for p, units in zip(self._convs, self._stages):
+            src = _connect_layer(m, p, units, src)
             self._tap(m, p, src)
         m.submodules.tail = self._tail
         wiring.connect(m, src, self._tail.i)
@@ -256,3 +261,135 @@ class Network(wiring.Component):
         if self._taps:
             m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(src.valid & src.ready),
                          getattr(self, f"tap_{p.name}_payload").eq(src.payload)]
+
+
+def _tail_unit(t) -> GapDenseArgmax:
+    return GapDenseArgmax(t.layer["weights"], t.layer["bias"], positions=t.positions,
+                          binary_weights=t.binary_weights, in_prec=t.in_prec, lo=t.lo, hi=t.hi)
+
+
+class EngineNetwork(wiring.Component):
+    """The generated accelerator in the ``engine`` style (for small FPGAs): the conv layers before
+    the engine (the int8 first layer) as pipeline units, then :class:`~kwsbnn.hw.engine.LayerEngine`
+    for the binary layers (with an int8 last layer: its counts into :class:`Requantize`), then
+    :class:`GapDenseArgmax`. ``folding`` (style ``engine``, :func:`kwsbnn.hw.cost.engine_folding`)
+    maps each conv layer to ``{"pe", "simd"}``; the engine layers share one.
+
+    Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
+    loader port: after power-up the network takes no input until it has received
+    :meth:`load_image` (the weight-memory image, :attr:`load_words` words, in order). The first
+    layer's and the tail's weights are in block RAM ROMs, initialised by the bitstream. With
+    ``taps=True``, ``tap_<layer>_valid/_payload`` as :class:`Network`'s, for every conv layer (an
+    engine layer's tap shows its map writes).
+
+    Cycles per inference: the front's cycles plus the engine's computation (the engine takes its
+    input only while idle; :func:`kwsbnn.hw.cost.engine_costs`).
+    """
+
+    def __init__(self, dep, folding: Folding | None = None, *, taps: bool = False):
+        from .cost import engine_folding
+        from .engine import WORD_BITS, LayerEngine
+        from .plan import engine_split
+        self._dep = dep
+        self._taps = bool(taps)
+        self._front, self._eng, self._tail_plan = engine_split(dep)
+        self._convs = self._front + self._eng
+        self._folding = folding or engine_folding(dep)
+        if self._folding.style != "engine":
+            raise UnsupportedNetwork("EngineNetwork needs a folding of the engine style", "use Network")
+        try:
+            self._stages = [Network._conv_units(p, self._folding[p.name]) for p in self._front]
+            fold = self._folding[self._eng[0].name]
+            c, t, f = self._eng[0].in_shape
+            self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
+                                       pe=fold["pe"], simd=fold["simd"])
+        except FoldingError as e:
+            raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
+        except ValueError as e:
+            raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
+        last = self._eng[-1]
+        self._requant = None
+        if last.out_prec == "int8":
+            layer = last.layer
+            mul = np.asarray(layer["mul"], np.int64)
+            pe, sf = fold["pe"], last.k // fold["simd"]
+            par = next(d for d in range(1, pe + 1) if pe % d == 0 and (pe // d <= sf - 3 or d == pe))
+            self._requant = Requantize(-2 * mul, last.k * mul + np.asarray(layer["add"], np.int64),
+                                       layer["shift"], lo=layer["lo"], hi=layer["hi"],
+                                       acc_width=self._engine.count_width, lanes=pe, par=par,
+                                       name=f"{last.name}_requant")
+        self._tail = _tail_unit(self._tail_plan)
+        c0, _, _ = dep.input["shape"]
+        ew = 1 if dep.input["prec"] == "bin" else 8
+        ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
+                 "wl": In(stream.Signature(WORD_BITS))}
+        if self._taps:
+            for p in self._convs:
+                ports[f"tap_{p.name}_valid"] = Out(1)
+                ports[f"tap_{p.name}_payload"] = Out(p.out_shape[0] * _tap_ew(p))
+        super().__init__(ports)
+
+    @property
+    def folding(self) -> Folding:
+        return self._folding
+
+    @property
+    def style(self) -> str:
+        return "engine"
+
+    @property
+    def score_width(self) -> int:
+        return self._tail.score_width
+
+    @property
+    def n_classes(self) -> int:
+        return len(self._dep.classes)
+
+    @property
+    def engine(self):
+        return self._engine
+
+    @property
+    def load_words(self) -> int:
+        return self._engine.load_words
+
+    def load_image(self) -> list[int]:
+        """The words to send on ``wl`` after power-up (64 bits each)."""
+        return self._engine.image()
+
+    def costs(self) -> dict:
+        return layer_costs(self._dep, self._folding)
+
+    def taps(self) -> list[dict]:
+        return Network.taps(self)
+
+    def elaborate(self, platform):
+        m = Module()
+        src = wiring.flipped(self.i)
+        for p, units in zip(self._front, self._stages):
+            src = _connect_layer(m, p, units, src)
+            Network._tap(self, m, p, src)
+        m.submodules.engine = eng = self._engine
+        wiring.connect(m, src, eng.i)
+        wiring.connect(m, wiring.flipped(self.wl), eng.wl)
+        if self._taps:
+            for n, p in enumerate(self._eng[:-1]):
+                m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(eng.map_we & (eng.map_layer == n)),
+                             getattr(self, f"tap_{p.name}_payload").eq(eng.map_data)]
+        src = eng.o
+        if self._requant is not None:
+            m.submodules[f"{self._eng[-1].name}_requant"] = self._requant
+            wiring.connect(m, src, self._requant.i)
+            src = self._requant.o
+        Network._tap(self, m, self._eng[-1], src)
+        m.submodules.tail = self._tail
+        wiring.connect(m, src, self._tail.i)
+        wiring.connect(m, self._tail.o, wiring.flipped(self.o))
+        return m
+
+
+def build(dep, folding: Folding | None = None, *, taps: bool = False):
+    """The generated accelerator of ``folding``'s style: :class:`Network` or :class:`EngineNetwork`."""
+    if folding is not None and folding.style == "engine":
+        return EngineNetwork(dep, folding, taps=taps)
+    return Network(dep, folding, taps=taps)
