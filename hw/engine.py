@@ -74,14 +74,16 @@ class WeightMemory(wiring.Component):
     cycle of latency like a synchronous block RAM: ``rdata`` holds the word at the ``addr`` of the
     previous cycle; with ``we``, ``wdata`` is written at ``addr`` instead.
 
-    On an iCE40 UP platform (``platform.device`` starting with ``iCE40UP``) it is ``ceil(width / 16)``
-    SB_SPRAM256KA instances side by side (16K x 16 bits each; not initialised by the bitstream); in
-    simulation and elsewhere a ``lib.memory.Memory`` that starts with zeros.
+    With ``spram=True``, or by default on an iCE40 UP platform (``platform.device`` starting with
+    ``iCE40UP``), it is ``ceil(width / 16)`` SB_SPRAM256KA instances side by side (16K x 16 bits each;
+    not initialised by the bitstream); otherwise (simulation, ECP5) a ``lib.memory.Memory`` that
+    starts with zeros.
 
     Members: ``addr : In(range(depth))``, ``wdata : In(width)``, ``we : In(1)``, ``rdata : Out(width)``.
     """
 
-    def __init__(self, width: int = WORD_BITS, depth: int = SPRAM_WORDS):
+    def __init__(self, width: int = WORD_BITS, depth: int = SPRAM_WORDS, *, spram: bool | None = None):
+        self._spram = spram
         if not 1 <= width <= WORD_BITS or not 1 <= depth <= SPRAM_WORDS:
             raise ValueError(f"weight memory: {width} x {depth} exceeds {WORD_BITS} x {SPRAM_WORDS}")
         self._width, self._depth = int(width), int(depth)
@@ -95,7 +97,10 @@ class WeightMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if str(getattr(platform, "device", "")).startswith("iCE40UP"):
+        spram = self._spram
+        if spram is None:
+            spram = str(getattr(platform, "device", "")).startswith("iCE40UP")
+        if spram:
             for n in range(self.spram_blocks):
                 lo, hi = 16 * n, min(16 * n + 16, self._width)
                 dout = Signal(16, name=f"spram{n}_dout")
@@ -204,8 +209,9 @@ def _table(values, index):
 
 class LayerEngine(wiring.Component):
     def __init__(self, layers, *, channels: int, frames: int, coeffs: int, pe: int = 1,
-                 simd: int | None = None, name: str = "engine"):
+                 simd: int | None = None, spram: bool | None = None, name: str = "engine"):
         self._name = name
+        self._spram = spram
         self._c = int(channels)
         self._geo = engine_layers(layers, self._c, frames, coeffs)
         self._pe = int(pe)
@@ -349,7 +355,7 @@ class LayerEngine(wiring.Component):
                                                  attrs={"no_rw_check": 1})
         mwp = maps.write_port()
         mrp = maps.read_port(transparent_for=())
-        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w))
+        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w), spram=self._spram)
         lane_w = self._lane
         if n_t:
             m.submodules.tmem = tmem = memory.Memory(shape=unsigned(pe * lane_w), depth=max(2, n_t),

@@ -78,10 +78,10 @@ def for_ips(dep, ips: float, clock_hz: float) -> Folding:
 #: an iCE40UP5K have placed and routed); on ECP5 10% (a large design is harder to route and meet
 #: timing; the estimate came 6-10% above nextpnr's count there).
 DEFAULT_MARGIN = {
-    "ice40": {"logic_cells": 0.97, "flip_flops": 0.97, "block_ram": 1.0, "dsp": 1.0},
-    "ecp5": {"logic_cells": 0.90, "flip_flops": 0.90, "block_ram": 1.0, "dsp": 1.0},
+    "ice40": {"logic_cells": 0.97, "flip_flops": 0.97, "block_ram": 1.0, "dsp": 1.0, "spram": 1.0},
+    "ecp5": {"logic_cells": 0.90, "flip_flops": 0.90, "block_ram": 1.0, "dsp": 1.0, "spram": 1.0},
 }
-_RESOURCES = ("logic_cells", "flip_flops", "block_ram", "dsp")
+_RESOURCES = ("logic_cells", "flip_flops", "block_ram", "dsp", "spram")
 
 
 def resolve_budget(budget, margin: dict | float | None = None) -> dict:
@@ -208,8 +208,14 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     s = _Search(dep, b, link, clk_hz)
     choice, total = s.smallest()
     if choice is None:
+        engine_text = ""
+        if b["available"].get("spram"):
+            try:
+                return engine_for_budget(dep, b, link=link, clk_hz=clk_hz, rate=rate)
+            except KwsError as e:
+                engine_text = f"; in the engine style: {e.args[0]}"
         raise KwsError(f"model {dep.name} does not fit {b['name']} ({b['family']}) even at its smallest "
-                       f"folding: estimated {_describe(total, b)}",
+                       f"folding: estimated {_describe(total, b)}{engine_text}",
                        "use a smaller model (fewer channels or layers) or a larger FPGA")
     # The tail (global pooling, dense, argmax) takes the same cycles at every folding: no layer
     # needs to be faster than it.
@@ -261,6 +267,51 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
                 choice = trial
                 break
     return Folding({name: dict(row["fold"]) for name, row in choice.items()})
+
+
+def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
+                      rate: float | None = None) -> Folding:
+    """The fastest folding of the ``engine`` style (:func:`kwsbnn.hw.cost.engine_folding`: every
+    ``pe`` x ``simd`` of at most 64 lanes) whose estimate fits ``budget`` (a resolved budget, see
+    :func:`resolve_budget`, with SPRAM); with ``rate``, the fewest lanes that reach it. Raises
+    :class:`KwsError` with the numbers when the network is not one the engine runs, when its
+    weights exceed the weight memory (four SB_SPRAM256KA: 16K words of 64 bits), or when no folding
+    fits."""
+    from .cost import engine_folding
+    from .engine import SPRAM_WORDS, WORD_BITS
+    from .plan import engine_split
+    from .resources import LayerEstimator
+    _, eng, _ = engine_split(dep)
+    c = eng[0].in_shape[0]
+    need = sum(p.conv_shape[0] * p.k for p in eng)
+    have = SPRAM_WORDS * WORD_BITS if budget["available"].get("spram", 0) >= 4 else 0
+    if need > have:
+        raise KwsError(f"the engine layers' weights are {need / 1024:,.1f} kbit; the weight memory "
+                       f"holds {have / 1024:,.0f} kbit (4 SB_SPRAM256KA of 256 kbit)",
+                       "use fewer channels or layers")
+    est = LayerEstimator(dep, budget["family"])
+    rows = []
+    for pe in divisors(c):
+        for simd in divisors(c):
+            if pe * simd > WORD_BITS:
+                continue
+            try:
+                folding = engine_folding(dep, pe, simd)
+                total = est.network(folding, link=link, clk_hz=clk_hz)
+            except ValueError:
+                continue
+            cycles = layer_costs(dep, folding)["cycles_per_inference"]
+            rows.append((cycles, total["logic_cells"], folding, total))
+    fitting = [r for r in rows if not _over(r[3], budget["limits"])]
+    if not fitting:
+        smallest = min(rows, key=lambda r: r[1])
+        raise KwsError(f"estimated {_describe(smallest[3], budget)} at its smallest engine folding "
+                       f"({need / 1024:,.1f} kbit of weights in SPRAM)")
+    if rate:
+        fast = [r for r in fitting if r[0] <= clk_hz / rate]
+        if fast:
+            return min(fast, key=lambda r: (r[1], r[0]))[2]
+    return min(fitting, key=lambda r: (r[0], r[1]))[2]
 
 
 def budget_check(dep, folding: Folding, budget, *, margin=None, link: bool = True,

@@ -129,6 +129,10 @@ class Network(wiring.Component):
         self._taps = bool(taps)
         self._convs, self._tail_plan = plan(dep)
         self._folding = folding or Folding.default(dep)
+        if self._folding.style != "pipeline":
+            raise UnsupportedNetwork(f"model {dep.name}: the folding is of the {self._folding.style} style",
+                                     "build it with kwsbnn.hw.network.build (EngineNetwork); the board "
+                                     "top does not load an engine's weights yet")
         self._stages = []            # per conv layer: dict of units
         try:
             for p in self._convs:
