@@ -124,6 +124,10 @@ for c, pe, simd, last, sc in [(64, 1, 64, "int8", False), (96, 1, 48, "int8", Fa
                               (128, 1, 64, "int8", False), (64, 2, 32, "bits", False),
                               (32, 1, 32, "bits", True), (128, 1, 32, "int8", True)]:
     GRID.append(("engine", dict(c=c, pe=pe, simd=simd, last=last, shortcut=sc)))
+# The engine style's serial tail (requantization of the engine's counts, pooling, dense, argmax).
+for c, k, p, cw, lanes in [(64, 12, 325, 11, 1), (128, 12, 325, 12, 1), (96, 12, 325, 11, 2),
+                           (32, 4, 100, 10, 1)]:
+    GRID.append(("serial_tail", dict(c=c, k=k, p=p, cw=cw, lanes=lanes)))
 # Single memories: ROMs and RAMs around the block-RAM thresholds; FIFO storage (asynchronous read).
 for w in (8, 24, 48, 96):
     for d in (12, 36, 72, 216, 512):
@@ -256,6 +260,14 @@ def build(kind: str, p: dict, seed: int = 0):
         return StreamedConv(rng.integers(0, 2, (co, k)), d, thr, channels=c, frames=p["t"], coeffs=p["f"],
                             kernel=(kk, kk), padding=(kk // 2, kk // 2), pad_bit=1, shortcut=p["shortcut"],
                             pe=p["pe"], simd=p["simd"], out="count" if p.get("count") else "bits")
+    if kind == "serial_tail":
+        from kwsbnn.hw.serial_tail import SerialRequantTail
+        c, k = p["c"], p["k"]
+        mul = rng.integers(1 << 24, 1 << 27, c)           # a trained layer's scale, as for requant
+        return SerialRequantTail(-2 * mul, 9 * c * mul + rng.integers(-(1 << 31), 1 << 31, c), 26,
+                                 lo=0, hi=127, count_width=p["cw"], lanes=p["lanes"], positions=p["p"],
+                                 weights=rng.integers(-127, 128, (k, c)),
+                                 bias=rng.integers(-1000, 1000, k))
     if kind == "engine":
         from kwsbnn.hw.engine import LayerEngine
         c, sc = p["c"], "bit" if p["shortcut"] else "none"
@@ -319,8 +331,8 @@ def memories_of(kind, unit):
 
 def _wanted(kind, params, family) -> bool:
     """ECP5 measures fewer single memories: its rule's thresholds need only the shapes around them;
-    the layer engine is measured on iCE40 only."""
-    if kind == "engine":
+    the layer engine and its serial tail are measured on iCE40 only."""
+    if kind in ("engine", "serial_tail"):
         return family == "ice40"
     if kind != "memory" or family != "ecp5":
         return True

@@ -290,18 +290,31 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
                        f"holds {have / 1024:,.0f} kbit (4 SB_SPRAM256KA of 256 kbit)",
                        "use fewer channels or layers")
     est = LayerEstimator(dep, budget["family"])
+    front, _, _ = engine_split(dep)
     rows = []
     for pe in divisors(c):
         for simd in divisors(c):
             if pe * simd > WORD_BITS:
                 continue
             try:
-                folding = engine_folding(dep, pe, simd)
-                total = est.network(folding, link=link, clk_hz=clk_hz)
+                base = engine_folding(dep, pe, simd)
             except ValueError:
                 continue
-            cycles = layer_costs(dep, folding)["cycles_per_inference"]
-            rows.append((cycles, total["logic_cells"], folding, total))
+            engine_cycles = est.engine(base)["cycles"]
+            # The front layers (the int8 first layer): each of their foldings with this engine.
+            fronts = [{}]
+            for p in front:
+                fronts = [dict(f, **{p.name: {"pe": fpe, "simd": fsimd}}) for f in fronts
+                          for _, fpe, fsimd in _choices(p)
+                          if p.layer["w_prec"] != "int8" or fpe * fsimd <= 6]
+            for fr in fronts:
+                folding = Folding(dict(base.layers, **fr), style="engine")
+                try:
+                    total = est.network(folding, link=link, clk_hz=clk_hz)
+                except ValueError:
+                    continue
+                front_cycles = max((est.layer(p, folding[p.name])["cycles"] for p in front), default=0)
+                rows.append((front_cycles + engine_cycles, total["logic_cells"], folding, total))
     fitting = [r for r in rows if not _over(r[3], budget["limits"])]
     if not fitting:
         smallest = min(rows, key=lambda r: r[1])

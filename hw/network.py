@@ -279,12 +279,16 @@ class EngineNetwork(wiring.Component):
     :class:`GapDenseArgmax`. ``folding`` (style ``engine``, :func:`kwsbnn.hw.cost.engine_folding`)
     maps each conv layer to ``{"pe", "simd"}``; the engine layers share one.
 
+    With an int8 last layer the tail is :class:`~kwsbnn.hw.serial_tail.SerialRequantTail`
+    (requantization, pooling and the dense layer one channel at a time, the engine's counts in), else
+    :class:`GapDenseArgmax` on the last layer's bits.
+
     Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
     loader port: after power-up the network takes no input until it has received
     :meth:`load_image` (the weight-memory image, :attr:`load_words` words, in order). The first
     layer's and the tail's weights are in block RAM ROMs, initialised by the bitstream. With
-    ``taps=True``, ``tap_<layer>_valid/_payload`` as :class:`Network`'s, for every conv layer (an
-    engine layer's tap shows its map writes).
+    ``taps=True``, ``tap_<layer>_valid/_payload`` as :class:`Network`'s, for every conv layer but
+    an int8 last one (an engine layer's tap shows its map writes).
 
     Cycles per inference: the front's cycles plus the engine's computation (the engine takes its
     input only while idle; :func:`kwsbnn.hw.cost.engine_costs`).
@@ -312,26 +316,33 @@ class EngineNetwork(wiring.Component):
         except ValueError as e:
             raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
         last = self._eng[-1]
-        self._requant = None
+        self._requant = None          # the int8 last layer's requantization is in the serial tail
         if last.out_prec == "int8":
-            layer = last.layer
+            from .serial_tail import SerialRequantTail
+            layer, t = last.layer, self._tail_plan
             mul = np.asarray(layer["mul"], np.int64)
-            pe, sf = fold["pe"], last.k // fold["simd"]
-            par = next(d for d in range(1, pe + 1) if pe % d == 0 and (pe // d <= sf - 3 or d == pe))
-            self._requant = Requantize(-2 * mul, last.k * mul + np.asarray(layer["add"], np.int64),
-                                       layer["shift"], lo=layer["lo"], hi=layer["hi"],
-                                       acc_width=self._engine.count_width, lanes=pe, par=par,
-                                       name=f"{last.name}_requant")
-        self._tail = _tail_unit(self._tail_plan)
+            self._tail = SerialRequantTail(
+                -2 * mul, last.k * mul + np.asarray(layer["add"], np.int64), layer["shift"],
+                lo=layer["lo"], hi=layer["hi"], count_width=self._engine.count_width, lanes=fold["pe"],
+                positions=t.positions, weights=t.layer["weights"], bias=t.layer["bias"],
+                binary_weights=t.binary_weights)
+        else:
+            self._tail = _tail_unit(self._tail_plan)
         c0, _, _ = dep.input["shape"]
         ew = 1 if dep.input["prec"] == "bin" else 8
         ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
                  "wl": In(stream.Signature(WORD_BITS))}
         if self._taps:
-            for p in self._convs:
+            for p in self._tapped:
                 ports[f"tap_{p.name}_valid"] = Out(1)
                 ports[f"tap_{p.name}_payload"] = Out(p.out_shape[0] * _tap_ew(p))
         super().__init__(ports)
+
+    @property
+    def _tapped(self) -> list:
+        """The conv layers with taps: all but an int8 last layer (its values exist only one at a
+        time, in the serial tail)."""
+        return self._convs[:-1] if self._eng[-1].out_prec == "int8" else self._convs
 
     @property
     def folding(self) -> Folding:
@@ -365,7 +376,11 @@ class EngineNetwork(wiring.Component):
         return layer_costs(self._dep, self._folding)
 
     def taps(self) -> list[dict]:
-        return Network.taps(self)
+        if not self._taps:
+            return []
+        return [{"layer": p.name, "width": int(p.out_shape[0] * _tap_ew(p)), "ew": _tap_ew(p),
+                 "shape": [int(v) for v in p.out_shape],
+                 "transfers": int(p.out_shape[1] * p.out_shape[2])} for p in self._tapped]
 
     def elaborate(self, platform):
         m = Module()
@@ -381,11 +396,8 @@ class EngineNetwork(wiring.Component):
                 m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(eng.map_we & (eng.map_layer == n)),
                              getattr(self, f"tap_{p.name}_payload").eq(eng.map_data)]
         src = eng.o
-        if self._requant is not None:
-            m.submodules[f"{self._eng[-1].name}_requant"] = self._requant
-            wiring.connect(m, src, self._requant.i)
-            src = self._requant.o
-        Network._tap(self, m, self._eng[-1], src)
+        if self._eng[-1].out_prec != "int8":
+            Network._tap(self, m, self._eng[-1], src)
         m.submodules.tail = self._tail
         wiring.connect(m, src, self._tail.i)
         wiring.connect(m, self._tail.o, wiring.flipped(self.o))

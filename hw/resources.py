@@ -211,6 +211,7 @@ def _kind(unit) -> str:
     from .conv import StreamedConv
     from .engine import LayerEngine
     from .mvu import MatrixVectorUnit
+    from .serial_tail import SerialRequantTail
     from .pool import SumPoolThreshold
     from .pool_parallel import ParallelSumPoolThreshold
     from .requant import Requantize
@@ -218,7 +219,7 @@ def _kind(unit) -> str:
     from .streams import Broadcast, Gather, Join2, StreamFIFO
     from .window import SlidingWindow
     for cls, name in ((MatrixVectorUnit, "mvu"), (StreamedConv, "conv"), (SlidingWindow, "window"),
-                      (LayerEngine, "engine"),
+                      (LayerEngine, "engine"), (SerialRequantTail, "serial_tail"),
                       (Requantize, "requant"),
                       (SumPoolThreshold, "pool"), (ParallelSumPoolThreshold, "pool_parallel"),
                       (GapDenseArgmax, "tail"), (Broadcast, "broadcast"), (StreamFIFO, "fifo"),
@@ -279,10 +280,14 @@ def unit_memories(unit) -> list[MemShape]:
     if k == "engine":
         # The weight memory: SB_SPRAM256KA on iCE40 (counted apart, see unit_estimate), else a RAM.
         mems = [MemShape("maps", u._c, 2 * u._n, rom=False, rw_check=False),
-                MemShape("wmem", 64, max(2, u.weight_words), rom=False, block=True)]
+                MemShape("wmem", 64, max(2, u.weight_words), rom=False, block=True, rw_check=False)]
         if u.threshold_words:
             mems.append(MemShape("tmem", u._pe * u._lane, max(2, u.threshold_words), rom=False))
         return mems
+    if k == "serial_tail":
+        return [MemShape("crom", u._mw + u._adw, u._c, rom=True, block=True),
+                MemShape("gram", u._gw, u._c, rom=False),
+                MemShape("wrom", u._ww, u._c * u._k, rom=True)]
     if k == "window":
         rr = (u._kt - 1) * u._dt
         ncols = u._col_hi - u._col_lo + 1
@@ -339,6 +344,8 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``engine`` (LayerEngine): ``xnor`` (PE x SIMD), ``acc``, ``chunk_mux`` (SIMD x C / SIMD:
       chunk select and pad bits), ``cmp`` (PE x 2 bounds), ``bits_out`` (C), ``ctr`` (walk and loader
       counters and per-layer tables, x sqrt(layers));
+    - ``serial_tail``: ``scores`` (K x score width), ``pipe`` (pipeline and input registers), ``mul``
+      (multipliers in logic when no DSP takes them), ``ctr``;
     - ``broadcast``: ``bits`` (width x (1 + 1/n)); ``fifo``: ``bits`` (width); ``gather``:
       ``bits`` (n x width); ``join``: nothing;
     - ``link``: ``result_bits`` (the RESULT shift register), ``transfer_bits``, ``ctr``.
@@ -391,6 +398,11 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["ctr"] = (_log2(u._nf) + _log2(u._cs) + 2 * _log2(max(x.t for x in g) * max(x.f for x in g))
                     + _log2(max(x.to for x in g)) + _log2(max(x.fo for x in g))
                     + _log2(u.load_words) + _log2(u.weight_words)) * len(g) ** 0.5
+    elif k == "serial_tail":
+        f["scores"] = u._k * u._sw
+        f["pipe"] = u._cw * u._l + u._mw + u._adw + 2 * u._gw
+        f["mul"] = 0 if _serial_tail_dsp(u, family) else u._cw * u._mw + u._ww * u._gw
+        f["ctr"] = _log2(u._c) + _log2(u._k) + _log2(u._p) + _log2(u._l)
     elif k == "window":
         f["win_bits"] = u.register_bits
         f["col_bits"] = u._kt * u._c * u._ew
@@ -468,6 +480,11 @@ def _tail_mul_dsp(u, family: str) -> int:
     return _mul_dsp(u._ww, u.sum_width + (2 if u._in == "bits" else 0), family)
 
 
+def _serial_tail_dsp(u, family: str) -> int:
+    """DSPs of the serial tail's two multipliers (count x constant, weight x channel sum)."""
+    return _mul_dsp(u._cw + 1, u._mw, family) + _mul_dsp(u._ww, u._gw, family)
+
+
 def _requant_mul_dsp(u, family: str) -> int:
     """DSPs of the requantization unit's ``par`` multipliers (accumulator x constant multiplier)."""
     return u._par * _mul_dsp(u._aw, u._mw, family)
@@ -487,6 +504,8 @@ def unit_dsp(unit, family: str) -> int:
         return n
     if k == "tail":
         return _tail_mul_dsp(u, family)
+    if k == "serial_tail":
+        return _serial_tail_dsp(u, family)
     if k == "requant":
         return _requant_mul_dsp(u, family)
     if k == "pool":
@@ -659,15 +678,19 @@ class LayerEstimator:
         """The estimate of the layer engine of an ``engine``-style ``folding`` (with the
         requantization unit of an int8 last layer), as one entry named ``engine``."""
         from .network import EngineNetwork
-        key = ("engine",) + tuple((n, f["pe"], f["simd"]) for n, f in sorted(folding.layers.items()))
+        from .plan import engine_split
+        eng = engine_split(self.dep)[1]
+        fold = folding[eng[0].name]
+        key = ("engine", int(fold["pe"]), int(fold["simd"]))
         if key not in self._cache:
             net = EngineNetwork(self.dep, folding)
             units = {"engine": net.engine}
-            if net._requant is not None:
-                units["requant"] = net._requant
             for stage in net._stages:
                 _silenced(stage)
             _silenced(dict(units, tail=net._tail, net=net))
+            self._cache[("engine_tail",) + key[1:]] = dict(
+                unit_estimate(net._tail, self.family, self.coefs), name=self.tail.name,
+                units={"tail": unit_kind(net._tail)})
             per_unit = {role: unit_estimate(u, self.family, self.coefs) for role, u in units.items()}
             entry = _sum(per_unit.values())
             fold = folding[net._eng[0].name]
@@ -683,8 +706,9 @@ class LayerEstimator:
         if folding.style == "engine":
             from .plan import engine_split
             front = engine_split(self.dep)[0]
-            entries = [self.layer(p, folding[p.name]) for p in front] + [self.engine(folding),
-                                                                         self._tail]
+            eng = self.engine(folding)
+            key = ("engine_tail", eng["pe"], eng["simd"])
+            entries = [self.layer(p, folding[p.name]) for p in front] + [eng, self._cache[key]]
         else:
             entries = [self.layer(p, folding[p.name]) for p in self.convs] + [self._tail]
         if link:

@@ -195,3 +195,60 @@ def test_rejects_more_lanes_than_a_weight_word():
     layers = [specgen.conv(rng, "c1", 128, 128, in_prec="bin")]
     with pytest.raises(ValueError, match="64-bit weight word"):
         LayerEngine(layers, channels=128, frames=4, coeffs=4, pe=2, simd=64)._MustUse__silence = True
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_serial_tail_matches_numpy_under_gaps_and_backpressure(lanes):
+    """Counts in the engine's order -> requantization, global sums, dense layer, argmax."""
+    from kwsbnn.hw.scores import result_layout  # noqa: F401  (the payload layout it emits)
+    from kwsbnn.hw.serial_tail import SerialRequantTail
+    from kwsbnn.hw.testing import run_stream
+    rng = np.random.default_rng(lanes)
+    c, k, positions, kk, n = 8, 5, 7, 72, 3
+    mul, add, shift = rng.integers(1, 200, c), rng.integers(-5000, 5000, c), 6
+    w, bias = rng.integers(-127, 128, (k, c)), rng.integers(-1000, 1000, k)
+    dut = SerialRequantTail(-2 * mul, kk * mul + add, shift, lo=0, hi=127, count_width=8, lanes=lanes,
+                            positions=positions, weights=w, bias=bias)
+    d = rng.integers(0, kk + 1, (n, positions, c))
+    acc = kk - 2 * d
+    y = np.clip((acc * mul + add) >> shift, 0, 127)
+    g = y.sum(axis=1)
+    scores = g @ w.T + bias
+    words = [int(sum(int(d[i, p, nf * lanes + q]) << (8 * q) for q in range(lanes)))
+             for i in range(n) for p in range(positions) for nf in range(c // lanes)]
+    got = run_stream(dut, words, n, gap=0.3, stall=0.3, seed=lanes)
+    assert y.min() == 0 and y.max() == 127                      # the clamp is exercised
+    for i, r in enumerate(got):
+        assert [int(r.scores[j]) for j in range(k)] == list(scores[i])
+        assert int(r.cls) == int(np.argmax(scores[i]))
+
+
+def test_board_choice_falls_back_to_the_engine_for_the_wide_model(tmp_path, capsys):
+    """binary-wide does not fit the iCEBreaker as a pipeline: `kwsbnn verilog --board icebreaker`
+    picks the engine style (64 lanes, 4 SPRAMs), which fits by the estimate, and writes the
+    loader's weight image."""
+    import json
+
+    from kwsbnn.cli import main
+    from kwsbnn.hw.engine import LayerEngine  # noqa: F401
+    assert main(["verilog", "--model", "binary-wide", "--board", "icebreaker", "--out",
+                 str(tmp_path / "v"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["style"] == "engine" and report["folding"]["style"] == "engine"
+    assert report["engine_lanes"] == 64
+    budget = report["resources"]["budget"]
+    assert budget["fits"] and budget["estimate"]["spram"] == 4
+    words = (tmp_path / "v" / "weights.hex").read_text().split()
+    assert len(words) == report["load_words"] == report["weight_memory_words"]
+    assert report["cycles_per_inference"] == report["layers"][0]["cycles"] + report["engine_cycles"]
+
+
+def test_weights_beyond_the_spram_fail_before_synthesis(tmp_path):
+    """Three binary layers of 256 channels: 1,728 kbit of weights, more than the 1,024 kbit of the
+    four SPRAMs: an error that gives both numbers."""
+    from kwsbnn.errors import KwsError
+    from kwsbnn.hw.folding import engine_for_budget, resolve_budget
+    from kwsbnn.sw import deploy
+    dep = deploy.load(deploy.save(specgen.wide_kws(0, c=256), tmp_path / "w256"))
+    with pytest.raises(KwsError, match=r"weights are 1,728.0 kbit; the weight memory holds 1,024 kbit"):
+        engine_for_budget(dep, resolve_budget("icebreaker"))
