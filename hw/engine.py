@@ -210,6 +210,7 @@ def _table(values, index):
 class LayerEngine(wiring.Component):
     def __init__(self, layers, *, channels: int, frames: int, coeffs: int, pe: int = 1,
                  simd: int | None = None, spram: bool | None = None, name: str = "engine"):
+        self._MustUse__silence = True        # a refused configuration is not an unused unit
         self._name = name
         self._spram = spram
         self._c = int(channels)
@@ -276,6 +277,7 @@ class LayerEngine(wiring.Component):
                           "wl": In(stream.Signature(WORD_BITS)),
                           "map_we": Out(1), "map_layer": Out(range(len(self._geo))),
                           "map_data": Out(self._c)})
+        self._MustUse__silence = False
 
     # Figures.
     @property
