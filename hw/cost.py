@@ -154,9 +154,11 @@ def _tail_entry(tail) -> dict:
             "pool_buffer_bits": 0, "memory_bits": tail_bits}
 
 
-def engine_folding(dep, pe: int = 1, simd: int | None = None, front: dict | None = None) -> Folding:
-    """A folding of the ``engine`` style: the engine layers at ``pe`` x ``simd`` lanes (default:
-    SIMD = the largest divisor of the channels up to 64 / ``pe``, the weight word), the layers before
+def engine_folding(dep, pe: int | None = None, simd: int | None = None,
+                   front: dict | None = None) -> Folding:
+    """A folding of the ``engine`` style: the engine layers at ``pe`` x ``simd`` lanes (default: the
+    most lanes up to the 64-bit weight word, the smallest PE among them; with ``pe`` given, SIMD =
+    the largest divisor of the channels up to 64 / ``pe``), the layers before
     them (the int8 first layer) at ``front`` (name -> fold) or else the fewest lanes with which each
     takes at most 1/8 of the engine's cycles (int8 weights: at most 6 multipliers, as
     :meth:`Folding.default`)."""
@@ -165,6 +167,11 @@ def engine_folding(dep, pe: int = 1, simd: int | None = None, front: dict | None
     from .plan import engine_split
     front_plans, eng, _ = engine_split(dep)
     c, t, f = eng[0].in_shape
+    if pe is None and simd is None:
+        _, pe, simd = max((p_ * s_, -p_, s_) for p_ in divisors(c) for s_ in divisors(c)
+                          if p_ * s_ <= WORD_BITS and p_ <= 2)   # thresholds: 2 lanes per word
+        pe = -pe
+    pe = 1 if pe is None else pe
     if simd is None:
         simd = max(d for d in divisors(c) if d * pe <= WORD_BITS)
     layers = {p.name: {"pe": int(pe), "simd": int(simd)} for p in eng}
