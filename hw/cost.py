@@ -194,12 +194,12 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
 
 def engine_costs(dep, folding: Folding) -> dict:
     """The cost figures (as :func:`layer_costs`) of the ``engine`` style: the front layers as in
-    the pipeline, one entry per engine layer (``cycles``: ``T' F' P + 4``, see
+    the pipeline, one entry per engine layer (``cycles``: ``T' F' P + 5``, see
     :mod:`kwsbnn.hw.engine`), the tail. The engine takes its input only while idle, so an inference
     takes the front's cycles plus the engine's: ``cycles_per_inference = max(front layer cycles) +
     engine compute cycles``. Memory: ``weight_memory_bits`` (the loaded image: weights in the
     weight memory, SPRAM on iCE40, and thresholds) and ``map_bits`` (block RAM)."""
-    from .engine import WORD_BITS, LayerEngine
+    from .engine import LAYER_OVERHEAD, WORD_BITS, LayerEngine
     from .network import Network
     from .plan import engine_split
     front, eng, tail = engine_split(dep)
@@ -218,7 +218,7 @@ def engine_costs(dep, folding: Folding) -> dict:
                        simd=fold["simd"])
     unit._MustUse__silence = True
     for n, (p, g) in enumerate(zip(eng, unit.layers)):
-        cyc = unit.layer_cycles(g) + 4
+        cyc = unit.layer_cycles(g) + LAYER_OVERHEAD
         entries.append({"name": p.name, "op": "conv", "unit": "engine", "pe": fold["pe"],
                         "simd": fold["simd"], "lanes": unit.lanes, "cycles": cyc,
                         "unit_cycles": {"engine": cyc}, "binary_ops": p.window_positions * c * p.k,

@@ -34,19 +34,21 @@ Memories:
   an inversion bit and two mismatch-count bounds (for shortcut bit 0 and 1; the same twice without
   shortcut): ``y = (d < v[s]) ^ inv`` with ``d`` the mismatch count (see StreamedConv).
 
-Datapath and timing: a 3-stage pipeline (issue the map and weight addresses -> XNOR-popcount-
-accumulate ``pe`` lanes of ``simd`` bits -> threshold and collect the position's bits). Per output
+Datapath and timing: a 4-stage pipeline (issue the map and weight addresses -> XNOR and popcounts
+of 16-bit groups -> their sum accumulated, ``pe`` lanes of ``simd`` bits -> threshold and collect
+the position's bits). Per output
 position, for each neuron fold ``nf`` (``NF = C / pe``) and SIMD fold ``sf`` (``SF = kt kf C / simd``),
 one map word (a ``simd``-bit chunk of a tap; the pad bits where the tap is in the padding) and one
-weight word per cycle. Cycles per layer ``l``: ``T'_l F'_l P_l`` with ``P_l = NF * SF + max(0, 4 - SF)``
-(bit outputs), ``NF * max(SF, 4)`` (counts, each taken at once); between layers the pipeline
+weight word per cycle. Cycles per layer ``l``: ``T'_l F'_l P_l`` with ``P_l = NF * SF + max(0, 5 - SF)``
+(bit outputs), ``NF * max(SF, 5)`` (counts, each taken at once); between layers the pipeline
 drains (:data:`LAYER_OVERHEAD` cycles) because the next layer reads what this one wrote. So an
 inference takes :attr:`compute_cycles` = ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD`` cycles of
-computation, i.e. ``positions x C_out x ceil(9C / lanes) + 4`` per 3x3 layer (``lanes = pe * simd``),
+computation, i.e. ``positions x C_out x ceil(9C / lanes) + 5`` per 3x3 layer (``lanes = pe * simd``),
 after its input has arrived; the input of the next inference is taken only after that, so back to
 back at one input position per cycle an inference takes :attr:`cycles_per_inference` = ``T F +
-compute_cycles`` cycles, exactly (:func:`kwsbnn.hw.cost.engine_costs` gives the whole network's). Latency from the last read of a position to its
-output: 3 cycles. No combinational path from ``o.ready``, ``i.valid`` or ``wl.valid`` to a ready.
+compute_cycles`` cycles, exactly (:func:`kwsbnn.hw.cost.engine_costs` gives the whole network's).
+Latency from the last read of a position to its output: 4 cycles. No combinational path from
+``o.ready``, ``i.valid`` or ``wl.valid`` to a ready.
 
 Members: ``i``, ``o``, ``wl`` as above; ``map_we``, ``map_layer``, ``map_data`` (outputs: the map
 writes of the layers before the last, for simulation taps).
@@ -66,7 +68,7 @@ WORD_BITS = 64
 #: Words one weight memory holds: 16K words of 64 bits (4 x SB_SPRAM256KA, 1 Mbit).
 SPRAM_WORDS = 16384
 #: Cycles between the last read of a layer and the first read of the next (pipeline drain).
-LAYER_OVERHEAD = 4
+LAYER_OVERHEAD = 5
 
 
 class WeightMemory(wiring.Component):
@@ -296,7 +298,7 @@ class LayerEngine(wiring.Component):
     def layer_cycles(self, g: EngineLayer) -> int:
         """Cycles of layer ``g``: ``T' F' P`` (see the module docstring)."""
         sfn = g.kt * g.kf * self._cs
-        p = self._nf * max(sfn, 4) if g.count else self._nf * sfn + max(0, 4 - sfn)
+        p = self._nf * max(sfn, 5) if g.count else self._nf * sfn + max(0, 5 - sfn)
         return g.positions * p
 
     @property
@@ -425,12 +427,15 @@ class LayerEngine(wiring.Component):
         b_valid, b_first, b_last, b_fin, b_real = Signal(), Signal(), Signal(), Signal(), Signal()
         b_j = Signal(range(cs))
         b_nf = Signal(range(nf_n))
+        b2_valid, b2_first, b2_last, b2_fin = Signal(), Signal(), Signal(), Signal()
+        b2_nf = Signal(range(nf_n))
         c_valid, c_fin = Signal(), Signal()
         oval = Signal()            # o.valid
         wpend = Signal()           # the output register holds a position to write into the map
 
-        out_ok_bits = ~oval & ~wpend & ~(b_valid & b_fin) & ~(c_valid & c_fin)
-        out_ok_count = ~oval & ~(b_valid & b_last) & ~c_valid
+        out_ok_bits = (~oval & ~wpend & ~(b_valid & b_fin) & ~(b2_valid & b2_fin)
+                       & ~(c_valid & c_fin))
+        out_ok_count = ~oval & ~(b_valid & b_last) & ~(b2_valid & b2_last) & ~c_valid
         issue = Signal()
         m.d.comb += issue.eq(running & ~draining & Mux(is_count, ~last_sf | out_ok_count,
                                                          ~(last_sf & (nf == 0)) | out_ok_bits))
@@ -491,19 +496,29 @@ class LayerEngine(wiring.Component):
         pad = tab(lambda g: g.pad)
         x = Signal(simd)
         m.d.comb += x.eq(Mux(b_real, chunk, pad.replicate(simd)))
+        # Stage B: XOR and popcounts of 16-bit groups, registered; stage B2: their sum, accumulated
+        # (one XNOR-popcount of 64 bits and its accumulation in one cycle held the iCE40 to 20 MHz).
+        groups = [(g0, min(g0 + 16, simd)) for g0 in range(0, simd, 16)]
+        part_w = bits_for(16)
+        parts = [[Signal(part_w, name=f"part{p}_{n}") for n in range(len(groups))] for p in range(pe)]
         acc = [Signal(self._aw, name=f"acc{p}") for p in range(pe)]
         for p in range(pe):
-            part = popcount(x ^ wmem.rdata[p * simd:(p + 1) * simd])
-            with m.If(b_valid):
-                m.d.sync += acc[p].eq(Mux(b_first, part, acc[p] + part))
+            xw = x ^ wmem.rdata[p * simd:(p + 1) * simd]
+            for (g0, g1), part in zip(groups, parts[p]):
+                m.d.sync += part.eq(popcount(xw[g0:g1]))
+            total = sum(parts[p][1:], parts[p][0]) if len(groups) > 1 else parts[p][0]
+            with m.If(b2_valid):
+                m.d.sync += acc[p].eq(Mux(b2_first, total, acc[p] + total))
+        m.d.sync += [b2_valid.eq(b_valid), b2_first.eq(b_first), b2_last.eq(b_last), b2_fin.eq(b_fin),
+                     b2_nf.eq(b_nf)]
         scb = Signal(pe)
         for p in range(pe):
             ll = _table([(n * pe + p) % simd for n in range(nf_n)], b_nf)
             with m.If(b_cap[p]):
                 m.d.sync += scb[p].eq(x.bit_select(ll, 1) if simd > 1 else x)
         if n_t:
-            m.d.comb += trp.addr.eq(_table(self._tbase, li) + b_nf)
-        m.d.sync += [c_valid.eq(b_valid & b_last), c_fin.eq(b_valid & b_fin)]
+            m.d.comb += trp.addr.eq(_table(self._tbase, li) + b2_nf)
+        m.d.sync += [c_valid.eq(b2_valid & b2_last), c_fin.eq(b2_valid & b2_fin)]
 
         # Stage C: thresholds, collect the position's bits (or a fold's counts) in the output register.
         obuf = Signal(c_n)
@@ -555,12 +570,10 @@ class LayerEngine(wiring.Component):
         # Start an inference; after a layer's last read, drain, then the next layer (or done).
         with m.If(~running & in_full & loaded):
             m.d.sync += running.eq(1)
-        with m.If(draining & ~b_valid & ~c_valid & ~wpend):
+        with m.If(draining & ~b_valid & ~b2_valid & ~c_valid & ~wpend):
             m.d.sync += [draining.eq(0), wpos.eq(0)]
             with m.If(is_last):
                 m.d.sync += [li.eq(0), running.eq(0), in_full.eq(0), *init_walk(Const(0, 1))]
             with m.Else():
                 m.d.sync += [li.eq(li + 1), *init_walk(li + 1)]
-        self._dbg = dict(wr=wmem.rdata, wa=wmem.addr, x=x, bv=b_valid, acc=acc, c_valid=c_valid, c_fin=c_fin, li=li, bits=bits, scb=scb, trd=trp.data if n_t else None, tadr=trp.addr if n_t else None)
-        self._dbg = dict(wr=wmem.rdata, wa=wmem.addr, x=x, bv=b_valid, acc=acc, c_valid=c_valid, c_fin=c_fin, li=li, bits=bits, scb=scb, trd=trp.data if n_t else None, tadr=trp.addr if n_t else None)
         return m

@@ -89,7 +89,7 @@ def test_engine_matches_golden_under_gaps_and_backpressure(last, pe, simd):
 @pytest.mark.parametrize("last,pe,simd", [("bits", 1, 4), ("int8", 1, 8), ("bits", 2, 2)])
 def test_cycles_per_inference_is_exact(last, pe, simd):
     """Back to back, input at one position per cycle, output taken at once: the period between
-    inferences is the cost model's ``T F + sum_l T' F' P_l + 4 L`` exactly."""
+    inferences is the cost model's ``T F + sum_l T' F' P_l + 5 L`` exactly."""
     layers = _layers(5, last)
     dut = LayerEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
     n = 3
@@ -121,7 +121,7 @@ def test_cycles_per_inference_is_exact(last, pe, simd):
         sim.add_testbench(tb)
     sim.run()
     assert list(np.diff(stamps)) == [dut.cycles_per_inference] * (n - 1)
-    assert dut.compute_cycles == sum(dut.layer_cycles(g) for g in dut.layers) + 4 * 3
+    assert dut.compute_cycles == sum(dut.layer_cycles(g) for g in dut.layers) + 5 * 3
 
 
 def test_reset_keeps_the_weights():
