@@ -91,3 +91,11 @@ def test_shipped_binary_wide_equals_golden_on_real_features(tmp_path):
     res = simulate(wide, tmp_path / "sim", inputs=x, seed=3, gap=0.1, stall=0.1,
                    folding=engine_folding(wide))
     assert res["failed"] == 0 and res["equal"] == res["total"] == 3
+
+
+def test_generated_engine_verilog_passes_verilator_lint(dep, tmp_path):
+    from kwsbnn.hw.verilog import TOP, generate
+    from kwsbnn.sim.runner import lint
+    report = generate(dep, tmp_path, engine_folding(dep, pe=2, simd=4))
+    assert report["style"] == "engine" and (tmp_path / "weights.hex").is_file()
+    lint(tmp_path / f"{TOP}.v", TOP)
