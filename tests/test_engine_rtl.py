@@ -99,3 +99,21 @@ def test_generated_engine_verilog_passes_verilator_lint(dep, tmp_path):
     report = generate(dep, tmp_path, engine_folding(dep, pe=2, simd=4))
     assert report["style"] == "engine" and (tmp_path / "weights.hex").is_file()
     lint(tmp_path / f"{TOP}.v", TOP)
+
+
+def test_binary_input_network_runs_all_its_layers_on_the_engine(tmp_path):
+    """No front layer: the input bits go straight into the engine's map; bit outputs into the bit
+    tail (binary dense weights); exact under gaps and backpressure, and exactly on time."""
+    rng = np.random.default_rng(0)
+    layers = [specgen.conv(rng, "conv0", 8, 8, in_prec="bin", shortcut="bit", pad_bit=1),
+              specgen.conv(rng, "conv1", 8, 8, in_prec="bin", dilation=(2, 1), padding=(2, 1))]
+    layers += specgen.head(rng, 8, 4, w_prec="bin")
+    spec = {"name": "binin", "classes": ["a", "b", "c", "d"], "input": {"prec": "bin", "shape": [8, 9, 7]},
+            "layers": layers}
+    d = deploy.load(deploy.save(spec, tmp_path / "binin"))
+    folding = engine_folding(d)
+    assert [e["unit"] for e in layer_costs(d, folding)["layers"][:2]] == ["engine", "engine"]
+    res = simulate(d, tmp_path / "sim", count=20, seed=3, gap=0.3, stall=0.3, folding=folding)
+    assert res["failed"] == 0 and res["equal"] == res["total"] == 20
+    res = simulate(d, tmp_path / "sim", count=10, seed=4, folding=folding)
+    assert res["equal"] == 10 and res["cycles_steady"] == res["report"]["cycles_per_inference"]
