@@ -124,6 +124,9 @@ for c, pe, simd, last, sc in [(64, 1, 64, "int8", False), (96, 1, 48, "int8", Fa
                               (128, 1, 64, "int8", False), (64, 2, 32, "bits", False),
                               (32, 1, 32, "bits", True), (128, 1, 32, "int8", True)]:
     GRID.append(("engine", dict(c=c, pe=pe, simd=simd, last=last, shortcut=sc)))
+# Box sums of a first layer whose pooling is folded in.
+for t, f, pool in [(101, 40, (4, 3)), (13, 10, (4, 3)), (51, 21, (2, 2))]:
+    GRID.append(("boxsum", dict(t=t, f=f, pool=pool)))
 # The engine style's serial tail (requantization of the engine's counts, pooling, dense, argmax).
 for c, k, p, cw, lanes in [(64, 12, 325, 11, 1), (128, 12, 325, 12, 1), (96, 12, 325, 11, 2),
                            (32, 4, 100, 10, 1)]:
@@ -260,6 +263,10 @@ def build(kind: str, p: dict, seed: int = 0):
         return StreamedConv(rng.integers(0, 2, (co, k)), d, thr, channels=c, frames=p["t"], coeffs=p["f"],
                             kernel=(kk, kk), padding=(kk // 2, kk // 2), pad_bit=1, shortcut=p["shortcut"],
                             pe=p["pe"], simd=p["simd"], out="count" if p.get("count") else "bits")
+    if kind == "boxsum":
+        from kwsbnn.hw.boxsum import BoxSum
+        return BoxSum(frames=p["t"], coeffs=p["f"], kernel=(3, 3), dilation=(1, 1), padding=(1, 1),
+                      pool=tuple(p["pool"]))
     if kind == "serial_tail":
         from kwsbnn.hw.serial_tail import SerialRequantTail
         c, k = p["c"], p["k"]

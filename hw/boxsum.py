@@ -21,9 +21,8 @@ input exists for every emitted ``B`` (the last rows and columns need no input pa
 
 Streams: ``i : In(stream.Signature(8))``, one int8 per position ``(t, f)``, t-major, ``T * F`` per
 inference, back to back; ``o : Out(stream.Signature(width))``, one per emitted ``(r, s)``. Throughput:
-one input per 2 cycles when the output is taken at once (``i.ready`` is low while the output
-register is full: no combinational path from ``o.ready``); inputs that emit nothing (the first
-rows and columns) one per cycle. Latency: 1 cycle.
+one input per cycle while the output is taken (a two-entry output buffer; no combinational path
+from ``o.ready`` to ``i.ready``). Latency: 1 cycle.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -80,8 +79,8 @@ class BoxSum(wiring.Component):
 
     @property
     def cycles_per_inference(self) -> int:
-        """At most ``T F + R S`` (one cycle per input, one more per emitted sum)."""
-        return self._t * self._f + self.out_frames * self.out_coeffs
+        """``T F``: one input per cycle."""
+        return self._t * self._f
 
     @property
     def buffer_bits(self) -> int:
@@ -114,7 +113,25 @@ class BoxSum(wiring.Component):
         m.d.comb += box.eq(sum((Mux(f >= b, h, 0) for b, h in zip(range(1, pq), hs)), v))
         r, s = t - (pp - 1), f - (pq - 1)
         emit = (r >= g["r_lo"]) & (r <= g["r_hi"]) & (s >= g["s_lo"]) & (s <= g["s_hi"])
-        m.d.comb += self.i.ready.eq(~self.o.valid)
+        # A two-entry output buffer: one input per cycle, and i.ready a register's function.
+        bufs = [Signal(signed(w), name=f"buf{n}") for n in range(2)]
+        count = Signal(range(3))
+        push = fire & emit
+        pop = self.o.valid & self.o.ready
+        m.d.comb += [self.i.ready.eq(count != 2), self.o.valid.eq(count != 0), self.o.payload.eq(bufs[0])]
+        with m.If(push & ~pop):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == 0):
+                m.d.sync += bufs[0].eq(box)
+            with m.Else():
+                m.d.sync += bufs[1].eq(box)
+        with m.Elif(pop & ~push):
+            m.d.sync += [count.eq(count - 1), bufs[0].eq(bufs[1])]
+        with m.Elif(pop & push):
+            with m.If(count == 1):
+                m.d.sync += bufs[0].eq(box)
+            with m.Else():
+                m.d.sync += [bufs[0].eq(bufs[1]), bufs[1].eq(box)]
         with m.If(fire):
             m.d.sync += [hs[0].eq(v)] if hs else []
             m.d.sync += [hs[b].eq(hs[b - 1]) for b in range(1, len(hs))]
@@ -122,8 +139,4 @@ class BoxSum(wiring.Component):
                 m.d.sync += [f.eq(0), t.eq(Mux(t == tn - 1, 0, t + 1))]
             with m.Else():
                 m.d.sync += f.eq(f + 1)
-            with m.If(emit):
-                m.d.sync += [self.o.payload.eq(box), self.o.valid.eq(1)]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
         return m

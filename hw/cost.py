@@ -86,6 +86,8 @@ class Folding:
                 raise KwsError(f"{path}: layer {name!r} is not a convolution of this model",
                                f"its layers are {sorted(names)}")
             folding.layers[name] = {"pe": int(fold["pe"]), "simd": int(fold["simd"])}
+            if fold.get("boxsum"):
+                folding.layers[name]["boxsum"] = True
         return folding
 
     def to_dict(self) -> dict:
@@ -114,10 +116,20 @@ def _conv_entry(p, units, fold) -> dict:
         return entry
     mvu = units["mvu"]
     positions = p.window_positions
+    if "box" in units:                      # the pooling folded in: the MVU runs on pooled positions
+        positions = p.out_shape[1] * p.out_shape[2]
     c_out = p.conv_shape[0]
     cyc = {"mvu": positions * mvu.cycles_per_vector}
     if "window" in units:
         cyc["window"] = units["window"].cycles_per_inference
+    if "box" in units:
+        # Between two output rows the window takes the box sums of the rows the stride skips, one
+        # per cycle, before its next window: (P - 1) rows and the next window's first columns.
+        box = units["box"]
+        kf, df = p.layer["kernel"][1], p.layer.get("dilation", (1, 1))[1]
+        between = (p.pool[0] - 1) * box.out_coeffs + (kf - 1) * df + 1
+        cyc["box"] = box.cycles_per_inference
+        cyc["mvu"] += p.out_shape[1] * max(0, between - mvu.cycles_per_vector)
     if "pool" in units:
         cyc["pool"] = units["pool"].cycles_per_inference
     if "requant" in units:
@@ -130,8 +142,11 @@ def _conv_entry(p, units, fold) -> dict:
         thr_bits = units["pool"].threshold_bits
         pool_buf = units["pool"].buffer_bits
     window_buf = units["window"].buffer_bits if "window" in units else 0
+    if "box" in units:
+        window_buf += units["box"].buffer_bits
     fifo_bits = p.shortcut_depth * p.in_shape[0] if p.shortcut else 0
-    entry = {"name": p.name, "op": "conv", "unit": "window+mvu", "pe": fold["pe"], "simd": fold["simd"],
+    entry = {"name": p.name, "op": "conv", "unit": "box+window+mvu" if "box" in units else "window+mvu",
+             "pe": fold["pe"], "simd": fold["simd"],
              "lanes": mvu.lanes, "cycles": max(cyc.values()), "unit_cycles": cyc,
              "binary_ops": positions * c_out * p.k, "weight_bits": mvu.weight_bits,
              "threshold_bits": thr_bits, "line_buffer_bits": window_buf,
@@ -161,9 +176,10 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     the largest divisor of the channels up to 64 / ``pe``), the layers before
     them (the int8 first layer) at ``front`` (name -> fold) or else the fewest lanes with which each
     takes at most 1/8 of the engine's cycles (int8 weights: at most 6 multipliers, as
-    :meth:`Folding.default`)."""
+    :meth:`Folding.default`), with its pooling folded in where it can be (``"boxsum": True``)."""
     from .engine import WORD_BITS, LayerEngine
     from .folding import _choices
+    from .network import boxsum_fits
     from .plan import engine_split
     front_plans, eng, _ = engine_split(dep)
     c, t, f = eng[0].in_shape
@@ -183,12 +199,16 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
             layers[p.name] = {"pe": int(front[p.name]["pe"]), "simd": int(front[p.name]["simd"])}
             continue
         layers[p.name] = default[p.name]
+        # With its pooling folded in, the MVU runs on the pooled positions only.
+        positions = p.out_shape[1] * p.out_shape[2] if boxsum_fits(p) else p.window_positions
         for lanes, fpe, fsimd in _choices(p):
             if p.layer["w_prec"] == "int8" and lanes > 6:
                 break
-            if p.window_positions * (p.conv_shape[0] // fpe) * (p.k // fsimd) * 8 <= unit.compute_cycles:
+            if positions * (p.conv_shape[0] // fpe) * (p.k // fsimd) * 8 <= unit.compute_cycles:
                 layers[p.name] = {"pe": fpe, "simd": fsimd}
                 break
+        if boxsum_fits(p):
+            layers[p.name] = dict(layers[p.name], boxsum=True)
     return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine")
 
 

@@ -32,6 +32,17 @@ def _choices(p) -> list[tuple[int, int, int]]:
     return sorted(out, key=lambda x: (x[0], x[1]))
 
 
+def fold_choices(p) -> list[dict]:
+    """Every folding of conv layer ``p`` that a board search weighs: PE x SIMD (:func:`_choices`),
+    and for an int8 first layer whose pooling folds into it (:func:`kwsbnn.hw.network.boxsum_fits`)
+    each of them with ``"boxsum": True`` too (int8 weights: at most 6 multipliers)."""
+    from .network import boxsum_fits
+    folds = [{"pe": pe, "simd": simd} for _, pe, simd in _choices(p)]
+    if boxsum_fits(p):
+        folds += [dict(f, boxsum=True) for f in folds]
+    return folds
+
+
 def for_target(dep, target_cycles: int) -> Folding:
     """The balanced folding whose matrix-vector units each take at most ``target_cycles``.
 
@@ -139,8 +150,7 @@ class _Search:
         self.cands = {}
         for p in self.convs:
             rows = []
-            for _, pe, simd in _choices(p):
-                fold = {"pe": pe, "simd": simd}
+            for fold in fold_choices(p):
                 try:
                     e = self.est.layer(p, fold)
                 except ValueError:          # a unit refusing this folding
@@ -304,9 +314,8 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
             # The front layers (the int8 first layer): each of their foldings with this engine.
             fronts = [{}]
             for p in front:
-                fronts = [dict(f, **{p.name: {"pe": fpe, "simd": fsimd}}) for f in fronts
-                          for _, fpe, fsimd in _choices(p)
-                          if p.layer["w_prec"] != "int8" or fpe * fsimd <= 6]
+                fronts = [dict(f, **{p.name: fold}) for f in fronts for fold in fold_choices(p)
+                          if p.layer["w_prec"] != "int8" or fold["pe"] * fold["simd"] <= 6]
             for fr in fronts:
                 folding = Folding(dict(base.layers, **fr), style="engine")
                 try:

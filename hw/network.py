@@ -8,6 +8,8 @@ Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joi
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling (channel-serial)
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Gather -> ParallelSumPoolThreshold
                                             ... pooling when the MVU is faster than C cycles/position
+    BoxSum -> SlidingWindow(stride = pool) -> MatrixVectorUnit(out=bits)
+                        ... an int8 first layer with its pooling folded in (folding "boxsum": true)
     StreamedConv(out=count) -> Requantize ............................ int8 outputs (last layer), SIMD <= C
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Requantize ....... int8 outputs, faster foldings
     Broadcast -> SlidingWindow -> Join2 -> MatrixVectorUnit(shortcut) .. 1-bit shortcut
@@ -32,6 +34,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .boxsum import BoxSum, applicable
 from .conv import StreamedConv
 from .cost import Folding, layer_costs
 from .mvu import FoldingError, MatrixVectorUnit
@@ -53,6 +56,19 @@ def StreamedConv_fits(p, fold, counts: bool = False) -> bool:
     out_ok = p.out_prec == ("int8" if counts else "bin")
     return (p.in_prec == "bin" and out_ok and not p.pool and fold["simd"] <= p.in_shape[0]
             and p.in_shape[0] % fold["simd"] == 0)
+
+
+def boxsum_fits(p) -> bool:
+    """Whether conv layer plan ``p`` can be built with its pooling folded in (:mod:`.boxsum`): an
+    int8 input of one channel, binary weights, stride 1, pooling, bit outputs without shortcut, and
+    a geometry :func:`kwsbnn.hw.boxsum.applicable` accepts."""
+    layer = p.layer
+    if (p.in_prec != "int8" or p.in_shape[0] != 1 or layer["w_prec"] != "bin" or not p.pool
+            or p.out_prec != "bin" or p.shortcut or tuple(layer.get("stride", (1, 1))) != (1, 1)):
+        return False
+    _, t, f = p.in_shape
+    return applicable(t, f, tuple(layer["kernel"]), tuple(layer.get("dilation", (1, 1))),
+                      tuple(layer.get("padding", (0, 0))), p.pool)
 
 
 def _tap_ew(p) -> int:
@@ -107,6 +123,9 @@ def _connect_layer(m, p, units, src):
         wiring.connect(m, delay.o, join.b)
         src = join.o
     elif "window" in units:
+        if "box" in units:
+            wiring.connect(m, src, units["box"].i)
+            src = units["box"].o
         wiring.connect(m, src, units["window"].i)
         src = units["window"].o
     wiring.connect(m, src, units["mvu"].i)
@@ -158,6 +177,23 @@ class Network(wiring.Component):
         layer = p.layer
         c, t, f = p.in_shape
         units = {}
+        if fold.get("boxsum"):
+            # The pooling folded into the convolution (exact: nothing nonlinear between them):
+            # box sums of the input, the kernel at the pooling's stride, thresholds at once.
+            if not boxsum_fits(p):
+                raise ValueError(f"layer {p.name}: its pooling cannot be folded into it (boxsum needs "
+                                 "an int8 input, binary weights, stride 1, pooling and bit outputs, and "
+                                 "a geometry whose box sums need no input past the map)")
+            kernel, dil = tuple(layer["kernel"]), tuple(layer.get("dilation", (1, 1)))
+            box = units["box"] = BoxSum(frames=t, coeffs=f, kernel=kernel, dilation=dil,
+                                        padding=tuple(layer.get("padding", (0, 0))), pool=p.pool)
+            units["window"] = SlidingWindow(1, box.width, box.out_frames, box.out_coeffs, kernel,
+                                            stride=p.pool, dilation=dil, padding=(0, 0), pad_value=0)
+            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
+                                            direction=2 * layer["direction"] - 1,
+                                            threshold=layer["threshold"], pe=fold["pe"],
+                                            simd=fold["simd"], in_width=box.width, name=p.name)
+            return units
         if StreamedConv_fits(p, fold):
             # Slow folding of a binary layer: the fused unit reads its windows straight from the
             # line buffer (no window register, no shortcut FIFO): far smaller.

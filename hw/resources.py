@@ -208,6 +208,7 @@ def _mul_dsp(a_bits: int, b_bits: int, family: str, const_b: int | None = None) 
 
 
 def _kind(unit) -> str:
+    from .boxsum import BoxSum
     from .conv import StreamedConv
     from .engine import LayerEngine
     from .mvu import MatrixVectorUnit
@@ -219,7 +220,7 @@ def _kind(unit) -> str:
     from .streams import Broadcast, Gather, Join2, StreamFIFO
     from .window import SlidingWindow
     for cls, name in ((MatrixVectorUnit, "mvu"), (StreamedConv, "conv"), (SlidingWindow, "window"),
-                      (LayerEngine, "engine"), (SerialRequantTail, "serial_tail"),
+                      (LayerEngine, "engine"), (SerialRequantTail, "serial_tail"), (BoxSum, "boxsum"),
                       (Requantize, "requant"),
                       (SumPoolThreshold, "pool"), (ParallelSumPoolThreshold, "pool_parallel"),
                       (GapDenseArgmax, "tail"), (Broadcast, "broadcast"), (StreamFIFO, "fifo"),
@@ -284,6 +285,8 @@ def unit_memories(unit) -> list[MemShape]:
         if u.threshold_words:
             mems.append(MemShape("tmem", u._pe * u._lane, max(2, u.threshold_words), rom=False))
         return mems
+    if k == "boxsum":
+        return [MemShape("lines", (u._pp - 1) * 8, u._f, rom=False)] if u._pp > 1 else []
     if k == "serial_tail":
         return [MemShape("crom", u._mw + u._adw, u._c, rom=True, block=True),
                 MemShape("gram", u._gw, u._c, rom=False),
@@ -344,6 +347,7 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``engine`` (LayerEngine): ``xnor`` (PE x SIMD), ``acc``, ``chunk_mux`` (SIMD x C / SIMD:
       chunk select and pad bits), ``cmp`` (PE x 2 bounds), ``bits_out`` (C), ``ctr`` (walk and loader
       counters and per-layer tables, x sqrt(layers));
+    - ``boxsum``: ``sum_bits`` (box sum width x Q plus the line word), ``ctr``;
     - ``serial_tail``: ``scores`` (K x score width), ``pipe`` (pipeline and input registers), ``mul``
       (multipliers in logic when no DSP takes them), ``ctr``;
     - ``broadcast``: ``bits`` (width x (1 + 1/n)); ``fifo``: ``bits`` (width); ``gather``:
@@ -363,7 +367,7 @@ def unit_features(unit, family: str = "ice40") -> dict:
         if u._in_prec == "bin":
             f["xnor"] = lanes
         elif u._w_prec == "bin":
-            f["addsub"] = lanes * 8
+            f["addsub"] = lanes * ew
         elif u.const_weights:
             f["const_terms"] = const_terms(u._wconst)
             f["pipe_bits"] = pe * u._aw * u.pipeline_stages
@@ -398,6 +402,9 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["ctr"] = (_log2(u._nf) + _log2(u._cs) + 2 * _log2(max(x.t for x in g) * max(x.f for x in g))
                     + _log2(max(x.to for x in g)) + _log2(max(x.fo for x in g))
                     + _log2(u.load_words) + _log2(u.weight_words)) * len(g) ** 0.5
+    elif k == "boxsum":
+        f["sum_bits"] = u._w * u._pq + (u._pp - 1) * 8      # column sums, their registers, line word
+        f["ctr"] = _log2(u._t) + _log2(u._f)
     elif k == "serial_tail":
         f["scores"] = u._k * u._sw
         f["pipe"] = u._cw * u._l + u._mw + u._adw + 2 * u._gw
@@ -656,7 +663,7 @@ class LayerEstimator:
 
     def layer(self, p, fold) -> dict:
         """The estimate of conv layer ``p`` at ``fold``: the sums and each unit's figures."""
-        key = (p.name, int(fold["pe"]), int(fold["simd"]))
+        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")))
         if key not in self._cache:
             from .cost import _conv_entry
             units = layer_units(p, fold)
