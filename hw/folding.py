@@ -195,7 +195,7 @@ class _Search:
 
 
 def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = True,
-               clk_hz: float = 12e6, rate: float | None = None) -> Folding:
+               clk_hz: float = 12e6, rate: float | None = None, engine: bool = True) -> Folding:
     """The fastest balanced folding whose estimated resources (:mod:`kwsbnn.hw.resources`) fit
     ``budget``: a board name (``icebreaker``, ``ulx3s-85f``) or a dict (see :func:`resolve_budget`),
     with ``margin`` of each resource usable (default: the family's :data:`DEFAULT_MARGIN`).
@@ -219,7 +219,7 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     choice, total = s.smallest()
     if choice is None:
         engine_text = ""
-        if b["available"].get("spram"):
+        if engine and b["available"].get("spram"):
             try:
                 return engine_for_budget(dep, b, link=link, clk_hz=clk_hz, rate=rate)
             except KwsError as e:
