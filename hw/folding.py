@@ -211,8 +211,10 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     fits, is held by a unit no folding speeds up (such as a sliding window), or is already as fast
     as the tail (global pooling, dense layer and argmax). Last, every other
     layer goes back to its smallest folding that keeps up with the bottleneck, each resource
-    weighed by 1 / the headroom the network leaves of it. Raises
-    :class:`KwsError` with the numbers when even the smallest folding does not fit.
+    weighed by 1 / the headroom the network leaves of it. When no folding fits, the budget has
+    SPRAM (the iCEBreaker) and ``engine`` is true: the fastest folding of the ``engine`` style that
+    fits (:func:`engine_for_budget`). Raises :class:`KwsError` with the numbers when even the
+    smallest folding does not fit.
     """
     b = resolve_budget(budget, margin)
     s = _Search(dep, b, link, clk_hz)
