@@ -328,9 +328,11 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
                 rows.append((front_cycles + engine_cycles, total["logic_cells"], folding, total))
     fitting = [r for r in rows if not _over(r[3], budget["limits"])]
     if not fitting:
-        smallest = min(rows, key=lambda r: r[1])
-        raise KwsError(f"estimated {_describe(smallest[3], budget)} at its smallest engine folding "
-                       f"({need / 1024:,.1f} kbit of weights in SPRAM)")
+        def overuse(row):
+            return max(row[3].get(k, 0) / max(1, lim) for k, lim in budget["limits"].items())
+        closest = min(rows, key=overuse)
+        raise KwsError(f"estimated {_describe(closest[3], budget)} at its engine folding closest to "
+                       f"fitting ({need / 1024:,.1f} kbit of weights in SPRAM)")
     if rate:
         fast = [r for r in fitting if r[0] <= clk_hz / rate]
         if fast:
