@@ -7,8 +7,9 @@ It computes exactly :meth:`kwsbnn.sw.golden.GoldenModel._conv` for each of its l
 layer's ``pad_bit``, stride, dilation, window order ``k = (a * kf + b) * C + i``, and ``out: bits``
 (direction and threshold per channel, the threshold chosen by the input bit of the same channel and
 position with ``shortcut: bit``); the last layer may have ``out: int8`` instead: it then emits
-mismatch counts for :class:`~kwsbnn.hw.requant.Requantize`, as :class:`~kwsbnn.hw.conv.StreamedConv`
-does with ``out="count"``. Every layer has ``C`` input and ``C`` output channels.
+mismatch counts, as :class:`~kwsbnn.hw.conv.StreamedConv` does with ``out="count"``, for
+:class:`~kwsbnn.hw.serial_tail.SerialRequantTail`. Every layer has ``C`` input and ``C`` output
+channels.
 
 Streams:
 - ``i : In(stream.Signature(C))``: the first engine layer's input, one transfer per position
@@ -36,11 +37,11 @@ Memories:
 
 Datapath and timing: a 4-stage pipeline (issue the map and weight addresses -> XNOR and popcounts
 of 16-bit groups -> their sum accumulated, ``pe`` lanes of ``simd`` bits -> threshold and collect
-the position's bits). Per output
-position, for each neuron fold ``nf`` (``NF = C / pe``) and SIMD fold ``sf`` (``SF = kt kf C / simd``),
-one map word (a ``simd``-bit chunk of a tap; the pad bits where the tap is in the padding) and one
-weight word per cycle. Cycles per layer ``l``: ``T'_l F'_l P_l`` with ``P_l = NF * SF + max(0, 5 - SF)``
-(bit outputs), ``NF * max(SF, 5)`` (counts, each taken at once); between layers the pipeline
+the position's bits). Per output position, for each neuron fold ``nf`` (``NF = C / pe``) and SIMD
+fold ``sf`` (``SF = kt kf C / simd``), one map word (a ``simd``-bit chunk of a tap; the pad bits
+where the tap is in the padding) and one weight word per cycle. Cycles per layer ``l``:
+``T'_l F'_l P_l`` with ``P_l = NF * SF + max(0, 5 - SF)`` (bit outputs), ``NF * max(SF, 5)``
+(counts, each taken at once); between layers the pipeline
 drains (:data:`LAYER_OVERHEAD` cycles) because the next layer reads what this one wrote. So an
 inference takes :attr:`compute_cycles` = ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD`` cycles of
 computation, i.e. ``positions x C_out x ceil(9C / lanes) + 5`` per 3x3 layer (``lanes = pe * simd``),
@@ -49,6 +50,10 @@ back at one input position per cycle an inference takes :attr:`cycles_per_infere
 compute_cycles`` cycles, exactly (:func:`kwsbnn.hw.cost.engine_costs` gives the whole network's).
 Latency from the last read of a position to its output: 4 cycles. No combinational path from
 ``o.ready``, ``i.valid`` or ``wl.valid`` to a ready.
+
+Resources (iCE40, 25 x 13 maps, three layers, ``synth_ice40`` and nextpnr ``--pack-only``): 64
+channels at 64 lanes 1,245 logic cells, 14 block RAMs (maps 12, thresholds 2) and 4 SPRAMs; 128
+channels 1,674 and 26 block RAMs.
 
 Members: ``i``, ``o``, ``wl`` as above; ``map_we``, ``map_layer``, ``map_data`` (outputs: the map
 writes of the layers before the last, for simulation taps).
