@@ -54,6 +54,7 @@ def applicable(frames, coeffs, kernel, dilation, padding, pool) -> bool:
 
 class BoxSum(wiring.Component):
     def __init__(self, *, frames: int, coeffs: int, kernel, dilation, padding, pool):
+        self._MustUse__silence = True        # a refused geometry is not an unused unit
         self._t, self._f = int(frames), int(coeffs)
         self._pp, self._pq = (int(v) for v in pool)
         if not applicable(self._t, self._f, kernel, dilation, padding, pool):
@@ -63,6 +64,7 @@ class BoxSum(wiring.Component):
         n = self._pp * self._pq
         self._w = signed_width(-127 * n, 127 * n)
         super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(self._w))})
+        self._MustUse__silence = False
 
     @property
     def width(self) -> int:
