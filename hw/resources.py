@@ -289,7 +289,7 @@ def unit_memories(unit) -> list[MemShape]:
         return [MemShape("lines", (u._pp - 1) * 8, u._f, rom=False)] if u._pp > 1 else []
     if k == "serial_tail":
         return [MemShape("crom", u._mw + u._adw, u._c, rom=True, block=True),
-                MemShape("gram", u._gw, u._c, rom=False),
+                MemShape("gram", u._gmw, u._c, rom=False),
                 MemShape("wrom", u._ww, u._c * u._k, rom=True)]
     if k == "window":
         rr = (u._kt - 1) * u._dt

@@ -12,7 +12,7 @@ count ``d`` of channel ``c`` it computes (docs/integer-network.md, ``out: int8``
 with ``mul[c] = -2 mul_layer[c]`` and ``add[c] = K mul_layer[c] + add_layer[c]``, then, as
 :class:`~kwsbnn.hw.scores.GapDenseArgmax`, ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` and the
 class of the largest score (lowest index on a tie). Unlike that unit it keeps ``g`` in a ``C``-word
-memory and the constants in a block-RAM ROM, and has one multiplier for the requantization and one
+memory (unsigned when ``lo >= 0``) and the constants in a block-RAM ROM, and has one multiplier for the requantization and one
 for the dense layer: its size does not grow with the channels' parallel sums (at 64 channels the
 parallel tail and its requantization unit take about 3,000 iCE40 logic cells).
 
@@ -35,7 +35,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import signed_width
+from .arith import bits_for, signed_width
 from .scores import result_layout
 
 
@@ -66,6 +66,9 @@ class SerialRequantTail(wiring.Component):
         self._ww = signed_width(int(w.min()), int(w.max()))
         self._glo, self._ghi = self._lo * self._p, self._hi * self._p
         self._gw = signed_width(self._glo, self._ghi)
+        # The sums' memory: unsigned when they cannot be negative (a bit narrower: 16 bits hold
+        # 127 x 325, one block RAM instead of two).
+        self._gmw = bits_for(self._ghi) if self._glo >= 0 else self._gw
         gmax = max(abs(self._glo), abs(self._ghi))
         reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
         self._sw = signed_width(-reach, reach)
@@ -105,7 +108,8 @@ class SerialRequantTail(wiring.Component):
         m.submodules.crom = crom = memory.Memory(shape=unsigned(mw + adw), depth=cn, init=cinit,
                                                  attrs={"ram_style": "block"})
         crp = crom.read_port()
-        m.submodules.gram = gram = memory.Memory(shape=signed(gw), depth=cn, init=[])
+        gshape = unsigned(self._gmw) if self._glo >= 0 else signed(gw)
+        m.submodules.gram = gram = memory.Memory(shape=gshape, depth=cn, init=[])
         gwp = gram.write_port()
         grp = gram.read_port(transparent_for=())
         winit = [int(self._w[k, c]) & ((1 << ww) - 1) for k in range(kn) for c in range(cn)]
