@@ -119,6 +119,18 @@ for w, n in [(38, 12), (76, 6), (19, 24), (95, 2)]:
 for tb, ib, k, sw, div in [(1, 4040, 12, 20, 104), (8, 8, 4, 12, 104), (3, 1000, 12, 14, 217)]:
     GRID.append(("link", dict(transfer_bytes=tb, input_bytes=ib, n_classes=k, score_width=sw, divisor=div,
                               timeout_cycles=round(div * 115200 * 0.1))))
+# The layer engine (iCE40 only: its weight memory is SPRAM there), 25 x 13 maps, three layers.
+for c, pe, simd, last, sc in [(64, 1, 64, "int8", False), (96, 1, 48, "int8", False),
+                              (128, 1, 64, "int8", False), (64, 2, 32, "bits", False),
+                              (32, 1, 32, "bits", True), (128, 1, 32, "int8", True)]:
+    GRID.append(("engine", dict(c=c, pe=pe, simd=simd, last=last, shortcut=sc)))
+# Box sums of a first layer whose pooling is folded in.
+for t, f, pool in [(101, 40, (4, 3)), (13, 10, (4, 3)), (51, 21, (2, 2))]:
+    GRID.append(("boxsum", dict(t=t, f=f, pool=pool)))
+# The engine style's serial tail (requantization of the engine's counts, pooling, dense, argmax).
+for c, k, p, cw, lanes in [(64, 12, 325, 11, 1), (128, 12, 325, 12, 1), (96, 12, 325, 11, 2),
+                           (32, 4, 100, 10, 1)]:
+    GRID.append(("serial_tail", dict(c=c, k=k, p=p, cw=cw, lanes=lanes)))
 # Single memories: ROMs and RAMs around the block-RAM thresholds; FIFO storage (asynchronous read).
 for w in (8, 24, 48, 96):
     for d in (12, 36, 72, 216, 512):
@@ -251,6 +263,33 @@ def build(kind: str, p: dict, seed: int = 0):
         return StreamedConv(rng.integers(0, 2, (co, k)), d, thr, channels=c, frames=p["t"], coeffs=p["f"],
                             kernel=(kk, kk), padding=(kk // 2, kk // 2), pad_bit=1, shortcut=p["shortcut"],
                             pe=p["pe"], simd=p["simd"], out="count" if p.get("count") else "bits")
+    if kind == "boxsum":
+        from kwsbnn.hw.boxsum import BoxSum
+        return BoxSum(frames=p["t"], coeffs=p["f"], kernel=(3, 3), dilation=(1, 1), padding=(1, 1),
+                      pool=tuple(p["pool"]))
+    if kind == "serial_tail":
+        from kwsbnn.hw.serial_tail import SerialRequantTail
+        c, k = p["c"], p["k"]
+        mul = rng.integers(1 << 24, 1 << 27, c)           # a trained layer's scale, as for requant
+        return SerialRequantTail(-2 * mul, 9 * c * mul + rng.integers(-(1 << 31), 1 << 31, c), 26,
+                                 lo=0, hi=127, count_width=p["cw"], lanes=p["lanes"], positions=p["p"],
+                                 weights=rng.integers(-127, 128, (k, c)),
+                                 bias=rng.integers(-1000, 1000, k))
+    if kind == "engine":
+        from kwsbnn.hw.engine import LayerEngine
+        c, sc = p["c"], "bit" if p["shortcut"] else "none"
+        layers = []
+        for n, dil in enumerate((1, 1, 2)):
+            last = n == 2 and p["last"] == "int8"
+            layer = {"name": f"l{n}", "in_channels": c, "out_channels": c, "kernel": [3, 3],
+                     "dilation": [dil, dil], "padding": [dil, dil], "w_prec": "bin", "pad_bit": n % 2,
+                     "out": "int8" if last else "bits", "shortcut": "none" if last else sc,
+                     "weights": rng.integers(0, 2, (c, 9 * c))}
+            if not last:
+                d, thr = _thresholds(rng, c, 0, 2 if sc == "bit" else 1, 25)
+                layer.update(direction=(np.asarray(d) > 0).astype(int), threshold=thr)
+            layers.append(layer)
+        return LayerEngine(layers, channels=c, frames=25, coeffs=13, pe=p["pe"], simd=p["simd"], spram=True)
     if kind == "window":
         dil = p["dil"]
         return SlidingWindow(p["c"], p["ew"], p["t"], p["f"], (3, 3), dilation=(dil, dil),
@@ -298,7 +337,10 @@ def memories_of(kind, unit):
 # Measuring.
 
 def _wanted(kind, params, family) -> bool:
-    """ECP5 measures fewer single memories: its rule's thresholds need only the shapes around them."""
+    """ECP5 measures fewer single memories: its rule's thresholds need only the shapes around them;
+    the layer engine and its serial tail are measured on iCE40 only."""
+    if kind in ("engine", "serial_tail"):
+        return family == "ice40"
     if kind != "memory" or family != "ecp5":
         return True
     p = params

@@ -31,10 +31,17 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+#: The accelerator styles: the layer-per-unit pipeline (:class:`kwsbnn.hw.network.Network`) and the
+#: layer engine with its weights in a loadable memory (:class:`kwsbnn.hw.network.EngineNetwork`).
+STYLES = ("pipeline", "engine")
+
+
 @dataclass
 class Folding:
-    """Per-layer PE (output channels in parallel) and SIMD (input elements per cycle)."""
+    """Per-layer PE (output channels in parallel) and SIMD (input elements per cycle), and the
+    style. In the ``engine`` style every engine layer has the same PE and SIMD (the engine's lanes)."""
     layers: dict = field(default_factory=dict)
+    style: str = "pipeline"
 
     def __getitem__(self, name: str) -> dict:
         return self.layers[name]
@@ -69,17 +76,24 @@ class Folding:
         except (OSError, json.JSONDecodeError) as e:
             raise KwsError(f"{path}: cannot read the folding file ({e})",
                            'write it as {"layers": {"conv1": {"pe": 4, "simd": 32}}}') from None
-        folding = cls.default(dep)
+        style = raw.get("style", "pipeline")
+        if style not in STYLES:
+            raise KwsError(f"{path}: style {style!r} is not one of {', '.join(STYLES)}")
+        folding = cls.default(dep) if style == "pipeline" else engine_folding(dep)
         names = set(folding.layers)
         for name, fold in raw.get("layers", {}).items():
             if name not in names:
                 raise KwsError(f"{path}: layer {name!r} is not a convolution of this model",
                                f"its layers are {sorted(names)}")
             folding.layers[name] = {"pe": int(fold["pe"]), "simd": int(fold["simd"])}
+            if fold.get("boxsum"):
+                folding.layers[name]["boxsum"] = True
         return folding
 
     def to_dict(self) -> dict:
-        return {"layers": self.layers}
+        if self.style == "pipeline":
+            return {"layers": self.layers}
+        return {"style": self.style, "layers": self.layers}
 
 
 def _conv_entry(p, units, fold) -> dict:
@@ -102,10 +116,20 @@ def _conv_entry(p, units, fold) -> dict:
         return entry
     mvu = units["mvu"]
     positions = p.window_positions
+    if "box" in units:                      # the pooling folded in: the MVU runs on pooled positions
+        positions = p.out_shape[1] * p.out_shape[2]
     c_out = p.conv_shape[0]
     cyc = {"mvu": positions * mvu.cycles_per_vector}
     if "window" in units:
         cyc["window"] = units["window"].cycles_per_inference
+    if "box" in units:
+        # Between two output rows the window takes the box sums of the rows the stride skips, one
+        # per cycle, before its next window: (P - 1) rows and the next window's first columns.
+        box = units["box"]
+        kf, df = p.layer["kernel"][1], p.layer.get("dilation", (1, 1))[1]
+        between = (p.pool[0] - 1) * box.out_coeffs + (kf - 1) * df + 1
+        cyc["box"] = box.cycles_per_inference
+        cyc["mvu"] += p.out_shape[1] * max(0, between - mvu.cycles_per_vector)
     if "pool" in units:
         cyc["pool"] = units["pool"].cycles_per_inference
     if "requant" in units:
@@ -118,8 +142,11 @@ def _conv_entry(p, units, fold) -> dict:
         thr_bits = units["pool"].threshold_bits
         pool_buf = units["pool"].buffer_bits
     window_buf = units["window"].buffer_bits if "window" in units else 0
+    if "box" in units:
+        window_buf += units["box"].buffer_bits
     fifo_bits = p.shortcut_depth * p.in_shape[0] if p.shortcut else 0
-    entry = {"name": p.name, "op": "conv", "unit": "window+mvu", "pe": fold["pe"], "simd": fold["simd"],
+    entry = {"name": p.name, "op": "conv", "unit": "box+window+mvu" if "box" in units else "window+mvu",
+             "pe": fold["pe"], "simd": fold["simd"],
              "lanes": mvu.lanes, "cycles": max(cyc.values()), "unit_cycles": cyc,
              "binary_ops": positions * c_out * p.k, "weight_bits": mvu.weight_bits,
              "threshold_bits": thr_bits, "line_buffer_bits": window_buf,
@@ -130,12 +157,120 @@ def _conv_entry(p, units, fold) -> dict:
     return entry
 
 
+def _tail_entry(tail) -> dict:
+    w = tail.layer["weights"]
+    wv = 2 * w - 1 if tail.binary_weights else w
+    ww = signed_width(int(np.min(wv)), int(np.max(wv)))
+    tail_bits = int(tail.classes * tail.channels * ww)
+    return {"name": tail.name, "op": "gap+dense+argmax", "pe": 1, "simd": 1, "lanes": 0,
+            "cycles": tail.positions + tail.channels * tail.classes + 3,
+            "binary_ops": tail.channels * tail.classes, "weight_bits": tail_bits,
+            "threshold_bits": 0, "line_buffer_bits": 0, "shortcut_fifo_bits": 0,
+            "pool_buffer_bits": 0, "memory_bits": tail_bits}
+
+
+def engine_folding(dep, pe: int | None = None, simd: int | None = None,
+                   front: dict | None = None) -> Folding:
+    """A folding of the ``engine`` style: the engine layers at ``pe`` x ``simd`` lanes (default: the
+    most lanes up to the 64-bit weight word, the smallest PE among them; with ``pe`` given, SIMD =
+    the largest divisor of the channels up to 64 / ``pe``), the layers before
+    them (the int8 first layer) at ``front`` (name -> fold) or else the fewest lanes with which each
+    takes at most 1/8 of the engine's cycles (int8 weights: at most 6 multipliers, as
+    :meth:`Folding.default`), with its pooling folded in where it can be (``"boxsum": True``)."""
+    from .engine import WORD_BITS, LayerEngine
+    from .folding import _choices
+    from .network import boxsum_fits
+    from .plan import engine_split
+    front_plans, eng, _ = engine_split(dep)
+    c, t, f = eng[0].in_shape
+    if pe is None and simd is None:
+        _, pe, simd = max((p_ * s_, -p_, s_) for p_ in divisors(c) for s_ in divisors(c)
+                          if p_ * s_ <= WORD_BITS and p_ <= 2)   # thresholds: 2 lanes per word
+        pe = -pe
+    pe = 1 if pe is None else pe
+    if simd is None:
+        simd = max(d for d in divisors(c) if d * pe <= WORD_BITS)
+    layers = {p.name: {"pe": int(pe), "simd": int(simd)} for p in eng}
+    unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
+    unit._MustUse__silence = True
+    default = Folding.default(dep)
+    for p in front_plans:
+        if front and p.name in front:
+            layers[p.name] = {"pe": int(front[p.name]["pe"]), "simd": int(front[p.name]["simd"])}
+            continue
+        layers[p.name] = default[p.name]
+        # With its pooling folded in, the MVU runs on the pooled positions only.
+        positions = p.out_shape[1] * p.out_shape[2] if boxsum_fits(p) else p.window_positions
+        for lanes, fpe, fsimd in _choices(p):
+            if p.layer["w_prec"] == "int8" and lanes > 6:
+                break
+            if positions * (p.conv_shape[0] // fpe) * (p.k // fsimd) * 8 <= unit.compute_cycles:
+                layers[p.name] = {"pe": fpe, "simd": fsimd}
+                break
+        if boxsum_fits(p):
+            layers[p.name] = dict(layers[p.name], boxsum=True)
+    return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine")
+
+
+def engine_costs(dep, folding: Folding) -> dict:
+    """The cost figures (as :func:`layer_costs`) of the ``engine`` style: the front layers as in
+    the pipeline, one entry per engine layer (``cycles``: ``T' F' P + 5``, see
+    :mod:`kwsbnn.hw.engine`), the tail. The engine takes its input only while idle, so an inference
+    takes the front's cycles plus the engine's: ``cycles_per_inference = max(front layer cycles) +
+    engine compute cycles``. Memory: ``weight_memory_bits`` (the loaded image: weights in the
+    weight memory, SPRAM on iCE40, and thresholds) and ``map_bits`` (block RAM)."""
+    from .engine import LAYER_OVERHEAD, WORD_BITS, LayerEngine
+    from .network import Network
+    from .plan import engine_split
+    front, eng, tail = engine_split(dep)
+    entries = []
+    for p in front:
+        units = Network._conv_units(p, folding[p.name])
+        for unit in units.values():
+            unit._MustUse__silence = True
+        entries.append(_conv_entry(p, units, folding[p.name]))
+    fold = folding[eng[0].name]
+    if any(folding[p.name] != fold for p in eng):
+        raise KwsError("the engine layers must share one folding (the engine's lanes)",
+                       f"give {', '.join(p.name for p in eng)} the same pe and simd")
+    c, t, f = eng[0].in_shape
+    unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=fold["pe"],
+                       simd=fold["simd"])
+    unit._MustUse__silence = True
+    for n, (p, g) in enumerate(zip(eng, unit.layers)):
+        cyc = unit.layer_cycles(g) + LAYER_OVERHEAD
+        entries.append({"name": p.name, "op": "conv", "unit": "engine", "pe": fold["pe"],
+                        "simd": fold["simd"], "lanes": unit.lanes, "cycles": cyc,
+                        "unit_cycles": {"engine": cyc}, "binary_ops": p.window_positions * c * p.k,
+                        "weight_bits": c * p.k, "threshold_bits": 0 if g.count else c * (1 + 2 * unit._vw),
+                        "line_buffer_bits": unit.map_bits if n == 0 else 0, "shortcut_fifo_bits": 0,
+                        "pool_buffer_bits": 0, "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)})
+        entries[-1]["memory_bits"] = (entries[-1]["weight_bits"] + entries[-1]["threshold_bits"]
+                                      + entries[-1]["line_buffer_bits"])
+    entries.append(_tail_entry(tail))
+    front_cycles = max((e["cycles"] for e in entries[:len(front)]), default=unit.input_positions)
+    ii = front_cycles + unit.compute_cycles
+    engine_ops = sum(e["binary_ops"] for e in entries[len(front):len(front) + len(eng)])
+    return {"style": "engine", "cycles_per_inference": ii, "initiation_interval": ii,
+            "latency": ii + entries[-1]["cycles"] + 8,
+            "memory_bits": sum(e["memory_bits"] for e in entries),
+            "weight_bits": sum(e["weight_bits"] for e in entries),
+            "lanes": sum(e["lanes"] for e in entries[:len(front)]) + unit.lanes,
+            "bottleneck": "engine" if unit.compute_cycles >= front_cycles else entries[0]["name"],
+            "engine_cycles": unit.compute_cycles, "engine_lanes": unit.lanes,
+            "engine_binary_ops": engine_ops, "engine_limit_cycles": -(-engine_ops // unit.lanes),
+            "weight_memory_bits": unit.load_words * WORD_BITS, "weight_memory_words": unit.load_words,
+            "map_bits": unit.map_bits, "layers": entries}
+
+
 def layer_costs(dep, folding: Folding | None = None) -> dict:
     """Per-layer and whole-network cost figures (see the module docstring)."""
     from .network import Network
     from .plan import plan
 
     folding = folding or Folding.default(dep)
+    if folding.style == "engine":
+        return engine_costs(dep, folding)
     convs, tail = plan(dep)
     entries = []
     for p in convs:
@@ -143,15 +278,7 @@ def layer_costs(dep, folding: Folding | None = None) -> dict:
         for unit in units.values():
             unit._MustUse__silence = True      # built for their figures only, never elaborated
         entries.append(_conv_entry(p, units, folding[p.name]))
-    w = tail.layer["weights"]
-    wv = 2 * w - 1 if tail.binary_weights else w
-    ww = signed_width(int(np.min(wv)), int(np.max(wv)))
-    tail_bits = int(tail.classes * tail.channels * ww)
-    entries.append({"name": tail.name, "op": "gap+dense+argmax", "pe": 1, "simd": 1, "lanes": 0,
-                    "cycles": tail.positions + tail.channels * tail.classes + 3,
-                    "binary_ops": tail.channels * tail.classes, "weight_bits": tail_bits,
-                    "threshold_bits": 0, "line_buffer_bits": 0, "shortcut_fifo_bits": 0,
-                    "pool_buffer_bits": 0, "memory_bits": tail_bits})
+    entries.append(_tail_entry(tail))
     # The tail takes no input while it computes the scores (C*K + K + 5 cycles); the last conv layer
     # keeps producing into its 2-entry output FIFO meanwhile, and stalls if that fills first.
     tail_busy = tail.channels * tail.classes + 3

@@ -32,6 +32,17 @@ def _choices(p) -> list[tuple[int, int, int]]:
     return sorted(out, key=lambda x: (x[0], x[1]))
 
 
+def fold_choices(p) -> list[dict]:
+    """Every folding of conv layer ``p`` that a board search weighs: PE x SIMD (:func:`_choices`),
+    and for an int8 first layer whose pooling folds into it (:func:`kwsbnn.hw.network.boxsum_fits`)
+    each of them with ``"boxsum": True`` too (int8 weights: at most 6 multipliers)."""
+    from .network import boxsum_fits
+    folds = [{"pe": pe, "simd": simd} for _, pe, simd in _choices(p)]
+    if boxsum_fits(p):
+        folds += [dict(f, boxsum=True) for f in folds]
+    return folds
+
+
 def for_target(dep, target_cycles: int) -> Folding:
     """The balanced folding whose matrix-vector units each take at most ``target_cycles``.
 
@@ -78,10 +89,10 @@ def for_ips(dep, ips: float, clock_hz: float) -> Folding:
 #: an iCE40UP5K have placed and routed); on ECP5 10% (a large design is harder to route and meet
 #: timing; the estimate came 6-10% above nextpnr's count there).
 DEFAULT_MARGIN = {
-    "ice40": {"logic_cells": 0.97, "flip_flops": 0.97, "block_ram": 1.0, "dsp": 1.0},
-    "ecp5": {"logic_cells": 0.90, "flip_flops": 0.90, "block_ram": 1.0, "dsp": 1.0},
+    "ice40": {"logic_cells": 0.97, "flip_flops": 0.97, "block_ram": 1.0, "dsp": 1.0, "spram": 1.0},
+    "ecp5": {"logic_cells": 0.90, "flip_flops": 0.90, "block_ram": 1.0, "dsp": 1.0, "spram": 1.0},
 }
-_RESOURCES = ("logic_cells", "flip_flops", "block_ram", "dsp")
+_RESOURCES = ("logic_cells", "flip_flops", "block_ram", "dsp", "spram")
 
 
 def resolve_budget(budget, margin: dict | float | None = None) -> dict:
@@ -139,8 +150,7 @@ class _Search:
         self.cands = {}
         for p in self.convs:
             rows = []
-            for _, pe, simd in _choices(p):
-                fold = {"pe": pe, "simd": simd}
+            for fold in fold_choices(p):
                 try:
                     e = self.est.layer(p, fold)
                 except ValueError:          # a unit refusing this folding
@@ -185,7 +195,7 @@ class _Search:
 
 
 def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = True,
-               clk_hz: float = 12e6, rate: float | None = None) -> Folding:
+               clk_hz: float = 12e6, rate: float | None = None, engine: bool = True) -> Folding:
     """The fastest balanced folding whose estimated resources (:mod:`kwsbnn.hw.resources`) fit
     ``budget``: a board name (``icebreaker``, ``ulx3s-85f``) or a dict (see :func:`resolve_budget`),
     with ``margin`` of each resource usable (default: the family's :data:`DEFAULT_MARGIN`).
@@ -201,15 +211,23 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     fits, is held by a unit no folding speeds up (such as a sliding window), or is already as fast
     as the tail (global pooling, dense layer and argmax). Last, every other
     layer goes back to its smallest folding that keeps up with the bottleneck, each resource
-    weighed by 1 / the headroom the network leaves of it. Raises
-    :class:`KwsError` with the numbers when even the smallest folding does not fit.
+    weighed by 1 / the headroom the network leaves of it. When no folding fits, the budget has
+    SPRAM (the iCEBreaker) and ``engine`` is true: the fastest folding of the ``engine`` style that
+    fits (:func:`engine_for_budget`). Raises :class:`KwsError` with the numbers when even the
+    smallest folding does not fit.
     """
     b = resolve_budget(budget, margin)
     s = _Search(dep, b, link, clk_hz)
     choice, total = s.smallest()
     if choice is None:
+        engine_text = ""
+        if engine and b["available"].get("spram"):
+            try:
+                return engine_for_budget(dep, b, link=link, clk_hz=clk_hz, rate=rate)
+            except KwsError as e:
+                engine_text = f"; in the engine style: {e.args[0]}"
         raise KwsError(f"model {dep.name} does not fit {b['name']} ({b['family']}) even at its smallest "
-                       f"folding: estimated {_describe(total, b)}",
+                       f"folding: estimated {_describe(total, b)}{engine_text}",
                        "use a smaller model (fewer channels or layers) or a larger FPGA")
     # The tail (global pooling, dense, argmax) takes the same cycles at every folding: no layer
     # needs to be faster than it.
@@ -261,6 +279,65 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
                 choice = trial
                 break
     return Folding({name: dict(row["fold"]) for name, row in choice.items()})
+
+
+def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
+                      rate: float | None = None) -> Folding:
+    """The fastest folding of the ``engine`` style (:func:`kwsbnn.hw.cost.engine_folding`: every
+    ``pe`` x ``simd`` of at most 64 lanes) whose estimate fits ``budget`` (a resolved budget, see
+    :func:`resolve_budget`, with SPRAM); with ``rate``, the fewest lanes that reach it. Raises
+    :class:`KwsError` with the numbers when the network is not one the engine runs, when its
+    weights exceed the weight memory (four SB_SPRAM256KA: 16K words of 64 bits), or when no folding
+    fits."""
+    from .cost import engine_folding
+    from .engine import SPRAM_WORDS, WORD_BITS
+    from .plan import engine_split
+    from .resources import LayerEstimator
+    _, eng, _ = engine_split(dep)
+    c = eng[0].in_shape[0]
+    need = sum(p.conv_shape[0] * p.k for p in eng)
+    have = SPRAM_WORDS * WORD_BITS if budget["available"].get("spram", 0) >= 4 else 0
+    if need > have:
+        raise KwsError(f"the engine layers' weights are {need / 1024:,.1f} kbit; the weight memory "
+                       f"holds {have / 1024:,.0f} kbit (4 SB_SPRAM256KA of 256 kbit)",
+                       "use fewer channels or layers")
+    est = LayerEstimator(dep, budget["family"])
+    front, _, _ = engine_split(dep)
+    rows = []
+    for pe in divisors(c):
+        for simd in divisors(c):
+            if pe * simd > WORD_BITS:
+                continue
+            try:
+                base = engine_folding(dep, pe, simd)
+            except ValueError:
+                continue
+            engine_cycles = est.engine(base)["cycles"]
+            # The front layers (the int8 first layer): each of their foldings with this engine.
+            fronts = [{}]
+            for p in front:
+                fronts = [dict(f, **{p.name: fold}) for f in fronts for fold in fold_choices(p)
+                          if p.layer["w_prec"] != "int8" or fold["pe"] * fold["simd"] <= 6]
+            for fr in fronts:
+                folding = Folding(dict(base.layers, **fr), style="engine")
+                try:
+                    total = est.network(folding, link=link, clk_hz=clk_hz)
+                except ValueError:
+                    continue
+                front_cycles = max((est.layer(p, folding[p.name])["cycles"] for p in front), default=0)
+                rows.append((front_cycles + engine_cycles, total["logic_cells"], folding, total))
+    fitting = [r for r in rows if not _over(r[3], budget["limits"])]
+    if not fitting:
+        def overuse(row):
+            return max(row[3].get(k, 0) / max(1, lim) for k, lim in budget["limits"].items())
+        closest = min(rows, key=overuse)
+        raise KwsError(f"estimated {_describe(closest[3], budget)} at its engine folding closest to "
+                       f"fitting ({need / 1024:,.1f} kbit of weights in SPRAM)")
+    if rate:
+        fast = [r for r in fitting if r[0] <= clk_hz / rate]
+        if fast:
+            return min(fast, key=lambda r: (r[1], r[0]))[2]
+    return min(fitting, key=lambda r: (r[0], r[1]))[2]
 
 
 def budget_check(dep, folding: Folding, budget, *, margin=None, link: bool = True,

@@ -3,7 +3,9 @@ weights) or multiply-accumulate (int8 input and weights, for a first layer), wit
 
 For each input vector ``x`` of ``K`` elements (a convolution window in window order) it computes, for
 every output channel ``c`` of ``C``, ``acc[c] = sum_k x[k] * w[c, k]`` with ``w`` in ±1 or int8 and ``x`` in ±1
-(binary input: ``K - 2 * popcount(x ^ w)``) or int8. Then either
+(binary input: ``K - 2 * popcount(x ^ w)``) or int8 (with binary weights, any signed width
+``in_width``: the box sums of a first layer whose pooling is folded in, :mod:`kwsbnn.hw.boxsum`).
+Then either
 - ``out="bits"``: bit ``acc[c] >= threshold[c][s]`` (direction +1) or ``<=`` (direction -1), where ``s``
   is the shortcut bit of channel ``c`` when ``shortcut=True`` (else 0); or
 - ``out="acc"``: the accumulators themselves (signed, ``acc_width`` bits each), for a pooling unit:
@@ -110,7 +112,7 @@ def const_terms(weights) -> int:
 class MatrixVectorUnit(wiring.Component):
     def __init__(self, weights: np.ndarray, *, in_prec: str = "bin", w_prec: str = "bin", out: str = "bits",
                  direction=None, threshold=None, shortcut: bool = False,
-                 pe: int = 1, simd: int | None = None, name: str = "mvu"):
+                 pe: int = 1, simd: int | None = None, in_width: int = 8, name: str = "mvu"):
         weights = np.asarray(weights, dtype=np.int64)
         self._c, self._k = weights.shape
         self._pe = int(pe)
@@ -126,10 +128,13 @@ class MatrixVectorUnit(wiring.Component):
         if shortcut and (out != "bits" or in_prec != "bin"):
             raise ValueError(f"{name}: a shortcut bit needs binary input and bit output")
         self._in_prec, self._w_prec, self._out, self._shortcut = in_prec, w_prec, out, bool(shortcut)
-        self._ew = 1 if in_prec == "bin" else 8
+        if in_width < 2 or (in_width != 8 and w_prec != "bin"):
+            raise ValueError(f"{name}: in_width {in_width}: integer inputs wider or narrower than "
+                             "8 bits only with binary weights")
+        self._ew = 1 if in_prec == "bin" else int(in_width)
         self._ww = 1 if w_prec == "bin" else 8
         self._nf, self._sf = self._c // self._pe, self._k // self._simd
-        xmax = 1 if in_prec == "bin" else 128
+        xmax = 1 if in_prec == "bin" else 1 << (self._ew - 1)
         self._reach = self._k * xmax * (1 if w_prec == "bin" else 128)
         self._aw = signed_width(-self._reach, self._reach)
         # Fully parallel int8 x int8 (one ROM word): the weights are constants, each product a
@@ -293,7 +298,7 @@ class MatrixVectorUnit(wiring.Component):
             if self._in_prec == "bin":
                 part = simd - (popcount(b_x ^ wl) << 1)
             elif wwid == 1:
-                elems = [b_x[j * 8:(j + 1) * 8].as_signed() for j in range(simd)]
+                elems = [b_x[j * ew:(j + 1) * ew].as_signed() for j in range(simd)]
                 part = _sum_tree([Mux(wl[j], e, -e) for j, e in enumerate(elems)])
             elif self._const:
                 # x * w = sum of d * (x << s) over w's signed digits; -v = ~v + 1, the ones summed

@@ -8,6 +8,8 @@ Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joi
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> SumPoolThreshold ... pooling (channel-serial)
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Gather -> ParallelSumPoolThreshold
                                             ... pooling when the MVU is faster than C cycles/position
+    BoxSum -> SlidingWindow(stride = pool) -> MatrixVectorUnit(out=bits)
+                        ... an int8 first layer with its pooling folded in (folding "boxsum": true)
     StreamedConv(out=count) -> Requantize ............................ int8 outputs (last layer), SIMD <= C
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Requantize ....... int8 outputs, faster foldings
     Broadcast -> SlidingWindow -> Join2 -> MatrixVectorUnit(shortcut) .. 1-bit shortcut
@@ -32,6 +34,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .boxsum import BoxSum, applicable
 from .conv import StreamedConv
 from .cost import Folding, layer_costs
 from .mvu import FoldingError, MatrixVectorUnit
@@ -43,7 +46,7 @@ from .scores import GapDenseArgmax
 from .streams import Broadcast, Gather, Join2, StreamFIFO
 from .window import SlidingWindow
 
-__all__ = ["Network", "UnsupportedNetwork", "check_supported"]
+__all__ = ["EngineNetwork", "Network", "UnsupportedNetwork", "build", "check_supported"]
 
 
 def StreamedConv_fits(p, fold, counts: bool = False) -> bool:
@@ -53,6 +56,19 @@ def StreamedConv_fits(p, fold, counts: bool = False) -> bool:
     out_ok = p.out_prec == ("int8" if counts else "bin")
     return (p.in_prec == "bin" and out_ok and not p.pool and fold["simd"] <= p.in_shape[0]
             and p.in_shape[0] % fold["simd"] == 0)
+
+
+def boxsum_fits(p) -> bool:
+    """Whether conv layer plan ``p`` can be built with its pooling folded in (:mod:`.boxsum`): an
+    int8 input of one channel, binary weights, stride 1, pooling, bit outputs without shortcut, and
+    a geometry :func:`kwsbnn.hw.boxsum.applicable` accepts."""
+    layer = p.layer
+    if (p.in_prec != "int8" or p.in_shape[0] != 1 or layer["w_prec"] != "bin" or not p.pool
+            or p.out_prec != "bin" or p.shortcut or tuple(layer.get("stride", (1, 1))) != (1, 1)):
+        return False
+    _, t, f = p.in_shape
+    return applicable(t, f, tuple(layer["kernel"]), tuple(layer.get("dilation", (1, 1))),
+                      tuple(layer.get("padding", (0, 0))), p.pool)
 
 
 def _tap_ew(p) -> int:
@@ -87,6 +103,43 @@ def check_supported(dep) -> None:
     plan(dep)
 
 
+def _connect_layer(m, p, units, src):
+    """Add the units of conv layer ``p`` to ``m``, fed by stream ``src``; return their output stream."""
+    for role, unit in units.items():
+        m.submodules[f"{p.name}_{role}"] = unit
+    if "conv" in units:
+        wiring.connect(m, src, units["conv"].i)
+        src = units["conv"].o
+        if "requant" in units:
+            wiring.connect(m, src, units["requant"].i)
+            src = units["requant"].o
+        return src
+    if p.shortcut:
+        fork, delay, join = units["fork"], units["delay"], units["join"]
+        wiring.connect(m, src, fork.i)
+        wiring.connect(m, fork.o[0], units["window"].i)
+        wiring.connect(m, fork.o[1], delay.i)
+        wiring.connect(m, units["window"].o, join.a)
+        wiring.connect(m, delay.o, join.b)
+        src = join.o
+    elif "window" in units:
+        if "box" in units:
+            wiring.connect(m, src, units["box"].i)
+            src = units["box"].o
+        wiring.connect(m, src, units["window"].i)
+        src = units["window"].o
+    wiring.connect(m, src, units["mvu"].i)
+    src = units["mvu"].o
+    if "gather" in units:
+        wiring.connect(m, src, units["gather"].i)
+        src = units["gather"].o
+    for role in ("pool", "requant"):
+        if role in units:
+            wiring.connect(m, src, units[role].i)
+            src = units[role].o
+    return src
+
+
 class Network(wiring.Component):
     """The generated accelerator. ``folding`` maps conv layer names to ``{"pe": P, "simd": S}``."""
 
@@ -95,6 +148,10 @@ class Network(wiring.Component):
         self._taps = bool(taps)
         self._convs, self._tail_plan = plan(dep)
         self._folding = folding or Folding.default(dep)
+        if self._folding.style != "pipeline":
+            raise UnsupportedNetwork(f"model {dep.name}: the folding is of the {self._folding.style} style",
+                                     "build it with kwsbnn.hw.network.build (EngineNetwork); the board "
+                                     "top does not load an engine's weights yet")
         self._stages = []            # per conv layer: dict of units
         try:
             for p in self._convs:
@@ -120,6 +177,23 @@ class Network(wiring.Component):
         layer = p.layer
         c, t, f = p.in_shape
         units = {}
+        if fold.get("boxsum"):
+            # The pooling folded into the convolution (exact: nothing nonlinear between them):
+            # box sums of the input, the kernel at the pooling's stride, thresholds at once.
+            if not boxsum_fits(p):
+                raise ValueError(f"layer {p.name}: its pooling cannot be folded into it (boxsum needs "
+                                 "an int8 input, binary weights, stride 1, pooling and bit outputs, and "
+                                 "a geometry whose box sums need no input past the map)")
+            kernel, dil = tuple(layer["kernel"]), tuple(layer.get("dilation", (1, 1)))
+            box = units["box"] = BoxSum(frames=t, coeffs=f, kernel=kernel, dilation=dil,
+                                        padding=tuple(layer.get("padding", (0, 0))), pool=p.pool)
+            units["window"] = SlidingWindow(1, box.width, box.out_frames, box.out_coeffs, kernel,
+                                            stride=p.pool, dilation=dil, padding=(0, 0), pad_value=0)
+            units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
+                                            direction=2 * layer["direction"] - 1,
+                                            threshold=layer["threshold"], pe=fold["pe"],
+                                            simd=fold["simd"], in_width=box.width, name=p.name)
+            return units
         if StreamedConv_fits(p, fold):
             # Slow folding of a binary layer: the fused unit reads its windows straight from the
             # line buffer (no window register, no shortcut FIFO): far smaller.
@@ -214,37 +288,8 @@ class Network(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         src = wiring.flipped(self.i)       # the producer side of the current stream
-        for n, (p, units) in enumerate(zip(self._convs, self._stages)):
-            for role, unit in units.items():
-                m.submodules[f"{p.name}_{role}"] = unit
-            if "conv" in units:
-                wiring.connect(m, src, units["conv"].i)
-                src = units["conv"].o
-                if "requant" in units:
-                    wiring.connect(m, src, units["requant"].i)
-                    src = units["requant"].o
-                self._tap(m, p, src)
-                continue
-            if p.shortcut:
-                fork, delay, join = units["fork"], units["delay"], units["join"]
-                wiring.connect(m, src, fork.i)
-                wiring.connect(m, fork.o[0], units["window"].i)
-                wiring.connect(m, fork.o[1], delay.i)
-                wiring.connect(m, units["window"].o, join.a)
-                wiring.connect(m, delay.o, join.b)
-                src = join.o
-            elif "window" in units:
-                wiring.connect(m, src, units["window"].i)
-                src = units["window"].o
-            wiring.connect(m, src, units["mvu"].i)
-            src = units["mvu"].o
-            if "gather" in units:
-                wiring.connect(m, src, units["gather"].i)
-                src = units["gather"].o
-            for role in ("pool", "requant"):
-                if role in units:
-                    wiring.connect(m, src, units[role].i)
-                    src = units[role].o
+        for p, units in zip(self._convs, self._stages):
+            src = _connect_layer(m, p, units, src)
             self._tap(m, p, src)
         m.submodules.tail = self._tail
         wiring.connect(m, src, self._tail.i)
@@ -256,3 +301,147 @@ class Network(wiring.Component):
         if self._taps:
             m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(src.valid & src.ready),
                          getattr(self, f"tap_{p.name}_payload").eq(src.payload)]
+
+
+def _tail_unit(t) -> GapDenseArgmax:
+    return GapDenseArgmax(t.layer["weights"], t.layer["bias"], positions=t.positions,
+                          binary_weights=t.binary_weights, in_prec=t.in_prec, lo=t.lo, hi=t.hi)
+
+
+class EngineNetwork(wiring.Component):
+    """The generated accelerator in the ``engine`` style (for small FPGAs): the conv layers before
+    the engine (the int8 first layer) as pipeline units, then :class:`~kwsbnn.hw.engine.LayerEngine`
+    for the binary layers (with an int8 last layer: its counts into :class:`Requantize`), then
+    :class:`GapDenseArgmax`. ``folding`` (style ``engine``, :func:`kwsbnn.hw.cost.engine_folding`)
+    maps each conv layer to ``{"pe", "simd"}``; the engine layers share one.
+
+    With an int8 last layer the tail is :class:`~kwsbnn.hw.serial_tail.SerialRequantTail`
+    (requantization, pooling and the dense layer one channel at a time, the engine's counts in), else
+    :class:`GapDenseArgmax` on the last layer's bits.
+
+    Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
+    loader port: after power-up the network takes no input until it has received
+    :meth:`load_image` (the weight-memory image, :attr:`load_words` words, in order). The first
+    layer's and the tail's weights are in block RAM ROMs, initialised by the bitstream. With
+    ``taps=True``, ``tap_<layer>_valid/_payload`` as :class:`Network`'s, for every conv layer but
+    an int8 last one (an engine layer's tap shows its map writes).
+
+    Cycles per inference: the front's cycles plus the engine's computation (the engine takes its
+    input only while idle; :func:`kwsbnn.hw.cost.engine_costs`).
+    """
+
+    def __init__(self, dep, folding: Folding | None = None, *, taps: bool = False):
+        from .cost import engine_folding
+        from .engine import WORD_BITS, LayerEngine
+        from .plan import engine_split
+        self._dep = dep
+        self._taps = bool(taps)
+        self._front, self._eng, self._tail_plan = engine_split(dep)
+        self._convs = self._front + self._eng
+        self._folding = folding or engine_folding(dep)
+        if self._folding.style != "engine":
+            raise UnsupportedNetwork("EngineNetwork needs a folding of the engine style", "use Network")
+        try:
+            self._stages = [Network._conv_units(p, self._folding[p.name]) for p in self._front]
+            fold = self._folding[self._eng[0].name]
+            c, t, f = self._eng[0].in_shape
+            self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
+                                       pe=fold["pe"], simd=fold["simd"])
+        except FoldingError as e:
+            raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
+        except ValueError as e:
+            raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
+        last = self._eng[-1]
+        self._requant = None          # the int8 last layer's requantization is in the serial tail
+        if last.out_prec == "int8":
+            from .serial_tail import SerialRequantTail
+            layer, t = last.layer, self._tail_plan
+            mul = np.asarray(layer["mul"], np.int64)
+            self._tail = SerialRequantTail(
+                -2 * mul, last.k * mul + np.asarray(layer["add"], np.int64), layer["shift"],
+                lo=layer["lo"], hi=layer["hi"], count_width=self._engine.count_width, lanes=fold["pe"],
+                positions=t.positions, weights=t.layer["weights"], bias=t.layer["bias"],
+                binary_weights=t.binary_weights)
+        else:
+            self._tail = _tail_unit(self._tail_plan)
+        c0, _, _ = dep.input["shape"]
+        ew = 1 if dep.input["prec"] == "bin" else 8
+        ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
+                 "wl": In(stream.Signature(WORD_BITS))}
+        if self._taps:
+            for p in self._tapped:
+                ports[f"tap_{p.name}_valid"] = Out(1)
+                ports[f"tap_{p.name}_payload"] = Out(p.out_shape[0] * _tap_ew(p))
+        super().__init__(ports)
+
+    @property
+    def _tapped(self) -> list:
+        """The conv layers with taps: all but an int8 last layer (its values exist only one at a
+        time, in the serial tail)."""
+        return self._convs[:-1] if self._eng[-1].out_prec == "int8" else self._convs
+
+    @property
+    def folding(self) -> Folding:
+        return self._folding
+
+    @property
+    def style(self) -> str:
+        return "engine"
+
+    @property
+    def score_width(self) -> int:
+        return self._tail.score_width
+
+    @property
+    def n_classes(self) -> int:
+        return len(self._dep.classes)
+
+    @property
+    def engine(self):
+        return self._engine
+
+    @property
+    def load_words(self) -> int:
+        return self._engine.load_words
+
+    def load_image(self) -> list[int]:
+        """The words to send on ``wl`` after power-up (64 bits each)."""
+        return self._engine.image()
+
+    def costs(self) -> dict:
+        return layer_costs(self._dep, self._folding)
+
+    def taps(self) -> list[dict]:
+        if not self._taps:
+            return []
+        return [{"layer": p.name, "width": int(p.out_shape[0] * _tap_ew(p)), "ew": _tap_ew(p),
+                 "shape": [int(v) for v in p.out_shape],
+                 "transfers": int(p.out_shape[1] * p.out_shape[2])} for p in self._tapped]
+
+    def elaborate(self, platform):
+        m = Module()
+        src = wiring.flipped(self.i)
+        for p, units in zip(self._front, self._stages):
+            src = _connect_layer(m, p, units, src)
+            Network._tap(self, m, p, src)
+        m.submodules.engine = eng = self._engine
+        wiring.connect(m, src, eng.i)
+        wiring.connect(m, wiring.flipped(self.wl), eng.wl)
+        if self._taps:
+            for n, p in enumerate(self._eng[:-1]):
+                m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(eng.map_we & (eng.map_layer == n)),
+                             getattr(self, f"tap_{p.name}_payload").eq(eng.map_data)]
+        src = eng.o
+        if self._eng[-1].out_prec != "int8":
+            Network._tap(self, m, self._eng[-1], src)
+        m.submodules.tail = self._tail
+        wiring.connect(m, src, self._tail.i)
+        wiring.connect(m, self._tail.o, wiring.flipped(self.o))
+        return m
+
+
+def build(dep, folding: Folding | None = None, *, taps: bool = False):
+    """The generated accelerator of ``folding``'s style: :class:`Network` or :class:`EngineNetwork`."""
+    if folding is not None and folding.style == "engine":
+        return EngineNetwork(dep, folding, taps=taps)
+    return Network(dep, folding, taps=taps)

@@ -129,3 +129,26 @@ def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
     if last["out"] == "int8":
         tail.in_prec, tail.lo, tail.hi = "int8", int(last["lo"]), int(last["hi"])
     return convs, tail
+
+
+def _engine_ok(p: ConvPlan, channels: int, last: bool) -> bool:
+    """Whether the layer engine (:mod:`kwsbnn.hw.engine`) can run conv layer ``p``."""
+    return (p.in_prec == "bin" and p.layer["w_prec"] == "bin" and not p.pool
+            and p.in_shape[0] == channels and p.conv_shape[0] == channels
+            and (p.out_prec == "bin" or last))
+
+
+def engine_split(dep) -> tuple[list[ConvPlan], list[ConvPlan], TailPlan]:
+    """``(front, engine, tail)`` of the engine style: the longest run of last conv layers that the
+    layer engine runs (binary, ``C`` channels in and out, no pooling, an int8 output only in the
+    last), the conv layers before them as pipeline units (the int8 first layer), and the tail."""
+    convs, tail = plan(dep)
+    channels = convs[-1].in_shape[0]
+    start = len(convs)
+    while start > 0 and _engine_ok(convs[start - 1], channels, start == len(convs)):
+        start -= 1
+    if start == len(convs):
+        raise UnsupportedNetwork(f"model {dep.name}: the last conv layer {convs[-1].name} cannot run on "
+                                 "the layer engine", "the engine runs binary layers with as many output "
+                                 "as input channels, without pooling")
+    return convs[:start], convs[start:], tail

@@ -3,7 +3,8 @@ iCE40 and ECP5, calibrated against real synthesis.
 
 What is counted, per family (the names nextpnr reports):
 - iCE40: ``logic_cells`` = ICESTORM_LC (a LUT4, its flip-flop and carry, as nextpnr packs them),
-  ``block_ram`` = SB_RAM40_4K (EBR, 4 kbit), ``dsp`` = SB_MAC16;
+  ``block_ram`` = SB_RAM40_4K (EBR, 4 kbit), ``dsp`` = SB_MAC16, ``spram`` = SB_SPRAM256KA (the
+  layer engine's weight memory, :class:`kwsbnn.hw.engine.WeightMemory`: 16 bits x 16K words each);
 - ECP5: ``logic_cells`` = TRELLIS_COMB (LUT4s, carry halves and LUT-RAM), ``flip_flops`` =
   TRELLIS_FF, ``block_ram`` = DP16KD (18 kbit), ``dsp`` = MULT18X18D.
 
@@ -73,7 +74,7 @@ EMU_COST = {"read_first": 14, "transparent": 8, "register": 2}
 #: What a board offers, for :func:`kwsbnn.hw.folding.for_budget` (kwsbnn.boards.build reports the same
 #: names from nextpnr).
 BOARD_BUDGETS = {
-    "icebreaker": {"family": "ice40", "logic_cells": 5280, "block_ram": 30, "dsp": 8},
+    "icebreaker": {"family": "ice40", "logic_cells": 5280, "block_ram": 30, "dsp": 8, "spram": 4},
     "ulx3s-85f": {"family": "ecp5", "logic_cells": 83640, "flip_flops": 83640, "block_ram": 208,
                   "dsp": 156},
 }
@@ -207,8 +208,11 @@ def _mul_dsp(a_bits: int, b_bits: int, family: str, const_b: int | None = None) 
 
 
 def _kind(unit) -> str:
+    from .boxsum import BoxSum
     from .conv import StreamedConv
+    from .engine import LayerEngine
     from .mvu import MatrixVectorUnit
+    from .serial_tail import SerialRequantTail
     from .pool import SumPoolThreshold
     from .pool_parallel import ParallelSumPoolThreshold
     from .requant import Requantize
@@ -216,6 +220,7 @@ def _kind(unit) -> str:
     from .streams import Broadcast, Gather, Join2, StreamFIFO
     from .window import SlidingWindow
     for cls, name in ((MatrixVectorUnit, "mvu"), (StreamedConv, "conv"), (SlidingWindow, "window"),
+                      (LayerEngine, "engine"), (SerialRequantTail, "serial_tail"), (BoxSum, "boxsum"),
                       (Requantize, "requant"),
                       (SumPoolThreshold, "pool"), (ParallelSumPoolThreshold, "pool_parallel"),
                       (GapDenseArgmax, "tail"), (Broadcast, "broadcast"), (StreamFIFO, "fifo"),
@@ -275,6 +280,19 @@ def unit_memories(unit) -> list[MemShape]:
         elif u._trom:
             mems.append(MemShape("trom", u._pe * u._lane, u._nf, rom=True))
         return mems
+    if k == "engine":
+        # The weight memory: SB_SPRAM256KA on iCE40 (counted apart, see unit_estimate), else a RAM.
+        mems = [MemShape("maps", u._c, 2 * u._n, rom=False, rw_check=False),
+                MemShape("wmem", 64, max(2, u.weight_words), rom=False, block=True, rw_check=False)]
+        if u.threshold_words:
+            mems.append(MemShape("tmem", u._pe * u._lane, max(2, u.threshold_words), rom=False))
+        return mems
+    if k == "boxsum":
+        return [MemShape("lines", (u._pp - 1) * 8, u._f, rom=False)] if u._pp > 1 else []
+    if k == "serial_tail":
+        return [MemShape("crom", u._mw + u._adw, u._c, rom=True, block=True),
+                MemShape("gram", u._gmw, u._c, rom=False),
+                MemShape("wrom", u._ww, u._c * u._k, rom=True)]
     if k == "window":
         rr = (u._kt - 1) * u._dt
         ncols = u._col_hi - u._col_lo + 1
@@ -330,6 +348,12 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``requant``: ``lane_sel`` (par x acc width x (lanes / par - 1)), ``mul`` (par x acc width x multiplier width when no DSP takes it), ``sum`` (par x sum width:
       add, shift, clamp), ``pipe`` (par x pipeline register bits), ``collect`` (C x 8: the collect
       and output register), ``ctr``;
+    - ``engine`` (LayerEngine): ``xnor`` (PE x SIMD), ``acc``, ``chunk_mux`` (SIMD x C / SIMD:
+      chunk select and pad bits), ``cmp`` (PE x 2 bounds), ``bits_out`` (C), ``ctr`` (walk and loader
+      counters and per-layer tables, x sqrt(layers));
+    - ``boxsum``: ``sum_bits`` (box sum width x Q plus the line word), ``ctr``;
+    - ``serial_tail``: ``scores`` (K x score width), ``pipe`` (pipeline and input registers), ``mul``
+      (multipliers in logic when no DSP takes them), ``ctr``;
     - ``broadcast``: ``bits`` (width x (1 + 1/n)); ``fifo``: ``bits`` (width); ``gather``:
       ``bits`` (n x width); ``join``: nothing;
     - ``link``: ``result_bits`` (the RESULT shift register), ``transfer_bits``, ``ctr``.
@@ -347,7 +371,7 @@ def unit_features(unit, family: str = "ice40") -> dict:
         if u._in_prec == "bin":
             f["xnor"] = lanes
         elif u._w_prec == "bin":
-            f["addsub"] = lanes * 8
+            f["addsub"] = lanes * ew
         elif u.const_weights:
             f["const_terms"] = const_terms(u._wconst)
             f["pipe_bits"] = pe * u._aw * u.pipeline_stages
@@ -371,6 +395,25 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["bits_out"] = u._pe * u._ow if counts else u._co
         f["ctr"] = (_log2(u._nf) + _log2(u._sfn) + _log2(u._t) + _log2(u._f) + 2 * _log2(u._r)
                     + _log2(u._to) + _log2(u._fo))
+    elif k == "engine":
+        pe, simd = u._pe, u._simd
+        f["xnor"] = pe * simd
+        f["acc"] = pe * u._aw
+        f["chunk_mux"] = simd * (u._cs - 1) + simd          # chunk select and the pad bits
+        f["cmp"] = pe * u._vw * 2
+        f["bits_out"] = u._c                                # output register and map write data
+        g = u.layers
+        f["ctr"] = (_log2(u._nf) + _log2(u._cs) + 2 * _log2(max(x.t for x in g) * max(x.f for x in g))
+                    + _log2(max(x.to for x in g)) + _log2(max(x.fo for x in g))
+                    + _log2(u.load_words) + _log2(u.weight_words)) * len(g) ** 0.5
+    elif k == "boxsum":
+        f["sum_bits"] = u._w * u._pq + (u._pp - 1) * 8      # column sums, their registers, line word
+        f["ctr"] = _log2(u._t) + _log2(u._f)
+    elif k == "serial_tail":
+        f["scores"] = u._k * u._sw
+        f["pipe"] = u._cw * u._l + u._mw + u._adw + 2 * u._gw
+        f["mul"] = 0 if _serial_tail_dsp(u, family) else u._cw * u._mw + u._ww * u._gw
+        f["ctr"] = _log2(u._c) + _log2(u._k) + _log2(u._p) + _log2(u._l)
     elif k == "window":
         f["win_bits"] = u.register_bits
         f["col_bits"] = u._kt * u._c * u._ew
@@ -448,6 +491,11 @@ def _tail_mul_dsp(u, family: str) -> int:
     return _mul_dsp(u._ww, u.sum_width + (2 if u._in == "bits" else 0), family)
 
 
+def _serial_tail_dsp(u, family: str) -> int:
+    """DSPs of the serial tail's two multipliers (count x constant, weight x channel sum)."""
+    return _mul_dsp(u._cw + 1, u._mw, family) + _mul_dsp(u._ww, u._gw, family)
+
+
 def _requant_mul_dsp(u, family: str) -> int:
     """DSPs of the requantization unit's ``par`` multipliers (accumulator x constant multiplier)."""
     return u._par * _mul_dsp(u._aw, u._mw, family)
@@ -467,6 +515,8 @@ def unit_dsp(unit, family: str) -> int:
         return n
     if k == "tail":
         return _tail_mul_dsp(u, family)
+    if k == "serial_tail":
+        return _serial_tail_dsp(u, family)
     if k == "requant":
         return _requant_mul_dsp(u, family)
     if k == "pool":
@@ -517,12 +567,17 @@ def unit_estimate(unit, family: str, coefs: dict | None = None) -> dict:
     feats, rest = split_features(unit, family)
     out = {"logic_cells": _linear(model.get("logic_cells", {}), feats),
            "flip_flops": _linear(model.get("flip_flops", {}), feats),
-           "block_ram": 0, "lutram": 0, "dsp": unit_dsp(unit, family)}
+           "block_ram": 0, "lutram": 0, "dsp": unit_dsp(unit, family), "spram": 0}
     for mem in unit_memories(unit):
+        if family == "ice40" and mem.name == "wmem":
+            out["spram"] += 4                 # 64-bit words: four 16-bit SB_SPRAM256KA
+            continue
         where = map_memory(mem, family)
         out["block_ram"] += where["block_ram"]
         out["lutram"] += where["lutram"]
     for mem in rest:
+        if family == "ice40" and mem.name == "wmem":
+            continue
         mf = memory_features(mem, family)
         out["logic_cells"] += _linear(coefs["memory"].get("logic_cells", {}), mf)
         out["flip_flops"] += _linear(coefs["memory"].get("flip_flops", {}), mf)
@@ -634,8 +689,8 @@ def ring_estimate(ring: RingUnit, family: str) -> dict:
 
 
 def _sum(entries) -> dict:
-    keys = ("logic_cells", "flip_flops", "block_ram", "dsp", "lutram")
-    return {k: sum(e[k] for e in entries) for k in keys}
+    keys = ("logic_cells", "flip_flops", "block_ram", "dsp", "lutram", "spram")
+    return {k: sum(e.get(k, 0) for e in entries) for k in keys}
 
 
 def _rounded(d: dict) -> dict:
@@ -674,7 +729,7 @@ class LayerEstimator:
 
     def layer(self, p, fold) -> dict:
         """The estimate of conv layer ``p`` at ``fold``: the sums and each unit's figures."""
-        key = (p.name, int(fold["pe"]), int(fold["simd"]))
+        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")))
         if key not in self._cache:
             from .cost import _conv_entry
             units = layer_units(p, fold)
@@ -692,9 +747,43 @@ class LayerEstimator:
     def score_width(self) -> int:
         return self._tail_unit.score_width
 
+    def engine(self, folding) -> dict:
+        """The estimate of the layer engine of an ``engine``-style ``folding`` (with the
+        requantization unit of an int8 last layer), as one entry named ``engine``."""
+        from .network import EngineNetwork
+        from .plan import engine_split
+        eng = engine_split(self.dep)[1]
+        fold = folding[eng[0].name]
+        key = ("engine", int(fold["pe"]), int(fold["simd"]))
+        if key not in self._cache:
+            net = EngineNetwork(self.dep, folding)
+            units = {"engine": net.engine}
+            for stage in net._stages:
+                _silenced(stage)
+            _silenced(dict(units, tail=net._tail, net=net))
+            self._cache[("engine_tail",) + key[1:]] = dict(
+                unit_estimate(net._tail, self.family, self.coefs), name=self.tail.name,
+                units={"tail": unit_kind(net._tail)})
+            per_unit = {role: unit_estimate(u, self.family, self.coefs) for role, u in units.items()}
+            entry = _sum(per_unit.values())
+            fold = folding[net._eng[0].name]
+            entry.update(name="engine", pe=fold["pe"], simd=fold["simd"],
+                         units={role: unit_kind(u) for role, u in units.items()},
+                         cycles=net.engine.compute_cycles)
+            self._cache[key] = entry
+        return self._cache[key]
+
     def network(self, folding, link: bool = False, clk_hz: float = 12e6) -> dict:
-        """The whole estimate for ``folding`` (see :func:`estimate`)."""
-        entries = [self.layer(p, folding[p.name]) for p in self.convs] + [self._tail]
+        """The whole estimate for ``folding`` (see :func:`estimate`); in the ``engine`` style the
+        engine layers are one entry, ``engine``."""
+        if folding.style == "engine":
+            from .plan import engine_split
+            front = engine_split(self.dep)[0]
+            eng = self.engine(folding)
+            key = ("engine_tail", eng["pe"], eng["simd"])
+            entries = [self.layer(p, folding[p.name]) for p in front] + [eng, self._cache[key]]
+        else:
+            entries = [self.layer(p, folding[p.name]) for p in self.convs] + [self._tail]
         if link:
             lu = LinkUnit.for_model(self.dep, self.score_width(), clk_hz=clk_hz)
             entries.append(dict(unit_estimate(lu, self.family, self.coefs), name="link",
@@ -703,9 +792,9 @@ class LayerEstimator:
                                 name="ring", units={"ring": "ring"}))
         per_layer = []
         for e in entries:
-            item = {"name": e["name"], **_rounded({k: e[k] for k in
+            item = {"name": e["name"], **_rounded({k: e.get(k, 0) for k in
                                                     ("logic_cells", "flip_flops", "block_ram",
-                                                     "dsp", "lutram")})}
+                                                     "dsp", "lutram", "spram")})}
             if "pe" in e:
                 item.update(pe=e["pe"], simd=e["simd"])
             item["units"] = e["units"]
@@ -718,6 +807,10 @@ class LayerEstimator:
             for item in per_layer:
                 item.pop("flip_flops")
                 item.pop("lutram")
+        else:
+            out.pop("spram")
+            for item in per_layer:
+                item.pop("spram")
         return out
 
 

@@ -20,7 +20,7 @@ from amaranth.back import rtlil
 from kwsbnn.paths import write_atomic
 
 from .cost import Folding
-from .network import Network
+from .network import build
 
 TOP = "kws_top"
 
@@ -31,8 +31,11 @@ def generate(dep, out: str | Path, folding: Folding | None = None, name: str = T
 
     The network is checked (and its folding validated) before anything is written. ``taps=True``
     (simulation) adds the per-layer tap outputs of :class:`Network`; the report then lists them.
+    In the ``engine`` style (:class:`~kwsbnn.hw.network.EngineNetwork`) the top has the loader port
+    ``wl`` too, and ``weights.hex`` holds the words to send on it after power-up (one 64-bit word
+    per line, hexadecimal; ``load_words`` in the report).
     """
-    top = Network(dep, folding, taps=taps)
+    top = build(dep, folding, taps=taps)
     text = to_verilog(top, name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,6 +49,13 @@ def generate(dep, out: str | Path, folding: Folding | None = None, name: str = T
               "n_classes": top.n_classes, "input_bits": int(dep.input["shape"][0]),
               "i_width": len(top.i.payload), "o_width": len(top.o.payload.as_value()),
               "taps": top.taps(), **top.costs()}
+    if report["folding"].get("style") == "engine":
+        write_atomic(out / "weights.hex", "".join(f"{w:016x}\n" for w in top.load_image()))
+        report.update(style="engine", load_words=top.load_words, load_width=64,
+                      load_image=str(out / "weights.hex"))
+    else:
+        (out / "weights.hex").unlink(missing_ok=True)
+        report["style"] = "pipeline"
     write_atomic(out / "report.json", json.dumps(report, indent=1) + "\n")
     return report
 

@@ -21,6 +21,10 @@ Verilator's full speed. What the harness holds:
   ``cycle`` counts clock cycles since reset: Python sleeps until ``res_wake`` (``res_count >=
   res_wake_at``) and reads them all at once.
 - **The layer taps** of a ``taps=True`` network, passed through as ``tap_<layer>_valid/_payload``.
+- **The weight loader** of an engine-style network (``load_words`` > 0): the words of the hex file
+  ``+kwsbnn_wl=PATH`` (the generator's ``weights.hex``, written by the testbench's caller), sent on
+  the network's loader port ``wl`` once, from the first cycle out of reset on; like the weight
+  memory, the loader is not reset by ``rst_req``.
 
 ``rst_req`` resets the network and the harness one cycle later. Random choices come from one
 xorshift32 register seeded from ``seed`` at reset.
@@ -30,9 +34,26 @@ TOP = "kws_sim"
 AW = 15     # source memory: 32768 words (8 res8 inferences)
 
 
-def harness_verilog(i_width: int, o_width: int, taps: list[dict], core: str = "kws_top") -> str:
-    """The Verilog text of ``kws_sim`` around ``core``."""
+def harness_verilog(i_width: int, o_width: int, taps: list[dict], core: str = "kws_top",
+                    load_words: int = 0) -> str:
+    """The Verilog text of ``kws_sim`` around ``core`` (with the weight loader when ``load_words``)."""
     iw, ow = int(i_width), int(o_width)
+    nl = int(load_words)
+    loader = "" if not nl else f"""
+  // Weight image -> wl (once; not reset: the weight memory keeps its contents over a reset)
+  reg [63:0] wl_mem [0:{nl - 1}];
+  reg [31:0] wl_idx = 32'd0;
+  string wl_file;
+  initial begin
+    if (!$value$plusargs("kwsbnn_wl=%s", wl_file)) wl_file = "weights.hex";
+    $readmemh(wl_file, wl_mem);
+  end
+  wire dut_wl_ready;
+  wire dut_wl_valid = !rst && wl_idx < {nl};
+  always @(posedge clk) if (dut_wl_valid && dut_wl_ready) wl_idx <= wl_idx + 32'd1;
+"""
+    wl_conn = "" if not nl else (",\n    .wl__valid(dut_wl_valid), .wl__payload(wl_mem[wl_idx]), "
+                                 ".wl__ready(dut_wl_ready)")
     tap_ports = "".join(f",\n  output wire tap_{t['layer']}_valid, output wire [{t['width'] - 1}:0] "
                         f"tap_{t['layer']}_payload" for t in taps)
     tap_conns = "".join(f",\n    .tap_{t['layer']}_valid(tap_{t['layer']}_valid), "
@@ -165,10 +186,11 @@ module {TOP}(
     res_wake <= res_count >= res_wake_at;
   end
 
+{loader}
   {core} dut(
     .clk(clk), .rst(rst),
     .i__valid(dut_i_valid), .i__payload(dut_i_payload), .i__ready(dut_i_ready),
-    .o__valid(dut_o_valid), .o__payload(dut_o_payload), .o__ready(dut_o_ready){tap_conns});
+    .o__valid(dut_o_valid), .o__payload(dut_o_payload), .o__ready(dut_o_ready){wl_conn}{tap_conns});
 endmodule
 """
 

@@ -28,7 +28,8 @@ def _prepare(dep, workdir: Path, folding):
     vdir = workdir / "verilog"
     report = generate(dep, vdir, folding, taps=True)
     (vdir / f"{harness.TOP}.v").write_text(
-        harness.harness_verilog(report["i_width"], report["o_width"], report["taps"], core=TOP))
+        harness.harness_verilog(report["i_width"], report["o_width"], report["taps"], core=TOP,
+                                load_words=report.get("load_words", 0)))
     (vdir / f"{harness.TOP}.vlt").write_text(harness.harness_config(report["taps"]))
     h = hashlib.sha256()
     for name in (f"{TOP}.v", f"{harness.TOP}.v", f"{harness.TOP}.vlt"):
@@ -83,6 +84,8 @@ def simulate(dep, workdir: str | Path, *, inputs: np.ndarray | None = None, coun
 def _run(vdir: Path, build_dir: Path, env: dict, *, waves: bool = False,
          trace_file: Path | None = None) -> dict:
     plusargs = [f"+kwsbnn_src={env['KWSBNN_TB_SRC_FILE']}", f"+kwsbnn_res={env['KWSBNN_TB_RES_FILE']}"]
+    if (vdir / "weights.hex").is_file():              # an engine-style network: its loader image
+        plusargs.append(f"+kwsbnn_wl={vdir / 'weights.hex'}")
     return run_testbench(vdir / f"{harness.TOP}.v", harness.TOP, "kwsbnn.sim.tb_network", build_dir, env,
                          sources=[vdir / f"{harness.TOP}.vlt", vdir / f"{TOP}.v"], fast=True,
                          clock_ns=CLOCK_NS, plusargs=plusargs, waves=waves, trace_file=trace_file)

@@ -262,7 +262,9 @@ def _board_estimate(dep) -> dict:
     res = estimate(dep, family="ice40", link=True)
     if res["logic_cells"] > BOARD_LOGIC_CELLS or res["dsp"] > BOARD_DSPS:
         try:
-            res = estimate(dep, for_budget(dep, "icebreaker"), family="ice40", link=True)
+            # The pipeline style: the search's cycles are the pipeline's (the engine style is not
+            # weighed here yet).
+            res = estimate(dep, for_budget(dep, "icebreaker", engine=False), family="ice40", link=True)
         except KwsError:
             pass
     return {"ebr": int(res["block_ram"]), "logic_cells": int(res["logic_cells"]), "dsp": int(res["dsp"])}

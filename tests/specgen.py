@@ -75,3 +75,20 @@ def random_inputs(spec, n, seed=0):
     if spec["input"]["prec"] == "bin":
         return rng.integers(0, 2, (n,) + shape)
     return rng.integers(-127, 128, (n,) + shape)
+
+
+def wide_kws(seed=0, c=64, n_classes=12, shortcut="none", pad_bit=0):
+    """A random network of the shape of the shipped ``binary-wide``: a 101x40 int8 input, a 3x3
+    first layer with binary weights and 4x3 pooling, three binary 3x3 layers of ``c`` channels (the
+    last dilated by 2, with int8 outputs), gap and an int8 dense layer."""
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "conv0", 1, c, in_prec="int8", pool=(4, 3)),
+              conv(rng, "conv1", c, c, in_prec="bin", shortcut=shortcut, pad_bit=pad_bit),
+              conv(rng, "conv2", c, c, in_prec="bin", shortcut=shortcut),
+              conv(rng, "conv3", c, c, in_prec="bin", dilation=(2, 2), padding=(2, 2), out="int8")]
+    layers[-1]["mul"] = rng.integers(1, 40, c)        # int8 outputs spread over 0..127
+    layers[-1]["add"] = rng.integers(0, 1 << 13, c)
+    layers[-1]["shift"] = 7
+    layers += head(rng, c, n_classes)
+    return {"name": f"wide_kws{seed}_{c}", "classes": [f"k{i}" for i in range(n_classes)],
+            "input": {"prec": "int8", "shape": [1, 101, 40]}, "layers": layers}

@@ -1,0 +1,584 @@
+"""The layer engine: one XNOR-popcount datapath that steps through a network's binary 3x3 layers, with
+the activation maps in block RAM and the weights in a loadable weight memory (SPRAM on the iCE40
+UP5K). The second accelerator style, for wide networks that the layer-per-unit pipeline cannot hold.
+
+It computes exactly :meth:`kwsbnn.sw.golden.GoldenModel._conv` for each of its layers in turn
+(docs/integer-network.md): ``bin`` x ``bin`` convolutions without pooling, with padding by each
+layer's ``pad_bit``, stride, dilation, window order ``k = (a * kf + b) * C + i``, and ``out: bits``
+(direction and threshold per channel, the threshold chosen by the input bit of the same channel and
+position with ``shortcut: bit``); the last layer may have ``out: int8`` instead: it then emits
+mismatch counts, as :class:`~kwsbnn.hw.conv.StreamedConv` does with ``out="count"``, for
+:class:`~kwsbnn.hw.serial_tail.SerialRequantTail`. Every layer has ``C`` input and ``C`` output
+channels.
+
+Streams:
+- ``i : In(stream.Signature(C))``: the first engine layer's input, one transfer per position
+  ``(t, f)``, t-major, ``T * F`` per inference, bit ``c`` = channel ``c``;
+- ``o : Out(...)``: the last layer's output: one transfer per output position with its ``C`` bits,
+  or (``out: int8``) one transfer per fold with ``pe`` counts of :attr:`count_width` bits (lane ``p``
+  = channel ``nf * pe + p``, ``acc = K - 2 d``);
+- ``wl : In(stream.Signature(64))``: the loader port. After power-up the engine takes nothing on
+  ``i`` until it has received the :meth:`image` (:attr:`load_words` words of 64 bits, in order); the
+  first :attr:`weight_words` go to the weight memory, the rest (thresholds) to a block RAM. The
+  loader's address and its ``loaded`` flag are not reset by ``rst`` (the weight memory keeps its
+  contents), so a reset needs no reload.
+
+Memories:
+- **Activation maps**: one block RAM of ``C``-bit words, two regions of ``N`` words (``N`` = the
+  largest map of the engine's layers, ``T * F`` positions); layer ``l`` reads region ``l mod 2``
+  and writes its output bits to region ``(l + 1) mod 2`` (the last layer to ``o``). The input goes
+  into region 0, once the previous inference has finished with it. :attr:`map_bits` = ``2 N C``.
+- **Weights**: word ``wbase_l + nf * SF + sf`` holds lane ``p`` bits ``p * simd + j`` =
+  ``w_l[nf * pe + p, sf * simd + j]``; ``pe * simd <= 64`` lanes (the 64-bit port of four
+  SB_SPRAM256KA side by side on iCE40, :class:`WeightMemory`).
+- **Thresholds**: per bit-output layer and fold, ``pe`` lanes of ``1 + 2 * bits_for(K + 1)`` bits:
+  an inversion bit and two mismatch-count bounds (for shortcut bit 0 and 1; the same twice without
+  shortcut): ``y = (d < v[s]) ^ inv`` with ``d`` the mismatch count (see StreamedConv).
+
+Datapath and timing: a 4-stage pipeline (issue the map and weight addresses -> XNOR and popcounts
+of 16-bit groups -> their sum accumulated, ``pe`` lanes of ``simd`` bits -> threshold and collect
+the position's bits). Per output position, for each neuron fold ``nf`` (``NF = C / pe``) and SIMD
+fold ``sf`` (``SF = kt kf C / simd``), one map word (a ``simd``-bit chunk of a tap; the pad bits
+where the tap is in the padding) and one weight word per cycle. Cycles per layer ``l``:
+``T'_l F'_l P_l`` with ``P_l = NF * SF + max(0, 5 - SF)`` (bit outputs), ``NF * max(SF, 5)``
+(counts, each taken at once); between layers the pipeline
+drains (:data:`LAYER_OVERHEAD` cycles) because the next layer reads what this one wrote. So an
+inference takes :attr:`compute_cycles` = ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD`` cycles of
+computation, i.e. ``positions x C_out x ceil(9C / lanes) + 5`` per 3x3 layer (``lanes = pe * simd``),
+after its input has arrived; the input of the next inference is taken only after that, so back to
+back at one input position per cycle an inference takes :attr:`cycles_per_inference` = ``T F +
+compute_cycles`` cycles, exactly (:func:`kwsbnn.hw.cost.engine_costs` gives the whole network's).
+Latency from the last read of a position to its output: 4 cycles. No combinational path from
+``o.ready``, ``i.valid`` or ``wl.valid`` to a ready.
+
+Resources (iCE40, 25 x 13 maps, three layers, ``synth_ice40`` and nextpnr ``--pack-only``): 64
+channels at 64 lanes 1,245 logic cells, 14 block RAMs (maps 12, thresholds 2) and 4 SPRAMs; 128
+channels 1,674 and 26 block RAMs.
+
+Members: ``i``, ``o``, ``wl`` as above; ``map_we``, ``map_layer``, ``map_data`` (outputs: the map
+writes of the layers before the last, for simulation taps).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import bits_for, int_pair, popcount, signed_width
+
+#: Width of a weight-memory word (and of the loader port): four 16-bit SB_SPRAM256KA side by side.
+WORD_BITS = 64
+#: Words one weight memory holds: 16K words of 64 bits (4 x SB_SPRAM256KA, 1 Mbit).
+SPRAM_WORDS = 16384
+#: Cycles between the last read of a layer and the first read of the next (pipeline drain).
+LAYER_OVERHEAD = 5
+
+
+class WeightMemory(wiring.Component):
+    """A single-port memory of ``depth`` words of ``width`` bits (at most 64 x 16384), read with one
+    cycle of latency like a synchronous block RAM: ``rdata`` holds the word at the ``addr`` of the
+    previous cycle; with ``we``, ``wdata`` is written at ``addr`` instead.
+
+    With ``spram=True``, or by default on an iCE40 UP platform (``platform.device`` starting with
+    ``iCE40UP``), it is ``ceil(width / 16)`` SB_SPRAM256KA instances side by side (16K x 16 bits each;
+    not initialised by the bitstream); otherwise (simulation, ECP5) a ``lib.memory.Memory`` that
+    starts with zeros.
+
+    Members: ``addr : In(range(depth))``, ``wdata : In(width)``, ``we : In(1)``, ``rdata : Out(width)``.
+    """
+
+    def __init__(self, width: int = WORD_BITS, depth: int = SPRAM_WORDS, *, spram: bool | None = None):
+        self._spram = spram
+        if not 1 <= width <= WORD_BITS or not 1 <= depth <= SPRAM_WORDS:
+            raise ValueError(f"weight memory: {width} x {depth} exceeds {WORD_BITS} x {SPRAM_WORDS}")
+        self._width, self._depth = int(width), int(depth)
+        super().__init__({"addr": In(range(self._depth)), "wdata": In(self._width), "we": In(1),
+                          "rdata": Out(self._width)})
+
+    @property
+    def spram_blocks(self) -> int:
+        """SB_SPRAM256KA instances on iCE40: one per 16 bits of width."""
+        return (self._width + 15) // 16
+
+    def elaborate(self, platform):
+        m = Module()
+        spram = self._spram
+        if spram is None:
+            spram = str(getattr(platform, "device", "")).startswith("iCE40UP")
+        if spram:
+            for n in range(self.spram_blocks):
+                lo, hi = 16 * n, min(16 * n + 16, self._width)
+                dout = Signal(16, name=f"spram{n}_dout")
+                m.submodules[f"spram{n}"] = Instance(
+                    "SB_SPRAM256KA", i_ADDRESS=self.addr.as_unsigned() if len(self.addr) == 14
+                    else Cat(self.addr, Const(0, 14 - len(self.addr))),
+                    i_DATAIN=Cat(self.wdata[lo:hi], Const(0, 16 - (hi - lo))), i_MASKWREN=Const(0xF, 4),
+                    i_WREN=self.we, i_CHIPSELECT=Const(1, 1), i_CLOCK=ClockSignal("sync"),
+                    i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1), i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
+                m.d.comb += self.rdata[lo:hi].eq(dout[:hi - lo])
+            return m
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(self._width), depth=self._depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(transparent_for=())
+        m.d.comb += [wp.addr.eq(self.addr), wp.data.eq(self.wdata), wp.en.eq(self.we),
+                     rp.addr.eq(self.addr), self.rdata.eq(rp.data)]
+        return m
+
+
+@dataclass(frozen=True)
+class EngineLayer:
+    """The geometry and integers of one engine layer (see :func:`engine_layers`)."""
+    name: str
+    t: int
+    f: int
+    kt: int
+    kf: int
+    st: int
+    sf: int
+    dt: int
+    df: int
+    pt: int
+    pf: int
+    pad: int
+    shortcut: bool
+    count: bool                  # out: int8 (counts out, no thresholds)
+    weights: np.ndarray          # [C, K] bits
+    direction: np.ndarray | None
+    threshold: np.ndarray | None  # [C, 1 or 2]
+
+    @property
+    def to(self) -> int:
+        return (self.t + 2 * self.pt - self.dt * (self.kt - 1) - 1) // self.st + 1
+
+    @property
+    def fo(self) -> int:
+        return (self.f + 2 * self.pf - self.df * (self.kf - 1) - 1) // self.sf + 1
+
+    @property
+    def positions(self) -> int:
+        return self.to * self.fo
+
+
+def engine_layers(layers, channels: int, frames: int, coeffs: int) -> list[EngineLayer]:
+    """Engine layers from deployable conv layer dicts (binary, ``channels`` in and out, no pooling,
+    bits out except the last, which may have ``out: int8`` without shortcut), the first reading a
+    ``channels x frames x coeffs`` map. ``ValueError`` names what does not fit."""
+    out = []
+    t, f = int(frames), int(coeffs)
+    for n, layer in enumerate(layers):
+        name = layer["name"]
+        if layer.get("in_prec", "bin") != "bin" or layer["w_prec"] != "bin":
+            raise ValueError(f"{name}: the engine takes binary inputs and weights only")
+        if layer["in_channels"] != channels or layer["out_channels"] != channels:
+            raise ValueError(f"{name}: the engine needs {channels} input and output channels, got "
+                             f"{layer['in_channels']} -> {layer['out_channels']}")
+        if layer.get("pool"):
+            raise ValueError(f"{name}: the engine has no pooling")
+        count = layer["out"] == "int8"
+        if count and n != len(layers) - 1:
+            raise ValueError(f"{name}: an int8 output only in the last layer")
+        sc = layer.get("shortcut", "none")
+        if sc not in ("none", "bit") or (count and sc != "none"):
+            raise ValueError(f"{name}: shortcut {sc!r} is not supported here")
+        kt, kf = int_pair("engine", "kernel", layer["kernel"], 1)
+        st, sf = int_pair("engine", "stride", layer.get("stride", (1, 1)), 1)
+        dt, df = int_pair("engine", "dilation", layer.get("dilation", (1, 1)), 1)
+        pt, pf = int_pair("engine", "padding", layer.get("padding", (0, 0)), 0)
+        w = np.asarray(layer["weights"], dtype=np.int64)
+        if w.shape != (channels, channels * kt * kf):
+            raise ValueError(f"{name}: weights of shape {list(w.shape)}")
+        el = EngineLayer(name=name, t=t, f=f, kt=kt, kf=kf, st=st, sf=sf, dt=dt, df=df, pt=pt, pf=pf,
+                         pad=int(layer.get("pad_bit", 0)), shortcut=sc == "bit", count=count,
+                         weights=w, direction=None if count else np.asarray(layer["direction"]),
+                         threshold=None if count else np.asarray(layer["threshold"]))
+        if el.to < 1 or el.fo < 1:
+            raise ValueError(f"{name}: the kernel does not fit the padded {t} x {f} map")
+        if el.shortcut and ((st, sf) != (1, 1) or (el.to, el.fo) != (t, f) or pt % dt or pf % df):
+            raise ValueError(f"{name}: a shortcut needs stride 1, the 'same' output size and an odd kernel")
+        out.append(el)
+        t, f = el.to, el.fo
+    if not out:
+        raise ValueError("the engine needs at least one layer")
+    return out
+
+
+def _table(values, index):
+    """``values[index]`` for a list of per-layer constants: a constant when they are all equal."""
+    values = [int(v) for v in values]
+    lo_, hi_ = min(values), max(values)
+    shape = signed(signed_width(lo_, hi_)) if lo_ < 0 else unsigned(bits_for(hi_))
+    if lo_ == hi_:
+        return Const(lo_, shape)
+    return Array(Const(v, shape) for v in values)[index]
+
+
+class LayerEngine(wiring.Component):
+    def __init__(self, layers, *, channels: int, frames: int, coeffs: int, pe: int = 1,
+                 simd: int | None = None, spram: bool | None = None, name: str = "engine"):
+        self._MustUse__silence = True        # a refused configuration is not an unused unit
+        self._name = name
+        self._spram = spram
+        self._c = int(channels)
+        self._geo = engine_layers(layers, self._c, frames, coeffs)
+        self._pe = int(pe)
+        self._simd = int(simd or min(self._c, WORD_BITS))
+        if self._pe < 1 or self._c % self._pe:
+            raise ValueError(f"{name}: pe={pe} must divide the {self._c} channels")
+        if self._simd < 1 or self._c % self._simd:
+            raise ValueError(f"{name}: simd={self._simd} must divide the {self._c} channels")
+        if self._pe * self._simd > WORD_BITS:
+            raise ValueError(f"{name}: pe x simd = {self._pe * self._simd} lanes exceed the "
+                             f"{WORD_BITS}-bit weight word")
+        pe, simd = self._pe, self._simd
+        self._cs = self._c // simd
+        self._nf = self._c // pe
+        kmax = max(g.kt * g.kf * self._c for g in self._geo)
+        self._vw = bits_for(kmax + 1)
+        self._lane = 1 + 2 * self._vw
+        if pe * self._lane > WORD_BITS:
+            raise ValueError(f"{name}: pe={pe} threshold lanes exceed a {WORD_BITS}-bit word")
+        self._n = max(max(g.t * g.f, g.positions) for g in self._geo)
+        # Weight and threshold images.
+        self._wwords, self._twords, self._wbase, self._tbase = [], [], [], []
+        for g in self._geo:
+            k = g.kt * g.kf * self._c
+            sfn = k // simd
+            self._wbase.append(len(self._wwords))
+            self._tbase.append(len(self._twords))
+            for nfi in range(self._nf):
+                for sfi in range(sfn):
+                    word = 0
+                    for p in range(pe):
+                        row = g.weights[nfi * pe + p, sfi * simd:(sfi + 1) * simd]
+                        for j, bit in enumerate(row):
+                            word |= int(bit) << (p * simd + j)
+                    self._wwords.append(word)
+            if g.count:
+                continue
+            s = 2 if g.shortcut else 1
+            direction = np.asarray(g.direction).astype(np.int64).reshape(self._c)
+            threshold = np.asarray(g.threshold).astype(np.int64).reshape(self._c, s)
+            for nfi in range(self._nf):
+                word = 0
+                for p in range(pe):
+                    c = nfi * pe + p
+                    inv = 0 if direction[c] > 0 else 1
+                    field = inv
+                    for sv in range(2):
+                        t = int(threshold[c, min(sv, s - 1)])
+                        v = (k - t) // 2 + 1 if not inv else -((t - k) // 2)
+                        field |= min(max(v, 0), k + 1) << (1 + sv * self._vw)
+                    word |= field << (p * self._lane)
+                self._twords.append(word)
+        if len(self._wwords) > SPRAM_WORDS:
+            raise ValueError(f"{name}: {len(self._wwords)} weight words exceed the {SPRAM_WORDS} of "
+                             f"the weight memory")
+        last = self._geo[-1]
+        self._count = last.count
+        self._aw = bits_for(kmax)
+        self._ow = bits_for(kmax) + 1
+        out_width = pe * self._ow if self._count else self._c
+        super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(out_width)),
+                          "wl": In(stream.Signature(WORD_BITS)),
+                          "map_we": Out(1), "map_layer": Out(range(len(self._geo))),
+                          "map_data": Out(self._c)})
+        self._MustUse__silence = False
+
+    # Figures.
+    @property
+    def layers(self) -> list[EngineLayer]:
+        return list(self._geo)
+
+    @property
+    def lanes(self) -> int:
+        return self._pe * self._simd
+
+    @property
+    def count_width(self) -> int:
+        """Width of one channel's count in the output (``out: int8`` last layer), zero-extended."""
+        return self._ow
+
+    def layer_cycles(self, g: EngineLayer) -> int:
+        """Cycles of layer ``g``: ``T' F' P`` (see the module docstring)."""
+        sfn = g.kt * g.kf * self._cs
+        p = self._nf * max(sfn, 5) if g.count else self._nf * sfn + max(0, 5 - sfn)
+        return g.positions * p
+
+    @property
+    def compute_cycles(self) -> int:
+        """Cycles of computation per inference: ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD``."""
+        return sum(self.layer_cycles(g) for g in self._geo) + LAYER_OVERHEAD * len(self._geo)
+
+    @property
+    def cycles_per_inference(self) -> int:
+        """``T F + compute_cycles``: cycles per inference back to back when the input comes at one
+        position per cycle and the output is taken at once (exact); the input is taken only while
+        the engine is idle."""
+        return self.input_positions + self.compute_cycles
+
+    @property
+    def input_positions(self) -> int:
+        return self._geo[0].t * self._geo[0].f
+
+    @property
+    def weight_words(self) -> int:
+        return len(self._wwords)
+
+    @property
+    def threshold_words(self) -> int:
+        return len(self._twords)
+
+    @property
+    def load_words(self) -> int:
+        return len(self._wwords) + len(self._twords)
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of the weight memory in use: ``weight_words x 64``."""
+        return self.weight_words * WORD_BITS
+
+    @property
+    def threshold_bits(self) -> int:
+        return self.threshold_words * self._pe * self._lane
+
+    @property
+    def map_bits(self) -> int:
+        """Activation-map block RAM: two regions of ``N`` words of ``C`` bits."""
+        return 2 * self._n * self._c
+
+    def image(self) -> list[int]:
+        """The loader's words, in order: the weight words, then the threshold words."""
+        return list(self._wwords) + list(self._twords)
+
+    def elaborate(self, platform):
+        m = Module()
+        geo, nl = self._geo, len(self._geo)
+        c_n, pe, simd, cs, nf_n, n_map = self._c, self._pe, self._simd, self._cs, self._nf, self._n
+        n_w, n_t = len(self._wwords), len(self._twords)
+        n_load = n_w + n_t
+
+        # Memories.
+        m.submodules.maps = maps = memory.Memory(shape=unsigned(c_n), depth=2 * n_map, init=[],
+                                                 attrs={"no_rw_check": 1})
+        mwp = maps.write_port()
+        mrp = maps.read_port(transparent_for=())
+        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w), spram=self._spram)
+        lane_w = self._lane
+        if n_t:
+            m.submodules.tmem = tmem = memory.Memory(shape=unsigned(pe * lane_w), depth=max(2, n_t),
+                                                     init=[])
+            twp = tmem.write_port()
+            trp = tmem.read_port(transparent_for=())
+
+        # Loader (survives reset, as the weight memory's contents do).
+        laddr = Signal(range(n_load + 1), reset_less=True)
+        loaded = Signal(reset_less=True)
+        lfire = self.wl.valid & ~loaded
+        m.d.comb += self.wl.ready.eq(~loaded)
+        with m.If(lfire):
+            m.d.sync += laddr.eq(laddr + 1)
+            with m.If(laddr == n_load - 1):
+                m.d.sync += loaded.eq(1)
+        waddr = Signal(range(max(2, n_w)), init=self._wbase[0])
+        m.d.comb += [wmem.addr.eq(Mux(loaded, waddr, laddr)), wmem.wdata.eq(self.wl.payload),
+                     wmem.we.eq(lfire & (laddr < n_w))]
+        if n_t:
+            m.d.comb += [twp.addr.eq(laddr - n_w), twp.data.eq(self.wl.payload),
+                         twp.en.eq(lfire & (laddr >= n_w))]
+
+        # Per-layer constants.
+        li = Signal(range(nl))
+
+        def tab(fn, index=li):
+            return _table([fn(g) for g in geo], index)
+
+        # Walk state of the issue stage.
+        g0 = geo[0]
+        tmax = max(g.t for g in geo)
+        fmax = max(g.f for g in geo)
+        lo_w = signed_width(-max(g.pt for g in geo) - 1, tmax + max(g.st for g in geo) + 1)
+        rowa_lo = -max(g.pt * g.f for g in geo) - 1
+        rowa_hi = max((g.t + g.st + g.kt * g.dt) * g.f for g in geo) + 1
+        col_w = signed_width(-max(g.pf for g in geo) - 1, fmax + max(g.sf + g.kf * g.df for g in geo) + 1)
+        running = Signal()
+        draining = Signal()
+        in_full = Signal()
+        ot = Signal(range(max(g.to for g in geo)))
+        of = Signal(range(max(g.fo for g in geo)))
+        nf = Signal(range(nf_n))
+        a = Signal(range(max(g.kt for g in geo)))
+        b = Signal(range(max(g.kf for g in geo)))
+        j = Signal(range(cs))
+        lo = Signal(signed(lo_w), init=-g0.pt)
+        row = Signal(signed(lo_w), init=-g0.pt)
+        lo_a = Signal(signed(signed_width(rowa_lo, rowa_hi)), init=-g0.pt * g0.f)
+        row_a = Signal(signed(signed_width(rowa_lo, rowa_hi)), init=-g0.pt * g0.f)
+        fcol = Signal(signed(col_w), init=-g0.pf)
+        col = Signal(signed(col_w), init=-g0.pf)
+
+        is_count = tab(lambda g: g.count)
+        is_last = li == nl - 1
+        last_j = j == cs - 1
+        last_b = b == tab(lambda g: g.kf - 1)
+        last_a = a == tab(lambda g: g.kt - 1)
+        last_sf = last_j & last_b & last_a
+        first_sf = (j == 0) & (b == 0) & (a == 0)
+        fin = last_sf & (nf == nf_n - 1)
+        real = (row >= 0) & (row < tab(lambda g: g.t)) & (col >= 0) & (col < tab(lambda g: g.f))
+
+        # Pipeline stage registers.
+        b_valid, b_first, b_last, b_fin, b_real = Signal(), Signal(), Signal(), Signal(), Signal()
+        b_j = Signal(range(cs))
+        b_nf = Signal(range(nf_n))
+        b2_valid, b2_first, b2_last, b2_fin = Signal(), Signal(), Signal(), Signal()
+        b2_nf = Signal(range(nf_n))
+        c_valid, c_fin = Signal(), Signal()
+        oval = Signal()            # o.valid
+        wpend = Signal()           # the output register holds a position to write into the map
+
+        out_ok_bits = (~oval & ~wpend & ~(b_valid & b_fin) & ~(b2_valid & b2_fin)
+                       & ~(c_valid & c_fin))
+        out_ok_count = ~oval & ~(b_valid & b_last) & ~(b2_valid & b2_last) & ~c_valid
+        issue = Signal()
+        m.d.comb += issue.eq(running & ~draining & Mux(is_count, ~last_sf | out_ok_count,
+                                                         ~(last_sf & (nf == 0)) | out_ok_bits))
+
+        m.d.comb += mrp.addr.eq(_table([(n % 2) * n_map for n in range(nl)], li) + row_a + col)
+        # Shortcut: lane p of fold nf needs channel nf*pe + p at the centre tap.
+        b_cap = Signal(pe)
+        a0 = tab(lambda g: g.pt // g.dt if g.shortcut else 0)
+        b0 = tab(lambda g: g.pf // g.df if g.shortcut else 0)
+        for p in range(pe):
+            jj = _table([(n * pe + p) // simd for n in range(nf_n)], nf)
+            m.d.sync += b_cap[p].eq(issue & (a == a0) & (b == b0) & (j == jj))
+        m.d.sync += [b_valid.eq(issue), b_first.eq(first_sf), b_last.eq(last_sf), b_fin.eq(fin),
+                     b_j.eq(j), b_nf.eq(nf), b_real.eq(real)]
+
+        def init_walk(index):
+            pt, pf, f = (tab(lambda g: g.pt, index), tab(lambda g: g.pf, index),
+                         tab(lambda g: g.f, index))
+            pta = tab(lambda g: g.pt * g.f, index)
+            return [lo.eq(-pt), row.eq(-pt), lo_a.eq(-pta), row_a.eq(-pta), fcol.eq(-pf),
+                    col.eq(-pf), waddr.eq(_table(self._wbase, index))]
+
+        with m.If(issue):
+            m.d.sync += waddr.eq(Mux(fin, _table(self._wbase, li), waddr + 1))
+            with m.If(~last_j):
+                m.d.sync += j.eq(j + 1)
+            with m.Else():
+                m.d.sync += j.eq(0)
+                with m.If(~last_b):
+                    m.d.sync += [b.eq(b + 1), col.eq(col + tab(lambda g: g.df))]
+                with m.Else():
+                    m.d.sync += [b.eq(0), col.eq(fcol)]
+                    with m.If(~last_a):
+                        m.d.sync += [a.eq(a + 1), row.eq(row + tab(lambda g: g.dt)),
+                                     row_a.eq(row_a + tab(lambda g: g.dt * g.f))]
+                    with m.Else():
+                        m.d.sync += [a.eq(0), row.eq(lo), row_a.eq(lo_a)]
+                        with m.If(nf != nf_n - 1):
+                            m.d.sync += nf.eq(nf + 1)
+                        with m.Else():
+                            m.d.sync += nf.eq(0)
+                            sfc = tab(lambda g: g.sf)
+                            with m.If(of != tab(lambda g: g.fo - 1)):
+                                m.d.sync += [of.eq(of + 1), fcol.eq(fcol + sfc), col.eq(fcol + sfc)]
+                            with m.Else():
+                                pf = tab(lambda g: g.pf)
+                                m.d.sync += [of.eq(0), fcol.eq(-pf), col.eq(-pf)]
+                                with m.If(ot != tab(lambda g: g.to - 1)):
+                                    st, sta = tab(lambda g: g.st), tab(lambda g: g.st * g.f)
+                                    m.d.sync += [ot.eq(ot + 1), lo.eq(lo + st), row.eq(lo + st),
+                                                 lo_a.eq(lo_a + sta), row_a.eq(lo_a + sta)]
+                                with m.Else():
+                                    m.d.sync += [ot.eq(0), draining.eq(1)]
+
+        # Stage B: map chunk (pad bits in the padding) XNOR weights, popcount, accumulate.
+        word = mrp.data
+        chunk = word.word_select(b_j, simd) if cs > 1 else word
+        pad = tab(lambda g: g.pad)
+        x = Signal(simd)
+        m.d.comb += x.eq(Mux(b_real, chunk, pad.replicate(simd)))
+        # Stage B: XOR and popcounts of 16-bit groups, registered; stage B2: their sum, accumulated
+        # (one XNOR-popcount of 64 bits and its accumulation in one cycle held the iCE40 to 20 MHz).
+        groups = [(g0, min(g0 + 16, simd)) for g0 in range(0, simd, 16)]
+        part_w = bits_for(16)
+        parts = [[Signal(part_w, name=f"part{p}_{n}") for n in range(len(groups))] for p in range(pe)]
+        acc = [Signal(self._aw, name=f"acc{p}") for p in range(pe)]
+        for p in range(pe):
+            xw = x ^ wmem.rdata[p * simd:(p + 1) * simd]
+            for (g0, g1), part in zip(groups, parts[p]):
+                m.d.sync += part.eq(popcount(xw[g0:g1]))
+            total = sum(parts[p][1:], parts[p][0]) if len(groups) > 1 else parts[p][0]
+            with m.If(b2_valid):
+                m.d.sync += acc[p].eq(Mux(b2_first, total, acc[p] + total))
+        m.d.sync += [b2_valid.eq(b_valid), b2_first.eq(b_first), b2_last.eq(b_last), b2_fin.eq(b_fin),
+                     b2_nf.eq(b_nf)]
+        scb = Signal(pe)
+        for p in range(pe):
+            ll = _table([(n * pe + p) % simd for n in range(nf_n)], b_nf)
+            with m.If(b_cap[p]):
+                m.d.sync += scb[p].eq(x.bit_select(ll, 1) if simd > 1 else x)
+        if n_t:
+            m.d.comb += trp.addr.eq(_table(self._tbase, li) + b2_nf)
+        m.d.sync += [c_valid.eq(b2_valid & b2_last), c_fin.eq(b2_valid & b2_fin)]
+
+        # Stage C: thresholds, collect the position's bits (or a fold's counts) in the output register.
+        obuf = Signal(c_n)
+        bits = Signal(pe)
+        if n_t:
+            for p in range(pe):
+                fld = trp.data[p * lane_w:(p + 1) * lane_w]
+                v = Mux(scb[p], fld[1 + self._vw:1 + 2 * self._vw], fld[1:1 + self._vw])
+                m.d.comb += bits[p].eq((acc[p] < v) ^ fld[0])
+        with m.If(c_valid & ~is_count):
+            m.d.sync += obuf.eq(Cat(obuf, bits)[pe:] if nf_n > 1 else bits)
+        cnt = Signal(pe * self._ow)
+        set_o = Signal()
+        if self._count:
+            with m.If(c_valid & is_count):
+                m.d.sync += cnt.eq(Cat(*(Cat(acc[p], Const(0, self._ow - self._aw)) for p in range(pe))))
+            m.d.comb += set_o.eq(c_valid & is_count)
+            m.d.comb += self.o.payload.eq(cnt)
+        else:
+            m.d.comb += set_o.eq(c_fin & is_last)
+            m.d.comb += self.o.payload.eq(obuf)
+        with m.If(set_o):
+            m.d.sync += oval.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += oval.eq(0)
+        m.d.comb += self.o.valid.eq(oval)
+        with m.If(c_fin & ~is_last):
+            m.d.sync += wpend.eq(1)
+        with m.Elif(wpend):
+            m.d.sync += wpend.eq(0)
+
+        # Map writes: the output register (priority), else the input stream into region 0.
+        wpos = Signal(range(n_map))
+        in_pos = Signal(range(self.input_positions))
+        m.d.comb += self.i.ready.eq(loaded & ~in_full & ~wpend)
+        in_fire = self.i.valid & self.i.ready
+        dst = _table([((n + 1) % 2) * n_map for n in range(nl)], li)
+        m.d.comb += [mwp.addr.eq(Mux(wpend, dst + wpos, in_pos)),
+                     mwp.data.eq(Mux(wpend, obuf, self.i.payload)), mwp.en.eq(wpend | in_fire),
+                     self.map_we.eq(wpend), self.map_layer.eq(li), self.map_data.eq(obuf)]
+        with m.If(wpend):
+            m.d.sync += wpos.eq(wpos + 1)
+        with m.If(in_fire):
+            with m.If(in_pos == self.input_positions - 1):
+                m.d.sync += [in_pos.eq(0), in_full.eq(1)]
+            with m.Else():
+                m.d.sync += in_pos.eq(in_pos + 1)
+
+        # Start an inference; after a layer's last read, drain, then the next layer (or done).
+        with m.If(~running & in_full & loaded):
+            m.d.sync += running.eq(1)
+        with m.If(draining & ~b_valid & ~b2_valid & ~c_valid & ~wpend):
+            m.d.sync += [draining.eq(0), wpos.eq(0)]
+            with m.If(is_last):
+                m.d.sync += [li.eq(0), running.eq(0), in_full.eq(0), *init_walk(Const(0, 1))]
+            with m.Else():
+                m.d.sync += [li.eq(li + 1), *init_walk(li + 1)]
+        return m

@@ -1,0 +1,216 @@
+"""The tail of the engine style after an int8 last layer, one channel at a time: requantization of the
+layer engine's mismatch counts, global sum pooling, the dense layer and argmax.
+
+Per inference it takes ``positions * C / lanes`` transfers: the last layer's counts in the engine's
+order (per output position, per fold ``nf``, ``lanes`` counts of ``count_width`` bits, lane ``p`` =
+channel ``nf * lanes + p``; :class:`kwsbnn.hw.engine.LayerEngine` with an int8 last layer). For every
+count ``d`` of channel ``c`` it computes (docs/integer-network.md, ``out: int8`` without shortcut;
+``acc = K - 2 d`` folded into the constants as the pipeline style's count path does)::
+
+    y = clamp((d * mul[c] + add[c]) >> shift, lo, hi),      g[c] += y
+
+with ``mul[c] = -2 mul_layer[c]`` and ``add[c] = K mul_layer[c] + add_layer[c]``, then, as
+:class:`~kwsbnn.hw.scores.GapDenseArgmax`, ``score[k] = sum_c w[k, c] * g[c] + bias[k]`` and the
+class of the largest score (lowest index on a tie). Unlike that unit it keeps ``g`` in a ``C``-word
+memory (unsigned when ``lo >= 0``) and the constants in a block-RAM ROM, and has one multiplier for the requantization and one
+for the dense layer: its size does not grow with the channels' parallel sums (at 64 channels the
+parallel tail and its requantization unit take about 3,000 iCE40 logic cells).
+
+Datapath: pooling, one channel per cycle in a three-stage pipeline (read the channel's constants
+and running sum, and take its count from the input register; the product; add, shift, clamp, add
+to the sum and write it back); a channel's sum is read again only ``C`` steps later, so ``C >= 4``.
+Then the dense loop (the running sums read from the memory) and argmax, a five-stage pipeline as in
+GapDenseArgmax.
+
+Throughput: one input transfer per ``lanes`` cycles (``i.ready`` is low while the input register
+holds a transfer); an inference takes at most ``positions * C + C * K + 9`` cycles when its input
+has no gaps. Latency from the last input transfer: ``lanes + C * K + 9`` cycles at most.
+
+Members: ``i : In(stream.Signature(lanes * count_width))``; ``o : Out(stream.Signature(layout))``
+with the layout of :func:`kwsbnn.hw.scores.result_layout`.
+"""
+
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import bits_for, signed_width
+from .scores import result_layout
+
+
+class SerialRequantTail(wiring.Component):
+    def __init__(self, mul, add, shift: int, *, lo: int, hi: int, count_width: int, lanes: int,
+                 positions: int, weights, bias, binary_weights: bool = False):
+        self._mul = np.asarray(mul, dtype=np.int64).reshape(-1)
+        self._add = np.asarray(add, dtype=np.int64).reshape(-1)
+        self._c = len(self._mul)
+        self._shift, self._lo, self._hi = int(shift), int(lo), int(hi)
+        self._cw, self._l, self._p = int(count_width), int(lanes), int(positions)
+        if self._c < 4:
+            raise ValueError(f"serial tail: {self._c} channels; it needs at least 4")
+        if self._l < 1 or self._c % self._l:
+            raise ValueError(f"serial tail: lanes={self._l} must divide the {self._c} channels")
+        if not (-128 <= self._lo <= self._hi <= 127) or self._shift < 0:
+            raise ValueError(f"serial tail: clamp [{lo}, {hi}] or shift {shift} out of range")
+        w = np.asarray(weights, dtype=np.int64)
+        if binary_weights:
+            w = 2 * w - 1
+        self._w = w
+        self._k = w.shape[0]
+        if w.shape[1] != self._c:
+            raise ValueError(f"serial tail: dense weights of shape {list(w.shape)} for {self._c} channels")
+        self._bias = np.asarray(bias, dtype=np.int64).reshape(self._k)
+        self._mw = signed_width(int(self._mul.min()), int(self._mul.max()))
+        self._adw = signed_width(int(self._add.min()), int(self._add.max()))
+        self._ww = signed_width(int(w.min()), int(w.max()))
+        self._glo, self._ghi = self._lo * self._p, self._hi * self._p
+        self._gw = signed_width(self._glo, self._ghi)
+        # The sums' memory: unsigned when they cannot be negative (a bit narrower: 16 bits hold
+        # 127 x 325, one block RAM instead of two).
+        self._gmw = bits_for(self._ghi) if self._glo >= 0 else self._gw
+        gmax = max(abs(self._glo), abs(self._ghi))
+        reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
+        self._sw = signed_width(-reach, reach)
+        self._layout = result_layout(self._k, self._sw)
+        super().__init__({"i": In(stream.Signature(self._l * self._cw)),
+                          "o": Out(stream.Signature(self._layout))})
+
+    @property
+    def score_width(self) -> int:
+        return self._sw
+
+    @property
+    def layout(self):
+        return self._layout
+
+    @property
+    def sum_width(self) -> int:
+        return self._gw
+
+    @property
+    def cycles_per_inference(self) -> int:
+        """At most ``positions * C + C * K + 9`` (input without gaps)."""
+        return self._p * self._c + self._c * self._k + 9
+
+    @property
+    def constant_bits(self) -> int:
+        """The requantization constants (ROM) and the dense weights (ROM)."""
+        return self._c * (self._mw + self._adw) + self._c * self._k * self._ww
+
+    def elaborate(self, platform):
+        m = Module()
+        cn, kn, ln, cw = self._c, self._k, self._l, self._cw
+        mw, adw, gw, ww, sw = self._mw, self._adw, self._gw, self._ww, self._sw
+
+        cinit = [(int(a) & ((1 << adw) - 1)) << mw | (int(mu) & ((1 << mw) - 1))
+                 for mu, a in zip(self._mul, self._add)]
+        m.submodules.crom = crom = memory.Memory(shape=unsigned(mw + adw), depth=cn, init=cinit,
+                                                 attrs={"ram_style": "block"})
+        crp = crom.read_port()
+        gshape = unsigned(self._gmw) if self._glo >= 0 else signed(gw)
+        m.submodules.gram = gram = memory.Memory(shape=gshape, depth=cn, init=[])
+        gwp = gram.write_port()
+        grp = gram.read_port(transparent_for=())
+        winit = [int(self._w[k, c]) & ((1 << ww) - 1) for k in range(kn) for c in range(cn)]
+        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(ww), depth=cn * kn, init=winit)
+        wrp = wrom.read_port()
+        bias = Array(Const(int(b), signed(sw)) for b in self._bias)
+
+        # Pooling: input register, one lane per cycle.
+        xin = Signal(ln * cw)
+        have = Signal()
+        lane = Signal(range(ln))
+        ch = Signal(range(cn))
+        pos = Signal(range(self._p))
+        pooling = Signal(init=1)
+        m.d.comb += self.i.ready.eq(pooling & ~have)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [xin.eq(self.i.payload), have.eq(1)]
+        step = pooling & have
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_ch = Signal(range(cn))
+        s1_d = Signal(cw)
+        m.d.sync += [s1_valid.eq(step), s1_ch.eq(ch), s1_first.eq(pos == 0),
+                     s1_last.eq((pos == self._p - 1) & (ch == cn - 1)),
+                     s1_d.eq(xin.word_select(lane, cw) if ln > 1 else xin)]
+        with m.If(step):
+            with m.If(lane == ln - 1):
+                m.d.sync += [lane.eq(0), have.eq(0)]
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
+            with m.If(ch == cn - 1):
+                m.d.sync += [ch.eq(0), pos.eq(Mux(pos == self._p - 1, 0, pos + 1))]
+                with m.If(pos == self._p - 1):
+                    m.d.sync += pooling.eq(0)
+            with m.Else():
+                m.d.sync += ch.eq(ch + 1)
+        # Stage 2: product, the offset and the running sum (0 at the first position).
+        s2_valid, s2_last = Signal(), Signal()
+        s2_ch = Signal(range(cn))
+        s2_prod = Signal(signed(cw + 1 + mw))
+        s2_add = Signal(signed(adw))
+        s2_g = Signal(signed(gw))
+        m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_valid & s1_last), s2_ch.eq(s1_ch),
+                     s2_prod.eq(s1_d * crp.data[:mw].as_signed()),
+                     s2_add.eq(crp.data[mw:].as_signed()), s2_g.eq(Mux(s1_first, 0, grp.data))]
+        # Stage 3: add, shift, clamp, accumulate, write back.
+        v = Signal(signed(max(cw + 1 + mw, adw) + 1))
+        y = Signal(signed(9))
+        m.d.comb += v.eq((s2_prod + s2_add) >> self._shift)
+        m.d.comb += y.eq(Mux(v < self._lo, self._lo, Mux(v > self._hi, self._hi, v)))
+        m.d.comb += [gwp.addr.eq(s2_ch), gwp.data.eq(s2_g + y), gwp.en.eq(s2_valid)]
+
+        # Dense loop and argmax (as GapDenseArgmax, the sums read from the memory).
+        dense = Signal()
+        c_idx, k_idx = Signal(range(cn)), Signal(range(kn))
+        addr = Signal(range(cn * kn))
+        issue_done = Signal()
+        d_valid, d_c, d_k = Signal(), Signal(range(cn)), Signal(range(kn))
+        e_valid, e_c, e_k = Signal(), Signal(range(cn)), Signal(range(kn))
+        e_w, e_g = Signal(signed(ww)), Signal(signed(gw))
+        f_valid, f_c, f_k = Signal(), Signal(range(cn)), Signal(range(kn))
+        f_p = Signal(signed(ww + gw))
+        h_valid, h_k, h_val = Signal(), Signal(range(kn)), Signal(signed(sw))
+        acc = Signal(signed(sw))
+        scores = [Signal(signed(sw), name=f"score{k}") for k in range(kn)]
+        best, best_val = Signal(range(kn)), Signal(signed(sw))
+        out_valid = Signal()
+
+        m.d.comb += [crp.addr.eq(ch), grp.addr.eq(Mux(dense, c_idx, ch)), wrp.addr.eq(addr)]
+        with m.If(s2_last):
+            m.d.sync += [dense.eq(1), c_idx.eq(0), k_idx.eq(0), addr.eq(0), issue_done.eq(0)]
+        with m.If(dense):
+            m.d.sync += [d_valid.eq(~issue_done), d_c.eq(c_idx), d_k.eq(k_idx)]
+            with m.If(~issue_done):
+                with m.If(c_idx == cn - 1):
+                    m.d.sync += c_idx.eq(0)
+                    with m.If(k_idx == kn - 1):
+                        m.d.sync += issue_done.eq(1)
+                    with m.Else():
+                        m.d.sync += [k_idx.eq(k_idx + 1), addr.eq(addr + 1)]
+                with m.Else():
+                    m.d.sync += [c_idx.eq(c_idx + 1), addr.eq(addr + 1)]
+            m.d.sync += [e_valid.eq(d_valid), e_c.eq(d_c), e_k.eq(d_k), e_w.eq(wrp.data.as_signed()),
+                         e_g.eq(grp.data)]
+            m.d.sync += [f_valid.eq(e_valid), f_c.eq(e_c), f_k.eq(e_k), f_p.eq(e_w * e_g)]
+            m.d.sync += h_valid.eq(0)
+            with m.If(f_valid):
+                total = Signal(signed(sw))
+                m.d.comb += total.eq(Mux(f_c == 0, bias[f_k], acc) + f_p)
+                m.d.sync += acc.eq(total)
+                with m.If(f_c == cn - 1):
+                    m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
+                    m.d.sync += [scores[kn - 1].eq(total), h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
+            with m.If(h_valid):
+                with m.If((h_k == 0) | (h_val > best_val)):
+                    m.d.sync += [best.eq(h_k), best_val.eq(h_val)]
+                with m.If(h_k == kn - 1):
+                    m.d.sync += [d_valid.eq(0), e_valid.eq(0), f_valid.eq(0), h_valid.eq(0),
+                                 dense.eq(0), out_valid.eq(1)]
+        with m.If(out_valid & self.o.ready):
+            m.d.sync += [out_valid.eq(0), pooling.eq(1)]
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.cls.eq(best)]
+        for k in range(kn):
+            m.d.comb += self.o.payload.scores[k].eq(scores[k])
+        return m
