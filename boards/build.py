@@ -39,7 +39,7 @@ class Board:
     default_mhz: float | None = None     # clock without --freq (None: the oscillator); one that
                                          # the default model meets timing at
     default_baud: int = 115200           # UART rate without --baud
-    default_model: str = "binary"        # the model the board runs without --model
+    default_model: str = "binary-ice40"        # the model the board runs without --model
 
 
 # UART rates: the iCEBreaker's FT2232H makes 1,000,000 baud exactly (12 MHz / 12) and the design's

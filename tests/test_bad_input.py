@@ -30,20 +30,20 @@ def canonical_with_bad(tmp_path_factory):
 
 
 def test_eval_names_skipped_files_and_strict_refuses(canonical_with_bad, capsys):
-    rc, out, err = main(capsys, "eval", "--model", "binary", "--data", str(canonical_with_bad), "--json")
+    rc, out, err = main(capsys, "eval", "--model", "binary-ice40", "--data", str(canonical_with_bad), "--json")
     assert rc == 0
     res = json.loads(out)
     assert res["skipped"]["count"] == 2 and res["n"] == 12
     assert {f["path"].rsplit("/", 1)[1] for f in res["skipped"]["files"]} == \
         {"0000bad0_nohash_0.wav", "0000bad1_nohash_0.wav"}
     assert "skipped 2 unusable WAV files" in err and "sample rate 8000 Hz" in err
-    rc, out, err = main(capsys, "eval", "--model", "binary", "--data", str(canonical_with_bad), "--strict")
+    rc, out, err = main(capsys, "eval", "--model", "binary-ice40", "--data", str(canonical_with_bad), "--strict")
     assert rc == 2 and out == "" and "Traceback" not in err
     assert "2 unusable WAV files (--strict)" in err and "hint:" in err
 
 
 def test_split_all_on_the_canonical_test_set_is_every_clip(canonical_with_bad, capsys):
-    rc, out, _ = main(capsys, "eval", "--model", "binary", "--data", str(canonical_with_bad),
+    rc, out, _ = main(capsys, "eval", "--model", "binary-ice40", "--data", str(canonical_with_bad),
                       "--split", "all", "--json")
     assert rc == 0 and json.loads(out)["n"] == 12
 

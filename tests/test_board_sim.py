@@ -37,7 +37,7 @@ def test_board_stream_real_shape(tmp_path):
     in real time (a frame per 10 ms), a decision every 2 frames, it keeps up: 50 decisions/s and
     no frame held back by the flow control."""
     from kwsbnn.boards.build import board_folding
-    dep = deployable("binary")
+    dep = deployable("binary-ice40")
     folding = board_folding(dep, "icebreaker", freq_mhz=24)
     res = simulate_stream(dep, tmp_path, clk_freq=24e6, baud=1_000_000, timeout=0.005, stride=1,
                           frames=101 + 6, folding=folding)

@@ -76,7 +76,7 @@ def test_shipped_binary_with_its_pooling_folded_in_equals_golden_and_is_on_time(
     from kwsbnn.hw.folding import for_budget
     from kwsbnn.sim.network import simulate
     from kwsbnn.sw.export import deployable
-    dep = deployable("binary")
+    dep = deployable("binary-ice40")
     folding = for_budget(dep, "icebreaker", clk_hz=24e6)
     assert folding["conv0"].get("boxsum")
     model = layer_costs(dep, folding)["cycles_per_inference"]

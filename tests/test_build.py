@@ -42,7 +42,7 @@ def test_shipped_binary_model_fits_the_icebreaker_at_24_mhz(tmp_path):
     """The recommended binary model with the host-protocol top: the folding chosen for the board
     fits (logic cells, block RAM), meets timing at 24 MHz from the PLL and runs in real time."""
     out = tmp_path / "ice-binary"
-    rep = _build(out, "--model", "binary", "--freq", "24")
+    rep = _build(out, "--model", "binary-ice40", "--freq", "24")
     assert (out / "kws.bin").is_file()
     assert rep["resources"]["logic_cells"]["used"] <= 5280
     assert rep["resources"]["block_ram"]["used"] <= 30
@@ -67,7 +67,7 @@ def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
     assert BOARDS["icebreaker"].default_mhz == 24.0
     clk, pll = clock_plan(BOARDS["icebreaker"], 12e6, 24.0)
     assert clk == 24e6 and pll is not None
-    assert {b.default_model for b in BOARDS.values()} == {"binary"}
+    assert {b.default_model for b in BOARDS.values()} == {"binary-ice40"}
 
 
 def test_build_help_states_the_defaults(capsys):
@@ -78,7 +78,7 @@ def test_build_help_states_the_defaults(capsys):
         main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "24 MHz on the icebreaker" in text and "60 MHz on the ulx3s-85f" in text
-    assert "binary on the icebreaker" in text
+    assert "binary-ice40 on the icebreaker" in text
 
 
 def test_rate_option_errors(tmp_path, capsys):
@@ -101,7 +101,7 @@ def test_board_folding_with_a_rate_is_the_one_the_build_and_demo_use():
     from kwsbnn.boards.build import board_folding
     from kwsbnn.hw.cost import layer_costs
     from kwsbnn.sw.export import deployable
-    dep = deployable("binary")
+    dep = deployable("binary-ice40")
     fastest = board_folding(dep, "ulx3s-85f")
     fast = layer_costs(dep, fastest)["cycles_per_inference"]
     slow = board_folding(dep, "ulx3s-85f", rate=60e6 / (4 * fast))

@@ -78,7 +78,7 @@ def test_argument_errors(clips, tmp_path, capsys):
 
 
 def test_run_against_a_simulated_board(clips, monkeypatch, capsys):
-    dep = deployable("binary")
+    dep = deployable("binary-ice40")
     board = fake_board(dep)
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
     rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--golden", "--json", str(clips)])
@@ -100,7 +100,7 @@ def test_run_against_a_simulated_board(clips, monkeypatch, capsys):
 
 
 def test_golden_disagreement_is_reported(clips, monkeypatch, capsys):
-    dep = deployable("binary")
+    dep = deployable("binary-ice40")
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: fake_board(dep, corrupt=True))
     rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--golden", str(clips / "c0.wav")])
     out = capsys.readouterr().out
@@ -108,7 +108,7 @@ def test_golden_disagreement_is_reported(clips, monkeypatch, capsys):
 
 
 def test_board_with_another_model(clips, monkeypatch, capsys):
-    dep = deployable("binary")
+    dep = deployable("binary-ice40")
     tiny_id = p.model_id(deployable("tiny"))
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: fake_board(dep, model_id=tiny_id))
     rc = cli.main(["run", "--port", "fake0", "--model", "binary", str(clips / "c0.wav")])
@@ -137,7 +137,7 @@ def test_silent_board_times_out_clearly(clips, monkeypatch, capsys):
 
 def test_stream_against_a_simulated_board(clips, tmp_path, monkeypatch, capsys):
     from fixtures import tone_clip, write_wav
-    dep = deployable("binary")
+    dep = deployable("binary-ice40")
     board = fake_board(dep, stride=3)
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
     rng = np.random.default_rng(7)
@@ -209,7 +209,7 @@ def test_default_baud_is_the_boards(clips, monkeypatch, capsys):
 
     def port(name, baud):
         bauds.append(baud)
-        return fake_board(deployable("binary"))
+        return fake_board(deployable("binary-ice40"))
     monkeypatch.setattr(run_cmd, "open_port", port)
     for extra, want in (([], 1_000_000), (["--board", "ulx3s-85f"], 3_000_000),
                         (["--baud", "115200"], 115200)):

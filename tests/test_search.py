@@ -198,7 +198,7 @@ def test_tiny_search_end_to_end(data, tmp_path, capsys):
     from kwsbnn.paths import MODELS
     if (MODELS / "binary.pt").is_file():
         shipped = {s["model"]: s for s in rep["shipped"]}
-        assert shipped["binary"]["cycles"] > 0 and shipped["binary"]["weight_bits"] > 0
+        assert shipped["binary-ice40"]["cycles"] > 0 and shipped["binary-ice40"]["weight_bits"] > 0
 
     # export a Pareto point: a deployable folder the golden model runs, equal to the torch model
     number = rep["pareto"][0]["number"]

@@ -62,7 +62,7 @@ def test_harness_exposes_only_its_ports():
 
 
 def test_waves_needs_the_rtl_engine(tmp_path, capsys):
-    code = main(["eval", "--model", "binary", "--data", str(tmp_path), "--waves", str(tmp_path / "w")])
+    code = main(["eval", "--model", "binary-ice40", "--data", str(tmp_path), "--waves", str(tmp_path / "w")])
     assert code == 2
     assert "--waves needs --engine rtl" in capsys.readouterr().err
 

@@ -25,8 +25,8 @@ The UART rate must be the bitstream's: --baud, or the default of --board (icebre
 ulx3s-85f: 3000000, the defaults of `kwsbnn build`).
 
 Examples:
-  kwsbnn run --port /dev/ttyUSB1 --model binary clip.wav
-  kwsbnn run --port /dev/ttyUSB1 --model binary --stream --golden recording.wav
+  kwsbnn run --port /dev/ttyUSB1 --model binary-ice40 clip.wav
+  kwsbnn run --port /dev/ttyUSB1 --model binary-ice40 --stream --golden recording.wav
   kwsbnn run --port /dev/ttyUSB1 --model runs/bin/best.pt --golden --json speech_commands/yes
 (the iCEBreaker's UART is the FTDI's second interface, usually /dev/ttyUSB1).
 """
@@ -48,8 +48,8 @@ def add_arguments(parser):
     parser.add_argument("--every", type=int, default=0, metavar="N",
                         help="with --stream: a decision every N frames (1 to 255; default: the "
                         "bitstream's)")
-    parser.add_argument("--model", default="binary", help="the model the board runs: deployable "
-                        "folder, model file or shipped name (default: binary)")
+    parser.add_argument("--model", default="binary-ice40", help="the model the board runs: deployable "
+                        "folder, model file or shipped name (default: binary-ice40, the model the iCEBreaker runs)")
     parser.add_argument("--golden", action="store_true",
                         help="also run the golden model and report agreement")
     parser.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
