@@ -116,7 +116,11 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
     for ax, key, label in ((axes[0], "weight_bits", "weight memory (kbit, log)"),
                            (axes[1], "activation_peak_bits", "peak activation memory (kbit, log)")):
         for kind in dict.fromkeys(r["kind"] for r in rows):      # one front (line) per kind
-            pts = sorted((r[key] / 1000, 100 * r["accuracy"]) for r in rows if r["kind"] == kind)
+            pts, best = [], -1.0          # the front: models more accurate than every smaller one
+            for x, y in sorted((r[key] / 1000, 100 * r["accuracy"]) for r in rows if r["kind"] == kind):
+                if y > best:
+                    pts.append((x, y))
+                    best = y
             if len(pts) > 1:
                 ax.plot(*zip(*pts), color=colors.get(kind, "gray"), alpha=0.5, zorder=2)
         for r in rows:
@@ -133,12 +137,12 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].axvline(ICEBREAKER_SPRAM_BITS / 1000, color="black", linestyle="--", linewidth=1)
-    axes[0].text(ICEBREAKER_SPRAM_BITS / 1000, 2, " iCEBreaker SPRAM\n (1 Mbit)", fontsize=8)
+    axes[0].text(ICEBREAKER_SPRAM_BITS / 1000, 92, " iCEBreaker\n SPRAM 1 Mbit", fontsize=8)
     axes[0].set_ylim(0, 100)
     axes[0].set_ylabel("12-class accuracy (%), subset testing list")
     handles, labels = axes[0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    axes[0].legend(uniq.values(), uniq.keys(), loc="lower right", fontsize=8)
+    axes[0].legend(uniq.values(), uniq.keys(), loc="upper left", fontsize=8)
     fig.suptitle("Keyword spotting: accuracy against memory by precision")
     fig.tight_layout()
     return save_figure(fig, path)
