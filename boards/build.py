@@ -114,13 +114,14 @@ def check_rate(rate: float | None) -> None:
 def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: float | None = None):
     """The fastest folding whose calibrated estimate fits the board (an error before synthesis), or
     with ``rate`` (inferences/s) the smallest found that reaches it; within the estimate's error of
-    the device's size, the smallest folding on the whole device."""
+    the device's size, the smallest folding on the whole device. Pipeline foldings only: the board
+    top does not load an engine style's weights yet (docs/engine-style.md)."""
     from kwsbnn.hw.folding import for_budget
     check_rate(rate)
     try:
-        return for_budget(dep, board.name, clk_hz=clk_freq, rate=rate)
+        return for_budget(dep, board.name, clk_hz=clk_freq, rate=rate, engine=False)
     except KwsError as e:
-        folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq, rate=rate)
+        folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq, rate=rate, engine=False)
         if progress:
             progress(f"warning: {e.args[0] if e.args else e}; trying the smallest folding on the "
                      "whole device (place and route decides)")

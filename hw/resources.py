@@ -788,8 +788,13 @@ class LayerEstimator:
             lu = LinkUnit.for_model(self.dep, self.score_width(), clk_hz=clk_hz)
             entries.append(dict(unit_estimate(lu, self.family, self.coefs), name="link",
                                 units={"link": "link"}))
-            entries.append(dict(ring_estimate(RingUnit.for_model(self.dep), self.family),
-                                name="ring", units={"ring": "ring"}))
+            ring = ring_estimate(RingUnit.for_model(self.dep), self.family)
+            if folding.style == "engine":
+                # The engine style owns the four SPRAMs and fills a fraction of them with weights
+                # (at most 1 Mbit: see engine_costs); its board top keeps the ring's 32 kbit there
+                # too instead of 8 block RAMs, which its activation maps need (docs/engine-style.md).
+                ring["block_ram"] = 0
+            entries.append(dict(ring, name="ring", units={"ring": "ring"}))
         per_layer = []
         for e in entries:
             item = {"name": e["name"], **_rounded({k: e.get(k, 0) for k in

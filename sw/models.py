@@ -107,7 +107,7 @@ class BinaryOptions:
     last: str = "bin"
     rsign: bool = True
     stream_frac: int = 4
-    preset: str = ""          # the preset the options were parsed from (reports name direct models)
+    preset: str = field(default="", compare=False)   # the preset parsed from (reports name direct models)
 
     def __post_init__(self):
         # model files written before ``shortcut`` took a name store a bool

@@ -59,15 +59,23 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 
 def test_shipped_binary_model_generates_lint_clean_verilog(tmp_path):
-    """The shipped binary model goes through export and the generator; its Verilog passes lint."""
+    """The iCEBreaker's shipped binary model goes through export and the generator; its Verilog passes
+    lint. The recommended `binary` (an integer residual stream) exports, and the generator refuses it
+    with one line before writing anything."""
     from kwsbnn.paths import MODELS
     from kwsbnn.sim.runner import lint
-    if not (MODELS / "binary.pt").is_file():
-        pytest.fail("models/binary.pt is missing from the repository")
-    r = kwsbnn("export", "--model", "binary", "--out", str(tmp_path / "m"), "--json")
+    for name in ("binary", "binary-ice40"):
+        if not (MODELS / f"{name}.pt").is_file():
+            pytest.fail(f"models/{name}.pt is missing from the repository")
+    r = kwsbnn("export", "--model", "binary-ice40", "--out", str(tmp_path / "m"), "--json")
     assert r.returncode == 0, r.stderr
     r = kwsbnn("verilog", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "v"), "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["memory_bits"] < 120_000 and rep["cycles_per_inference"] > 0
     lint(tmp_path / "v" / "kws_top.v", "kws_top")
+    r = kwsbnn("export", "--model", "binary", "--out", str(tmp_path / "s"), "--json")
+    assert r.returncode == 0, r.stderr
+    r = kwsbnn("verilog", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "sv"))
+    assert r.returncode == 2 and "not supported" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "sv" / "kws_top.v").exists()

@@ -15,8 +15,8 @@ def test_a_new_model_record_and_build_report_appear(tmp_path):
     models, results = tmp_path / "models", tmp_path / "results"
     models.mkdir()
     results.mkdir()
-    shutil.copy(MODELS / "binary.json", models / "binary.json")
-    shutil.copy(MODELS / "binary.pt", models / "binary.pt")
+    shutil.copy(MODELS / "binary-ice40.json", models / "binary-ice40.json")
+    shutil.copy(MODELS / "binary-ice40.pt", models / "binary-ice40.pt")
     rec = json.loads((MODELS / "binary-wide.json").read_text()) | {"name": "binary-new",
                                                                    "test_accuracy_on_subset_testing_list": 0.75}
     (models / "binary-new.json").write_text(json.dumps(rec))
@@ -29,4 +29,4 @@ def test_a_new_model_record_and_build_report_appear(tmp_path):
     lines = text.splitlines()
     assert lines[2].startswith("| `binary-new` | binary | 75.0% |")      # most accurate binary first
     assert "ULX3S-85F, 60 MHz (Fmax 61.0) | 5,200 | 70,000/83,640 LUT4, 52/208 BRAM, 5/156 DSP | 11,538 |" in lines[2]
-    assert lines[3].startswith("| `binary` | binary | 54.0% | 13.3 kbit | not built")
+    assert lines[3].startswith("| `binary-ice40` | binary | 54.0% | 13.3 kbit | not built")

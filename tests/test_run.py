@@ -52,7 +52,7 @@ def fake_board(dep, *, model_id=None, corrupt=False, stride=1):
 
 
 def test_missing_port_is_a_clear_error(clips):
-    r = kwsbnn("run", "--port", "/dev/kwsbnn-no-such-port", "--model", "binary", str(clips / "c0.wav"))
+    r = kwsbnn("run", "--port", "/dev/kwsbnn-no-such-port", "--model", "binary-ice40", str(clips / "c0.wav"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "cannot open serial port /dev/kwsbnn-no-such-port" in r.stderr
 
@@ -81,7 +81,7 @@ def test_run_against_a_simulated_board(clips, monkeypatch, capsys):
     dep = deployable("binary-ice40")
     board = fake_board(dep)
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--golden", "--json", str(clips)])
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--golden", "--json", str(clips)])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert len(out["clips"]) == 4 and out["agreement"] == {"equal": 4, "same_class": 4, "total": 4}
@@ -94,7 +94,7 @@ def test_run_against_a_simulated_board(clips, monkeypatch, capsys):
     assert row["class"] == int(g.classes[0]) and row["scores"] == g.scores[0].tolist()
     assert row["keyword"] == dep.classes[row["class"]]
 
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", str(clips / "c1.wav")])
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", str(clips / "c1.wav")])
     text = capsys.readouterr()
     assert rc == 0 and text.out.strip().endswith(tuple(dep.classes))
 
@@ -102,7 +102,7 @@ def test_run_against_a_simulated_board(clips, monkeypatch, capsys):
 def test_golden_disagreement_is_reported(clips, monkeypatch, capsys):
     dep = deployable("binary-ice40")
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: fake_board(dep, corrupt=True))
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--golden", str(clips / "c0.wav")])
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--golden", str(clips / "c0.wav")])
     out = capsys.readouterr().out
     assert rc == 1 and "0 of 1 equal" in out
 
@@ -111,11 +111,11 @@ def test_board_with_another_model(clips, monkeypatch, capsys):
     dep = deployable("binary-ice40")
     tiny_id = p.model_id(deployable("tiny"))
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: fake_board(dep, model_id=tiny_id))
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", str(clips / "c0.wav")])
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", str(clips / "c0.wav")])
     err = capsys.readouterr().err
     assert rc == 2 and "runs model 'tiny'" in err and "--model binary" in err
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: fake_board(dep, model_id=0xDEADBEEF))
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", str(clips / "c0.wav")])
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", str(clips / "c0.wav")])
     err = capsys.readouterr().err
     assert rc == 2 and "a model kwsbnn does not know by name (id deadbeef)" in err
 
@@ -129,7 +129,7 @@ def test_silent_board_times_out_clearly(clips, monkeypatch, capsys):
             return b""
 
     monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: Silent())
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--timeout", "0.1",
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--timeout", "0.1",
                    str(clips / "c0.wav")])
     err = capsys.readouterr().err
     assert rc == 2 and "no answer from the board on fake0 within 0.1 s" in err
@@ -143,7 +143,7 @@ def test_stream_against_a_simulated_board(clips, tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(7)
     long = np.concatenate([tone_clip(500, rng), tone_clip(1200, rng, samples=9000)])    # 1.56 s
     write_wav(tmp_path / "long.wav", long)
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--stream", "--golden", "--json",
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--stream", "--golden", "--json",
                    str(clips), str(tmp_path / "long.wav")])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["mode"] == "stream" and out["stride"] == 3
@@ -175,7 +175,7 @@ def test_stream_against_a_simulated_board(clips, tmp_path, monkeypatch, capsys):
     assert d["scores"] == g.scores[0].tolist()
 
     # --every overrides the board's stride; text output names the keyword per decision.
-    rc = cli.main(["run", "--port", "fake0", "--model", "binary", "--stream", "--every", "5",
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--stream", "--every", "5",
                    str(tmp_path / "long.wav")])
     text = capsys.readouterr()
     assert rc == 0 and len(text.out.split(":", 1)[1].split()) == len(range(101, 158, 5))
