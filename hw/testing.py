@@ -29,12 +29,17 @@ async def stream_get(ctx, stream, count: int, *, rng: random.Random | None = Non
     return out
 
 
-def run_stream(dut, inputs, n_out: int, *, gap: float, stall: float, seed: int) -> list:
+def run_stream(dut, inputs, n_out: int, *, gap: float, stall: float, seed: int,
+               load=None, load_gap: float = 0.0) -> list:
     """Simulate ``dut`` (members ``i`` and ``o``): send ``inputs`` with random gaps, take ``n_out``
-    outputs under random backpressure, and return them."""
+    outputs under random backpressure, and return them. ``load``: words sent at the same time on
+    the loader port ``dut.wl`` (the layer engine's weights), with gaps ``load_gap``."""
     from amaranth.sim import Simulator
 
     got = []
+
+    async def put_load(ctx):
+        await stream_put(ctx, dut.wl, load, rng=random.Random(seed + 2), gap=load_gap)
 
     async def put(ctx):
         await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
@@ -44,6 +49,8 @@ def run_stream(dut, inputs, n_out: int, *, gap: float, stall: float, seed: int) 
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
+    if load is not None:
+        sim.add_testbench(put_load)
     sim.add_testbench(put)
     sim.add_testbench(get)
     sim.run()

@@ -92,3 +92,35 @@ def wide_kws(seed=0, c=64, n_classes=12, shortcut="none", pad_bit=0):
     layers += head(rng, c, n_classes)
     return {"name": f"wide_kws{seed}_{c}", "classes": [f"k{i}" for i in range(n_classes)],
             "input": {"prec": "int8", "shape": [1, 101, 40]}, "layers": layers}
+
+
+def trained_like(precision, opts=None, *, seed=0, width=8, shift_spread=0.5, t=24, f=12):
+    """A small PyTorch chain model (res8-narrow at ``width`` channels unless ``opts`` set stages) with
+    random batch norms (one zero and one negative scale per layer), random shortcut scales and, for
+    the integer residual stream, random RSign shifts (``shift_spread``), statistics settled on
+    three random batches; in evaluation mode."""
+    import torch
+
+    from kwsbnn.sw.models import BinaryOptions, Block, build_model, make_config
+    torch.manual_seed(seed)
+    cfg = make_config("res8-narrow", precision, BinaryOptions.parse(opts) if opts else None)
+    if not cfg.widths:
+        cfg.channels = width
+    model = build_model(cfg)
+    model.meta = {"input_shape": [t, f], "classes": [f"c{k}" for k in range(12)]}
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.normal_(0, 1)
+                m.bias.normal_(0, 0.5)
+                m.weight[0] = 0.0
+                m.weight[1] = -m.weight[1].abs()
+            if isinstance(m, Block) and m.shortcut_scale is not None:
+                m.shortcut_scale.normal_(0, 1)
+            if isinstance(m, Block) and m.in_shift is not None:
+                m.in_shift.normal_(0, shift_spread)
+        model.head.linear.weight.normal_(0, 1)
+        model.train()
+        for _ in range(3):
+            model(torch.randint(-127, 128, (8, t, f)).float())
+    return model.eval()

@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 import specgen
 from kwsbnn.hw.engine import LayerEngine, engine_layers
-from kwsbnn.hw.testing import stream_get, stream_put
+from kwsbnn.hw.testing import run_stream, stream_get, stream_put
 from kwsbnn.sw.golden import GoldenModel, windows, xnor_popcount_acc
 
 C, T, F = 8, 6, 5
@@ -55,24 +55,8 @@ def _expected(layers, xs, dut):
 
 
 def _run(dut, inputs, n_out, *, gap=0.0, stall=0.0, seed=0, load_gap=0.0):
-    got = []
-
-    async def load(ctx):
-        await stream_put(ctx, dut.wl, dut.image(), rng=random.Random(seed + 2), gap=load_gap)
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
-
-    async def get(ctx):
-        got.extend(await stream_get(ctx, dut.o, n_out, rng=random.Random(seed + 1), stall=stall))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(load)
-    sim.add_testbench(put)
-    sim.add_testbench(get)
-    sim.run()
-    return got
+    return run_stream(dut, inputs, n_out, gap=gap, stall=stall, seed=seed, load=dut.image(),
+                      load_gap=load_gap)
 
 
 @pytest.mark.parametrize("last,pe,simd", [("bits", 1, 4), ("bits", 2, 2), ("bits", 1, 8),

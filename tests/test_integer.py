@@ -7,9 +7,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import specgen
 from kwsbnn.errors import KwsError
 from kwsbnn.sw.integer import fold_thresholds, integer_forward, integer_spec
-from kwsbnn.sw.models import BinaryOptions, Block, build_model, make_config
+from kwsbnn.sw.models import Block, build_model, make_config
 
 torch.set_num_threads(1)
 T, F = 24, 12
@@ -98,26 +99,7 @@ def test_fold_rejects_non_monotonic_function(monkeypatch):
 
 
 def _trained_like(precision, opts=None, seed=0):
-    """A small chain model with random batch norms (negative and zero scales) and settled statistics."""
-    torch.manual_seed(seed)
-    cfg = make_config("res8-narrow", precision, BinaryOptions.parse(opts) if opts else None)
-    cfg.channels = 8
-    model = build_model(cfg)
-    model.meta = {"input_shape": [T, F], "classes": [f"c{k}" for k in range(12)]}
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.normal_(0, 1)
-                m.bias.normal_(0, 0.5)
-                m.weight[0] = 0.0
-                m.weight[1] = -m.weight[1].abs()
-            if isinstance(m, Block) and m.shortcut_scale is not None:
-                m.shortcut_scale.normal_(0, 1)
-        model.head.linear.weight.normal_(0, 1)
-        model.train()
-        for _ in range(3):
-            model(torch.randint(-127, 128, (8, T, F)).float())
-    return model.eval()
+    return specgen.trained_like(precision, opts, seed=seed, t=T, f=F)
 
 
 @pytest.mark.parametrize("opts", ["redesign", "redesign,first_weights=bin", "redesign,shortcut=false,pad_bit=0"])

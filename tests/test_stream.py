@@ -1,19 +1,19 @@
 """The integer residual stream (``shortcut=int``, Bi-Real Net): the float model's evaluation mode, the
 integer contract (torch) and the NumPy golden model give the same integers, layer by layer."""
 
-import io
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import specgen
 from kwsbnn.errors import KwsError
 from kwsbnn.sw import deploy
 from kwsbnn.sw.checkpoint import model_from_payload, model_payload
 from kwsbnn.sw.golden import GoldenModel
 from kwsbnn.sw.integer import integer_forward, integer_spec
-from kwsbnn.sw.models import STREAM_RANGE, BinaryOptions, Block, build_model, make_config
+from kwsbnn.sw.models import STREAM_RANGE, BinaryOptions, build_model, make_config
 
 torch.set_num_threads(1)
 T, F = 24, 12
@@ -21,26 +21,7 @@ T, F = 24, 12
 
 def _stream_model(opts="redesign,shortcut=int", seed=0, width=8, spread=0.5):
     """A small stream model with random batch norms and shifts and settled statistics."""
-    torch.manual_seed(seed)
-    cfg = make_config("res8-narrow", "binary", BinaryOptions.parse(opts))
-    if not cfg.widths:
-        cfg.channels = width
-    model = build_model(cfg)
-    model.meta = {"input_shape": [T, F], "classes": [f"c{k}" for k in range(12)]}
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.normal_(0, 1)
-                m.bias.normal_(0, 0.5)
-                m.weight[0] = 0.0                    # a constant channel
-                m.weight[1] = -m.weight[1].abs()     # a negative scale
-            if isinstance(m, Block) and m.in_shift is not None:
-                m.in_shift.normal_(0, spread)
-        model.head.linear.weight.normal_(0, 1)
-        model.train()
-        for _ in range(3):
-            model(torch.randint(-127, 128, (8, T, F)).float())
-    return model.eval()
+    return specgen.trained_like("binary", opts, seed=seed, width=width, shift_spread=spread, t=T, f=F)
 
 
 def _check_exact(model, q, tmp_path=None):
