@@ -203,17 +203,32 @@ class ModelConfig:
 
 
 def make_config(arch: str, precision: str, binary: BinaryOptions | None = None, n_classes: int = 12,
-                dropout: float = 0.0, layout: str | None = None) -> ModelConfig:
-    """The configuration of ``arch`` at ``precision`` (layout: float honk, int8 chain, binary per options)."""
+                dropout: float = 0.0, layout: str | None = None, width: int | None = None) -> ModelConfig:
+    """The configuration of ``arch`` at ``precision`` (layout: float honk, int8 chain, binary per options).
+
+    ``width``: the channels of every layer instead of the arch's, at any precision (``kwsbnn train
+    --width``). For a binary network it is the option ``width`` (recorded in its options; giving
+    both with different values, or ``width`` with ``stages``, which sets the widths itself, is an
+    error)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if width is not None and (not isinstance(width, int) or width < 1):
+        raise ValueError(f"width {width!r}: expected a positive number of channels")
     a = dict(ARCHS[arch])
     bin_dict = {}
     extra = {}
+    if width is not None and precision != "binary":
+        a["channels"] = width
     if precision == "binary":
         binary = binary or BinaryOptions()
+        if width is not None:
+            if binary.stages:
+                raise ValueError(f"width {width} and stages={binary.stages} both set the widths; give one")
+            if binary.width and binary.width != width:
+                raise ValueError(f"width {width} and the binary option width={binary.width} disagree")
+            binary = replace(binary, width=width)
         bin_dict = asdict(binary)
         layout = binary.layout
         if binary.width:

@@ -48,6 +48,7 @@ class TrainConfig:
     precision: str = "float"
     binary: str = "redesign"          # BinaryOptions.parse text (binary precision only)
     layout: str | None = None         # float only: honk (default) or chain
+    width: int | None = None          # channels of every layer (None: the arch's); any precision
     epochs: int = 40
     seed: int = 0
     out: str = "runs/model"
@@ -178,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
 
     try:
         mcfg = make_config(cfg.arch, cfg.precision, opts, n_classes=len(CLASSES), dropout=cfg.dropout,
-                           layout=cfg.layout)
+                           layout=cfg.layout, width=cfg.width)
     except ValueError as e:
         raise KwsError(str(e), "see `kwsbnn train --help`") from None
     torch.manual_seed(cfg.seed)
@@ -338,8 +339,9 @@ def _portable(config: dict) -> dict:
 
 
 def _comparable(d: dict) -> dict:
-    """The settings that must not change on resume (thread count may)."""
-    return {k: v for k, v in d.items() if k != "threads"}
+    """The settings that must not change on resume (thread count may; a ``width`` of None is the
+    state of runs written before the setting existed)."""
+    return {k: v for k, v in d.items() if k != "threads" and not (k == "width" and v is None)}
 
 
 def _jsonable(d):

@@ -8,6 +8,10 @@ Train a ResNet keyword-spotting model (res8, res8-narrow, res15, res15-narrow, r
 Commands folder. Writes OUT/state.pt every epoch (resume with --resume), OUT/model.pt (best
 validation accuracy) and OUT/metrics.json.
 
+Width: --width N sets the channels of every layer at any precision (float, int8 and binary alike:
+the fronts of `kwsbnn report tradeoff`); for a binary network it is the option width=N. The binary
+option stages=W1xD1-W2xD2 sets per-stage widths and depths instead (not together with --width).
+
 Binary options: a preset (redesign | naive) then key=value overrides, e.g.
   --binary-options redesign,width=32,first_weights=bin,distill=0.5
 keys: layout first_weights last bn shortcut (none|bit|int) width clipped_ste ste_window head_gain real pad_bit
@@ -27,6 +31,9 @@ def add_arguments(parser):
     parser.add_argument("--precision", default="float", choices=["float", "int8", "binary"])
     parser.add_argument("--binary-options", default="redesign", metavar="OPTS",
                         help="binary design flags (see above; default: redesign)")
+    parser.add_argument("--width", type=int, default=None, metavar="N",
+                        help="channels of every layer instead of the arch's, at any precision (binary: "
+                             "the same as the option width=N; stages= sets per-stage widths instead)")
     parser.add_argument("--layout", choices=["honk", "chain"], default=None,
                         help="float models only: Honk's layout (default) or the deployable chain")
     parser.add_argument("--epochs", type=int, default=40)
@@ -72,10 +79,21 @@ def run(args) -> int:
         raise KwsError(f"--binary-options: {e}") from None
     if args.epochs < 1:
         raise KwsError("--epochs must be at least 1")
+    if args.width is not None:
+        if args.width < 1:
+            raise KwsError(f"--width {args.width}: expected a positive number of channels")
+        from kwsbnn.sw.models import make_config
+        try:
+            make_config(args.arch, args.precision, BinaryOptions.parse(args.binary_options)
+                        if args.precision == "binary" else None, width=args.width,
+                        layout=args.layout if args.precision == "float" else None)
+        except ValueError as e:
+            raise KwsError(f"--width: {e}") from None
+    name = f"{args.arch}" + (f"-w{args.width}" if args.width else "")
     cfg = TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                       binary=args.binary_options if args.precision == "binary" else "redesign",
-                      layout=args.layout, epochs=args.epochs, seed=args.seed,
-                      out=args.out or f"runs/{args.arch}-{args.precision}-s{args.seed}",
+                      layout=args.layout, width=args.width, epochs=args.epochs, seed=args.seed,
+                      out=args.out or f"runs/{name}-{args.precision}-s{args.seed}",
                       batch_size=args.batch_size, teacher=args.teacher, init=args.init, threads=args.threads)
     if args.spec_aug is not None:
         try:
