@@ -60,7 +60,6 @@ FAMILIES = {
     "direct": ("binary", "direct", "float", BINARY_WIDTHS, {}),
     "redesign": ("binary", REDESIGN, "binary", BINARY_WIDTHS, REDESIGN_TRAIN),
 }
-KINDS = {"float": "float", "int8": "8-bit", "direct": "binary (direct)", "redesign": "binary (redesign)"}
 
 
 def all_runs(widths_float=FLOAT_WIDTHS, widths_binary=BINARY_WIDTHS) -> list[tuple[str, int]]:
@@ -129,7 +128,7 @@ def report(args) -> dict:
     from kwsbnn.sw.checkpoint import load_model
     from kwsbnn.sw.evaluate import evaluate
     from kwsbnn.sw.footprint import footprint
-    from kwsbnn.sw.tradeoff import EQUAL_MEMORY_BITS, equal_memory
+    from kwsbnn.sw.tradeoff import EQUAL_MEMORY_BITS, _kind, equal_memory
 
     first = args.data.split(",")[0]
     groups = {}
@@ -146,6 +145,7 @@ def report(args) -> dict:
         fp = footprint(model)
         g = groups.setdefault((fam, int(width)), {"seeds": [], "correct": [], "val": [], "train": [],
                                                   "spe": [], "clips": res["clips"], "fp": fp,
+                                                  "kind": _kind(model),
                                                   "epochs": metrics["epochs"],
                                                   "steps": metrics.get("optimizer_steps")})
         if g["clips"] != res["clips"]:
@@ -160,7 +160,7 @@ def report(args) -> dict:
     for (fam, width), g in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         mean_correct = np.mean(g["correct"], axis=0)
         lo, hi = bootstrap(mean_correct)
-        rows.append({"run": f"{fam}-w{width}", "family": fam, "kind": KINDS[fam], "width": width,
+        rows.append({"run": f"{fam}-w{width}", "family": fam, "kind": g["kind"], "width": width,
                      "seeds": g["seeds"], "test_accuracy": float(mean_correct.mean()), "ci95": [lo, hi],
                      "accuracy": float(mean_correct.mean()),
                      "best_val_accuracy": float(np.mean(g["val"])),

@@ -44,9 +44,26 @@ def equal_memory(rows: list[dict], points=EQUAL_MEMORY_BITS) -> dict:
     return out
 
 
-def tradeoff(refs, data=None, split: str = "test", progress=None) -> list[dict]:
-    """One row per model reference (a path or a shipped name): accuracy, weight and activation bits."""
+def front_runs(folder) -> dict:
+    """The finished runs of a fronts study (``benchmarks/fronts.py``'s ``--out``: run folders
+    ``<family>-w<width>-s<seed>`` with ``metrics.json`` and ``model.pt``): ``{name: model path}``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KwsError(f"--fronts {folder}: no such folder", "give the --out folder of benchmarks/fronts.py")
+    runs = {p.parent.name: str(p.parent / "model.pt")
+            for p in sorted(folder.glob("*-w*-s*/metrics.json")) if (p.parent / "model.pt").is_file()}
+    if not runs:
+        raise KwsError(f"--fronts {folder}: no finished run in it",
+                       "train the fronts first: benchmarks/fronts.py --data DIR --out FOLDER")
+    return runs
+
+
+def tradeoff(refs, data=None, split: str = "test", progress=None, labels: dict | None = None) -> list[dict]:
+    """One row per model reference (a path or a shipped name): accuracy, weight and activation bits.
+
+    ``labels``: reference -> the name its row (and its point on the plot) carries instead."""
     from .evaluate import evaluate
+    labels = labels or {}
     rows = []
     for ref in refs:
         path = resolve_model(ref)
@@ -63,11 +80,20 @@ def tradeoff(refs, data=None, split: str = "test", progress=None) -> list[dict]:
                                "pass --data DIR to evaluate it")
             source = "recorded in the model file (test split)"
         cfg = model.config
-        rows.append({"model": str(ref), "path": str(path), "kind": _kind(model),
+        rows.append({"model": labels.get(ref, str(ref)), "front": ref in labels,
+                     "path": str(path), "kind": _kind(model),
                      "precision": cfg.precision, "arch": cfg.arch, "layout": cfg.layout,
                      "channels": cfg.channels, "accuracy": float(acc), "accuracy_source": source,
                      "weight_bits": fp["weight_bits"], "activation_peak_bits": fp["activation_peak_bits"]})
-    ref_rows = {r["precision"]: r for r in rows if r["kind"] in ("float", "8-bit")}
+    # The references of the reduction columns: the shipped (or first named) float and 8-bit models,
+    # not the fronts' narrow ones.
+    ref_rows = {}
+    for r in rows:
+        if r["kind"] in ("float", "8-bit") and r["precision"] not in ref_rows and r["model"] not in labels.values():
+            ref_rows[r["precision"]] = r
+    for r in rows:
+        if r["kind"] in ("float", "8-bit") and r["precision"] not in ref_rows:
+            ref_rows[r["precision"]] = r
     for r in rows:
         for p, base in ref_rows.items():
             r[f"weight_reduction_vs_{p}"] = base["weight_bits"] / r["weight_bits"]
@@ -125,11 +151,13 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
                 ax.plot(*zip(*pts), color=colors.get(kind, "gray"), alpha=0.5, zorder=2)
         for r in rows:
             star = r["model"] == recommended
-            ax.scatter(r[key] / 1000, 100 * r["accuracy"], s=200 if star else 60,
+            ax.scatter(r[key] / 1000, 100 * r["accuracy"], s=200 if star else (30 if r.get("front") else 60),
                        marker="*" if star else "o", color=colors.get(r["kind"], "gray"),
                        label=r["kind"], zorder=3, edgecolors="black" if star else "none")
-            ax.annotate(r["model"] + (" (recommended)" if star else ""), (r[key] / 1000, 100 * r["accuracy"]),
-                        textcoords="offset points", xytext=(6, 4), fontsize=8)
+            # A fronts run is labelled with its width only (16 of them would hide the plot).
+            text = f"{r['channels']}" if r.get("front") else r["model"] + (" (recommended)" if star else "")
+            ax.annotate(text, (r[key] / 1000, 100 * r["accuracy"]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=7 if r.get("front") else 8)
         ax.axhline(100 * CHANCE, color="gray", linestyle=":", linewidth=1)
         ax.text(0.01, 100 * CHANCE + 1, "chance", transform=ax.get_yaxis_transform(), fontsize=8,
                 color="gray")

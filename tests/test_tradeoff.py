@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+
 from kwsbnn.cli import main
 from kwsbnn.sw.checkpoint import save_model
 from kwsbnn.sw.footprint import footprint
@@ -83,3 +84,90 @@ def test_tradeoff_default_out_is_an_ignored_build_folder(tmp_path, capsys, monke
     assert (tmp_path / "build" / "reports" / "tradeoff.png").is_file()
     r = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "build/reports/tradeoff.json"])
     assert r.returncode == 0            # git ignores it in the repository
+
+
+def _fronts_module():
+    import importlib.util
+
+    from kwsbnn.paths import ROOT
+    spec = importlib.util.spec_from_file_location("fronts", ROOT / "benchmarks" / "fronts.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_width_option_sets_float_and_int8_channels(tmp_path):
+    for prec in ("float", "int8"):
+        cfg = make_config("res8", prec, width=16, layout="chain")
+        assert cfg.channels == 16 and cfg.block_widths() == [16] * 7
+    # int8 at 16 and 48 channels: the ends of the fronts' ~100 kbit to ~1 Mbit
+    assert footprint(_widthed("int8", 16))["weight_bits"] == 432 * 16 ** 2 + 392 * 16 + 416 == 117_280
+    assert footprint(_widthed("int8", 48))["weight_bits"] == 1_014_560
+    # binary: the same as the option width=, which the model file records
+    b = make_config("res8", "binary", BinaryOptions.parse("direct"), width=32)
+    assert b.channels == 32 and b.options.width == 32 and b.options.preset == "direct"
+    with pytest.raises(ValueError, match="both set the widths"):
+        make_config("res8", "binary", BinaryOptions.parse("redesign,stages=8x1"), width=8)
+    with pytest.raises(ValueError, match="disagree"):
+        make_config("res8", "binary", BinaryOptions.parse("redesign,width=8"), width=16)
+
+
+def _widthed(prec, width):
+    m = build_model(make_config("res8", prec, width=width))
+    m.meta = dict(META)
+    return m
+
+
+def test_train_width_errors(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--precision", "int8", "--width", "0"]) == 2
+    assert "--width 0" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--precision", "binary", "--width", "8",
+                 "--binary-options", "redesign,stages=8x1-16x1"]) == 2
+    assert "both set the widths" in capsys.readouterr().err
+
+
+def test_fronts_study_on_fixture_data(tmp_path, capsys):
+    """benchmarks/fronts.py end to end on tiny widths and one epoch: every family trains, a rerun
+    skips finished runs, --report scores them, `report tradeoff --fronts` draws them."""
+    from fixtures import make_speech_commands
+    fronts = _fronts_module()
+    data = make_speech_commands(tmp_path / "sc").root
+    out = tmp_path / "fronts"
+    # the study's own runs: four widths per family, int8 from ~100 kbit to ~1 Mbit
+    runs = fronts.all_runs()
+    assert len(runs) == 16 and {f for f, _ in runs} == {"float", "int8", "direct", "redesign"}
+    assert fronts.select("int8-w16,redesign", runs) == [("int8", 16)] + [("redesign", w) for w in (16, 32, 64, 96)]
+    with pytest.raises(SystemExit, match="not a family"):
+        fronts.select("int8-w17", runs)
+    cfg = fronts.run_config("redesign", 96, "d", out, 0, {"float": 40, "binary": 50}, 1, "float")
+    assert "stages=96x1-96x2" in cfg.binary and "shortcut=int" in cfg.binary and cfg.teacher == "float"
+    cfg = fronts.run_config("float", 24, "d", out, 0, {"float": 40, "binary": 50}, 1, "float")
+    assert cfg.width == 24 and cfg.layout == "chain" and cfg.epochs == 40 and cfg.precision == "float"
+
+    args = ["--data", str(data), "--out", str(out), "--widths-float", "4", "--widths-binary", "4,8",
+            "--epochs-float", "1", "--epochs-binary", "1", "--teacher", "none"]
+    fronts.main(args)
+    names = sorted(p.parent.name for p in out.glob("*/metrics.json"))
+    assert names == ["direct-w4-s0", "direct-w8-s0", "float-w4-s0", "int8-w4-s0", "redesign-w4-s0",
+                     "redesign-w8-s0"]
+    stamp = (out / "int8-w4-s0" / "model.pt").stat().st_mtime_ns
+    fronts.main(args)                           # finished runs are skipped
+    assert (out / "int8-w4-s0" / "model.pt").stat().st_mtime_ns == stamp
+    res = fronts.main(args + ["--report"])
+    assert [r["run"] for r in res["rows"]] == ["float-w4", "int8-w4", "direct-w4", "direct-w8",
+                                               "redesign-w4", "redesign-w8"]
+    r = res["rows"][1]
+    assert r["kind"] == "8-bit" and r["width"] == 4 and 0 <= r["ci95"][0] <= r["test_accuracy"] <= r["ci95"][1]
+    assert json.loads((out / "fronts.json").read_text())["rows"] == res["rows"]
+    assert "| int8-w4 |" in (out / "fronts.md").read_text()
+    capsys.readouterr()
+
+    rep = tmp_path / "rep"
+    assert main(["report", "tradeoff", "--models", "none", "--fronts", str(out), "--out", str(rep),
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert sorted(r["model"] for r in got["rows"]) == names and all(r["front"] for r in got["rows"])
+    assert set(got["equal_memory"]) == {"float", "8-bit", "binary (direct)", "binary (Bi-Real stream)"}
+    assert (rep / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["report", "tradeoff", "--fronts", str(tmp_path / "nope"), "--out", str(rep)]) == 2
+    assert "no such folder" in capsys.readouterr().err

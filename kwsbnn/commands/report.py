@@ -2,12 +2,15 @@
 
 HELP = "trade-off table and plot (accuracy against memory); Pareto front of a search"
 DESCRIPTION = """\
-kwsbnn report tradeoff [--models M,M,...] [--data DIR] [--out DIR] [--json]
+kwsbnn report tradeoff [--models M,M,...|none] [--fronts DIR] [--data DIR] [--out DIR] [--json]
   Accuracy against weight memory and peak activation memory for models of the same task; default:
   the shipped float, int8, binary-w24, binary-sign-last, binary and binary-wide models (binary-naive,
   a documented pitfall, only when named). Each precision's models form a front (a line); the table
   below gives each precision's best accuracy within equal weight budgets. With --data the accuracy is measured on
   the split (torch engine); without, the test accuracy recorded in each model file is used.
+  --fronts DIR adds every finished run of benchmarks/fronts.py's folder DIR (float, int8, direct and
+  redesigned binary at four widths each; points labelled with their width) to the models
+  (`--models none`: the fronts alone).
   Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: build/reports/, ignored by git).
 kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--json]
   The Pareto front of an architecture search (`kwsbnn search`): validation accuracy (max), weight
@@ -35,6 +38,9 @@ def add_arguments(parser):
     parser.add_argument("--models", default=None,
                         help="comma-separated model files or shipped names "
                              "(default float,int8,binary-w24,binary-sign-last,binary,binary-wide)")
+    parser.add_argument("--fronts", default=None, metavar="DIR",
+                        help="tradeoff: add the finished runs of benchmarks/fronts.py's folder DIR "
+                             "(several joined by commas)")
     parser.add_argument("--data", default=None, help="Speech Commands folder to measure accuracy on")
     parser.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
                         help="split to score (default test); all: every clip in the folder, either layout")
@@ -69,15 +75,24 @@ def run(args) -> int:
     if args.what == "figures":
         return _figures(args)
     from kwsbnn.sw.tradeoff import (DEFAULT_MODELS, equal_memory, format_equal_memory, format_table,
-                                    plot_tradeoff, tradeoff)
+                                    front_runs, plot_tradeoff, tradeoff)
 
     refs = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(DEFAULT_MODELS)
+    if refs == ["none"]:
+        refs = []
+    labels = {}
+    for folder in (f.strip() for f in (args.fronts or "").split(",") if f.strip()):
+        for name, path in front_runs(folder).items():
+            labels[path] = name
+            refs.append(path)
+    if not refs:
+        raise KwsError("no models to report", "name some with --models, or give --fronts DIR")
     skipped = None
     if args.data is not None:
         from kwsbnn.sw.skipped import scan
         skipped = scan(args.data, args.strict, "kwsbnn report")
     rows = tradeoff(refs, data=args.data, split=args.split,
-                    progress=lambda m: print(m, file=sys.stderr, flush=True))
+                    progress=lambda m: print(m, file=sys.stderr, flush=True), labels=labels)
     out = Path(args.out or DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     result = {"rows": rows, "equal_memory": {k: {str(b): a for b, a in v.items()}
