@@ -295,3 +295,20 @@ def layer_costs(dep, folding: Folding | None = None) -> dict:
             "weight_bits": sum(e["weight_bits"] for e in entries),
             "lanes": sum(e["lanes"] for e in entries), "bottleneck": bottleneck["name"],
             "layers": entries}
+
+
+def engine_memory(dep, folding: Folding) -> dict:
+    """Word counts of the ``engine`` style at ``folding`` (:class:`kwsbnn.hw.engine.LayerEngine`):
+    ``weight_words`` (64-bit words of the weight memory, SPRAM on iCE40), ``threshold_words`` (in
+    block RAM after loading), ``map_bits`` (the two activation-map regions, block RAM),
+    ``channels`` and ``positions`` (``T F`` of the engine's largest map)."""
+    from .engine import LayerEngine
+    from .plan import engine_split
+    _, eng, _ = engine_split(dep)
+    fold = folding[eng[0].name]
+    c, t, f = eng[0].in_shape
+    unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=fold["pe"],
+                       simd=fold["simd"])
+    unit._MustUse__silence = True
+    return {"weight_words": unit.weight_words, "threshold_words": unit.threshold_words,
+            "map_bits": unit.map_bits, "channels": int(c), "positions": int(unit.map_bits // (2 * c))}

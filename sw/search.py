@@ -39,7 +39,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kwsbnn.errors import KwsError
@@ -51,15 +51,19 @@ BOARD_EBRS = 30                     # iCE40UP5K: 30 EBRs of 4 kbit
 BOARD_MEMORY_BITS = BOARD_EBRS * 4096
 BOARD_LOGIC_CELLS = 5280
 BOARD_DSPS = 8
+BOARD_SPRAM_BITS = 16384 * 64       # four SB_SPRAM256KA: 16K words of 64 bits (1 Mbit)
+BOARD_CLOCK_HZ = 24e6               # the iCEBreaker build's clock (inferences per second)
+WORD_BITS = 64                      # a weight-memory word of the layer engine (kwsbnn.hw.engine)
 HEARTBEAT_INTERVAL = 30             # seconds between a running trial's heartbeats
 GRACE_PERIOD = 120                  # a RUNNING trial without a heartbeat this long is failed
 MAX_RETRY = 2
 
 # Width and depth choices of the stages: full search and the tiny test search.
 SPACE = {
-    "full": {"widths": [16, 20, 24, 32, 48, 64], "depths": [1, 2, 3, 4, 5, 6]},
+    "full": {"widths": [16, 20, 24, 32, 48, 64, 96, 128], "depths": [1, 2, 3, 4, 5, 6]},
     "tiny": {"widths": [4, 8], "depths": [1, 2]},
 }
+SPACE_VERSION = 2                   # 2: shortcut none|bit|int, rsign, widths to 128, rungs
 LR_BASE = {"adam": 2e-3, "sgd": 0.05}
 
 
@@ -89,6 +93,8 @@ class SearchConfig:
     baseline: bool = True            # enqueue the shipped redesign's architecture as trial 0
     refine: int = 0                  # retrain this many front members after the trials
     refine_epochs: int = 0           # their epochs (default 5 x epochs)
+    rungs: int = 3                   # successive halving: rungs of the schedule (1: none)
+    eta: int = 3                     # 1 / eta of the trials at a rung go on to the next
 
     def folder(self) -> Path:
         return Path(self.out or f"searches/{self.study}")
@@ -99,7 +105,7 @@ class SearchConfig:
     def settings(self) -> dict:
         return {"budget": self.budget, "epochs": self.epochs, "tiny": self.tiny, "seed": self.seed,
                 "batch_size": self.batch_size, "teacher": bool(self.teacher),
-                "space_version": 1}
+                "space_version": SPACE_VERSION, "rungs": rung_epochs(self.epochs, self.rungs, self.eta)}
 
 
 def parse_budget(text: str) -> tuple[str, int | None]:
@@ -135,7 +141,9 @@ def suggest(trial, tiny: bool = False, epochs: int = 20, teacher: bool = False) 
     p["stages"] = "-".join(f"{w}x{d}" for w, d in stages)
     p["pool"] = trial.suggest_categorical("pool", ["4x3", "2x3/2x1"])
     p["dilation"] = "on" if trial.suggest_categorical("dilation", [False, True]) else "off"
-    p["shortcut"] = trial.suggest_categorical("shortcut", [True, False])
+    p["shortcut"] = trial.suggest_categorical("shortcut", ["none", "bit", "int"])
+    # RSign (a learned shift before each sign of the stream) only exists with the stream.
+    p["rsign"] = trial.suggest_categorical("rsign", [True, False]) if p["shortcut"] == "int" else True
     p["first_weights"] = trial.suggest_categorical("first_weights", ["int8", "bin"])
     p["last"] = trial.suggest_categorical("last", ["bin", "int8"])
     p["bn"] = trial.suggest_categorical("bn", [True, False])
@@ -147,8 +155,7 @@ def suggest(trial, tiny: bool = False, epochs: int = 20, teacher: bool = False) 
     factor = trial.suggest_float("lr_factor", 0.2, 5.0, log=True)
     p["lr"] = float(f"{LR_BASE[p['optimizer']] * factor:.3g}")
     p["distill"] = trial.suggest_categorical("distill", [0.0, 0.25, 0.5, 0.75]) if teacher else 0.0
-    p["epochs"] = trial.suggest_categorical("epochs", sorted({max(1, epochs // 2), epochs})) \
-        if epochs >= 2 else epochs
+    p["epochs"] = epochs            # every trial's schedule; the rungs decide how far it runs
     return p
 
 
@@ -159,25 +166,28 @@ def baseline_params(tiny: bool = False, epochs: int = 20, teacher: bool = False)
     return seed_params(((8, 2),) if tiny else ((20, 6),), tiny, epochs, teacher)
 
 
-# Guideline-shaped networks every new full study trains after the baseline: fewer, wider binary
-# layers (guideline 4 against the iCEBreaker's logic cells, which grow with the number of layers).
-SEEDS = (((32, 3),), ((48, 2),), ((32, 4),))
+# Networks every new full study trains after the baseline: fewer, wider binary layers (guideline 4
+# against the iCEBreaker's logic cells, which grow with the number of layers), and the shipped
+# `binary`'s integer-stream network at 64 and 96 channels (the engine style's).
+STREAM = {"shortcut": "int", "rsign": True, "first_weights": "bin", "last": "int8", "dilation": True,
+          "ste_window": 0.5, "pad_bit": 0, "lr_factor": 3.14}
+SEEDS = ((((32, 3),), {}), (((48, 2),), {}), (((32, 4),), {}),
+         (((64, 1), (64, 2)), STREAM), (((96, 1), (96, 2)), STREAM))
 
 
-def seed_params(stages, tiny: bool = False, epochs: int = 20, teacher: bool = False) -> dict:
+def seed_params(stages, tiny: bool = False, epochs: int = 20, teacher: bool = False, **over) -> dict:
     """The Optuna parameters of a network with every guideline on and the given ``(width, depth)``
-    stages."""
+    stages (``over``: other parameter values)."""
     p = {"stages": len(stages)}
     for s, (w, d) in enumerate(stages, start=1):
         p[f"width{s}"], p[f"depth{s}"] = w, d
-    p.update({"pool": "4x3", "dilation": False, "shortcut": True, "first_weights": "int8", "last": "bin",
+    p.update({"pool": "4x3", "dilation": False, "shortcut": "bit", "first_weights": "int8", "last": "bin",
               "bn": True,
               "clipped_ste": True, "ste_window": 1.0, "pad_bit": 1, "optimizer": "adam",
               "schedule": "cosine", "lr_factor": 1.0})
+    p.update(over)
     if teacher:
-        p["distill"] = 0.5
-    if epochs >= 2:
-        p["epochs"] = epochs
+        p["distill"] = 0.7 if p["shortcut"] == "int" else 0.5
     return p
 
 
@@ -185,9 +195,15 @@ def options_text(p: dict) -> str:
     """The ``--binary-options`` text of a candidate's options."""
     keys = ("stages", "pool", "dilation", "shortcut", "first_weights", "bn", "clipped_ste", "ste_window",
             "pad_bit", "optimizer", "schedule", "lr", "distill")
+
     def fmt(v):
         return str(v).lower() if isinstance(v, bool) else str(v)
-    text = "redesign," + ",".join(f"{k}={fmt(p[k])}" for k in keys)
+    sc = p["shortcut"]
+    if isinstance(sc, bool):       # trials of space version 1: a bool
+        sc = "bit" if sc else "none"
+    text = "redesign," + ",".join(f"{k}={fmt(sc if k == 'shortcut' else p[k])}" for k in keys)
+    if sc == "int" and p.get("rsign") is False:
+        text += ",rsign=false"
     # Trials of studies from before the option existed have no "last": a binary last layer.
     return text + ",last=int8" if p.get("last") == "int8" else text
 
@@ -196,96 +212,268 @@ def options_text(p: dict) -> str:
 # Costs of an untrained candidate
 
 
-def candidate_costs(binary_text: str, input_shape=None, seed: int = 0) -> dict:
-    """Weight bits, cycles per inference, memory bits and iCE40 EBRs of the untrained candidate.
+def candidate_costs(binary_text: str, input_shape=None, seed: int = 0, board: bool = True) -> dict:
+    """Weight bits, cycles per inference, memory bits and, with ``board``, the iCEBreaker estimate of
+    the untrained candidate (:func:`board_estimate`: the style it runs in, block RAMs, logic cells,
+    DSPs, SPRAM bits).
 
-    The candidate is exported with random batch-norm statistics (as the tests do) so that every
-    threshold is a real one. Raises :class:`~kwsbnn.hw.plan.UnsupportedNetwork` for a network the
+    The candidate is exported with random batch-norm statistics (as the tests do) and int8
+    activation ranges of 8.0, so that every threshold and multiplier is a real one. ``cycles`` is
+    the pipeline's at the default folding, or with ``board`` the cycles of the style the board runs
+    it in (the engine's at its board folding). ``stream_map_bits``: the integer residual stream's map
+    (``shortcut=int``: channels x positions x 8 bits, the largest stream layer), 0 without it.
+    Until the generator builds the stream (the hardware refuses it), a stream network's cycles and
+    logic are those of the same network without shortcuts (``costed_as``), with its stream map
+    counted in the memory. Raises :class:`~kwsbnn.hw.plan.UnsupportedNetwork` for a network the
     hardware cannot build.
     """
-    import torch
-
     from kwsbnn.hw.cost import layer_costs
     from kwsbnn.hw.plan import UnsupportedNetwork
 
-    from . import deploy
+    from .models import BinaryOptions, make_config
     from .data import CLASSES
     from .features import FeatureConfig
-    from .footprint import footprint
-    from .integer import integer_spec
-    from .models import BinaryOptions, build_model, make_config, randomize_bn_stats
 
     if input_shape is None:
         fc = FeatureConfig()
         input_shape = [fc.frames, fc.n_features]
     try:
-        cfg = make_config("res8", "binary", BinaryOptions.parse(binary_text), n_classes=len(CLASSES))
+        opts = BinaryOptions.parse(binary_text)
+        cfg = make_config("res8", "binary", opts, n_classes=len(CLASSES))
     except ValueError as e:
         raise UnsupportedNetwork(f"options {binary_text!r}: {e}") from None
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = build_model(cfg)
-    model.meta = {"input_shape": list(input_shape), "classes": list(CLASSES)}
-    randomize_bn_stats(model, gen)
-    fp = footprint(model)
-    try:
-        spec = integer_spec(model, name="candidate")
-    except KwsError as e:
-        raise UnsupportedNetwork(f"candidate has no integer form: {e.message}") from None
+    model, fp = _untrained(cfg, input_shape, seed)
+    stream_bits = max((l["out_bits"] for l, b in zip(fp["layers"], model.blocks) if b.out_prec == "stream"),
+                      default=0)
     with tempfile.TemporaryDirectory() as tmp:
-        dep = deploy.load(deploy.save(spec, tmp))
+        dep = _deployable(model, tmp)
+        costed_as = None
         try:
             costs = layer_costs(dep)
-            board = _board_estimate(dep)
         except UnsupportedNetwork:
-            raise
+            if opts.shortcut != "int":
+                raise
+            # The stream's stand-in: the same convolutions without shortcuts.
+            costed_as = "shortcut=none"
+            proxy = make_config("res8", "binary", replace(opts, shortcut="none"), n_classes=len(CLASSES))
+            dep = _deployable(_untrained(proxy, input_shape, seed)[0], tmp + "/proxy")
+            costs = _layer_costs(dep)
         except ValueError as e:      # a unit refusing its parameters
             raise UnsupportedNetwork(f"candidate: {e}") from None
         out = {"weight_bits": int(fp["weight_bits"]), "activation_peak_bits": int(fp["activation_peak_bits"]),
                "cycles": int(costs["cycles_per_inference"]), "memory_bits": int(costs["memory_bits"]),
                "hw_weight_bits": int(costs["weight_bits"]),
                "lanes": int(costs["lanes"]), "bottleneck": costs["bottleneck"],
-               "binary_layers": cfg.layers, "channels": cfg.block_widths()}
-        out.update(board)
+               "binary_layers": cfg.layers, "channels": cfg.block_widths(),
+               "stream_map_bits": int(stream_bits), "pipeline_cycles": int(costs["cycles_per_inference"])}
+        if costed_as:
+            out["costed_as"] = costed_as
+        if board:
+            est = board_estimate(dep, stream_bits, stream=opts.shortcut == "int",
+                                 pipeline_memory_bits=int(costs["memory_bits"]))
+            if est.get("cycles"):
+                out["cycles"] = est.pop("cycles")
+            out.update(est)
     return out
 
 
-def _board_estimate(dep) -> dict:
-    """iCE40 block RAMs, logic cells and DSPs of the candidate with the board's UART link, by the
-    calibrated resource estimate (:func:`kwsbnn.hw.resources.estimate`): at the default folding,
-    or, when that is over the iCEBreaker's logic or DSPs, at the folding ``kwsbnn build`` would
-    choose (:func:`kwsbnn.hw.folding.for_budget`), if one fits."""
-    from kwsbnn.errors import KwsError
-    from kwsbnn.hw.folding import for_budget
-    from kwsbnn.hw.resources import estimate
-    res = estimate(dep, family="ice40", link=True)
-    if res["logic_cells"] > BOARD_LOGIC_CELLS or res["dsp"] > BOARD_DSPS:
+def _untrained(cfg, input_shape, seed: int):
+    """The model of ``cfg`` with random batch-norm statistics, in evaluation mode, and its footprint."""
+    import torch
+
+    from .data import CLASSES
+    from .footprint import footprint
+    from .models import build_model, randomize_bn_stats
+    from .quant import Int8Activation
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+    model.meta = {"input_shape": list(input_shape), "classes": list(CLASSES)}
+    randomize_bn_stats(model, gen)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, Int8Activation):     # untrained: no range yet; a trained one's size
+                m.running_max.fill_(8.0)
+                m.initialized.fill_(True)
+    return model, footprint(model)
+
+
+def _deployable(model, folder):
+    """The deployable model (loaded) of an untrained candidate."""
+    from kwsbnn.hw.plan import UnsupportedNetwork
+
+    from . import deploy
+    from .integer import integer_spec
+    try:
+        spec = integer_spec(model, name="candidate")
+    except KwsError as e:
+        raise UnsupportedNetwork(f"candidate has no integer form: {e.message}") from None
+    return deploy.load(deploy.save(spec, folder))
+
+
+def _layer_costs(dep) -> dict:
+    from kwsbnn.hw.cost import layer_costs
+    from kwsbnn.hw.plan import UnsupportedNetwork
+    try:
+        return layer_costs(dep)
+    except ValueError as e:
+        raise UnsupportedNetwork(f"candidate: {e}") from None
+
+
+def board_estimate(dep, stream_map_bits: int = 0, stream: bool = False,
+                   pipeline_memory_bits: int = 0) -> dict:
+    """What the iCEBreaker runs the candidate as, with the board's UART link and streaming ring
+    (the calibrated resource estimate, :func:`kwsbnn.hw.resources.estimate`).
+
+    ``style`` ``pipeline``: at the default folding, or, when that is over the iCEBreaker's logic,
+    DSPs or block RAMs, at the pipeline folding ``kwsbnn build`` would choose
+    (:func:`kwsbnn.hw.folding.for_budget`), if one fits. Otherwise (and always for an integer
+    stream network: ``stream``) ``style`` ``engine``: the binary layers on the layer engine at the
+    fastest engine folding that fits (:func:`kwsbnn.hw.folding.engine_for_budget`; when none fits,
+    the default engine folding, for the figures, and ``engine_error`` says why). ``spram_bits``:
+    the engine's weight words (64 bits each) + the integer stream map (``stream_map_bits``) +
+    the streaming ring (its board top keeps the ring there), against :data:`BOARD_SPRAM_BITS`;
+    ``cycles``: the engine style's cycles per inference. ``style`` ``none``: the engine cannot run
+    the network either (``engine_error``)."""
+    from kwsbnn.hw.cost import engine_costs, engine_folding, engine_memory
+    from kwsbnn.hw.folding import engine_for_budget, for_budget, resolve_budget
+    from kwsbnn.hw.plan import UnsupportedNetwork
+    from kwsbnn.hw.resources import RingUnit, estimate
+
+    def fits(r):
+        return r["block_ram"] <= BOARD_EBRS and r["logic_cells"] <= BOARD_LOGIC_CELLS and r["dsp"] <= BOARD_DSPS
+
+    def figures(r):
+        return {"ebr": int(r["block_ram"]), "logic_cells": int(r["logic_cells"]), "dsp": int(r["dsp"])}
+
+    pipeline = None
+    if not stream:
+        pipeline = estimate(dep, family="ice40", link=True)
+        # A pipeline keeps every weight in block RAM: no folding fits one whose weights alone do not.
+        hopeless = pipeline_memory_bits > BOARD_MEMORY_BITS
+        if not fits(pipeline) and not hopeless:
+            try:
+                res = estimate(dep, for_budget(dep, "icebreaker", engine=False), family="ice40", link=True)
+                if fits(res) or res["logic_cells"] < pipeline["logic_cells"]:
+                    pipeline = res
+            except KwsError:
+                pass
+        if fits(pipeline):
+            return {"style": "pipeline", **figures(pipeline), "spram_bits": 0}
+    ring = RingUnit.for_model(dep)
+    error = None
+    try:
         try:
-            # The pipeline style: the search's cycles are the pipeline's (the engine style is not
-            # weighed here yet).
-            res = estimate(dep, for_budget(dep, "icebreaker", engine=False), family="ice40", link=True)
-        except KwsError:
-            pass
-    return {"ebr": int(res["block_ram"]), "logic_cells": int(res["logic_cells"]), "dsp": int(res["dsp"])}
+            folding = engine_for_budget(dep, resolve_budget("icebreaker"), link=True, clk_hz=BOARD_CLOCK_HZ)
+        except UnsupportedNetwork:
+            raise
+        except KwsError as e:
+            error = e.message
+            folding = engine_folding(dep)
+        mem = engine_memory(dep, folding)
+        res = estimate(dep, folding, family="ice40", link=True)
+        cycles = engine_costs(dep, folding)["cycles_per_inference"]
+    except (UnsupportedNetwork, ValueError) as e:
+        why = e.message if isinstance(e, KwsError) else str(e)
+        out = {"style": "none", "engine_error": f"the layer engine cannot run it: {why}",
+               "spram_bits": 0}
+        out.update(figures(pipeline) if pipeline else {"ebr": 0, "logic_cells": 0, "dsp": 0})
+        return out
+    weight_bits = mem["weight_words"] * WORD_BITS
+    ring_bits = ring.width * ring.depth
+    pipe = {f"pipeline_{k}": v for k, v in figures(pipeline).items()} if pipeline else {}
+    out = {"style": "engine", **figures(res), **pipe, "cycles": int(cycles),
+           "spram_bits": int(weight_bits + stream_map_bits + ring_bits), "spram_weight_bits": int(weight_bits),
+           "spram_ring_bits": int(ring_bits), "engine_pe": folding[next(iter(folding.layers))]["pe"]}
+    out["inferences_per_s"] = round(BOARD_CLOCK_HZ / max(1, cycles), 2)
+    if error:
+        out["engine_error"] = error
+    return out
 
 
 def over_budget(costs: dict, budget: str) -> str | None:
     """Why a candidate does not fit ``budget`` (None if it fits)."""
     kind, n = parse_budget(budget)
     if kind == "board":
+        style = costs.get("style", "pipeline")
+        if style == "none":
+            return costs.get("engine_error", "neither style of the hardware runs it on the iCEBreaker")
+        if style == "engine":
+            if costs["spram_bits"] > BOARD_SPRAM_BITS:
+                return (f"the layer engine needs {costs['spram_bits']:,} bits of SPRAM (weights "
+                        f"{costs.get('spram_weight_bits', 0):,} + integer stream map "
+                        f"{costs.get('stream_map_bits', 0):,} + input ring {costs.get('spram_ring_bits', 0):,}) "
+                        f"> {BOARD_SPRAM_BITS:,} (16K 64-bit words)")
         if costs["ebr"] > BOARD_EBRS:
             return (f"needs {costs['ebr']} block RAMs; the iCEBreaker's iCE40UP5K has {BOARD_EBRS} "
-                    f"({costs['memory_bits']:,} memory bits)")
-        if costs["memory_bits"] > BOARD_MEMORY_BITS:
+                    f"({costs['memory_bits']:,} memory bits)" + (" in the engine style" if style == "engine" else ""))
+        if style == "pipeline" and costs["memory_bits"] > BOARD_MEMORY_BITS:
             return f"{costs['memory_bits']:,} memory bits > {BOARD_MEMORY_BITS:,} (30 EBRs of 4 kbit)"
         if costs.get("logic_cells", 0) > BOARD_LOGIC_CELLS:
-            return f"needs about {costs['logic_cells']:,} logic cells; the iCE40UP5K has {BOARD_LOGIC_CELLS:,}"
+            return (f"needs about {costs['logic_cells']:,} logic cells; the iCE40UP5K has {BOARD_LOGIC_CELLS:,}"
+                    + (" (engine style)" if style == "engine" else ""))
         if costs.get("dsp", 0) > BOARD_DSPS:
             return f"needs {costs['dsp']} DSPs; the iCE40UP5K has {BOARD_DSPS}"
+        if style == "engine" and costs.get("engine_error"):
+            return f"engine style: {costs['engine_error']}"
     elif kind == "bits" and costs["weight_bits"] > n:
         return f"{costs['weight_bits']:,} weight bits > the cap of {n:,}"
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Successive halving over epochs
+
+
+def rung_epochs(epochs: int, rungs: int = 3, eta: int = 3) -> list[int]:
+    """The epochs at which a trial's run is judged: ``epochs / eta^k`` for ``k = rungs-1 .. 0``
+    (rounded, at least 1, without repeats); the last is ``epochs`` (20 epochs, 3 rungs, eta 3:
+    2, 7, 20)."""
+    rungs, eta = max(1, int(rungs)), max(2, int(eta))
+    return sorted({max(1, round(epochs / eta ** k)) for k in range(rungs)} | {epochs})
+
+
+def pareto_layers(points: list[tuple]) -> list[int]:
+    """Non-dominated sorting of ``(accuracy, weight bits, cycles)`` points (accuracy maximised, the
+    costs minimised): each point's front number (0 = not dominated by any other point)."""
+    def dominates(a, b):
+        return a[0] >= b[0] and a[1] <= b[1] and a[2] <= b[2] and a != b
+    layer = [None] * len(points)
+    left, k = set(range(len(points))), 0
+    while left:
+        front = {i for i in left if not any(dominates(points[j], points[i]) for j in left if j != i)}
+        for i in front:
+            layer[i] = k
+        left -= front
+        k += 1
+    return layer
+
+
+def promotion(point: tuple, others: list[tuple], eta: int) -> tuple[bool, int, int]:
+    """Whether a trial at a rung goes on (asynchronous successive halving, as ASHA): ``point`` and
+    ``others`` (the trials that reached this rung before it) are ``(accuracy, weight bits, cycles)``;
+    they are ordered by Pareto front number, then accuracy, and the first ``max(1, n // eta)`` of
+    the ``n`` go on. Returns ``(promoted, rank, n)`` (rank 0 = first; ties rank in its favour)."""
+    pts = list(others) + [tuple(point)]
+    layers = pareto_layers(pts)
+    key = [(layers[i], -pts[i][0]) for i in range(len(pts))]
+    rank = sum(1 for k in key[:-1] if k < key[-1])
+    n = len(pts)
+    return rank < max(1, n // max(2, eta)), rank, n
+
+
+def rung_competitors(trials, number: int, epoch: int) -> list[tuple]:
+    """``(best accuracy up to epoch, weight bits, cycles)`` of the other trials that reached
+    ``epoch`` (Optuna FrozenTrials with ``val_curve``; rejected ones have none)."""
+    out = []
+    for t in trials:
+        curve = t.user_attrs.get("val_curve") or []
+        if t.number == number or len(curve) < epoch or "weight_bits" not in t.user_attrs:
+            continue
+        out.append((max(curve[:epoch]), t.user_attrs["weight_bits"], t.user_attrs.get("cycles", 0)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,6 +673,7 @@ class Objective:
         trial.set_user_attr("pid", os.getpid())
         p = suggest(trial, tiny=cfg.tiny, epochs=cfg.epochs, teacher=bool(cfg.teacher))
         text = options_text(p)
+        rungs = rung_epochs(p["epochs"], cfg.rungs, cfg.eta)
         trial.set_user_attr("binary_options", text)
         trial.set_user_attr("epochs", p["epochs"])
         # A re-queued trial (its worker died) continues in the dead trial's run folder.
@@ -497,7 +686,7 @@ class Objective:
             trial.set_user_attr("retry_of", retry_of)
         _log(f"trial {trial.number}: {text}, epochs={p['epochs']}")
         try:
-            costs = candidate_costs(text, seed=cfg.seed)
+            costs = candidate_costs(text, seed=cfg.seed, board=parse_budget(cfg.budget)[0] == "board")
         except KwsError as e:         # UnsupportedNetwork and integer-form problems
             trial.set_user_attr("rejected", f"the hardware cannot build it: {e.message}")
             _log(f"trial {trial.number}: rejected ({e.message})")
@@ -510,7 +699,8 @@ class Objective:
             _log(f"trial {trial.number}: rejected before training: {reason}")
             raise optuna.TrialPruned(f"rejected: {reason}")
         _log(f"trial {trial.number}: {costs['weight_bits']:,} weight bits, {costs['cycles']:,} cycles, "
-             f"{costs['ebr']} EBR; training in {run_dir}")
+             + (f"{costs['style']} style, {costs['ebr']} EBR, " if "style" in costs else "")
+             + f"rungs at epochs {rungs}; training in {run_dir}")
 
         tcfg = TrainConfig(data=cfg.data, arch="res8", precision="binary", binary=text,
                            epochs=p["epochs"], seed=cfg.seed, out=str(run_dir), batch_size=cfg.batch_size,
@@ -521,6 +711,22 @@ class Objective:
         def on_epoch(entry):
             curve.append(float(entry["val_accuracy"]))
             trial.set_user_attr("val_curve", list(curve))
+            epoch = entry["epoch"]
+            if epoch in rungs[:-1]:
+                # Successive halving: go on to the next rung only among the best 1/eta of the
+                # trials that reached this one (the run continues: same schedule, same state).
+                others = rung_competitors(trial.study.get_trials(deepcopy=False), trial.number, epoch)
+                go, rank, n = promotion((max(curve), costs["weight_bits"], costs["cycles"]), others, cfg.eta)
+                k = rungs.index(epoch)
+                trial.set_user_attr("rung", k)
+                if not go:
+                    why = (f"not promoted at rung {k + 1} (epoch {epoch}): rank {rank + 1} of {n} at that "
+                           f"rung; the best {max(1, n // cfg.eta)} go on")
+                    trial.set_user_attr("pruned", why)
+                    trial.set_user_attr("seconds", time.time() - t_start)
+                    _log(f"trial {trial.number}: {why}")
+                    raise optuna.TrialPruned(why)
+                _log(f"trial {trial.number}: promoted at rung {k + 1} (epoch {epoch}): rank {rank + 1} of {n}")
             finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             why = prune_reason(entry["epoch"], entry["val_accuracy"], costs, finished, cfg, p["epochs"])
             if why:
@@ -543,6 +749,7 @@ class Objective:
             trial.set_user_attr(k, metrics.get(k))
         trial.set_user_attr("model", str(run_dir / "model.pt"))
         trial.set_user_attr("seconds", seconds)
+        trial.set_user_attr("rung", len(rungs) - 1)
         _log(f"trial {trial.number}: val {metrics['best_val_accuracy']:.3f} test "
              f"{metrics.get('test_accuracy', float('nan')):.3f} ({seconds:.0f} s)")
         return float(metrics["best_val_accuracy"]), float(costs["weight_bits"]), float(costs["cycles"])
@@ -579,6 +786,8 @@ def _check_inputs(cfg: SearchConfig):
         raise KwsError("--epochs must be at least 1")
     if cfg.refine < 0 or cfg.refine_epochs < 0:
         raise KwsError("--refine and --refine-epochs must not be negative")
+    if cfg.rungs < 1 or cfg.eta < 2:
+        raise KwsError("--rungs must be at least 1 and --eta at least 2")
     if cfg.pruner not in ("pareto", "median", "none"):
         raise KwsError(f"--pruner {cfg.pruner!r}", "use pareto, median or none")
     parse_budget(cfg.budget)
@@ -615,8 +824,9 @@ def run_search(cfg: SearchConfig, progress: bool = False) -> dict:
         _log(f"study {cfg.study}: trials {recovered} were left RUNNING by a dead worker; failed and re-queued")
     if cfg.baseline and not study.trials:
         study.enqueue_trial(baseline_params(cfg.tiny, cfg.epochs, bool(cfg.teacher)), skip_if_exists=True)
-        for stages in () if cfg.tiny else SEEDS:
-            study.enqueue_trial(seed_params(stages, False, cfg.epochs, bool(cfg.teacher)), skip_if_exists=True)
+        for stages, over in () if cfg.tiny else SEEDS:
+            study.enqueue_trial(seed_params(stages, False, cfg.epochs, bool(cfg.teacher), **over),
+                                skip_if_exists=True)
     c = counts(study)
     todo = cfg.trials - c["finished"] - c["running"]
     _log(f"study {cfg.study} in {_safe_url(url)}: {c['finished']} finished, {c['running']} running; "
@@ -704,7 +914,9 @@ def trial_row(t) -> dict:
            "activation_peak_bits": ua.get("activation_peak_bits"), "channels": ua.get("channels"),
            "binary_layers": ua.get("binary_layers"), "model": ua.get("model"), "run_dir": ua.get("run_dir"),
            "host": ua.get("host"), "seconds": ua.get("seconds"), "val_curve": ua.get("val_curve"),
-           "rejected": ua.get("rejected"), "pruned": ua.get("pruned")}
+           "rejected": ua.get("rejected"), "pruned": ua.get("pruned"), "rung": ua.get("rung"),
+           "style": ua.get("style"), "spram_bits": ua.get("spram_bits"),
+           "stream_map_bits": ua.get("stream_map_bits")}
     return row
 
 

@@ -1,9 +1,9 @@
-"""Footprint accounting and the trade-off report (models made in code, no data needed)."""
+"""Footprint accounting and the trade-off report (models made in code), and the fronts study on
+fixture data."""
 
 import json
 
 import pytest
-
 
 from kwsbnn.cli import main
 from kwsbnn.sw.checkpoint import save_model

@@ -45,8 +45,8 @@ def add_arguments(parser):
                              "to share the study between machines)")
     parser.add_argument("--budget", default="board", help="board | bits:N | none (default board)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="training epochs of a trial (the search also tries half; default 20, "
-                             "--tiny 1)")
+                        help="the schedule of every trial: a trial promoted through every rung trains "
+                             "this many epochs (default 20, --tiny 1)")
     parser.add_argument("--teacher", default=None, metavar="MODEL",
                         help="float model to distill from (default: the shipped `float` model when "
                              "present; `none` to switch distillation off)")
@@ -59,6 +59,11 @@ def add_arguments(parser):
                              "longer (--refine-epochs); the best is the study's recommended model")
     parser.add_argument("--refine-epochs", type=int, default=None, metavar="E",
                         help="epochs of a refinement (default 5 x --epochs)")
+    parser.add_argument("--rungs", type=int, default=3,
+                        help="successive halving: a trial is judged at --epochs / eta^k epochs "
+                             "(k = rungs-1 .. 0) and goes on only among the best 1/eta of the trials "
+                             "at that rung (default 3; 1: every trial trains --epochs)")
+    parser.add_argument("--eta", type=int, default=3, help="successive halving's reduction factor (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="training seed of every trial")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per worker")
@@ -89,7 +94,8 @@ def run(args) -> int:
                        storage=args.storage, budget=args.budget, epochs=epochs, teacher=teacher,
                        tiny=args.tiny, seed=args.seed, batch_size=batch,
                        bn_batches=2 if args.tiny else 20, threads=args.threads, pruner=args.pruner,
-                       refine=args.refine, refine_epochs=args.refine_epochs or 0)
+                       refine=args.refine, refine_epochs=args.refine_epochs or 0,
+                       rungs=args.rungs, eta=args.eta)
     from kwsbnn.sw.skipped import scan
     skipped = scan(args.data, args.strict, "kwsbnn search", seed=args.seed)
     result = run_search(cfg, progress=not args.json and sys.stderr.isatty())
