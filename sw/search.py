@@ -476,6 +476,27 @@ def rung_competitors(trials, number: int, epoch: int) -> list[tuple]:
     return out
 
 
+def rung_check(trial, epoch: int, curve: list, costs: dict, rungs: list, eta: int) -> str | None:
+    """At a rung epoch (not the last), decide whether the running ``trial`` (an Optuna trial whose
+    ``val_curve`` up to ``epoch`` is ``curve``) goes on: records its ``rung`` (index) and returns
+    why it stops (also its ``pruned`` attribute) or None. The run itself is not touched: a promoted
+    trial continues the same schedule from the same state."""
+    if epoch not in rungs[:-1]:
+        return None
+    others = rung_competitors(trial.study.get_trials(deepcopy=False), trial.number, epoch)
+    go, rank, n = promotion((max(curve[:epoch]), costs["weight_bits"], costs["cycles"]), others, eta)
+    k = rungs.index(epoch)
+    trial.set_user_attr("rung", k)
+    if go:
+        _log(f"trial {trial.number}: promoted at rung {k + 1} (epoch {epoch}): rank {rank + 1} of {n}")
+        return None
+    why = (f"not promoted at rung {k + 1} (epoch {epoch}): rank {rank + 1} of {n} at that rung; "
+           f"the best {max(1, n // eta)} go on")
+    trial.set_user_attr("pruned", why)
+    _log(f"trial {trial.number}: {why}")
+    return why
+
+
 # ---------------------------------------------------------------------------------------------
 # Pruning
 
@@ -711,22 +732,10 @@ class Objective:
         def on_epoch(entry):
             curve.append(float(entry["val_accuracy"]))
             trial.set_user_attr("val_curve", list(curve))
-            epoch = entry["epoch"]
-            if epoch in rungs[:-1]:
-                # Successive halving: go on to the next rung only among the best 1/eta of the
-                # trials that reached this one (the run continues: same schedule, same state).
-                others = rung_competitors(trial.study.get_trials(deepcopy=False), trial.number, epoch)
-                go, rank, n = promotion((max(curve), costs["weight_bits"], costs["cycles"]), others, cfg.eta)
-                k = rungs.index(epoch)
-                trial.set_user_attr("rung", k)
-                if not go:
-                    why = (f"not promoted at rung {k + 1} (epoch {epoch}): rank {rank + 1} of {n} at that "
-                           f"rung; the best {max(1, n // cfg.eta)} go on")
-                    trial.set_user_attr("pruned", why)
-                    trial.set_user_attr("seconds", time.time() - t_start)
-                    _log(f"trial {trial.number}: {why}")
-                    raise optuna.TrialPruned(why)
-                _log(f"trial {trial.number}: promoted at rung {k + 1} (epoch {epoch}): rank {rank + 1} of {n}")
+            why = rung_check(trial, entry["epoch"], curve, costs, rungs, cfg.eta)
+            if why:
+                trial.set_user_attr("seconds", time.time() - t_start)
+                raise optuna.TrialPruned(why)
             finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             why = prune_reason(entry["epoch"], entry["val_accuracy"], costs, finished, cfg, p["epochs"])
             if why:

@@ -73,28 +73,120 @@ def test_stages_pooling_and_dilation_options_build_exact_integer_networks():
 def test_block_ram_estimate_of_the_res8_that_fits_the_icebreaker():
     """The 24-channel binary res8 took 29 of the iCE40UP5K's 30 block RAMs (nextpnr) before the board
     top kept a streaming ring buffer (8 more: docs/host-protocol.md); the cost model's memory bits
-    (55 kbit) alone would admit it. With the ring it no longer fits; 16 channels do (24 EBRs)."""
+    (55 kbit) alone would admit it. With the ring it no longer fits as a pipeline, so the board
+    runs it in the engine style (weights in SPRAM); 16 channels still fit as a pipeline (24 EBRs)."""
     def memory_only(c):          # the logic-cell estimate, where present, is not under test here
         return {k: v for k, v in c.items() if k not in ("logic_cells", "dsp")}
     costs = candidate_costs("redesign,width=24")
-    assert costs["ebr"] == 29 + 8 and costs["memory_bits"] < 60_000 and costs["cycles"] == 145_440
-    assert "block RAMs" in over_budget(memory_only(costs), "board")
+    assert costs["pipeline_ebr"] == 29 + 8 and costs["memory_bits"] < 60_000
+    assert costs["pipeline_cycles"] == 145_440
+    as_pipeline = memory_only(costs) | {"style": "pipeline", "ebr": costs["pipeline_ebr"]}
+    assert "block RAMs" in over_budget(as_pipeline, "board")
+    assert costs["style"] == "engine" and costs["ebr"] <= 30 and over_budget(costs, "board") is None
+    # the engine's cycles are the objective: what the board runs
+    assert costs["cycles"] > costs["pipeline_cycles"] and costs["inferences_per_s"] > 25
+    assert costs["spram_bits"] == costs["spram_weight_bits"] + costs["spram_ring_bits"]
     small = candidate_costs("redesign,width=16")
-    assert small["ebr"] == 24 and over_budget(memory_only(small), "board") is None
+    assert small["style"] == "pipeline" and small["ebr"] == 24 and over_budget(memory_only(small), "board") is None
     assert "logic cells" in over_budget(memory_only(small) | {"logic_cells": 6000}, "board")
     assert over_budget(small, f"bits:{small['weight_bits'] - 1}") is not None
     assert over_budget(small, "none") is None
 
 
 def test_search_space_gives_valid_options():
+    """Every sample builds; the space holds the integer stream, RSign (with the stream only), the
+    STE window and widths up to 128."""
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
                                 sampler=optuna.samplers.RandomSampler(seed=1))
-    for _ in range(20):
+    seen = {"shortcut": set(), "rsign": set(), "ste_window": set(), "width": set()}
+    for _ in range(60):
         t = study.ask()
         p = suggest(t, tiny=False, epochs=8, teacher=True)
-        cfg = make_config("res8", "binary", BinaryOptions.parse(options_text(p)))
-        assert 1 <= cfg.layers <= 12 and p["epochs"] in (4, 8) and p["distill"] in (0, 0.25, 0.5, 0.75)
+        opts = BinaryOptions.parse(options_text(p))
+        cfg = make_config("res8", "binary", opts)
+        assert 1 <= cfg.layers <= 12 and p["epochs"] == 8 and p["distill"] in (0, 0.25, 0.5, 0.75)
+        assert opts.shortcut == p["shortcut"] and opts.ste_window == p["ste_window"]
+        assert ("rsign" in t.params) == (p["shortcut"] == "int") and opts.rsign == p["rsign"]
+        seen["shortcut"].add(opts.shortcut)
+        seen["ste_window"].add(opts.ste_window)
+        seen["width"].update(cfg.block_widths())
+        if opts.shortcut == "int":
+            seen["rsign"].add(opts.rsign)
         study.tell(t, [0.5, 1.0, 1.0])
+    assert seen["shortcut"] == {"none", "bit", "int"} and seen["rsign"] == {True, False}
+    assert seen["ste_window"] == {0.5, 1.0, 2.0, 3.0} and {96, 128} <= seen["width"]
+    # the seeds: the shipped `binary`'s stream network among them; every seed is in the space
+    from kwsbnn.sw.search import SEEDS, SPACE, seed_params
+    stream = [seed_params(st, **over) for st, over in SEEDS if over.get("shortcut") == "int"]
+    assert {p["width1"] for p in stream} == {64, 96}
+    for st, over in SEEDS:
+        p = seed_params(st, **over)
+        assert all(p[f"width{i}"] in SPACE["full"]["widths"] for i in range(1, p["stages"] + 1))
+
+
+def test_board_budget_counts_the_integer_stream_map():
+    """The engine style keeps the weights, the int8 stream map (channels x 325 positions x 8 bits at
+    101x40 with 4x3 pooling) and the 32 kbit input ring in the 1 Mbit of SPRAM: at 128 channels
+    four binary layers fit with the map, five do not (they would without it)."""
+    from kwsbnn.sw.search import BOARD_SPRAM_BITS
+    base = "redesign,pool=4x3,first_weights=bin,last=int8,dilation=on,shortcut=int,stages="
+    ring = 101 * 40 * 8 + (4096 - 101 * 40) * 8          # the ring: 4,096 int8 frames' values
+    four = candidate_costs(base + "128x1-128x3")
+    assert four["stream_map_bits"] == 128 * 325 * 8 == 332_800
+    assert four["style"] == "engine" and four["spram_weight_bits"] == 4 * 9 * 128 * 128 == 589_824
+    assert four["spram_ring_bits"] == ring == 32_768
+    assert four["spram_bits"] == 589_824 + 332_800 + 32_768 == 955_392 <= BOARD_SPRAM_BITS
+    assert "SPRAM" not in (over_budget(four, "board") or "")     # (its block RAMs are over)
+    five = candidate_costs(base + "128x1-128x4")
+    assert five["spram_bits"] == 5 * 147_456 + 332_800 + 32_768 == 1_102_848 > BOARD_SPRAM_BITS
+    assert five["spram_bits"] - five["stream_map_bits"] <= BOARD_SPRAM_BITS
+    why = over_budget(five, "board")
+    assert "1,102,848 bits of SPRAM" in why and "integer stream map 332,800" in why
+    # the budget is the board's only: a weight cap or none does not look at SPRAM
+    assert over_budget(five, "none") is None and over_budget(five, "bits:800000") is None
+
+
+def test_rungs_promote_the_best_fraction():
+    """Successive halving on a fake objective (no training): rung epochs, Pareto-then-accuracy
+    ranking, and an asynchronous study in which only the best 1/eta of each rung go on."""
+    from kwsbnn.sw.search import pareto_layers, promotion, rung_check, rung_epochs
+    assert rung_epochs(20, 3, 3) == [2, 7, 20] and rung_epochs(27, 3, 3) == [3, 9, 27]
+    assert rung_epochs(1, 3, 3) == [1] and rung_epochs(4, 3, 2) == [1, 2, 4] and rung_epochs(9, 1, 3) == [9]
+    # (accuracy, weight bits, cycles): the small one is on the front although least accurate
+    pts = [(0.5, 100, 10), (0.4, 50, 10), (0.3, 100, 10), (0.45, 100, 10)]
+    assert pareto_layers(pts) == [0, 0, 2, 1]
+    assert promotion((0.9, 10, 10), [], 3) == (True, 0, 1)            # the first trial goes on
+    assert promotion((0.3, 100, 10), pts[:2], 3) == (False, 2, 3)     # 3 at the rung: only 1 goes on
+    assert promotion((0.6, 100, 10), pts, 2) == (True, 0, 5)
+    assert promotion((0.45, 100, 10), pts[:3], 2)[0] is False          # rank 2 of 4: 2 go on
+
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    rungs, eta = rung_epochs(9, 3, 3), 3                             # 1, 3, 9
+    quality = [0.5, 0.3, 0.7, 0.2, 0.6, 0.4, 0.8, 0.1, 0.35]
+    epochs_run = {}
+
+    def objective(trial):
+        q = quality[trial.number]
+        costs = {"weight_bits": 1000, "cycles": 100}               # equal costs: accuracy decides
+        trial.set_user_attr("weight_bits", 1000)
+        trial.set_user_attr("cycles", 100)
+        curve = []
+        for epoch in range(1, rungs[-1] + 1):
+            curve.append(q * epoch / rungs[-1])
+            trial.set_user_attr("val_curve", list(curve))
+            if rung_check(trial, epoch, curve, costs, rungs, eta):
+                epochs_run[trial.number] = epoch
+                raise optuna.TrialPruned()
+        epochs_run[trial.number] = epoch
+        return max(curve), 1000.0, 100.0
+
+    study.optimize(objective, n_trials=len(quality))
+    # asynchronous: a trial is judged against those that reached the rung before it
+    assert epochs_run == {0: 9, 1: 1, 2: 9, 3: 1, 4: 1, 5: 1, 6: 9, 7: 1, 8: 1}
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert [t.number for t in done] == [0, 2, 6] and all(t.user_attrs["rung"] == 1 for t in done)  # passed rungs 0 and 1
+    pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+    assert all("not promoted at rung" in t.user_attrs["pruned"] for t in pruned)
 
 
 def _done(number, curve, wb, cyc):
@@ -146,7 +238,7 @@ def test_tiny_search_end_to_end(data, tmp_path, capsys):
     study.enqueue_trial({"stages": 2, "width1": 8, "depth1": 2, "width2": 8, "depth2": 2,
                          "first_weights": "int8"})
     # trial 1: a four-channel network with a binary first layer: under it
-    small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "shortcut": True,
+    small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "shortcut": "bit",
              "bn": True, "pool": "4x3", "dilation": False}
     study.enqueue_trial(small)
 
@@ -219,10 +311,10 @@ def test_refine_trains_the_best_front_members_longer(data, tmp_path, capsys):
     from kwsbnn.sw.search import DIRECTIONS
     folder = tmp_path / "study"
     study = optuna.create_study(study_name="kws", storage=_storage(folder), directions=list(DIRECTIONS))
-    small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "shortcut": True,
+    small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "shortcut": "bit",
              "bn": True, "pool": "4x3", "dilation": False}
     study.enqueue_trial(small)
-    study.enqueue_trial(small | {"width1": 8, "shortcut": False})
+    study.enqueue_trial(small | {"width1": 8, "shortcut": "none"})
 
     assert main(_search(data, folder, 2, "--refine", "1", "--refine-epochs", "2")) == 0
     res = json.loads(capsys.readouterr().out)

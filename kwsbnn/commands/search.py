@@ -3,24 +3,36 @@
 HELP = "hardware-aware architecture search over binary networks (Optuna, multi-objective)"
 DESCRIPTION = """\
 Search binary keyword-spotting networks for the best trade-off between validation accuracy (max),
-weight memory bits (min) and cycles per inference of the generated accelerator (min, cost model with
-the default folding). The space: stage widths and depths, pooling placement, dilation, shortcuts,
-first-layer weights (int8 | bin), batch norm, clipped STE and its window, padding bit, optimizer,
-schedule, learning rate, epochs and the distillation weight (docs/binary-guidelines.md).
+weight memory bits (min) and cycles per inference of the generated accelerator (min). The space:
+stage widths (16-128) and depths, pooling placement, dilation, shortcut (none | bit | int: the
+integer residual stream), RSign (with the stream), first-layer weights (int8 | bin), last layer
+(bin | int8), batch norm, clipped STE and its window, padding bit, optimizer, schedule, learning
+rate and the distillation weight (docs/binary-guidelines.md). Data folders, teacher and
+augmentation are study settings, not searched.
 
 Every candidate is exported untrained and costed first; one the hardware cannot build or that does
 not fit --budget is rejected without training:
-  board    the iCEBreaker (iCE40UP5K): at most 30 block RAMs of 4 kbit for weights, thresholds,
-           line buffers and pooling sums (block RAMs estimated from the generated memories); with
-           the calibrated resource estimate (hw/resources.py) also 5,280 logic cells and 8 DSPs
+  board    the iCEBreaker (iCE40UP5K) with its UART link and streaming ring, in the style it runs
+           the network in: the layer-per-unit pipeline where that fits (30 block RAMs of 4 kbit,
+           5,280 logic cells, 8 DSPs, by the calibrated estimate of hw/resources.py), else the
+           layer engine: its weights, the integer stream map (shortcut=int: channels x positions x
+           8 bits) and the input ring within the 1 Mbit of SPRAM (16K 64-bit words), and its logic,
+           block RAMs and DSPs within the chip's. Cycles are those of that style.
   bits:N   at most N weight bits
   none     only what the generator can build
-Runs that are already beaten at the same epoch by two cheaper trials are pruned (--pruner).
+(The integer stream is costed as the same network without shortcuts plus its map until the
+generator builds it.)
 
-A trial's few epochs rank candidates; they do not make a model to deploy. --refine K trains the K
-most accurate members of the Pareto front again for --refine-epochs (default 5 x --epochs) with the
-same options and teacher, into OUT/refined/NNNN-EEep; the best of them (validation accuracy) is the
-study's recommended model, and `kwsbnn report pareto --export NNNN` exports the refined weights.
+Successive halving over epochs (--rungs, --eta): every trial runs one schedule of --epochs epochs
+(a cosine schedule over all of them) and is judged at --epochs / eta^k epochs; at each rung only the
+best 1/eta of the trials that reached it (Pareto front number, then accuracy) go on, continuing the
+same run; the others stop (pruned). Runs that are already beaten at the same epoch by two cheaper
+trials are pruned as well (--pruner).
+
+A trial's epochs rank candidates; --refine K trains the K most accurate members of the Pareto front
+again for --refine-epochs (default 5 x --epochs) with the same options and teacher, into
+OUT/refined/NNNN-EEep; the best of them (validation accuracy) is the study's recommended model, and
+`kwsbnn report pareto --export NNNN` exports the refined weights.
 
 Each trial trains in OUT/trials/NNNN (a `kwsbnn train` run folder). The study lives in
 sqlite:///OUT/study.db unless --storage names another database: rerun the same command to continue
@@ -30,7 +42,7 @@ With --storage postgresql://USER:PASSWORD@HOST/DB, start the same command on man
 share one study. Then: kwsbnn report pareto --dir OUT (or --storage URL --study NAME).
 
 Example (a real search; hours on 2 CPU cores):
-  kwsbnn search --data /path/to/speech_commands --trials 60 --epochs 20 --study kws --out searches/kws
+  kwsbnn search --data /path/to/speech_commands --trials 60 --epochs 27 --study kws --out searches/kws
 """
 
 
