@@ -455,11 +455,12 @@ def promotion(point: tuple, others: list[tuple], eta: int) -> tuple[bool, int, i
     """Whether a trial at a rung goes on (asynchronous successive halving, as ASHA): ``point`` and
     ``others`` (the trials that reached this rung before it) are ``(accuracy, weight bits, cycles)``;
     they are ordered by Pareto front number, then accuracy, and the first ``max(1, n // eta)`` of
-    the ``n`` go on. Returns ``(promoted, rank, n)`` (rank 0 = first; ties rank in its favour)."""
+    the ``n`` go on. Returns ``(promoted, rank, n)`` (rank 0 = first; in a tie the trial that
+    reached the rung first ranks first, so a crowd of trials at chance level does not all go on)."""
     pts = list(others) + [tuple(point)]
     layers = pareto_layers(pts)
     key = [(layers[i], -pts[i][0]) for i in range(len(pts))]
-    rank = sum(1 for k in key[:-1] if k < key[-1])
+    rank = sum(1 for k in key[:-1] if k <= key[-1])
     n = len(pts)
     return rank < max(1, n // max(2, eta)), rank, n
 

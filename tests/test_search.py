@@ -394,3 +394,42 @@ def test_interrupted_trial_is_requeued_once():
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].params == t.params
     assert waiting[0].system_attrs["failed_trial"] == 0 and waiting[0].user_attrs["run_dir"] == "/somewhere/0000"
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_tiny_search_with_rungs(data, tmp_path, capsys):
+    """Successive halving end to end on fixture data: 5 trials of a 4-epoch schedule judged at
+    epochs 1 and 2 (eta 2); a promoted trial continues its run (one schedule, no restart), the
+    others stop at their rung; an integer-stream candidate trains."""
+    from kwsbnn.sw.search import DIRECTIONS, promotion
+    folder = tmp_path / "study"
+    study = optuna.create_study(study_name="kws", storage=_storage(folder), directions=list(DIRECTIONS))
+    small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "bn": True, "pool": "4x3",
+             "dilation": False, "optimizer": "adam", "schedule": "cosine", "clipped_ste": True}
+    for lr, sc in ((1.0, "bit"), (0.2, "bit"), (5.0, "bit"), (1.0, "int"), (0.5, "none")):
+        study.enqueue_trial(small | {"lr_factor": lr, "shortcut": sc})
+    assert main(_search(data, folder, 5, "--epochs", "4", "--rungs", "3", "--eta", "2",
+                        "--pruner", "none")) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["settings"]["rungs"] == [1, 2, 4] and res["counts"]["finished"] == 5
+    rows = sorted(res["trials"], key=lambda r: r["number"])
+    assert rows[3]["binary_options"].count("shortcut=int") == 1 and rows[3]["val_curve"]
+    for r in rows:
+        if r["state"] == "COMPLETE":
+            assert len(r["val_curve"]) == 4 and r["rung"] == 2
+            metrics = json.loads((folder / "trials" / f"{r['number']:04d}" / "metrics.json").read_text())
+            assert metrics["config"]["epochs"] == 4 and len(metrics["history"]) == 4
+        else:
+            assert r["state"] == "PRUNED" and "not promoted at rung" in r["pruned"]
+            assert len(r["val_curve"]) in (1, 2)
+    # every decision is the rule's on the trials that reached the rung before
+    for r in rows:
+        for k, epoch in enumerate((1, 2)):
+            if len(r["val_curve"]) < epoch:
+                continue
+            before = [(max(o["val_curve"][:epoch]), o["weight_bits"], o["cycles"]) for o in rows
+                      if o["number"] < r["number"] and len(o["val_curve"]) >= epoch]
+            go = promotion((max(r["val_curve"][:epoch]), r["weight_bits"], r["cycles"]), before, 2)[0]
+            assert go == (len(r["val_curve"]) > epoch), (r["number"], epoch)
+    assert rows[0]["state"] == "COMPLETE"                  # the first trial meets no competitor
+    assert sum(r["state"] == "PRUNED" for r in rows) >= 2   # at 4 and 5 trials, at most 2 go on
