@@ -9,13 +9,18 @@ One trial (:class:`Objective`):
 1. sample the options and turn them into one ``--binary-options`` text (every trial can be rerun
    with ``kwsbnn train --arch res8 --precision binary --binary-options TEXT``);
 2. export the *untrained* candidate (random batch-norm statistics) and cost it: weight bits, cycles,
-   memory bits, and the iCEBreaker's block RAMs, logic cells and DSPs by the calibrated resource
-   estimate (:func:`kwsbnn.hw.resources.estimate`, with the board's UART link); a network the hardware cannot build
+   memory bits, and with ``--budget board`` what the iCEBreaker runs it as (:func:`board_estimate`:
+   the pipeline style where it fits, else the engine style with its weights, the integer stream map
+   and the input ring in SPRAM; block RAMs, logic cells and DSPs by the calibrated resource
+   estimate with the board's UART link); a network the hardware cannot build
    (:func:`kwsbnn.hw.plan.plan`) or one over the budget is *rejected*: state PRUNED with the user
    attribute ``rejected``, nothing trained;
-3. train it into ``<out>/trials/<number>`` (``kwsbnn train``'s run folder), reporting the validation
-   accuracy of every epoch (user attribute ``val_curve``) and pruning hopeless runs
-   (:func:`prune_reason`); Optuna's own pruners do not take multi-objective trials;
+3. train it into ``<out>/trials/<number>`` (``kwsbnn train``'s run folder), one schedule of
+   ``--epochs``, reporting the validation accuracy of every epoch (user attribute ``val_curve``);
+   at each rung of successive halving (:func:`rung_epochs`, :func:`rung_check`) it goes on only
+   among the best 1/eta of the trials that reached the rung, else it stops (PRUNED); hopeless runs
+   are pruned between rungs too (:func:`prune_reason`); Optuna's own pruners do not take
+   multi-objective trials;
 4. record ``test_accuracy``, ``model``, ``seconds`` and the costs as user attributes.
 
 Refinement (:func:`refine`, ``kwsbnn search --refine K``): a trial's few epochs rank candidates,
