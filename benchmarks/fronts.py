@@ -115,7 +115,12 @@ def train_runs(args):
         for fam, width in args.runs:
             cfg = run_config(fam, width, args.data, args.out, seed, args.epochs, args.threads, args.teacher)
             name = run_name(fam, width, seed)
-            if (Path(cfg.out) / "metrics.json").exists():
+            done = Path(cfg.out) / "metrics.json"
+            if done.exists():
+                had = json.loads(done.read_text()).get("epochs")
+                if had != cfg.epochs:
+                    raise SystemExit(f"fronts.py: {name} finished with {had} epochs, not {cfg.epochs}: "
+                                     "use another --out for another schedule")
                 print(f"{name}: done", file=sys.stderr)
                 continue
             print(f"{name}: training into {cfg.out} ({cfg.epochs} epochs)", file=sys.stderr, flush=True)
@@ -239,4 +244,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from kwsbnn.errors import KwsError
+    try:
+        main()
+    except KwsError as e:           # a resumed run with other settings, a missing teacher, ...
+        sys.exit(f"fronts.py: {e.message}" + (f" ({e.hint})" if getattr(e, "hint", None) else ""))

@@ -144,9 +144,15 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     cfg = fronts.run_config("float", 24, "d", out, 0, {"float": 40, "binary": 50}, 1, "float")
     assert cfg.width == 24 and cfg.layout == "chain" and cfg.epochs == 40 and cfg.precision == "float"
 
+    # an interrupted run (one of its two epochs done) is resumed, not restarted
+    from kwsbnn.sw.train import train
+    first = train(fronts.run_config("int8", 4, str(data), out, 0, {"float": 2, "binary": 1}, 1, None),
+                  stop_after=1, progress=False)["history"][0]
     args = ["--data", str(data), "--out", str(out), "--widths-float", "4", "--widths-binary", "4,8",
-            "--epochs-float", "1", "--epochs-binary", "1", "--teacher", "none"]
+            "--epochs-float", "2", "--epochs-binary", "1", "--teacher", "none"]
     fronts.main(args)
+    history = json.loads((out / "int8-w4-s0" / "metrics.json").read_text())["history"]
+    assert len(history) == 2 and history[0] == first
     names = sorted(p.parent.name for p in out.glob("*/metrics.json"))
     assert names == ["direct-w4-s0", "direct-w8-s0", "float-w4-s0", "int8-w4-s0", "redesign-w4-s0",
                      "redesign-w8-s0"]
