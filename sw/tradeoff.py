@@ -168,9 +168,10 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
     axes[0].text(ICEBREAKER_SPRAM_BITS / 1000, 92, " iCEBreaker\n SPRAM 1 Mbit", fontsize=8)
     axes[0].set_ylim(0, 100)
     axes[0].set_ylabel("12-class accuracy (%), subset testing list")
-    handles, labels = axes[0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    axes[0].legend(uniq.values(), uniq.keys(), loc="upper left", fontsize=8)
+    from matplotlib.lines import Line2D
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))     # one plain marker per kind
+    axes[0].legend([Line2D([], [], marker="o", linestyle="", color=colors.get(k, "gray")) for k in kinds],
+                   kinds, loc="upper left", fontsize=8)
     fig.suptitle("Keyword spotting: accuracy against memory by precision")
     fig.tight_layout()
     return save_figure(fig, path)
