@@ -79,7 +79,9 @@ STREAM_LANES = 8
 #: On the stream, a group boundary waits ``max(0, STREAM_WAIT + pe - GF SF)`` cycles for the
 #: updates of the group two before it (their latency); a layer's drain is ``STREAM_OVERHEAD + pe``.
 STREAM_WAIT = 5
-STREAM_OVERHEAD = 12
+STREAM_OVERHEAD = 9
+#: On the stream, the input's last lanes through the update pipeline and their map write.
+STREAM_INPUT = 7
 
 
 class WeightMemory(wiring.Component):
@@ -352,6 +354,13 @@ class LayerEngine(wiring.Component):
         if STREAM_LANES % pe:
             raise ValueError(f"{name}: pe={pe} must divide {STREAM_LANES} on the integer stream")
         geo = self._geo
+        gf = STREAM_LANES // pe
+        for g in geo:
+            sfn = g.kt * g.kf * self._cs
+            if gf * sfn < STREAM_WAIT + pe:
+                raise ValueError(f"{name}: pe={pe} x simd={self._simd}: a group of {STREAM_LANES} "
+                                 f"channels takes {gf * sfn} cycles, fewer than its stream updates "
+                                 f"({STREAM_WAIT + pe}); use a smaller pe or simd")
         self._groups = c // STREAM_LANES
         self._rwords = geo[0].t * geo[0].f * self._groups
         if len(self._wwords) + self._rwords > SPRAM_WORDS:
@@ -414,7 +423,7 @@ class LayerEngine(wiring.Component):
         sfn = g.kt * g.kf * self._cs
         if self._stream:
             gf = STREAM_LANES // self._pe
-            return g.positions * self._groups * (2 + gf * sfn + max(0, STREAM_WAIT + self._pe - gf * sfn))
+            return g.positions * self._groups * (2 + gf * sfn)
         p = self._nf * max(sfn, 5) if g.count else self._nf * sfn + max(0, 5 - sfn)
         return g.positions * p
 
@@ -434,7 +443,7 @@ class LayerEngine(wiring.Component):
         """Cycles the engine takes for its input: ``T F`` (one position per cycle), on the stream
         ``T F C`` (a stream word of 8 channels per 8 cycles: their bits one per cycle)."""
         if self._stream:
-            return self.input_positions * self._c
+            return self.input_positions * self._c + STREAM_INPUT
         return self.input_positions
 
     @property
