@@ -195,6 +195,12 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     unit._MustUse__silence = True
     default = Folding.default(dep)
     for p in front_plans:
+        if p.stream_out and p.pool and not boxsum_fits(p):
+            from .plan import UnsupportedNetwork
+            raise UnsupportedNetwork(f"layer {p.name}: the integer stream's first layer pools only with "
+                                     "its pooling folded into it, which this geometry does not allow",
+                                     "give the input a size whose last pooled rows and columns end "
+                                     "inside the map (as 101 x 40 with 4 x 3 pooling does)")
         if front and p.name in front:
             layers[p.name] = {"pe": int(front[p.name]["pe"]), "simd": int(front[p.name]["simd"])}
             continue

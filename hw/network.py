@@ -451,13 +451,15 @@ class EngineNetwork(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         src = wiring.flipped(self.i)
+        tapped = {p.name for p in self._tapped}
         for p, units in zip(self._front, self._stages):
             src = _connect_layer(m, p, units, src)
-            Network._tap(self, m, p, src)
+            if p.name in tapped:
+                Network._tap(self, m, p, src)
         m.submodules.engine = eng = self._engine
         wiring.connect(m, src, eng.i)
         wiring.connect(m, wiring.flipped(self.wl), eng.wl)
-        if self._taps:
+        if self._taps and tapped:
             for n, p in enumerate(self._eng[:-1]):
                 m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(eng.map_we & (eng.map_layer == n)),
                              getattr(self, f"tap_{p.name}_payload").eq(eng.map_data)]
