@@ -765,7 +765,8 @@ class LayerEngine(wiring.Component):
         wstate = (running & ~draining & (slot == 0)) | draining
         wcan = wstate & wp.bit_select(gp, 1) & gdone.bit_select(gp, 1)
         wdo = wcan & (~is_last | self.o.ready)
-        wreg = Mux(gp, rreg[1], rreg[0])
+        iwr = Signal()                   # the input word taken last cycle: write it from rreg0
+        wreg = Mux(gp & ~iwr, rreg[1], rreg[0])
         m.d.comb += [self.o.valid.eq(wcan & is_last), self.o.payload.eq(wreg)]
         rslot = running & ~draining & (slot == 1)
         with m.If(wdo):
@@ -792,28 +793,31 @@ class LayerEngine(wiring.Component):
         ig, ig_cur = Signal(range(ng)), Signal(range(ng))
         in_word = Signal(range(self._rwords + 1))
         in_done = Signal()
-        m.d.comb += self.i.ready.eq(loaded & ~in_full & ~in_done & (~ibusy | (iq == STREAM_LANES - 1)))
+        m.d.comb += self.i.ready.eq(loaded & ~in_full & ~in_done & ~iwr
+                                    & (~ibusy | (iq == STREAM_LANES - 1)))
         in_fire = self.i.valid & self.i.ready
         with m.If(ibusy):
             m.d.sync += iq.eq(iq + 1)
             with m.If(iq == STREAM_LANES - 1):
                 m.d.sync += [ibusy.eq(0), iq.eq(0)]
+        m.d.sync += iwr.eq(in_fire)
         with m.If(in_fire):
             m.d.sync += [rreg[0].eq(self.i.payload), ibusy.eq(1), iq.eq(0), ig_cur.eq(ig),
                          ig.eq(Mux(ig == ng - 1, 0, ig + 1))]
+        with m.If(iwr):
             with m.If(in_word == self._rwords - 1):
                 m.d.sync += [in_word.eq(0), in_done.eq(1)]
             with m.Else():
                 m.d.sync += in_word.eq(in_word + 1)
 
         # The weight memory's one port: loader, input, W slot, R slot, weight reads.
+        m.d.comb += wmem.wdata.eq(Mux(loaded, wreg, self.wl.payload))
         with m.If(~loaded):
-            m.d.comb += [wmem.addr.eq(laddr), wmem.wdata.eq(self.wl.payload),
-                         wmem.we.eq(lfire & (laddr < n_w))]
-        with m.Elif(in_fire):
-            m.d.comb += [wmem.addr.eq(n_w + in_word), wmem.wdata.eq(self.i.payload), wmem.we.eq(1)]
+            m.d.comb += [wmem.addr.eq(laddr), wmem.we.eq(lfire & (laddr < n_w))]
+        with m.Elif(iwr):
+            m.d.comb += [wmem.addr.eq(n_w + in_word), wmem.we.eq(1)]
         with m.Elif(wdo & ~is_last):
-            m.d.comb += [wmem.addr.eq(Mux(gp, raddr[1], raddr[0])), wmem.wdata.eq(wreg), wmem.we.eq(1)]
+            m.d.comb += [wmem.addr.eq(Mux(gp, raddr[1], raddr[0])), wmem.we.eq(1)]
         with m.Elif(rslot):
             m.d.comb += wmem.addr.eq(rword)
         with m.Else():
@@ -845,10 +849,10 @@ class LayerEngine(wiring.Component):
         m.d.comb += lane.eq(ch[:3] if c_n > 1 else 0)
         d0 = Signal(cw)
         m.d.comb += d0.eq(Mux(t0_in, 0, cnt.word_select(cq, cw) if pe > 1 else cnt[:cw]))
-        src = Mux(t0_in, rreg[0], Mux(cap_gp, rreg[1], rreg[0]))
         r0 = Signal(signed(8))
         rshort = tab(lambda g: int(g.rshort))
-        m.d.comb += r0.eq(Mux(t0_in | rshort, src.word_select(lane, 8), 0))
+        m.d.comb += r0.eq(Mux(t0_in | rshort,
+                              Cat(rreg[0], rreg[1]).word_select(Cat(lane, cap_gp & ~t0_in), 8), 0))
         t0_v = t0_in | cbusy
         m.d.comb += srp.addr.eq(Mux(t0_in, 0, (li + 1) * c_n) + ch)
         # Pipeline registers: valid, input item, lane, group register, last of group / position.
