@@ -50,7 +50,15 @@ class Folding:
     def default(cls, dep, max_simd: int = 32) -> "Folding":
         """The small folding: PE = 1; SIMD = the largest divisor of the input channels up to
         ``max_simd`` for a binary-input layer (so it builds as the line-buffer conv unit), of K for
-        an int8-input layer with binary weights; at most 6 multipliers for int8 weights."""
+        an int8-input layer with binary weights; at most 6 multipliers for int8 weights. A network
+        on the integer residual stream, which only the engine style runs: :func:`engine_folding`."""
+        from .plan import is_stream
+        if is_stream(dep):
+            return engine_folding(dep)
+        return cls._pipeline(dep, max_simd)
+
+    @classmethod
+    def _pipeline(cls, dep, max_simd: int = 32) -> "Folding":
         layers = {}
         prec = dep.input["prec"]
         for layer in dep.layers:
@@ -193,7 +201,7 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     layers = {p.name: {"pe": int(pe), "simd": int(simd)} for p in eng}
     unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
     unit._MustUse__silence = True
-    default = Folding.default(dep)
+    default = Folding._pipeline(dep)
     for p in front_plans:
         if p.stream_out and p.pool and not boxsum_fits(p):
             from .plan import UnsupportedNetwork

@@ -474,6 +474,7 @@ class EngineNetwork(wiring.Component):
 
 def build(dep, folding: Folding | None = None, *, taps: bool = False):
     """The generated accelerator of ``folding``'s style: :class:`Network` or :class:`EngineNetwork`."""
-    if folding is not None and folding.style == "engine":
+    folding = folding or Folding.default(dep)      # the engine's for a network on the stream
+    if folding.style == "engine":
         return EngineNetwork(dep, folding, taps=taps)
     return Network(dep, folding, taps=taps)
