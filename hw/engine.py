@@ -51,6 +51,36 @@ compute_cycles`` cycles, exactly (:func:`kwsbnn.hw.cost.engine_costs` gives the 
 Latency from the last read of a position to its output: 4 cycles. No combinational path from
 ``o.ready``, ``i.valid`` or ``wl.valid`` to a ready.
 
+The integer residual stream (every layer with ``in_threshold``, ``out: int8``, ``shortcut: int8``
+or ``none`` with ``smul = 2**shift``: the shipped ``binary``; docs/integer-network.md): each layer
+reads the bits ``r >= in_threshold`` of the int8 stream ``r`` (from the bit maps, as above) and
+adds ``clamp((acc * mul + add) >> shift)`` to ``r``, saturating to ``[lo, hi]``.
+- Streams: ``i`` and ``o`` carry **stream words**, 64 bits of 8 int8 values (element ``j`` at bits
+  ``8j``: channel ``8 g + j``), ``C / 8`` per position; ``i`` the first layer's values (``T F C / 8``
+  words per inference), ``o`` the last layer's clamped ``r`` (the ReLU with ``last=int8``), for the
+  serial tail.
+- Memories: the **stream map**, ``T F C / 8`` words in the weight memory after the weights
+  (:attr:`stream_words`; one map: a position's words are read and written back by the same
+  step), so :attr:`memory_words` = weights + map must fit 16K words; the bit maps as above
+  (``r >= t`` of the next layer); a **constant ROM** (block RAM, in the bitstream) of ``(L + 1) C``
+  words: per layer and channel ``M = -2 mul``, ``A = K mul + add`` (scaled to one shift) and the
+  next layer's ``in_threshold``; no threshold words (:attr:`load_words` = the weights).
+- Datapath: per output position, per group of 8 channels (``GF = 8 / pe`` folds): a **W slot** (the
+  group two before goes back to the map, or for the last layer out on ``o``) and an **R slot**
+  (this group's stream word into one of two word registers), then its ``GF`` folds as above. The
+  fold's ``pe`` counts go one per cycle through a five-stage **update pipeline** (constants;
+  ``d M``; ``+ A``; ``>> S`` saturated to +-255; ``r + delta`` clamped, the next layer's bit into the
+  output register, ``r`` into its word register lane). Input words go to the map at once and their
+  lanes through the same pipeline (``r`` itself; bits for the first layer). Needs ``8 | C``,
+  ``pe | 8`` and ``GF SF >= pe + 5`` (the group two back is then always done at its W slot).
+- Cycles: per stream layer ``T F (C / 8) (2 + GF SF)`` plus a drain of ``9 + pe``; input ``T F C + 7``
+  (a stream word per 8 cycles); so an inference takes :attr:`cycles_per_inference` = ``T F C + 7 +
+  sum_l (T F (C / 8) (2 + GF SF) + 9 + pe)``, exactly (``tests/test_engine_stream.py``): at 64
+  channels and 64 lanes the slots add ``2 / 72``, 2.8%, to the layers' ``T F C SF``.
+- Resources (the shipped ``binary``, 64 channels, 64 lanes, ``synth_ice40`` and ``--pack-only``):
+  2,070 logic cells (of which about 920 the stream's), 17 block RAMs (bit maps 12, constants 5),
+  2 DSPs (the update's product), 4 SPRAMs (1,728 words of weights, 2,600 of stream map).
+
 Resources (iCE40, 25 x 13 maps, three layers, ``synth_ice40`` and nextpnr ``--pack-only``): 64
 channels at 64 lanes 1,245 logic cells, 14 block RAMs (maps 12, thresholds 2) and 4 SPRAMs; 128
 channels 1,674 and 26 block RAMs.
