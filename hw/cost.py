@@ -50,7 +50,15 @@ class Folding:
     def default(cls, dep, max_simd: int = 32) -> "Folding":
         """The small folding: PE = 1; SIMD = the largest divisor of the input channels up to
         ``max_simd`` for a binary-input layer (so it builds as the line-buffer conv unit), of K for
-        an int8-input layer with binary weights; at most 6 multipliers for int8 weights."""
+        an int8-input layer with binary weights; at most 6 multipliers for int8 weights. A network
+        on the integer residual stream, which only the engine style runs: :func:`engine_folding`."""
+        from .plan import is_stream
+        if is_stream(dep):
+            return engine_folding(dep)
+        return cls._pipeline(dep, max_simd)
+
+    @classmethod
+    def _pipeline(cls, dep, max_simd: int = 32) -> "Folding":
         layers = {}
         prec = dep.input["prec"]
         for layer in dep.layers:
@@ -193,8 +201,14 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     layers = {p.name: {"pe": int(pe), "simd": int(simd)} for p in eng}
     unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
     unit._MustUse__silence = True
-    default = Folding.default(dep)
+    default = Folding._pipeline(dep)
     for p in front_plans:
+        if p.stream_out and p.pool and not boxsum_fits(p):
+            from .plan import UnsupportedNetwork
+            raise UnsupportedNetwork(f"layer {p.name}: the integer stream's first layer pools only with "
+                                     "its pooling folded into it, which this geometry does not allow",
+                                     "give the input a size whose last pooled rows and columns end "
+                                     "inside the map (as 101 x 40 with 4 x 3 pooling does)")
         if front and p.name in front:
             layers[p.name] = {"pe": int(front[p.name]["pe"]), "simd": int(front[p.name]["simd"])}
             continue
@@ -214,11 +228,13 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
 
 def engine_costs(dep, folding: Folding) -> dict:
     """The cost figures (as :func:`layer_costs`) of the ``engine`` style: the front layers as in
-    the pipeline, one entry per engine layer (``cycles``: ``T' F' P + 5``, see
+    the pipeline, one entry per engine layer (``cycles``: ``T' F' P`` plus the drain, see
     :mod:`kwsbnn.hw.engine`), the tail. The engine takes its input only while idle, so an inference
     takes the front's cycles plus the engine's: ``cycles_per_inference = max(front layer cycles) +
-    engine compute cycles``. Memory: ``weight_memory_bits`` (the loaded image: weights in the
-    weight memory, SPRAM on iCE40, and thresholds) and ``map_bits`` (block RAM)."""
+    engine compute cycles`` (on the integer stream the front's cycles are at least the engine's
+    ``T F C + 7`` input cycles). Memory: ``weight_memory_bits`` (the loaded image: weights in the
+    weight memory, SPRAM on iCE40, and thresholds), ``stream_map_bits`` (the integer stream's map,
+    in the weight memory after the weights: ``spram_words`` in all) and ``map_bits`` (block RAM)."""
     from .engine import LAYER_OVERHEAD, WORD_BITS, LayerEngine
     from .network import Network
     from .plan import engine_split
@@ -238,17 +254,22 @@ def engine_costs(dep, folding: Folding) -> dict:
                        simd=fold["simd"])
     unit._MustUse__silence = True
     for n, (p, g) in enumerate(zip(eng, unit.layers)):
-        cyc = unit.layer_cycles(g) + LAYER_OVERHEAD
+        cyc = unit.layer_cycles(g) + unit.layer_overhead
         entries.append({"name": p.name, "op": "conv", "unit": "engine", "pe": fold["pe"],
                         "simd": fold["simd"], "lanes": unit.lanes, "cycles": cyc,
                         "unit_cycles": {"engine": cyc}, "binary_ops": p.window_positions * c * p.k,
-                        "weight_bits": c * p.k, "threshold_bits": 0 if g.count else c * (1 + 2 * unit._vw),
+                        "weight_bits": c * p.k,
+                        "threshold_bits": (unit.stream_constant_bits // (len(eng) + 1) if g.stream
+                                           else 0 if g.count else c * (1 + 2 * unit._vw)),
                         "line_buffer_bits": unit.map_bits if n == 0 else 0, "shortcut_fifo_bits": 0,
                         "pool_buffer_bits": 0, "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)})
         entries[-1]["memory_bits"] = (entries[-1]["weight_bits"] + entries[-1]["threshold_bits"]
                                       + entries[-1]["line_buffer_bits"])
     entries.append(_tail_entry(tail))
     front_cycles = max((e["cycles"] for e in entries[:len(front)]), default=unit.input_positions)
+    if unit.stream:
+        # The engine takes the stream's words at C cycles per position (their bits one per cycle).
+        front_cycles = max(front_cycles, unit.input_cycles)
     ii = front_cycles + unit.compute_cycles
     engine_ops = sum(e["binary_ops"] for e in entries[len(front):len(front) + len(eng)])
     return {"style": "engine", "cycles_per_inference": ii, "initiation_interval": ii,
@@ -260,7 +281,8 @@ def engine_costs(dep, folding: Folding) -> dict:
             "engine_cycles": unit.compute_cycles, "engine_lanes": unit.lanes,
             "engine_binary_ops": engine_ops, "engine_limit_cycles": -(-engine_ops // unit.lanes),
             "weight_memory_bits": unit.load_words * WORD_BITS, "weight_memory_words": unit.load_words,
-            "map_bits": unit.map_bits, "layers": entries}
+            "stream_map_bits": unit.stream_words * WORD_BITS, "stream_map_words": unit.stream_words,
+            "spram_words": unit.memory_words, "map_bits": unit.map_bits, "layers": entries}
 
 
 def layer_costs(dep, folding: Folding | None = None) -> dict:

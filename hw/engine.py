@@ -51,6 +51,36 @@ compute_cycles`` cycles, exactly (:func:`kwsbnn.hw.cost.engine_costs` gives the 
 Latency from the last read of a position to its output: 4 cycles. No combinational path from
 ``o.ready``, ``i.valid`` or ``wl.valid`` to a ready.
 
+The integer residual stream (every layer with ``in_threshold``, ``out: int8``, ``shortcut: int8``
+or ``none`` with ``smul = 2**shift``: the shipped ``binary``; docs/integer-network.md): each layer
+reads the bits ``r >= in_threshold`` of the int8 stream ``r`` (from the bit maps, as above) and
+adds ``clamp((acc * mul + add) >> shift)`` to ``r``, saturating to ``[lo, hi]``.
+- Streams: ``i`` and ``o`` carry **stream words**, 64 bits of 8 int8 values (element ``j`` at bits
+  ``8j``: channel ``8 g + j``), ``C / 8`` per position; ``i`` the first layer's values (``T F C / 8``
+  words per inference), ``o`` the last layer's clamped ``r`` (the ReLU with ``last=int8``), for the
+  serial tail.
+- Memories: the **stream map**, ``T F C / 8`` words in the weight memory after the weights
+  (:attr:`stream_words`; one map: a position's words are read and written back by the same
+  step), so :attr:`memory_words` = weights + map must fit 16K words; the bit maps as above
+  (``r >= t`` of the next layer); a **constant ROM** (block RAM, in the bitstream) of ``(L + 1) C``
+  words: per layer and channel ``M = -2 mul``, ``A = K mul + add`` (scaled to one shift) and the
+  next layer's ``in_threshold``; no threshold words (:attr:`load_words` = the weights).
+- Datapath: per output position, per group of 8 channels (``GF = 8 / pe`` folds): a **W slot** (the
+  group two before goes back to the map, or for the last layer out on ``o``) and an **R slot**
+  (this group's stream word into one of two word registers), then its ``GF`` folds as above. The
+  fold's ``pe`` counts go one per cycle through a five-stage **update pipeline** (constants;
+  ``d M``; ``+ A``; ``>> S`` saturated to +-255; ``r + delta`` clamped, the next layer's bit into the
+  output register, ``r`` into its word register lane). Input words go to the map at once and their
+  lanes through the same pipeline (``r`` itself; bits for the first layer). Needs ``8 | C``,
+  ``pe | 8`` and ``GF SF >= pe + 5`` (the group two back is then always done at its W slot).
+- Cycles: per stream layer ``T F (C / 8) (2 + GF SF)`` plus a drain of ``9 + pe``; input ``T F C + 7``
+  (a stream word per 8 cycles); so an inference takes :attr:`cycles_per_inference` = ``T F C + 7 +
+  sum_l (T F (C / 8) (2 + GF SF) + 9 + pe)``, exactly (``tests/test_engine_stream.py``): at 64
+  channels and 64 lanes the slots add ``2 / 72``, 2.8%, to the layers' ``T F C SF``.
+- Resources (the shipped ``binary``, 64 channels, 64 lanes, ``synth_ice40`` and ``--pack-only``):
+  2,070 logic cells (of which about 920 the stream's), 17 block RAMs (bit maps 12, constants 5),
+  2 DSPs (the update's product), 4 SPRAMs (1,728 words of weights, 2,600 of stream map).
+
 Resources (iCE40, 25 x 13 maps, three layers, ``synth_ice40`` and nextpnr ``--pack-only``): 64
 channels at 64 lanes 1,245 logic cells, 14 block RAMs (maps 12, thresholds 2) and 4 SPRAMs; 128
 channels 1,674 and 26 block RAMs.
@@ -74,6 +104,14 @@ WORD_BITS = 64
 SPRAM_WORDS = 16384
 #: Cycles between the last read of a layer and the first read of the next (pipeline drain).
 LAYER_OVERHEAD = 5
+#: Channels of one stream word: 8 int8 values in a 64-bit word of the weight memory.
+STREAM_LANES = 8
+#: On the stream, a group boundary waits ``max(0, STREAM_WAIT + pe - GF SF)`` cycles for the
+#: updates of the group two before it (their latency); a layer's drain is ``STREAM_OVERHEAD + pe``.
+STREAM_WAIT = 5
+STREAM_OVERHEAD = 9
+#: On the stream, the input's last lanes through the update pipeline and their map write.
+STREAM_INPUT = 7
 
 
 class WeightMemory(wiring.Component):
@@ -147,6 +185,17 @@ class EngineLayer:
     weights: np.ndarray          # [C, K] bits
     direction: np.ndarray | None
     threshold: np.ndarray | None  # [C, 1 or 2]
+    # The integer residual stream (a layer with ``in_threshold``): it reads the bits r >= tin of
+    # the stream r and adds clamp((acc * mul + add) >> shift) to it (``rshort``: shortcut int8;
+    # without it, it starts the stream anew).
+    stream: bool = False
+    rshort: bool = False
+    tin: np.ndarray | None = None     # [C] in_threshold
+    mul: np.ndarray | None = None     # [C]
+    add: np.ndarray | None = None     # [C]
+    shift: int = 0
+    lo: int = -128
+    hi: int = 127
 
     @property
     def to(self) -> int:
@@ -177,10 +226,23 @@ def engine_layers(layers, channels: int, frames: int, coeffs: int) -> list[Engin
         if layer.get("pool"):
             raise ValueError(f"{name}: the engine has no pooling")
         count = layer["out"] == "int8"
-        if count and n != len(layers) - 1:
-            raise ValueError(f"{name}: an int8 output only in the last layer")
+        stream = layer.get("in_threshold") is not None
         sc = layer.get("shortcut", "none")
-        if sc not in ("none", "bit") or (count and sc != "none"):
+        if stream:
+            if not count:
+                raise ValueError(f"{name}: a layer that reads the integer stream must write it "
+                                 "(out: int8)")
+            if sc not in ("none", "int8"):
+                raise ValueError(f"{name}: shortcut {sc!r} on the integer stream")
+            shift = int(layer["shift"])
+            smul = np.asarray(layer.get("smul", 0), dtype=np.int64).reshape(-1)
+            want = (1 << shift) if sc == "int8" else 0
+            if np.any(smul != want):
+                raise ValueError(f"{name}: the stream's shortcut multiplier must be 2**shift "
+                                 f"({want}), as the exporter writes it")
+        elif count and n != len(layers) - 1:
+            raise ValueError(f"{name}: an int8 output only in the last layer")
+        elif sc not in ("none", "bit") or (count and sc != "none"):
             raise ValueError(f"{name}: shortcut {sc!r} is not supported here")
         kt, kf = int_pair("engine", "kernel", layer["kernel"], 1)
         st, sf = int_pair("engine", "stride", layer.get("stride", (1, 1)), 1)
@@ -189,18 +251,34 @@ def engine_layers(layers, channels: int, frames: int, coeffs: int) -> list[Engin
         w = np.asarray(layer["weights"], dtype=np.int64)
         if w.shape != (channels, channels * kt * kf):
             raise ValueError(f"{name}: weights of shape {list(w.shape)}")
+        extra = {}
+        if stream:
+            extra = dict(stream=True, rshort=sc == "int8",
+                         tin=np.asarray(layer["in_threshold"], dtype=np.int64).reshape(channels),
+                         mul=np.asarray(layer["mul"], dtype=np.int64).reshape(channels),
+                         add=np.asarray(layer["add"], dtype=np.int64).reshape(channels),
+                         shift=int(layer["shift"]), lo=int(layer.get("lo", -128)),
+                         hi=int(layer.get("hi", 127)))
+            if not -128 <= extra["lo"] <= extra["hi"] <= 127:
+                raise ValueError(f"{name}: clamp [{extra['lo']}, {extra['hi']}] is not within int8")
         el = EngineLayer(name=name, t=t, f=f, kt=kt, kf=kf, st=st, sf=sf, dt=dt, df=df, pt=pt, pf=pf,
                          pad=int(layer.get("pad_bit", 0)), shortcut=sc == "bit", count=count,
                          weights=w, direction=None if count else np.asarray(layer["direction"]),
-                         threshold=None if count else np.asarray(layer["threshold"]))
+                         threshold=None if count else np.asarray(layer["threshold"]), **extra)
         if el.to < 1 or el.fo < 1:
             raise ValueError(f"{name}: the kernel does not fit the padded {t} x {f} map")
+        if stream and ((st, sf) != (1, 1) or (el.to, el.fo) != (t, f)):
+            raise ValueError(f"{name}: a layer on the integer stream needs stride 1 and the 'same' "
+                             "output size (the stream map is updated in place)")
         if el.shortcut and ((st, sf) != (1, 1) or (el.to, el.fo) != (t, f) or pt % dt or pf % df):
             raise ValueError(f"{name}: a shortcut needs stride 1, the 'same' output size and an odd kernel")
         out.append(el)
         t, f = el.to, el.fo
     if not out:
         raise ValueError("the engine needs at least one layer")
+    if any(g.stream for g in out) and not all(g.stream for g in out):
+        raise ValueError(f"{out[0].name}..{out[-1].name}: either every engine layer carries the "
+                         "integer stream or none does")
     return out
 
 
@@ -237,7 +315,7 @@ class LayerEngine(wiring.Component):
         kmax = max(g.kt * g.kf * self._c for g in self._geo)
         self._vw = bits_for(kmax + 1)
         self._lane = 1 + 2 * self._vw
-        if pe * self._lane > WORD_BITS:
+        if pe * self._lane > WORD_BITS and not self._geo[0].stream:
             raise ValueError(f"{name}: pe={pe} threshold lanes exceed a {WORD_BITS}-bit word")
         self._n = max(max(g.t * g.f, g.positions) for g in self._geo)
         # Weight and threshold images.
@@ -279,14 +357,84 @@ class LayerEngine(wiring.Component):
         self._count = last.count
         self._aw = bits_for(kmax)
         self._ow = bits_for(kmax) + 1
+        self._stream = self._geo[0].stream
+        self._rwords = 0
+        if self._stream:
+            self._stream_constants()
         out_width = pe * self._ow if self._count else self._c
-        super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(out_width)),
+        in_width = self._c
+        if self._stream:
+            out_width = in_width = WORD_BITS
+        super().__init__({"i": In(stream.Signature(in_width)), "o": Out(stream.Signature(out_width)),
                           "wl": In(stream.Signature(WORD_BITS)),
                           "map_we": Out(1), "map_layer": Out(range(len(self._geo))),
                           "map_data": Out(self._c)})
         self._MustUse__silence = False
 
+    def _stream_constants(self):
+        """The integer stream's checks, its map in the weight memory and its constant ROM: slot 0
+        (the input: the first layer's ``in_threshold``) and slot ``l + 1`` per layer ``l``:
+        ``M = -2 mul << (S - shift)``, ``A = (K mul + add) << (S - shift)`` (counts ``d``, ``acc = K
+        - 2 d``, all layers at the largest shift ``S``: exact) and the next layer's ``in_threshold``
+        (clamped to [-128, 128]: the same bits for an int8 ``r``)."""
+        name, c, pe = self._name, self._c, self._pe
+        if c % STREAM_LANES:
+            raise ValueError(f"{name}: the integer stream needs a multiple of {STREAM_LANES} channels "
+                             f"(one stream word holds {STREAM_LANES}), got {c}")
+        if STREAM_LANES % pe:
+            raise ValueError(f"{name}: pe={pe} must divide {STREAM_LANES} on the integer stream")
+        geo = self._geo
+        gf = STREAM_LANES // pe
+        for g in geo:
+            sfn = g.kt * g.kf * self._cs
+            if gf * sfn < STREAM_WAIT + pe:
+                raise ValueError(f"{name}: pe={pe} x simd={self._simd}: a group of {STREAM_LANES} "
+                                 f"channels takes {gf * sfn} cycles, fewer than its stream updates "
+                                 f"({STREAM_WAIT + pe}); use a smaller pe or simd")
+        self._groups = c // STREAM_LANES
+        self._rwords = geo[0].t * geo[0].f * self._groups
+        if len(self._wwords) + self._rwords > SPRAM_WORDS:
+            raise ValueError(f"{name}: {len(self._wwords)} weight words and {self._rwords} stream-map "
+                             f"words exceed the {SPRAM_WORDS} words of the weight memory "
+                             f"({(len(self._wwords) + self._rwords) * WORD_BITS / 1024:,.1f} of "
+                             f"{SPRAM_WORDS * WORD_BITS / 1024:,.0f} kbit)")
+        self._sshift = max(g.shift for g in geo)
+        ms, adds, tns = [np.zeros(c, np.int64)], [np.zeros(c, np.int64)], [geo[0].tin]
+        for n, g in enumerate(geo):
+            k = g.kt * g.kf * c
+            sh = self._sshift - g.shift
+            ms.append((-2 * g.mul) << sh)
+            adds.append((k * g.mul + g.add) << sh)
+            tns.append(geo[n + 1].tin if n + 1 < len(geo) else np.zeros(c, np.int64))
+        m_all, a_all = np.concatenate(ms), np.concatenate(adds)
+        t_all = np.clip(np.concatenate(tns), -128, 128)
+        self._smw = signed_width(min(0, int(m_all.min())), max(0, int(m_all.max())))
+        self._saw = signed_width(min(0, int(a_all.min())), max(0, int(a_all.max())))
+        self._sconst = [(int(mv) & ((1 << self._smw) - 1)) | ((int(av) & ((1 << self._saw) - 1)) << self._smw)
+                        | ((int(tv) & 0x1FF) << (self._smw + self._saw))
+                        for mv, av, tv in zip(m_all, a_all, t_all)]
+
     # Figures.
+    @property
+    def stream(self) -> bool:
+        """Whether the engine carries the integer residual stream (see the module docstring)."""
+        return self._stream
+
+    @property
+    def stream_words(self) -> int:
+        """Words of the weight memory that hold the stream map (after the weights): ``T F C / 8``."""
+        return self._rwords
+
+    @property
+    def memory_words(self) -> int:
+        """Words of the weight memory in use: weights, then the stream map."""
+        return len(self._wwords) + self._rwords
+
+    @property
+    def stream_constant_bits(self) -> int:
+        """The stream's constant ROM: ``(L + 1) C`` words of multiplier, offset and threshold."""
+        return len(self._sconst) * (self._smw + self._saw + 9) if self._stream else 0
+
     @property
     def layers(self) -> list[EngineLayer]:
         return list(self._geo)
@@ -303,20 +451,37 @@ class LayerEngine(wiring.Component):
     def layer_cycles(self, g: EngineLayer) -> int:
         """Cycles of layer ``g``: ``T' F' P`` (see the module docstring)."""
         sfn = g.kt * g.kf * self._cs
+        if self._stream:
+            gf = STREAM_LANES // self._pe
+            return g.positions * self._groups * (2 + gf * sfn)
         p = self._nf * max(sfn, 5) if g.count else self._nf * sfn + max(0, 5 - sfn)
         return g.positions * p
 
     @property
+    def layer_overhead(self) -> int:
+        """Cycles between the last issue of a layer and the first of the next (the pipeline's
+        drain; on the stream, the last two stream words' updates and writes too)."""
+        return STREAM_OVERHEAD + self._pe if self._stream else LAYER_OVERHEAD
+
+    @property
     def compute_cycles(self) -> int:
-        """Cycles of computation per inference: ``sum_l T'_l F'_l P_l + L * LAYER_OVERHEAD``."""
-        return sum(self.layer_cycles(g) for g in self._geo) + LAYER_OVERHEAD * len(self._geo)
+        """Cycles of computation per inference: ``sum_l T'_l F'_l P_l + L * overhead``."""
+        return sum(self.layer_cycles(g) for g in self._geo) + self.layer_overhead * len(self._geo)
+
+    @property
+    def input_cycles(self) -> int:
+        """Cycles the engine takes for its input: ``T F`` (one position per cycle), on the stream
+        ``T F C`` (a stream word of 8 channels per 8 cycles: their bits one per cycle)."""
+        if self._stream:
+            return self.input_positions * self._c + STREAM_INPUT
+        return self.input_positions
 
     @property
     def cycles_per_inference(self) -> int:
-        """``T F + compute_cycles``: cycles per inference back to back when the input comes at one
-        position per cycle and the output is taken at once (exact); the input is taken only while
-        the engine is idle."""
-        return self.input_positions + self.compute_cycles
+        """``input_cycles + compute_cycles``: cycles per inference back to back when the input comes
+        as fast as the engine takes it and the output is taken at once (exact); the input is taken
+        only while the engine is idle."""
+        return self.input_cycles + self.compute_cycles
 
     @property
     def input_positions(self) -> int:
@@ -364,7 +529,7 @@ class LayerEngine(wiring.Component):
                                                  attrs={"no_rw_check": 1})
         mwp = maps.write_port()
         mrp = maps.read_port(transparent_for=())
-        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w), spram=self._spram)
+        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w + self._rwords), spram=self._spram)
         lane_w = self._lane
         if n_t:
             m.submodules.tmem = tmem = memory.Memory(shape=unsigned(pe * lane_w), depth=max(2, n_t),
@@ -382,8 +547,9 @@ class LayerEngine(wiring.Component):
             with m.If(laddr == n_load - 1):
                 m.d.sync += loaded.eq(1)
         waddr = Signal(range(max(2, n_w)), init=self._wbase[0])
-        m.d.comb += [wmem.addr.eq(Mux(loaded, waddr, laddr)), wmem.wdata.eq(self.wl.payload),
-                     wmem.we.eq(lfire & (laddr < n_w))]
+        if not self._stream:
+            m.d.comb += [wmem.addr.eq(Mux(loaded, waddr, laddr)), wmem.wdata.eq(self.wl.payload),
+                         wmem.we.eq(lfire & (laddr < n_w))]
         if n_t:
             m.d.comb += [twp.addr.eq(laddr - n_w), twp.data.eq(self.wl.payload),
                          twp.en.eq(lfire & (laddr >= n_w))]
@@ -442,8 +608,12 @@ class LayerEngine(wiring.Component):
                        & ~(c_valid & c_fin))
         out_ok_count = ~oval & ~(b_valid & b_last) & ~(b2_valid & b2_last) & ~c_valid
         issue = Signal()
-        m.d.comb += issue.eq(running & ~draining & Mux(is_count, ~last_sf | out_ok_count,
-                                                         ~(last_sf & (nf == 0)) | out_ok_bits))
+        slot = Signal(range(3))           # stream: 0 the W slot, 1 the R slot, 2 issuing a group
+        if self._stream:
+            m.d.comb += issue.eq(running & ~draining & (slot == 2))
+        else:
+            m.d.comb += issue.eq(running & ~draining & Mux(is_count, ~last_sf | out_ok_count,
+                                                             ~(last_sf & (nf == 0)) | out_ok_bits))
 
         m.d.comb += mrp.addr.eq(_table([(n % 2) * n_map for n in range(nl)], li) + row_a + col)
         # Shortcut: lane p of fold nf needs channel nf*pe + p at the centre tap.
@@ -453,6 +623,10 @@ class LayerEngine(wiring.Component):
         for p in range(pe):
             jj = _table([(n * pe + p) // simd for n in range(nf_n)], nf)
             m.d.sync += b_cap[p].eq(issue & (a == a0) & (b == b0) & (j == jj))
+        gp = Signal()                     # stream: the register of the next group read
+        b_gp, b2_gp, c_gp = Signal(), Signal(), Signal()
+        c_nf = Signal(range(nf_n))
+        m.d.sync += [b_gp.eq(~gp), b2_gp.eq(b_gp), c_gp.eq(b2_gp), c_nf.eq(b2_nf)]
         m.d.sync += [b_valid.eq(issue), b_first.eq(first_sf), b_last.eq(last_sf), b_fin.eq(fin),
                      b_j.eq(j), b_nf.eq(nf), b_real.eq(real)]
 
@@ -540,11 +714,14 @@ class LayerEngine(wiring.Component):
         if self._count:
             with m.If(c_valid & is_count):
                 m.d.sync += cnt.eq(Cat(*(Cat(acc[p], Const(0, self._ow - self._aw)) for p in range(pe))))
-            m.d.comb += set_o.eq(c_valid & is_count)
-            m.d.comb += self.o.payload.eq(cnt)
+            if not self._stream:
+                m.d.comb += set_o.eq(c_valid & is_count)
+                m.d.comb += self.o.payload.eq(cnt)
         else:
             m.d.comb += set_o.eq(c_fin & is_last)
             m.d.comb += self.o.payload.eq(obuf)
+        if self._stream:
+            return self._elaborate_stream(m, locals())
         with m.If(set_o):
             m.d.sync += oval.eq(1)
         with m.Elif(self.o.ready):
@@ -579,6 +756,204 @@ class LayerEngine(wiring.Component):
             m.d.sync += [draining.eq(0), wpos.eq(0)]
             with m.If(is_last):
                 m.d.sync += [li.eq(0), running.eq(0), in_full.eq(0), *init_walk(Const(0, 1))]
+            with m.Else():
+                m.d.sync += [li.eq(li + 1), *init_walk(li + 1)]
+        return m
+
+    def _elaborate_stream(self, m, v):
+        """The integer stream's part of :meth:`elaborate` (``v``: its local signals): the input
+        path, the W and R slots, the serial update pipeline, map writes and the layer sequence."""
+        geo, nl, c_n, pe = self._geo, len(self._geo), self._c, self._pe
+        n_w, n_map, ng = len(self._wwords), self._n, self._groups
+        gf = STREAM_LANES // pe
+        li, running, draining, loaded = v["li"], v["running"], v["draining"], v["loaded"]
+        wmem, mwp, lfire, laddr, waddr = v["wmem"], v["mwp"], v["lfire"], v["laddr"], v["waddr"]
+        issue, slot, gp, nf, last_sf = v["issue"], v["slot"], v["gp"], v["nf"], v["last_sf"]
+        c_valid, c_nf, c_gp, cnt, in_full = v["c_valid"], v["c_nf"], v["c_gp"], v["cnt"], v["in_full"]
+        b_valid, b2_valid, wpend, is_last = v["b_valid"], v["b2_valid"], v["wpend"], v["is_last"]
+        init_walk, tab = v["init_walk"], v["tab"]
+        lw, aw = STREAM_LANES * 8, self._aw
+        n_pos = geo[0].t * geo[0].f
+        mw, adw, sh = self._smw, self._saw, self._sshift
+
+        # The constant ROM: slot 0 the input, slot l + 1 layer l (see _stream_constants).
+        m.submodules.srom = srom = memory.Memory(shape=unsigned(mw + adw + 9), depth=len(self._sconst),
+                                                 init=self._sconst, attrs={"ram_style": "block"})
+        srp = srom.read_port()
+
+        rreg = [Signal(lw, name=f"rreg{k}") for k in range(2)]
+        wp = Signal(2)                   # the register holds a group not yet written back
+        gdone = Signal(2)                # ... whose updates are all done
+        raddr = [Signal(range(n_w + self._rwords + 1), name=f"raddr{k}") for k in range(2)]
+        rword = Signal(range(n_w + self._rwords + 1), init=n_w)
+        rcap, rcap_par = Signal(), Signal()
+
+        # The W and R slots before each group of GF folds (8 channels) of an output position.
+        m.d.sync += rcap.eq(0)
+        with m.If(issue & last_sf & ((nf % gf) == gf - 1)):
+            m.d.sync += slot.eq(0)
+        wstate = (running & ~draining & (slot == 0)) | draining
+        wcan = wstate & wp.bit_select(gp, 1) & gdone.bit_select(gp, 1)
+        wdo = wcan & (~is_last | self.o.ready)
+        iwr = Signal()                   # the input word taken last cycle: write it from rreg0
+        wreg = Mux(gp & ~iwr, rreg[1], rreg[0])
+        m.d.comb += [self.o.valid.eq(wcan & is_last), self.o.payload.eq(wreg)]
+        rslot = running & ~draining & (slot == 1)
+        with m.If(wdo):
+            m.d.sync += wp.bit_select(gp, 1).eq(0)
+        with m.If(running & ~draining & (slot == 0) & (~wp.bit_select(gp, 1) | wdo)):
+            m.d.sync += slot.eq(1)
+        with m.If(rslot):
+            m.d.sync += [slot.eq(2), rword.eq(rword + 1), rcap.eq(1), rcap_par.eq(gp), gp.eq(~gp),
+                         wp.bit_select(gp, 1).eq(1), gdone.bit_select(gp, 1).eq(0)]
+            with m.If(gp):
+                m.d.sync += raddr[1].eq(rword)
+            with m.Else():
+                m.d.sync += raddr[0].eq(rword)
+        with m.If(draining):
+            with m.If(wp.bit_select(gp, 1)):
+                with m.If(wdo):
+                    m.d.sync += gp.eq(~gp)
+            with m.Elif(wp.bit_select(~gp, 1)):
+                m.d.sync += gp.eq(~gp)
+
+        # Input: stream words of 8 values into the stream map (the port is free while idle), and
+        # their lanes one per cycle into the update pipeline (slot 0: r = the value).
+        ibusy, iq = Signal(), Signal(range(STREAM_LANES))
+        ig, ig_cur = Signal(range(ng)), Signal(range(ng))
+        in_word = Signal(range(self._rwords + 1))
+        in_done = Signal()
+        m.d.comb += self.i.ready.eq(loaded & ~in_full & ~in_done & ~iwr
+                                    & (~ibusy | (iq == STREAM_LANES - 1)))
+        in_fire = self.i.valid & self.i.ready
+        with m.If(ibusy):
+            m.d.sync += iq.eq(iq + 1)
+            with m.If(iq == STREAM_LANES - 1):
+                m.d.sync += [ibusy.eq(0), iq.eq(0)]
+        m.d.sync += iwr.eq(in_fire)
+        with m.If(in_fire):
+            m.d.sync += [rreg[0].eq(self.i.payload), ibusy.eq(1), iq.eq(0), ig_cur.eq(ig),
+                         ig.eq(Mux(ig == ng - 1, 0, ig + 1))]
+        with m.If(iwr):
+            with m.If(in_word == self._rwords - 1):
+                m.d.sync += [in_word.eq(0), in_done.eq(1)]
+            with m.Else():
+                m.d.sync += in_word.eq(in_word + 1)
+
+        # The weight memory's one port: loader, input, W slot, R slot, weight reads.
+        m.d.comb += wmem.wdata.eq(Mux(loaded, wreg, self.wl.payload))
+        with m.If(~loaded):
+            m.d.comb += [wmem.addr.eq(laddr), wmem.we.eq(lfire & (laddr < n_w))]
+        with m.Elif(iwr):
+            m.d.comb += [wmem.addr.eq(n_w + in_word), wmem.we.eq(1)]
+        with m.Elif(wdo & ~is_last):
+            m.d.comb += [wmem.addr.eq(Mux(gp, raddr[1], raddr[0])), wmem.we.eq(1)]
+        with m.Elif(rslot):
+            m.d.comb += wmem.addr.eq(rword)
+        with m.Else():
+            m.d.comb += wmem.addr.eq(waddr)
+        with m.If(rcap):
+            with m.If(rcap_par):
+                m.d.sync += rreg[1].eq(wmem.rdata)
+            with m.Else():
+                m.d.sync += rreg[0].eq(wmem.rdata)
+
+        # Counts of a fold, one lane per cycle into the update pipeline (slot li + 1).
+        cbusy, cq = Signal(), Signal(range(pe))
+        cap_nf, cap_gp = Signal(range(self._nf)), Signal()
+        with m.If(c_valid):
+            m.d.sync += [cbusy.eq(1), cq.eq(0), cap_nf.eq(c_nf), cap_gp.eq(c_gp)]
+        with m.Elif(cbusy):
+            m.d.sync += cq.eq(cq + 1)
+            with m.If(cq == pe - 1):
+                m.d.sync += [cbusy.eq(0), cq.eq(0)]
+
+        # Stage T0: the item (channel, count, old stream value) and its constants' address.
+        cw = self._ow
+        t0_in = ibusy
+        ch_c = cap_nf * pe + cq if pe > 1 else cap_nf
+        ch_i = ig_cur * STREAM_LANES + iq
+        ch = Signal(range(c_n))
+        m.d.comb += ch.eq(Mux(t0_in, ch_i, ch_c))
+        lane = Signal(range(STREAM_LANES))
+        m.d.comb += lane.eq(ch[:3] if c_n > 1 else 0)
+        d0 = Signal(cw)
+        m.d.comb += d0.eq(Mux(t0_in, 0, cnt.word_select(cq, cw) if pe > 1 else cnt[:cw]))
+        r0 = Signal(signed(8))
+        rshort = tab(lambda g: int(g.rshort))
+        m.d.comb += r0.eq(Mux(t0_in | rshort,
+                              Cat(rreg[0], rreg[1]).word_select(Cat(lane, cap_gp & ~t0_in), 8), 0))
+        t0_v = t0_in | cbusy
+        m.d.comb += srp.addr.eq(Mux(t0_in, 0, (li + 1) * c_n) + ch)
+        # Pipeline registers: valid, input item, lane, group register, last of group / position.
+        def stage(name):
+            return dict(v=Signal(name=f"{name}_v"), i=Signal(name=f"{name}_in"),
+                        j=Signal(range(STREAM_LANES), name=f"{name}_j"), g=Signal(name=f"{name}_g"),
+                        lg=Signal(name=f"{name}_lg"), lp=Signal(name=f"{name}_lp"),
+                        r=Signal(signed(8), name=f"{name}_r"))
+        st = [stage(f"t{k}") for k in range(1, 5)]
+        first = dict(v=t0_v, i=t0_in, j=lane, g=Mux(t0_in, 0, cap_gp), lg=(lane == STREAM_LANES - 1),
+                     lp=(ch == c_n - 1), r=r0)
+        for a, b in zip([first] + st[:-1], st):
+            m.d.sync += [b[k].eq(a[k]) for k in b]
+        s1_d = Signal(cw)
+        m.d.sync += s1_d.eq(d0)
+        # T1: the product; T2: the offset; T3: the shift, saturated to +-255; T4: add, clamp, bit.
+        mul = srp.data[:mw].as_signed()
+        s2_p = Signal(signed(cw + 1 + mw))
+        s2_a = Signal(signed(adw))
+        s2_t, s3_t, s4_t = (Signal(signed(9), name=f"t{k}_thr") for k in (2, 3, 4))
+        m.d.sync += [s2_p.eq(s1_d.as_unsigned() * mul), s2_a.eq(srp.data[mw:mw + adw].as_signed()),
+                     s2_t.eq(srp.data[mw + adw:].as_signed()), s3_t.eq(s2_t), s4_t.eq(s3_t)]
+        s3_s = Signal(signed(max(cw + 1 + mw, adw) + 1))
+        m.d.sync += s3_s.eq(s2_p + s2_a)
+        shifted = Signal(signed(len(s3_s) - min(sh, len(s3_s) - 2)))
+        m.d.comb += shifted.eq(s3_s >> sh)
+        s4_dl = Signal(signed(10))
+        m.d.sync += s4_dl.eq(Mux(shifted > 255, 255, Mux(shifted < -255, -255, shifted)))
+        t4 = st[3]
+        lo_ = Mux(t4["i"], -128, tab(lambda g: g.lo))
+        hi_ = Mux(t4["i"], 127, tab(lambda g: g.hi))
+        rsum = Signal(signed(11))
+        rn = Signal(signed(9))
+        m.d.comb += [rsum.eq(t4["r"] + s4_dl), rn.eq(Mux(rsum < lo_, lo_, Mux(rsum > hi_, hi_, rsum)))]
+        bit = Signal()
+        m.d.comb += bit.eq(rn >= s4_t)
+        obuf = v["obuf"]
+        wpos = Signal(range(n_map))
+        ipos = Signal(range(n_pos))
+        wdst = Signal(range(2 * n_map))
+        dst = _table([((n + 1) % 2) * n_map for n in range(nl)], li)
+        with m.If(t4["v"]):
+            m.d.sync += obuf.eq(Cat(obuf[1:], bit) if c_n > 1 else bit)
+            with m.If(~t4["i"]):
+                for k in range(2):
+                    with m.If(t4["g"] == k):
+                        m.d.sync += rreg[k].word_select(t4["j"], 8).eq(rn[:8])
+                with m.If(t4["lg"]):
+                    m.d.sync += gdone.bit_select(t4["g"], 1).eq(1)
+            with m.If(t4["lp"]):
+                with m.If(t4["i"]):
+                    m.d.sync += [wpend.eq(1), wdst.eq(ipos), ipos.eq(Mux(ipos == n_pos - 1, 0, ipos + 1))]
+                    with m.If(ipos == n_pos - 1):
+                        m.d.sync += in_full.eq(1)
+                with m.Elif(~is_last):
+                    m.d.sync += [wpend.eq(1), wdst.eq(dst + wpos), wpos.eq(wpos + 1)]
+        with m.If(wpend & ~(t4["v"] & t4["lp"])):
+            m.d.sync += wpend.eq(0)
+        m.d.comb += [mwp.addr.eq(wdst), mwp.data.eq(obuf), mwp.en.eq(wpend),
+                     self.map_we.eq(wpend), self.map_layer.eq(li), self.map_data.eq(obuf)]
+
+        # Start an inference; after a layer's last issue: its updates and writes, then the next.
+        busy = (b_valid | b2_valid | c_valid | cbusy | wpend | wp.any()
+                | st[0]["v"] | st[1]["v"] | st[2]["v"] | st[3]["v"])
+        with m.If(~running & in_full & loaded & ~wpend):
+            m.d.sync += [running.eq(1), slot.eq(0), rword.eq(n_w)]
+        with m.If(draining & ~busy):
+            m.d.sync += [draining.eq(0), wpos.eq(0), slot.eq(0), rword.eq(n_w)]
+            with m.If(is_last):
+                m.d.sync += [li.eq(0), running.eq(0), in_full.eq(0), in_done.eq(0),
+                             *init_walk(Const(0, 1))]
             with m.Else():
                 m.d.sync += [li.eq(li + 1), *init_walk(li + 1)]
         return m

@@ -39,7 +39,9 @@ def fold_choices(p) -> list[dict]:
     from .network import boxsum_fits
     folds = [{"pe": pe, "simd": simd} for _, pe, simd in _choices(p)]
     if boxsum_fits(p):
-        folds += [dict(f, boxsum=True) for f in folds]
+        boxed = [dict(f, boxsum=True) for f in folds]
+        # The stream's first layer pools only with its pooling folded in.
+        folds = boxed if p.stream_out and p.pool else folds + boxed
     return folds
 
 
@@ -216,7 +218,15 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     fits (:func:`engine_for_budget`). Raises :class:`KwsError` with the numbers when even the
     smallest folding does not fit.
     """
+    from .plan import is_stream
     b = resolve_budget(budget, margin)
+    if is_stream(dep):
+        # Only the engine style runs the integer residual stream.
+        if not (engine and b["available"].get("spram")):
+            from .plan import STREAM_HINT, STREAM_REFUSAL, UnsupportedNetwork
+            raise UnsupportedNetwork(f"model {dep.name}: {STREAM_REFUSAL}, which needs SPRAM "
+                                     f"({b['name']} has none)", STREAM_HINT)
+        return engine_for_budget(dep, b, link=link, clk_hz=clk_hz, rate=rate)
     s = _Search(dep, b, link, clk_hz)
     choice, total = s.smallest()
     if choice is None:
@@ -282,7 +292,7 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
 
 
 def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
-                      rate: float | None = None) -> Folding:
+                      rate: float | None = None, closest: bool = False) -> Folding:
     """The fastest folding of the ``engine`` style (:func:`kwsbnn.hw.cost.engine_folding`: every
     ``pe`` x ``simd`` of at most 64 lanes) whose estimate fits ``budget`` (a resolved budget, see
     :func:`resolve_budget`, with SPRAM); with ``rate``, the fewest lanes that reach it. Raises
@@ -297,10 +307,13 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
     c = eng[0].in_shape[0]
     need = sum(p.conv_shape[0] * p.k for p in eng)
     have = SPRAM_WORDS * WORD_BITS if budget["available"].get("spram", 0) >= 4 else 0
-    if need > have:
-        raise KwsError(f"the engine layers' weights are {need / 1024:,.1f} kbit; the weight memory "
-                       f"holds {have / 1024:,.0f} kbit (4 SB_SPRAM256KA of 256 kbit)",
-                       "use fewer channels or layers")
+    stream_bits = eng[0].in_shape[0] * eng[0].in_shape[1] * eng[0].in_shape[2] * 8 if eng[0].stream else 0
+    if need + stream_bits > have:
+        what = (f"the engine layers' weights ({need / 1024:,.1f} kbit) and the integer stream's map "
+                f"({stream_bits / 1024:,.1f} kbit) are {(need + stream_bits) / 1024:,.1f} kbit"
+                if stream_bits else f"the engine layers' weights are {need / 1024:,.1f} kbit")
+        raise KwsError(f"{what}; the weight memory holds {have / 1024:,.0f} kbit (4 SB_SPRAM256KA "
+                       "of 256 kbit)", "use fewer channels or layers")
     est = LayerEstimator(dep, budget["family"])
     front, _, _ = engine_split(dep)
     rows = []
@@ -330,9 +343,14 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
     if not fitting:
         def overuse(row):
             return max(row[3].get(k, 0) / max(1, lim) for k, lim in budget["limits"].items())
-        closest = min(rows, key=overuse)
-        raise KwsError(f"estimated {_describe(closest[3], budget)} at its engine folding closest to "
-                       f"fitting ({need / 1024:,.1f} kbit of weights in SPRAM)")
+        least = min(overuse(r) for r in rows)
+        # The fastest of those within 5% of the least overuse (a few cells more for 2-4x the speed).
+        best = min((r for r in rows if overuse(r) <= least + 0.05), key=lambda r: (r[0], overuse(r)))
+        if closest:
+            return best[2]
+        stream = f" and {stream_bits / 1024:,.1f} kbit of stream map" if stream_bits else ""
+        raise KwsError(f"estimated {_describe(best[3], budget)} at its engine folding closest to "
+                       f"fitting ({need / 1024:,.1f} kbit of weights{stream} in SPRAM)")
     if rate:
         fast = [r for r in fitting if r[0] <= clk_hz / rate]
         if fast:

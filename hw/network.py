@@ -37,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 from .boxsum import BoxSum, applicable
 from .conv import StreamedConv
 from .cost import Folding, layer_costs
+from .engine import STREAM_LANES
 from .mvu import FoldingError, MatrixVectorUnit
 from .plan import UnsupportedNetwork, plan
 from .pool import SumPoolThreshold
@@ -63,8 +64,9 @@ def boxsum_fits(p) -> bool:
     int8 input of one channel, binary weights, stride 1, pooling, bit outputs without shortcut, and
     a geometry :func:`kwsbnn.hw.boxsum.applicable` accepts."""
     layer = p.layer
+    out_ok = p.out_prec == "bin" or (p.out_prec == "int8" and p.stream_out)
     if (p.in_prec != "int8" or p.in_shape[0] != 1 or layer["w_prec"] != "bin" or not p.pool
-            or p.out_prec != "bin" or p.shortcut or tuple(layer.get("stride", (1, 1))) != (1, 1)):
+            or not out_ok or p.shortcut or tuple(layer.get("stride", (1, 1))) != (1, 1)):
         return False
     _, t, f = p.in_shape
     return applicable(t, f, tuple(layer["kernel"]), tuple(layer.get("dilation", (1, 1))),
@@ -81,10 +83,17 @@ def requant_par(p, mvu, pe: int) -> int:
     divisor of ``pe``) with which it keeps up with the matrix-vector unit (C / par cycles per
     position at most the MVU's cycles per position)."""
     c_out = p.conv_shape[0]
-    for d in range(1, pe + 1):
-        if pe % d == 0 and c_out // d <= mvu.cycles_per_vector:
+    ok = [d for d in range(1, pe + 1) if pe % d == 0 and (not p.stream_out or STREAM_LANES % d == 0)]
+    for d in ok:
+        if c_out // d <= mvu.cycles_per_vector:
             return d
-    return pe
+    return ok[-1]
+
+
+def stream_group(p) -> int | None:
+    """Channels per output transfer of an int8 layer: a stream word (8) when it writes the integer
+    stream into the layer engine, else all (one transfer per position)."""
+    return STREAM_LANES if p.stream_out else None
 
 
 def _streamed(p, fold, direction, threshold, **kw) -> StreamedConv:
@@ -189,6 +198,15 @@ class Network(wiring.Component):
                                         padding=tuple(layer.get("padding", (0, 0))), pool=p.pool)
             units["window"] = SlidingWindow(1, box.width, box.out_frames, box.out_coeffs, kernel,
                                             stride=p.pool, dilation=dil, padding=(0, 0), pad_value=0)
+            if p.out_prec == "int8":      # the integer stream's first layer: its values, 8 at a time
+                mvu = units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin",
+                                                      out="acc", pe=fold["pe"], simd=fold["simd"],
+                                                      in_width=box.width, name=p.name)
+                units["requant"] = Requantize(
+                    layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
+                    acc_width=mvu.acc_width, lanes=fold["pe"], par=requant_par(p, mvu, fold["pe"]),
+                    group=stream_group(p), name=f"{p.name}_requant")
+                return units
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
                                             direction=2 * layer["direction"] - 1,
                                             threshold=layer["threshold"], pe=fold["pe"],
@@ -221,13 +239,16 @@ class Network(wiring.Component):
                 dilation=tuple(layer.get("dilation", (1, 1))), padding=tuple(layer.get("padding", (0, 0))),
                 pad_value=int(layer.get("pad_bit", 0)) if p.ew == 1 else 0)
         if p.out_prec == "int8":
+            if p.pool:
+                raise ValueError(f"layer {p.name}: the integer stream's first layer pools only with its "
+                                 "pooling folded in (\"boxsum\": true in its folding)")
             mvu = units["mvu"] = MatrixVectorUnit(
                 layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"], out="acc",
                 pe=fold["pe"], simd=fold["simd"], name=p.name)
             units["requant"] = Requantize(
                 layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
                 acc_width=mvu.acc_width, lanes=fold["pe"], par=requant_par(p, mvu, fold["pe"]),
-                name=f"{p.name}_requant")
+                group=stream_group(p), name=f"{p.name}_requant")
             return units
         direction = 2 * layer["direction"] - 1
         if p.pool:
@@ -353,7 +374,14 @@ class EngineNetwork(wiring.Component):
             raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
         last = self._eng[-1]
         self._requant = None          # the int8 last layer's requantization is in the serial tail
-        if last.out_prec == "int8":
+        if self._engine.stream:
+            from .serial_tail import SerialRequantTail
+            t = self._tail_plan
+            self._tail = SerialRequantTail(
+                np.ones(c, np.int64), np.zeros(c, np.int64), 0, lo=t.lo, hi=t.hi, count_width=8,
+                lanes=STREAM_LANES, positions=t.positions, weights=t.layer["weights"],
+                bias=t.layer["bias"], binary_weights=t.binary_weights, identity=True)
+        elif last.out_prec == "int8":
             from .serial_tail import SerialRequantTail
             layer, t = last.layer, self._tail_plan
             mul = np.asarray(layer["mul"], np.int64)
@@ -378,6 +406,8 @@ class EngineNetwork(wiring.Component):
     def _tapped(self) -> list:
         """The conv layers with taps: all but an int8 last layer (its values exist only one at a
         time, in the serial tail)."""
+        if self._eng[0].stream:
+            return []              # the stream's values exist 8 at a time, in the weight memory
         return self._convs[:-1] if self._eng[-1].out_prec == "int8" else self._convs
 
     @property
@@ -421,13 +451,15 @@ class EngineNetwork(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         src = wiring.flipped(self.i)
+        tapped = {p.name for p in self._tapped}
         for p, units in zip(self._front, self._stages):
             src = _connect_layer(m, p, units, src)
-            Network._tap(self, m, p, src)
+            if p.name in tapped:
+                Network._tap(self, m, p, src)
         m.submodules.engine = eng = self._engine
         wiring.connect(m, src, eng.i)
         wiring.connect(m, wiring.flipped(self.wl), eng.wl)
-        if self._taps:
+        if self._taps and tapped:
             for n, p in enumerate(self._eng[:-1]):
                 m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(eng.map_we & (eng.map_layer == n)),
                              getattr(self, f"tap_{p.name}_payload").eq(eng.map_data)]
@@ -442,6 +474,7 @@ class EngineNetwork(wiring.Component):
 
 def build(dep, folding: Folding | None = None, *, taps: bool = False):
     """The generated accelerator of ``folding``'s style: :class:`Network` or :class:`EngineNetwork`."""
-    if folding is not None and folding.style == "engine":
+    folding = folding or Folding.default(dep)      # the engine's for a network on the stream
+    if folding.style == "engine":
         return EngineNetwork(dep, folding, taps=taps)
     return Network(dep, folding, taps=taps)

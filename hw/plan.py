@@ -39,6 +39,8 @@ class ConvPlan:
     shortcut: bool
     shortcut_depth: int      # FIFO entries for the shortcut stream (0 without shortcut)
     out_prec: str = "bin"    # "bin" (thresholded bits) or "int8" (requantized, last layer only)
+    stream: bool = False     # reads the integer residual stream (``in_threshold``)
+    stream_out: bool = False  # writes it (int8 values that the next layer reads)
 
     @property
     def window_positions(self) -> int:
@@ -72,8 +74,24 @@ def _hint() -> str:
             "sum pooling, 1-bit shortcuts, then gap and a dense layer")
 
 
-def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
-    """The per-layer plan of ``dep`` (a loaded deployable model)."""
+def is_stream(dep) -> bool:
+    """Whether ``dep`` carries the integer residual stream (a layer with ``in_threshold``)."""
+    return any(layer.get("in_threshold") is not None for layer in dep.layers)
+
+
+STREAM_REFUSAL = ("the pipeline style does not run the integer residual stream (shortcut=int); "
+                  "build it in the engine style")
+STREAM_HINT = ("kwsbnn verilog --board icebreaker picks the engine style for it, or give a folding "
+               "file with \"style\": \"engine\"")
+
+
+def plan(dep, stream_ok: bool = False) -> tuple[list[ConvPlan], TailPlan]:
+    """The per-layer plan of ``dep`` (a loaded deployable model). A network on the integer
+    residual stream is planned only with ``stream_ok`` (the engine style runs it, the pipeline
+    does not): its layers before the last write int8 values, the stream, which the next reads
+    through ``in_threshold`` and adds to (``shortcut: int8``)."""
+    if is_stream(dep) and not stream_ok:
+        raise UnsupportedNetwork(f"model {dep.name}: {STREAM_REFUSAL}", STREAM_HINT)
     ops = [layer["op"] for layer in dep.layers]
     if len(ops) < 3 or ops[-2:] != ["gap", "dense"] or any(op != "conv" for op in ops[:-2]):
         raise UnsupportedNetwork(f"model {dep.name}: layer sequence {ops} is not supported", _hint())
@@ -87,11 +105,17 @@ def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
             raise UnsupportedNetwork(f"layer {name}: {layer['w_prec']} weights on a binary input are "
                                      "not supported in hardware (int8 weights only in an int8-input "
                                      "first layer)", _hint())
-        if layer["out"] == "int8" and index != n_convs - 1:
+        stream_out = (index + 1 < n_convs and dep.layers[index + 1].get("in_threshold") is not None)
+        stream_in = layer.get("in_threshold") is not None
+        if layer["out"] == "int8" and index != n_convs - 1 and not stream_out:
             raise UnsupportedNetwork(f"layer {name}: output 'int8' is not supported before the last "
                                      "layer (thresholded bits only)", _hint())
-        if layer["out"] == "int8" and (layer.get("pool") or layer.get("shortcut", "none") != "none"
-                                       or np.any(np.asarray(layer.get("smul", 0)) != 0)):
+        if stream_out and layer["out"] != "int8":
+            raise UnsupportedNetwork(f"layer {name}: the next layer reads an integer stream, but this "
+                                     "one writes bits", _hint())
+        if layer["out"] == "int8" and not stream_in and (
+                layer.get("shortcut", "none") != "none" or np.any(np.asarray(layer.get("smul", 0)) != 0)
+                or (layer.get("pool") and not stream_out)):
             raise UnsupportedNetwork(f"layer {name}: an int8 output is supported without pooling and "
                                      "without shortcut only", _hint())
         if layer["out"] not in ("bits", "int8"):
@@ -109,7 +133,7 @@ def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
         out_t, out_f = (to // pool[0], fo // pool[1]) if pool else (to, fo)
         co = layer["out_channels"]
         sc = layer.get("shortcut", "none")
-        if sc not in ("none", "bit"):
+        if sc not in ("none", "bit") and not (stream_in and sc == "int8"):
             raise UnsupportedNetwork(f"layer {name}: shortcut {sc!r} is not supported", _hint())
         needs_window = (kt, kf, st, sf, pt, pf) != (1, 1, 1, 1, 0, 0)
         # The window of output (t, f) needs input up to row t + (kt-1)dt - pt: the shortcut bits of
@@ -120,7 +144,8 @@ def plan(dep) -> tuple[list[ConvPlan], TailPlan]:
                               out_shape=(co, out_t, out_f), in_prec=prec, ew=1 if prec == "bin" else 8,
                               k=c * kt * kf, needs_window=needs_window, pool=pool,
                               shortcut=sc == "bit", shortcut_depth=depth,
-                              out_prec="int8" if layer["out"] == "int8" else "bin"))
+                              out_prec="int8" if layer["out"] == "int8" else "bin", stream=stream_in,
+                              stream_out=stream_out))
         shape, prec = (co, out_t, out_f), "bin"
     dense = dep.layers[-1]
     tail = TailPlan(name=dense["name"], layer=dense, channels=shape[0], positions=shape[1] * shape[2],
@@ -135,18 +160,30 @@ def _engine_ok(p: ConvPlan, channels: int, last: bool) -> bool:
     """Whether the layer engine (:mod:`kwsbnn.hw.engine`) can run conv layer ``p``."""
     return (p.in_prec == "bin" and p.layer["w_prec"] == "bin" and not p.pool
             and p.in_shape[0] == channels and p.conv_shape[0] == channels
-            and (p.out_prec == "bin" or last))
+            and (p.out_prec == "bin" or last or p.stream))
 
 
 def engine_split(dep) -> tuple[list[ConvPlan], list[ConvPlan], TailPlan]:
     """``(front, engine, tail)`` of the engine style: the longest run of last conv layers that the
     layer engine runs (binary, ``C`` channels in and out, no pooling, an int8 output only in the
     last), the conv layers before them as pipeline units (the int8 first layer), and the tail."""
-    convs, tail = plan(dep)
+    convs, tail = plan(dep, stream_ok=True)
     channels = convs[-1].in_shape[0]
     start = len(convs)
     while start > 0 and _engine_ok(convs[start - 1], channels, start == len(convs)):
         start -= 1
+    if is_stream(dep):
+        # On the stream every engine layer reads it; the front writes it (int8 values).
+        while start < len(convs) and not convs[start].stream:
+            start += 1
+        if start == 0 or start == len(convs) or convs[start - 1].out_prec != "int8" or any(
+                not p.stream for p in convs[start:]):
+            raise UnsupportedNetwork(f"model {dep.name}: the engine runs an integer stream from an "
+                                     "int8 front layer through binary layers of equal width to the "
+                                     "last", "keep the stream's width and size after the first layer")
+        if any(p.stream or p.out_prec != "int8" for p in convs[:start - 1]) or len(convs[:start]) != 1:
+            raise UnsupportedNetwork(f"model {dep.name}: the engine style runs one front layer before "
+                                     "the stream", "start the stream at the first layer")
     if start == len(convs):
         raise UnsupportedNetwork(f"model {dep.name}: the last conv layer {convs[-1].name} cannot run on "
                                  "the layer engine", "the engine runs binary layers with as many output "

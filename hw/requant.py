@@ -8,7 +8,8 @@ transfers in channel-group order, transfer ``g`` holding ``lanes`` two's-complem
     y[c] = clamp((acc[c] * mul[c] + add[c]) >> shift, lo, hi)         (>> an arithmetic shift)
 
 and emits one transfer per position holding all ``C`` values: element ``c`` at bits ``[8c, 8c + 8)``,
-two's complement. The multipliers and offsets live in a ROM of ``C / par`` words, read once per
+two's complement; with ``group`` (the integer stream into the layer engine), one transfer per
+``group`` channels instead (``C / group`` per position, element ``j`` = channel ``g * group + j``). The multipliers and offsets live in a ROM of ``C / par`` words, read once per
 step, in block RAM (``ram_style``): as logic its multiplexers cost more than the rest of the unit.
 
 Datapath: ``par`` channels per cycle (``par`` divides ``lanes``), each with one multiplier (a DSP
@@ -40,7 +41,7 @@ ELEMENT_BITS = 8
 
 class Requantize(wiring.Component):
     def __init__(self, mul, add, shift: int, *, lo: int, hi: int, acc_width: int, lanes: int = 1,
-                 par: int = 1, name: str = "requant"):
+                 par: int = 1, group: int | None = None, name: str = "requant"):
         self._mul = np.asarray(mul, dtype=np.int64).reshape(-1)
         self._add = np.asarray(add, dtype=np.int64).reshape(-1)
         self._c = len(self._mul)
@@ -52,6 +53,10 @@ class Requantize(wiring.Component):
             raise ValueError(f"{name}: lanes={self._l} must divide the {self._c} channels")
         if self._par < 1 or self._l % self._par:
             raise ValueError(f"{name}: par={self._par} must divide lanes={self._l}")
+        self._group = int(group or self._c)
+        if self._c % self._group or self._group % self._par:
+            raise ValueError(f"{name}: group={self._group} must divide the {self._c} channels and be "
+                             f"a multiple of par={self._par}")
         if not (-128 <= self._lo <= self._hi <= 127):
             raise ValueError(f"{name}: clamp range [{self._lo}, {self._hi}] is not within int8")
         if self._shift < 0:
@@ -59,7 +64,7 @@ class Requantize(wiring.Component):
         self._mw = signed_width(int(self._mul.min()), int(self._mul.max()))
         self._adw = signed_width(int(self._add.min()), int(self._add.max()))
         super().__init__({"i": In(stream.Signature(self._l * self._aw)),
-                          "o": Out(stream.Signature(self._c * ELEMENT_BITS))})
+                          "o": Out(stream.Signature(self._group * ELEMENT_BITS))})
 
     @property
     def channels(self) -> int:
@@ -122,7 +127,8 @@ class Requantize(wiring.Component):
         v2, last2, step2 = Signal(), Signal(), Signal(range(steps))
         p2 = [Signal(signed(pw), name=f"p2_{j}") for j in range(par)]
         d2 = [Signal(signed(self._adw), name=f"d2_{j}") for j in range(par)]
-        collect = Signal(c * ELEMENT_BITS)
+        gsteps = self._group // par          # steps per output transfer
+        collect = Signal(self._group * ELEMENT_BITS)
         full = Signal()                      # collect holds a whole position not yet taken
 
         hold = Signal()
@@ -153,7 +159,7 @@ class Requantize(wiring.Component):
             with m.Else():
                 m.d.comb += y.eq(s)
             ys.append(y)
-        shifted = Cat(collect[par * ELEMENT_BITS:], *ys) if par < c else Cat(*ys)
+        shifted = Cat(collect[par * ELEMENT_BITS:], *ys) if par < self._group else Cat(*ys)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += full.eq(0)
         with m.If(~hold):
@@ -164,7 +170,13 @@ class Requantize(wiring.Component):
             for j in range(par):
                 m.d.sync += [p2[j].eq(a1[j] * mul1[j]), d2[j].eq(add1[j])]
             # Stage 0: the lanes.
-            m.d.sync += [v1.eq(take), last1.eq(step == steps - 1), step1.eq(step)]
+            if gsteps == steps:
+                last = step == steps - 1
+            elif gsteps & (gsteps - 1) == 0:
+                last = step[:gsteps.bit_length() - 1] == gsteps - 1 if gsteps > 1 else 1
+            else:
+                last = (step % gsteps) == gsteps - 1
+            m.d.sync += [v1.eq(take), last1.eq(last), step1.eq(step)]
             for j in range(par):
                 m.d.sync += a1[j].eq(lane[j][sub])
             with m.If(take):

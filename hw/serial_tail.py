@@ -26,6 +26,10 @@ Throughput: one input transfer per ``lanes`` cycles (``i.ready`` is low while th
 holds a transfer); an inference takes at most ``positions * C + C * K + 9`` cycles when its input
 has no gaps. Latency from the last input transfer: ``lanes + C * K + 9`` cycles at most.
 
+With ``identity=True`` (after the integer residual stream, whose last values the layer engine
+computes itself) the transfers hold ``lanes`` int8 values (``count_width = 8``, two's complement)
+and ``y`` is the value itself: no constants, no multiplier (``mul``, ``add``, ``shift`` unused).
+
 Members: ``i : In(stream.Signature(lanes * count_width))``; ``o : Out(stream.Signature(layout))``
 with the layout of :func:`kwsbnn.hw.scores.result_layout`.
 """
@@ -41,7 +45,8 @@ from .scores import result_layout
 
 class SerialRequantTail(wiring.Component):
     def __init__(self, mul, add, shift: int, *, lo: int, hi: int, count_width: int, lanes: int,
-                 positions: int, weights, bias, binary_weights: bool = False):
+                 positions: int, weights, bias, binary_weights: bool = False, identity: bool = False):
+        self._identity = bool(identity)
         self._mul = np.asarray(mul, dtype=np.int64).reshape(-1)
         self._add = np.asarray(add, dtype=np.int64).reshape(-1)
         self._c = len(self._mul)
@@ -96,7 +101,13 @@ class SerialRequantTail(wiring.Component):
     @property
     def constant_bits(self) -> int:
         """The requantization constants (ROM) and the dense weights (ROM)."""
+        if self._identity:
+            return self._c * self._k * self._ww
         return self._c * (self._mw + self._adw) + self._c * self._k * self._ww
+
+    @property
+    def identity(self) -> bool:
+        return self._identity
 
     def elaborate(self, platform):
         m = Module()
@@ -105,9 +116,10 @@ class SerialRequantTail(wiring.Component):
 
         cinit = [(int(a) & ((1 << adw) - 1)) << mw | (int(mu) & ((1 << mw) - 1))
                  for mu, a in zip(self._mul, self._add)]
-        m.submodules.crom = crom = memory.Memory(shape=unsigned(mw + adw), depth=cn, init=cinit,
-                                                 attrs={"ram_style": "block"})
-        crp = crom.read_port()
+        if not self._identity:
+            m.submodules.crom = crom = memory.Memory(shape=unsigned(mw + adw), depth=cn, init=cinit,
+                                                     attrs={"ram_style": "block"})
+            crp = crom.read_port()
         gshape = unsigned(self._gmw) if self._glo >= 0 else signed(gw)
         m.submodules.gram = gram = memory.Memory(shape=gshape, depth=cn, init=[])
         gwp = gram.write_port()
@@ -152,12 +164,18 @@ class SerialRequantTail(wiring.Component):
         s2_add = Signal(signed(adw))
         s2_g = Signal(signed(gw))
         m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_valid & s1_last), s2_ch.eq(s1_ch),
-                     s2_prod.eq(s1_d * crp.data[:mw].as_signed()),
-                     s2_add.eq(crp.data[mw:].as_signed()), s2_g.eq(Mux(s1_first, 0, grp.data))]
-        # Stage 3: add, shift, clamp, accumulate, write back.
-        v = Signal(signed(max(cw + 1 + mw, adw) + 1))
+                     s2_g.eq(Mux(s1_first, 0, grp.data))]
         y = Signal(signed(9))
-        m.d.comb += v.eq((s2_prod + s2_add) >> self._shift)
+        if self._identity:
+            s2_x = Signal(signed(cw))
+            m.d.sync += s2_x.eq(s1_d.as_signed())
+            v = s2_x
+        else:
+            m.d.sync += [s2_prod.eq(s1_d * crp.data[:mw].as_signed()),
+                         s2_add.eq(crp.data[mw:].as_signed())]
+            # Stage 3: add, shift, clamp, accumulate, write back.
+            v = Signal(signed(max(cw + 1 + mw, adw) + 1))
+            m.d.comb += v.eq((s2_prod + s2_add) >> self._shift)
         m.d.comb += y.eq(Mux(v < self._lo, self._lo, Mux(v > self._hi, self._hi, v)))
         m.d.comb += [gwp.addr.eq(s2_ch), gwp.data.eq(s2_g + y), gwp.en.eq(s2_valid)]
 
@@ -177,7 +195,9 @@ class SerialRequantTail(wiring.Component):
         best, best_val = Signal(range(kn)), Signal(signed(sw))
         out_valid = Signal()
 
-        m.d.comb += [crp.addr.eq(ch), grp.addr.eq(Mux(dense, c_idx, ch)), wrp.addr.eq(addr)]
+        if not self._identity:
+            m.d.comb += crp.addr.eq(ch)
+        m.d.comb += [grp.addr.eq(Mux(dense, c_idx, ch)), wrp.addr.eq(addr)]
         with m.If(s2_last):
             m.d.sync += [dense.eq(1), c_idx.eq(0), k_idx.eq(0), addr.eq(0), issue_done.eq(0)]
         with m.If(dense):

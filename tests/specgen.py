@@ -124,3 +124,32 @@ def trained_like(precision, opts=None, *, seed=0, width=8, shift_spread=0.5, t=2
         for _ in range(3):
             model(torch.randint(-127, 128, (8, t, f)).float())
     return model.eval()
+
+
+def stream_conv(rng, name, c, *, shortcut="int8", lo=-128, **kw):
+    """A binary layer on the integer residual stream (docs/integer-network.md): it reads the bits
+    ``r >= in_threshold`` and adds ``(acc * mul + add) >> shift`` to ``r`` (``smul = 2**shift``),
+    clamped to ``[lo, 127]``; random constants that keep ``r`` moving."""
+    layer = conv(rng, name, c, c, in_prec="bin", out="int8", shortcut=shortcut, **kw)
+    shift = int(rng.integers(8, 14))
+    layer.update(shift=shift, mul=rng.integers(-400, 400, c),
+                 add=rng.integers(-(1 << (shift + 6)), 1 << (shift + 6), c),
+                 smul=np.full(c, 1 << shift if shortcut == "int8" else 0),
+                 in_threshold=rng.integers(-40, 40, c), lo=lo, hi=127)
+    return layer
+
+
+def stream_kws(seed=0, c=8, t=25, f=13, n_classes=5, lo=0):
+    """A random network on the integer residual stream, of the shipped ``binary``'s shape: an int8
+    input, a 3x3 first layer with binary weights and 4x3 pooling writing the stream (int8 values),
+    three binary 3x3 stream layers (the last dilated by 2, clamped at ``lo``: 0 is the ReLU of
+    ``last=int8``), gap and an int8 dense layer. ``t`` x ``f`` = 25 x 13 (or 101 x 40) lets the
+    first layer fold its pooling in."""
+    rng = np.random.default_rng(seed)
+    first = conv(rng, "conv0", 1, c, in_prec="int8", pool=(4, 3), out="int8")
+    first.update(shift=int(rng.integers(9, 12)), lo=-128, hi=127)
+    layers = [first, stream_conv(rng, "conv1", c, pad_bit=1), stream_conv(rng, "conv2", c),
+              stream_conv(rng, "conv3", c, dilation=(2, 2), padding=(2, 2), lo=lo)]
+    layers += head(rng, c, n_classes)
+    return {"name": f"stream_kws{seed}_{c}", "classes": [f"k{i}" for i in range(n_classes)],
+            "input": {"prec": "int8", "shape": [1, t, f]}, "layers": layers}

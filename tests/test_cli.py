@@ -60,8 +60,8 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 def test_shipped_binary_model_generates_lint_clean_verilog(tmp_path):
     """The iCEBreaker's shipped binary model goes through export and the generator; its Verilog passes
-    lint. The recommended `binary` (an integer residual stream) exports, and the generator refuses it
-    with one line before writing anything."""
+    lint. The recommended `binary` (an integer residual stream) exports, and the generator builds it in
+    the engine style (the pipeline style refuses it: tests/test_engine_stream.py)."""
     from kwsbnn.paths import MODELS
     from kwsbnn.sim.runner import lint
     for name in ("binary", "binary-ice40"):
@@ -76,6 +76,7 @@ def test_shipped_binary_model_generates_lint_clean_verilog(tmp_path):
     lint(tmp_path / "v" / "kws_top.v", "kws_top")
     r = kwsbnn("export", "--model", "binary", "--out", str(tmp_path / "s"), "--json")
     assert r.returncode == 0, r.stderr
-    r = kwsbnn("verilog", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "sv"))
-    assert r.returncode == 2 and "not supported" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "sv" / "kws_top.v").exists()
+    # Only the engine style runs it: its default folding is the engine's.
+    r = kwsbnn("verilog", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "sv"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["style"] == "engine" and (tmp_path / "sv" / "weights.hex").is_file()

@@ -9,8 +9,9 @@ memory images it is built from, and write report.json (cycles per inference, ini
 memory bits, lanes, estimated logic cells, block RAMs and DSPs for iCE40 and ECP5, per-layer entries).
 --model takes a deployable folder, a model file, a shipped model's name or `tiny`. With --board, --fold
 auto chooses the fastest folding whose resource estimate fits that board (a network that does not fit
-even at its smallest folding is an error). A network the generator cannot build is reported before
-anything is written.
+even at its smallest folding is an error; a network on the integer residual stream, which only the
+engine style runs, gets the engine folding closest to fitting and a warning). A network the
+generator cannot build is reported before anything is written.
 """
 
 
@@ -54,8 +55,19 @@ def run(args) -> int:
         if args.fold != "auto":
             raise KwsError("give either --fold FILE or --target-ips, not both")
         folding = for_ips(dep, args.target_ips, args.clock_mhz * 1e6)
+    elif args.fold == "auto" and args.board:
+        try:
+            folding = for_budget(dep, args.board, margin=margin)
+        except KwsError:
+            from kwsbnn.hw.plan import is_stream
+            if not is_stream(dep):
+                raise
+            # Only the engine style runs the integer residual stream: its folding closest to
+            # fitting, with the warning below (a weight memory too small is still an error).
+            from kwsbnn.hw.folding import engine_for_budget, resolve_budget
+            folding = engine_for_budget(dep, resolve_budget(args.board, margin), closest=True)
     elif args.fold == "auto":
-        folding = for_budget(dep, args.board, margin=margin) if args.board else Folding.default(dep)
+        folding = Folding.default(dep)
     else:
         folding = Folding.load(args.fold, dep)
     check = budget_check(dep, folding, args.board, margin=margin) if args.board else None
