@@ -21,7 +21,11 @@ Streams:
   ``i`` until it has received the :meth:`image` (:attr:`load_words` words of 64 bits, in order); the
   first :attr:`weight_words` go to the weight memory, the rest (thresholds) to a block RAM. The
   loader's address and its ``loaded`` flag are not reset by ``rst`` (the weight memory keeps its
-  contents), so a reset needs no reload.
+  contents), so a reset needs no reload. With ``shared_words`` (a board top that loads the image
+  over its link and keeps its own data in the weight memory's free words) the engine also has the
+  ports of :func:`shared_signature`: ``wl_reload`` starts a new image (another model's, or the
+  same again), ``wl_loaded`` says the image is complete, and ``sm_*`` give the board the weight
+  memory while the engine does not use it (``sm_grant``: loaded and idle).
 
 Memories:
 - **Activation maps**: one block RAM of ``C``-bit words, two regions of ``N`` words (``N`` = the
@@ -74,6 +78,18 @@ WORD_BITS = 64
 SPRAM_WORDS = 16384
 #: Cycles between the last read of a layer and the first read of the next (pipeline drain).
 LAYER_OVERHEAD = 5
+
+
+def shared_signature(words: int) -> wiring.Signature:
+    """The ports of a weight memory shared with the board (``shared_words`` of :class:`LayerEngine`):
+    ``wl_reload`` (a pulse: forget the loaded image, take the next one on ``wl`` from its first
+    word), ``wl_loaded`` (the whole image has been taken), and a second user's access to the
+    weight memory's words ``[weight_words, words)`` while ``sm_grant`` is high (an image is loaded
+    and no inference runs): ``sm_addr``, ``sm_wdata``, ``sm_we`` in, ``sm_rdata`` (the word at the
+    ``sm_addr`` of the previous granted cycle) out."""
+    return wiring.Signature({"wl_reload": In(1), "wl_loaded": Out(1), "sm_grant": Out(1),
+                             "sm_addr": In(range(max(2, words))), "sm_wdata": In(WORD_BITS),
+                             "sm_we": In(1), "sm_rdata": Out(WORD_BITS)})
 
 
 class WeightMemory(wiring.Component):
@@ -216,10 +232,12 @@ def _table(values, index):
 
 class LayerEngine(wiring.Component):
     def __init__(self, layers, *, channels: int, frames: int, coeffs: int, pe: int = 1,
-                 simd: int | None = None, spram: bool | None = None, name: str = "engine"):
+                 simd: int | None = None, spram: bool | None = None, name: str = "engine",
+                 shared_words: int = 0):
         self._MustUse__silence = True        # a refused configuration is not an unused unit
         self._name = name
         self._spram = spram
+        self._shared = int(shared_words)
         self._c = int(channels)
         self._geo = engine_layers(layers, self._c, frames, coeffs)
         self._pe = int(pe)
@@ -280,10 +298,16 @@ class LayerEngine(wiring.Component):
         self._aw = bits_for(kmax)
         self._ow = bits_for(kmax) + 1
         out_width = pe * self._ow if self._count else self._c
-        super().__init__({"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(out_width)),
-                          "wl": In(stream.Signature(WORD_BITS)),
-                          "map_we": Out(1), "map_layer": Out(range(len(self._geo))),
-                          "map_data": Out(self._c)})
+        if self._shared and not len(self._wwords) <= self._shared <= SPRAM_WORDS:
+            raise ValueError(f"{name}: a shared weight memory of {self._shared} words must hold the "
+                             f"{len(self._wwords)} weight words and at most {SPRAM_WORDS}")
+        ports = {"i": In(stream.Signature(self._c)), "o": Out(stream.Signature(out_width)),
+                 "wl": In(stream.Signature(WORD_BITS)),
+                 "map_we": Out(1), "map_layer": Out(range(len(self._geo))),
+                 "map_data": Out(self._c)}
+        if self._shared:
+            ports.update(shared_signature(self._shared).members)
+        super().__init__(ports)
         self._MustUse__silence = False
 
     # Figures.
@@ -364,7 +388,7 @@ class LayerEngine(wiring.Component):
                                                  attrs={"no_rw_check": 1})
         mwp = maps.write_port()
         mrp = maps.read_port(transparent_for=())
-        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w), spram=self._spram)
+        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w, self._shared), spram=self._spram)
         lane_w = self._lane
         if n_t:
             m.submodules.tmem = tmem = memory.Memory(shape=unsigned(pe * lane_w), depth=max(2, n_t),
@@ -381,9 +405,20 @@ class LayerEngine(wiring.Component):
             m.d.sync += laddr.eq(laddr + 1)
             with m.If(laddr == n_load - 1):
                 m.d.sync += loaded.eq(1)
+        running = Signal()
         waddr = Signal(range(max(2, n_w)), init=self._wbase[0])
-        m.d.comb += [wmem.addr.eq(Mux(loaded, waddr, laddr)), wmem.wdata.eq(self.wl.payload),
-                     wmem.we.eq(lfire & (laddr < n_w))]
+        if self._shared:
+            # Another user of the weight memory (the board's ring buffer) while the engine is idle.
+            with m.If(self.wl_reload):
+                m.d.sync += [laddr.eq(0), loaded.eq(0)]
+            m.d.comb += [self.wl_loaded.eq(loaded), self.sm_grant.eq(loaded & ~running),
+                         self.sm_rdata.eq(wmem.rdata)]
+            m.d.comb += [wmem.addr.eq(Mux(~loaded, laddr, Mux(running, waddr, self.sm_addr))),
+                         wmem.wdata.eq(Mux(loaded, self.sm_wdata, self.wl.payload)),
+                         wmem.we.eq(Mux(loaded, self.sm_we & ~running, lfire & (laddr < n_w)))]
+        else:
+            m.d.comb += [wmem.addr.eq(Mux(loaded, waddr, laddr)), wmem.wdata.eq(self.wl.payload),
+                         wmem.we.eq(lfire & (laddr < n_w))]
         if n_t:
             m.d.comb += [twp.addr.eq(laddr - n_w), twp.data.eq(self.wl.payload),
                          twp.en.eq(lfire & (laddr >= n_w))]
@@ -402,7 +437,6 @@ class LayerEngine(wiring.Component):
         rowa_lo = -max(g.pt * g.f for g in geo) - 1
         rowa_hi = max((g.t + g.st + g.kt * g.dt) * g.f for g in geo) + 1
         col_w = signed_width(-max(g.pf for g in geo) - 1, fmax + max(g.sf + g.kf * g.df for g in geo) + 1)
-        running = Signal()
         draining = Signal()
         in_full = Signal()
         ot = Signal(range(max(g.to for g in geo)))
