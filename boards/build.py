@@ -209,11 +209,13 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     memory = stream_budget(dep, folding, board, clk_freq)
     streaming = top.stream_figures()
     if progress:
+        where = (f"in SPRAM beside the weights, {memory['ring']['block_ram']} staging block RAM"
+                 if top.engine_style else f"= {memory['ring']['block_ram']} block RAMs")
         progress(f"UART {baud} baud: {top.divisor} clocks per bit at {clk_freq / 1e6:.4g} MHz, "
                  f"{100 * top.baud_error:+.2f}% off; streaming ring buffer "
-                 f"{memory['ring']['bits'] / 1024:g} kbit = {memory['ring']['block_ram']} block RAMs "
-                 f"({memory['block_ram']['used']} of {memory['block_ram']['available']} in all), a "
-                 f"decision every {top.stride} frames")
+                 f"{memory['ring']['bits'] / 1024:g} kbit {where} "
+                 f"({memory['block_ram']['used']} of {memory['block_ram']['available']} block RAMs "
+                 f"in all), a decision every {top.stride} frames")
     if progress and pll is not None:
         progress(f"PLL: {osc / 1e6:g} MHz -> {clk_freq / 1e6:.4g} MHz (requested {freq_mhz:g}; "
                  f"{pll.describe()})")
