@@ -600,10 +600,12 @@ class KwsTop(wiring.Component):
             wiring.connect(m, parser.lo, loader.i)
             wiring.connect(m, loader.wl, net.wl)
             weights = Signal()
+            idle = Signal()         # registered: it only gates a LOAD's last header byte
+            m.d.sync += idle.eq(~writer.busy & ~parser.resp.valid & ring.idle)
             m.d.comb += [weights.eq(loader.loaded & net.wl_loaded),
                          loader.start.eq(parser.lstart), loader.finish.eq(parser.lfinish),
                          loader.frame_ok.eq(parser.lok), parser.lstatus.eq(loader.status),
-                         loader.idle.eq(~writer.busy & ~parser.resp.valid & ring.idle),
+                         loader.idle.eq(idle),
                          net.wl_reload.eq(loader.reload),
                          parser.weights.eq(weights),
                          writer.weights.eq(Mux(weights, proto.Weights.LOADED, proto.Weights.NONE)),
