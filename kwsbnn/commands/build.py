@@ -75,8 +75,10 @@ def run(args) -> int:
         st = report["streaming"]
         print(f"UART {report['baud']} baud ({report['uart_divisor']} clocks per bit, "
               f"{report['baud_error_percent']:+.2f}%); streaming: a decision every {st['stride']} "
-              f"frames, ring buffer {st['ring_bits'] / 1024:g} kbit ({st['ring_block_ram']} block "
-              f"RAMs), link limit {st['link_frames_per_second']:.0f} frames/s, network "
+              f"frames, ring buffer {st['ring_bits'] / 1024:g} kbit ("
+              + ("in SPRAM, 1 staging block RAM" if report.get("style") == "engine" else
+                 f"{st['ring_block_ram']} block RAMs")
+              + f"), link limit {st['link_frames_per_second']:.0f} frames/s, network "
               f"{st['network_per_second']:.0f}/s, {'keeps up' if st['keeps_up'] else 'does NOT keep up'}"
               " with a frame per 10 ms")
         for name, r in report["resources"].items():
