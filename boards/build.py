@@ -27,6 +27,9 @@ from . import pll as pll_mod
 from .progress import BuildTicker
 from .top import KwsTop
 
+#: The weight image ``build`` writes next to an engine-style bitstream (``kws.weights.bin``).
+WEIGHTS_SUFFIX = "weights.bin"
+
 
 @dataclass(frozen=True)
 class Board:
@@ -113,19 +116,36 @@ def check_rate(rate: float | None) -> None:
 
 def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: float | None = None):
     """The fastest folding whose calibrated estimate fits the board (an error before synthesis), or
-    with ``rate`` (inferences/s) the smallest found that reaches it; within the estimate's error of
-    the device's size, the smallest folding on the whole device. Pipeline foldings only: the board
-    top does not load an engine style's weights yet (docs/engine-style.md)."""
-    from kwsbnn.hw.folding import for_budget
+    with ``rate`` (inferences/s) the smallest found that reaches it: a pipeline folding when one
+    fits, else (a board with SPRAM) the engine style's (:func:`kwsbnn.hw.folding.engine_for_budget`:
+    its weights are loaded over the UART, docs/engine-style.md); within the estimate's error of the
+    device's size, the smallest pipeline folding on the whole device. A :class:`KwsError` with the
+    numbers of both styles when neither fits."""
+    from kwsbnn.hw.folding import engine_for_budget, for_budget, resolve_budget
     check_rate(rate)
     try:
         return for_budget(dep, board.name, clk_hz=clk_freq, rate=rate, engine=False)
     except KwsError as e:
+        pipeline_error = e
+    engine_text = ""
+    b = resolve_budget(board.name)
+    if b["available"].get("spram"):
+        try:
+            folding = engine_for_budget(dep, b, clk_hz=clk_freq, rate=rate)
+            if progress:
+                progress(f"no pipeline folding fits {board.name}: the engine style, its weights in "
+                         "SPRAM loaded over the UART (kwsbnn run --load)")
+            return folding
+        except KwsError as e:
+            engine_text = f"; in the engine style: {e.args[0]}"
+    try:
         folding = for_budget(dep, board.name, margin=1.0, clk_hz=clk_freq, rate=rate, engine=False)
-        if progress:
-            progress(f"warning: {e.args[0] if e.args else e}; trying the smallest folding on the "
-                     "whole device (place and route decides)")
-        return folding
+    except KwsError as e:
+        raise KwsError(f"{e.args[0]}{engine_text}", e.hint) from None
+    if progress:
+        progress(f"warning: {pipeline_error.args[0]}{engine_text}; trying the smallest folding on "
+                 "the whole device (place and route decides)")
+    return folding
 
 
 def stream_budget(dep, folding, board: Board, clk_freq: float) -> dict:
@@ -189,11 +209,13 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     memory = stream_budget(dep, folding, board, clk_freq)
     streaming = top.stream_figures()
     if progress:
+        where = (f"in SPRAM beside the weights, {memory['ring']['block_ram']} staging block RAM"
+                 if top.engine_style else f"= {memory['ring']['block_ram']} block RAMs")
         progress(f"UART {baud} baud: {top.divisor} clocks per bit at {clk_freq / 1e6:.4g} MHz, "
                  f"{100 * top.baud_error:+.2f}% off; streaming ring buffer "
-                 f"{memory['ring']['bits'] / 1024:g} kbit = {memory['ring']['block_ram']} block RAMs "
-                 f"({memory['block_ram']['used']} of {memory['block_ram']['available']} in all), a "
-                 f"decision every {top.stride} frames")
+                 f"{memory['ring']['bits'] / 1024:g} kbit {where} "
+                 f"({memory['block_ram']['used']} of {memory['block_ram']['available']} block RAMs "
+                 f"in all), a decision every {top.stride} frames")
     if progress and pll is not None:
         progress(f"PLL: {osc / 1e6:g} MHz -> {clk_freq / 1e6:.4g} MHz (requested {freq_mhz:g}; "
                  f"{pll.describe()})")
@@ -216,6 +238,20 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
                        f"{e.returncode})\n" + "\n".join(tail),
                        "a design that does not fit needs a smaller model or more folding (lower PE/SIMD)")
     seconds = time.monotonic() - t0
+    image = top.weight_image()
+    load = None
+    if image is not None:
+        # The engine style's weights are not in the bitstream: the image the host loads over the
+        # UART (docs/host-protocol.md, LOAD), next to the bitstream.
+        from kwsbnn.paths import write_atomic
+        from . import protocol as proto
+        data = image.encode()
+        path = out / f"{name}.{WEIGHTS_SUFFIX}"
+        write_atomic(path, data)
+        frame = len(data) + proto.OVERHEAD
+        load = {"path": str(path), "words": len(image.words), "bytes": len(data),
+                "model_id": f"{image.model_id:08x}", "seconds_at_baud": frame * 10 / baud,
+                "crc32": f"{proto.crc32(image.payload):08x}"}
     rep_path = out / f"{name}.report.json"
     resources, fmax = parse_report(json.loads(rep_path.read_text()), board)
     clock_mhz = clk_freq / 1e6
@@ -233,6 +269,7 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
               and achieved >= clock_mhz, "inferences_per_second": ips,
               "cycles_per_inference": costs["cycles_per_inference"], "resources": resources,
               "folding": folding.to_dict(), "rate": rate,
+              "style": "engine" if top.engine_style else "pipeline", "weight_image": load,
               "seconds": round(seconds, 1)}
     if rate and ips < rate and progress:
         progress(f"warning: {ips:,.0f} inferences/s at {clock_mhz:.4g} MHz, short of --rate {rate:,.0f}: "

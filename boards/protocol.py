@@ -15,7 +15,9 @@ input map; answered with RESULT), STREAM_START (host -> board, the decision stri
 STARTED), STREAM (host -> board, one input frame into the board's ring buffer; every N-th frame
 is answered with the RESULT of the last ``T`` frames), INFO, RESULT, STARTED and ERROR (board ->
 host). The frame format is version 1 (the VERSION byte); the protocol that the board speaks is
-version 2 (the INFO's first byte): version 1 plus streaming.
+version 3 (the INFO's first byte): version 1 plus streaming (2) plus LOAD (3: the weight image of an
+engine-style board, :class:`WeightImage`, answered with LOADED; INFER and STREAM before a good
+LOAD are answered with ERROR NO_WEIGHTS).
 
 Pieces:
 - :func:`encode_frame`, :class:`FrameDecoder` (streaming, resynchronises on garbage and reports
@@ -41,7 +43,8 @@ from kwsbnn.errors import KwsError
 
 SYNC = 0xA5
 VERSION = 1                 # the frame format (each frame's VERSION byte)
-PROTOCOL = 2                # what the board speaks (INFO byte 0): 1 = PING/INFER, 2 = + streaming
+PROTOCOL = 3                # what the board speaks (INFO byte 0): 1 = PING/INFER, 2 = + streaming,
+                            # 3 = + LOAD (weight images of the engine style) and the weights' state
 HEADER_BYTES = 5            # SYNC, VERSION, TYPE, LENGTH (2)
 OVERHEAD = HEADER_BYTES + 1  # header and CRC
 MAX_PAYLOAD = 0xFFFF
@@ -53,10 +56,12 @@ class FrameType(IntEnum):
     INFER = 0x02     # host -> board, the input map; the board answers RESULT (or ERROR)
     STREAM_START = 0x03  # host -> board (v2), 1 byte: decide every N frames (0: the build's N)
     STREAM = 0x04    # host -> board (v2), one input frame; every N-th is answered with RESULT
+    LOAD = 0x05      # host -> board (v3), a weight image (encode_image); answered with LOADED
     INFO = 0x81      # board -> host, see BoardInfo
     RESULT = 0x82    # board -> host, class byte then every score
     ERROR = 0x83     # board -> host, one ErrorCode byte
     STARTED = 0x84   # board -> host (v2), 1 byte: the stride N now in force
+    LOADED = 0x85    # board -> host (v3), 1 byte: a LoadStatus
 
 
 class ErrorCode(IntEnum):
@@ -66,6 +71,7 @@ class ErrorCode(IntEnum):
                        # STREAM_START: 1, STREAM: frame bytes)
     UNKNOWN_TYPE = 4   # TYPE is not one the board takes
     TIMEOUT = 5        # the host stopped sending in the middle of a frame's payload or CRC
+    NO_WEIGHTS = 6     # (v3) an INFER or STREAM frame before a good LOAD: nothing ran
 
 
 ERROR_TEXT = {
@@ -74,7 +80,33 @@ ERROR_TEXT = {
     ErrorCode.BAD_LENGTH: "bad payload length",
     ErrorCode.UNKNOWN_TYPE: "unknown frame type",
     ErrorCode.TIMEOUT: "frame timed out (host stopped mid-frame)",
+    ErrorCode.NO_WEIGHTS: "no weights loaded (send the weight image first: kwsbnn run --load)",
 }
+
+
+class LoadStatus(IntEnum):
+    """The LOADED answer's byte (host protocol 3)."""
+    LOADED = 0        # the image is in and its CRC-32 checked: the board infers
+    WRONG_MODEL = 1   # the header's model id is not the bitstream's: nothing changed
+    BAD_CRC = 2       # the words' CRC-32 does not match the header's: the board has no weights
+    BAD_LENGTH = 3    # the header's word count is not the bitstream's: nothing changed
+    BAD_FORMAT = 4    # the header's format version is not 1: nothing changed
+
+
+LOAD_TEXT = {
+    LoadStatus.LOADED: "loaded",
+    LoadStatus.WRONG_MODEL: "the image is for another model than the bitstream's",
+    LoadStatus.BAD_CRC: "the image's CRC-32 does not match (corrupted on the way)",
+    LoadStatus.BAD_LENGTH: "the image has another number of words than the bitstream needs",
+    LoadStatus.BAD_FORMAT: "unknown image format version",
+}
+
+
+class Weights(IntEnum):
+    """The weights' state in INFO (byte 22, host protocol 3; 0 on older boards)."""
+    IN_BITSTREAM = 0  # pipeline style: every weight is in the bitstream, nothing to load
+    NONE = 1          # engine style, no good image since power-up (or the last LOAD failed)
+    LOADED = 2        # engine style, an image of the INFO's model id is loaded and checked
 
 
 def _crc_table() -> list[int]:
@@ -95,6 +127,67 @@ def crc8(data: bytes, crc: int = 0) -> int:
     for b in data:
         crc = _CRC_TABLE[crc ^ b]
     return crc
+
+
+def crc32(data: bytes) -> int:
+    """CRC-32 of ``data`` (the zlib / IEEE 802.3 one: reflected polynomial 0xEDB88320, initial value
+    and final XOR 0xFFFFFFFF; check value 0xCBF43926 for ``b"123456789"``)."""
+    import zlib
+    return zlib.crc32(bytes(data)) & 0xFFFFFFFF
+
+
+#: Format version of a weight image (the first byte of a LOAD payload and of a weight-image file).
+IMAGE_FORMAT = 1
+#: Bytes of a weight image's header: format (1), reserved (1), words (2), model id (4), CRC-32 (4).
+IMAGE_HEADER_BYTES = 12
+#: Most words one LOAD frame carries (its payload is at most 65,535 bytes).
+MAX_IMAGE_WORDS = (MAX_PAYLOAD - IMAGE_HEADER_BYTES) // 8
+
+
+@dataclass(frozen=True)
+class WeightImage:
+    """A weight image: the engine's loader words (64 bits each, in order) for model ``model_id``.
+    :meth:`encode` gives the LOAD payload, which is also the weight-image file that ``kwsbnn build``
+    writes next to an engine-style bitstream::
+
+        0 u8 format (1)   1 u8 reserved (0)   2 u16 words N   4 u32 model id   8 u32 CRC-32 of bytes 12..
+        12 ... N words, each 8 bytes little-endian
+    """
+    model_id: int
+    words: tuple
+
+    @property
+    def payload(self) -> bytes:
+        return b"".join(int(w).to_bytes(8, "little") for w in self.words)
+
+    def encode(self) -> bytes:
+        if not 1 <= len(self.words) <= MAX_IMAGE_WORDS:
+            raise KwsError(f"a weight image of {len(self.words)} words; one LOAD frame carries 1 to "
+                           f"{MAX_IMAGE_WORDS}")
+        body = self.payload
+        return (bytes([IMAGE_FORMAT, 0]) + len(self.words).to_bytes(2, "little")
+                + (self.model_id & 0xFFFFFFFF).to_bytes(4, "little")
+                + crc32(body).to_bytes(4, "little") + body)
+
+    @classmethod
+    def parse(cls, data: bytes, name: str = "the weight image") -> "WeightImage":
+        """From a LOAD payload / weight-image file; a :class:`KwsError` saying what is wrong."""
+        data = bytes(data)
+        hint = "rebuild it with `kwsbnn build` (it writes kws.weights.bin next to the bitstream)"
+        if len(data) < IMAGE_HEADER_BYTES:
+            raise KwsError(f"{name} has {len(data)} bytes, less than its {IMAGE_HEADER_BYTES}-byte "
+                           "header: not a kwsbnn weight image", hint)
+        if data[0] != IMAGE_FORMAT:
+            raise KwsError(f"{name}: format version {data[0]}, this kwsbnn reads {IMAGE_FORMAT}", hint)
+        n = int.from_bytes(data[2:4], "little")
+        if len(data) != IMAGE_HEADER_BYTES + 8 * n:
+            raise KwsError(f"{name}: its header says {n} words ({IMAGE_HEADER_BYTES + 8 * n} bytes), "
+                           f"the file has {len(data)} bytes (truncated?)", hint)
+        body = data[IMAGE_HEADER_BYTES:]
+        if crc32(body) != int.from_bytes(data[8:12], "little"):
+            raise KwsError(f"{name}: the CRC-32 of its words does not match its header (corrupted)", hint)
+        words = tuple(int.from_bytes(body[8 * i:8 * i + 8], "little") for i in range(n))
+        return cls(int.from_bytes(data[4:8], "little"), words)
 
 
 def encode_frame(ftype: int, payload: bytes = b"", *, version: int = VERSION) -> bytes:
@@ -243,6 +336,12 @@ class LinkGeometry:
     score_width: int
     model_id: int = 0
     stride: int = 1
+    load_words: int = 0         # engine style: words of the weight image a LOAD carries (0: none)
+
+    @property
+    def load_bytes(self) -> int:
+        """The LOAD payload length (0: the board takes no LOAD)."""
+        return IMAGE_HEADER_BYTES + 8 * self.load_words if self.load_words else 0
 
     @property
     def transfer_bytes(self) -> int:
@@ -292,10 +391,12 @@ class LinkGeometry:
 
     @classmethod
     def from_network(cls, network, dep, stride: int = 1) -> "LinkGeometry":
-        """From a generated :class:`~kwsbnn.hw.network.Network` and its deployable model."""
+        """From a generated :class:`~kwsbnn.hw.network.Network` (or EngineNetwork: its image's
+        words) and its deployable model."""
         c, t, f = (int(v) for v in dep.input["shape"])
         return cls(c, t, f, 1 if dep.input["prec"] == "bin" else 8, int(network.n_classes),
-                   int(network.score_width), model_id(dep), int(stride))
+                   int(network.score_width), model_id(dep), int(stride),
+                   int(getattr(network, "load_words", 0)))
 
     @classmethod
     def from_deployable(cls, dep, folding=None, stride: int = 1) -> "LinkGeometry":
@@ -306,12 +407,16 @@ class LinkGeometry:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def info(self, clock_hz: float = 0) -> "BoardInfo":
-        """The INFO the board of this geometry answers."""
+    def info(self, clock_hz: float = 0, weights: int | None = None) -> "BoardInfo":
+        """The INFO the board of this geometry answers; ``weights`` (:class:`Weights`): default
+        IN_BITSTREAM without an image, NONE with one (after power-up)."""
+        if weights is None:
+            weights = Weights.NONE if self.load_words else Weights.IN_BITSTREAM
         return BoardInfo(PROTOCOL, self.n_classes, self.score_bytes, self.score_width,
                          self.input_bytes, self.transfer_bytes, self.model_id,
                          int(round(clock_hz / 1000)), self.frame_bytes, self.frames, self.ahead,
-                         self.stride)
+                         self.stride, int(weights), self.load_words,
+                         IMAGE_FORMAT if self.load_words else 0)
 
     def link_limit(self, baud: float, stride: int | None = None) -> dict:
         """What the UART allows while streaming at ``baud`` (10 bit times per byte): frames per
@@ -337,10 +442,15 @@ class BoardInfo:
         3 u8  score width (bits)                                       18 u16 frames per window (T)
                                                                        20 u8  frames ahead allowed
                                                                        21 u8  stride N (the build's)
-                                                                       22 u16 reserved (0)
+                                                                       22 u8  weights (Weights)
+                                                                       23 u8  reserved (0)
+                                                                       24 u16 image words (LOAD)
+                                                                       26 u8  image format (1)
+                                                                       27 u8  reserved (0)
 
-    A protocol-1 board sends only the first 16 bytes (no streaming: the stream fields read 0). A
-    host reads the bytes it knows and ignores any more (room for later fields).
+    A protocol-1 board sends only the first 16 bytes (no streaming: the stream fields read 0), a
+    protocol-2 board 24 (byte 22 reads 0: weights in the bitstream). A host reads the bytes it
+    knows and ignores any more (room for later fields).
     """
     version: int
     n_classes: int
@@ -354,28 +464,39 @@ class BoardInfo:
     window_frames: int = 0
     ahead: int = 0
     stride: int = 0
+    weights: int = 0
+    load_words: int = 0
+    image_format: int = 0
 
-    SIZE = 24
+    SIZE = 28
+    SIZE_V2 = 24
     SIZE_V1 = 16
+
+    #: Byte of the payload that holds :attr:`weights` (the board sets it as it answers).
+    WEIGHTS_BYTE = 22
 
     def encode(self) -> bytes:
         return (bytes([self.version, self.n_classes, self.score_bytes, self.score_width])
                 + self.input_bytes.to_bytes(2, "little") + bytes([self.transfer_bytes, 0])
                 + self.model_id.to_bytes(4, "little") + self.clock_khz.to_bytes(4, "little")
                 + self.frame_bytes.to_bytes(2, "little") + self.window_frames.to_bytes(2, "little")
-                + bytes([self.ahead, self.stride, 0, 0]))
+                + bytes([self.ahead, self.stride, self.weights, 0])
+                + self.load_words.to_bytes(2, "little") + bytes([self.image_format, 0]))
 
     @classmethod
     def parse(cls, payload: bytes) -> "BoardInfo":
         p = bytes(payload)
-        want = cls.SIZE if p[:1] and p[0] >= 2 else cls.SIZE_V1
+        version = p[0] if p else 0
+        want = cls.SIZE if version >= 3 else cls.SIZE_V2 if version == 2 else cls.SIZE_V1
         if len(p) < want:
             raise KwsError(f"the board's INFO answer has {len(p)} bytes, expected {want}",
                            "the board runs another protocol version: rebuild it with this kwsbnn")
         stream = (int.from_bytes(p[16:18], "little"), int.from_bytes(p[18:20], "little"), p[20],
-                  p[21]) if want == cls.SIZE else (0, 0, 0, 0)
+                  p[21]) if want >= cls.SIZE_V2 else (0, 0, 0, 0)
+        load = (p[22], int.from_bytes(p[24:26], "little"), p[26]) if want >= cls.SIZE else (0, 0, 0)
         return cls(p[0], p[1], p[2], p[3], int.from_bytes(p[4:6], "little"), p[6],
-                   int.from_bytes(p[8:12], "little"), int.from_bytes(p[12:16], "little"), *stream)
+                   int.from_bytes(p[8:12], "little"), int.from_bytes(p[12:16], "little"), *stream,
+                   *load)
 
     @property
     def result_bytes(self) -> int:
@@ -385,6 +506,16 @@ class BoardInfo:
     def streams(self) -> bool:
         """Whether the board takes STREAM frames (protocol 2)."""
         return self.version >= 2 and self.frame_bytes > 0
+
+    @property
+    def needs_image(self) -> bool:
+        """Whether the board runs only after a LOAD (engine style, protocol 3)."""
+        return self.version >= 3 and self.load_words > 0
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the board can infer: its weights are in the bitstream or a good image is loaded."""
+        return self.weights != Weights.NONE
 
 
 @dataclass(frozen=True)
@@ -511,7 +642,7 @@ class BoardLink:
         self.info_: BoardInfo | None = None
         self._frames = []           # decoded, not yet returned (a read may bring several)
         self._dec = FrameDecoder(types=(FrameType.INFO, FrameType.RESULT, FrameType.ERROR,
-                                         FrameType.STARTED))
+                                         FrameType.STARTED, FrameType.LOADED))
 
     def _drain(self) -> None:
         reset = getattr(self.port, "reset_input_buffer", None)
@@ -551,14 +682,15 @@ class BoardLink:
                                "check the port and the baud rate (--baud), and that the board runs "
                                "a kwsbnn bitstream (press its reset button)")
 
-    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None) -> Frame:
+    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None,
+                timeout: float | None = None) -> Frame:
         """Send one frame and return the answer; an ERROR answer raises :class:`KwsError`."""
         self._drain()
         self.port.write(encode_frame(ftype, payload))
         flush = getattr(self.port, "flush", None)
         if flush is not None:
             flush()
-        frame = self.receive()
+        frame = self.receive(timeout)
         if frame.type == FrameType.ERROR:
             self._raise_error(frame)
         if expect is not None and frame.type != expect:
@@ -584,6 +716,26 @@ class BoardLink:
         raise KwsError(f"{self.name} answered ERROR: {text}{what}",
                        "the link corrupted a frame or the host and board disagree on the "
                        "model; retry, or check `kwsbnn run` against the board's INFO")
+
+    def load(self, image: "WeightImage | bytes", timeout: float | None = None) -> None:
+        """LOAD a weight image (host protocol 3) and check the LOADED answer; a :class:`KwsError`
+        naming the status otherwise. The board keeps its old image after WRONG_MODEL, BAD_LENGTH
+        and BAD_FORMAT, and has none after BAD_CRC or a damaged frame."""
+        data = image.encode() if isinstance(image, WeightImage) else bytes(image)
+        info = self.info_ or self.info()
+        if not info.needs_image:
+            raise KwsError(f"{self.name} takes no weight image (its weights are in the bitstream)",
+                           "drop --load: this bitstream needs none")
+        frame = self.request(FrameType.LOAD, data, expect=FrameType.LOADED, timeout=timeout)
+        code = frame.payload[0] if frame.payload else 0xFF
+        if code != LoadStatus.LOADED:
+            try:
+                text = LOAD_TEXT[LoadStatus(code)]
+            except ValueError:
+                text = f"status {code}"
+            raise KwsError(f"{self.name} refused the weight image: {text}",
+                           "load the kws.weights.bin that `kwsbnn build` wrote with this bitstream")
+        self.info_ = None
 
     def stream_start(self, stride: int = 0) -> StreamPlan:
         """STREAM_START: empty the board's ring buffer and set its stride (0: the build's); returns
@@ -680,6 +832,8 @@ class SimulatedBoard:
         self._sent = 0              # answer bytes written to `out` / read by the host, in all
         self._read = 0
         self._unread = []           # (decision frame, end of its answer in the byte count)
+        self.weights = Weights.NONE if geometry.load_words else Weights.IN_BITSTREAM
+        self.loads = 0              # images loaded
 
     # -- port interface
     def write(self, data: bytes) -> int:
@@ -717,12 +871,33 @@ class SimulatedBoard:
     def timeout(self) -> None:
         """The host stopped sending: what the board's inter-byte timeout does."""
         if self.state in ("payload", "crc"):
+            if self.type == FrameType.LOAD and self._header_ok():
+                self.weights = Weights.NONE
             self._error(ErrorCode.TIMEOUT)
         self.state = "hunt"
 
     def _lengths(self) -> dict:
-        return {FrameType.PING: 0, FrameType.INFER: self.g.input_bytes, FrameType.STREAM_START: 1,
-                FrameType.STREAM: self.g.frame_bytes}
+        out = {FrameType.PING: 0, FrameType.INFER: self.g.input_bytes, FrameType.STREAM_START: 1,
+               FrameType.STREAM: self.g.frame_bytes}
+        if self.g.load_words:
+            out[FrameType.LOAD] = self.g.load_bytes
+        return out
+
+    def _header_status(self) -> LoadStatus | None:
+        """The LOAD header's verdict (None while incomplete)."""
+        h = self.payload
+        if len(h) < IMAGE_HEADER_BYTES:
+            return None
+        if h[0] != IMAGE_FORMAT:
+            return LoadStatus.BAD_FORMAT
+        if int.from_bytes(h[2:4], "little") != self.g.load_words:
+            return LoadStatus.BAD_LENGTH
+        if int.from_bytes(h[4:8], "little") != self.g.model_id:
+            return LoadStatus.WRONG_MODEL
+        return LoadStatus.LOADED
+
+    def _header_ok(self) -> bool:
+        return self._header_status() == LoadStatus.LOADED
 
     def _byte(self, b: int) -> None:
         st = self.state
@@ -753,15 +928,30 @@ class SimulatedBoard:
             if not self.payload and self.type == FrameType.STREAM:
                 self._check_flow()
             self.payload.append(b)
+            if self.type == FrameType.LOAD and len(self.payload) == IMAGE_HEADER_BYTES \
+                    and self._header_ok():
+                self.weights = Weights.NONE          # the old image is being overwritten
             if len(self.payload) == self.length:
                 self.state = "crc"
         elif st == "crc":
             self.state = "hunt"
             ok = b == self.crc
+            if self.type in (FrameType.INFER, FrameType.STREAM) and self.weights == Weights.NONE:
+                return self._error(ErrorCode.NO_WEIGHTS)
             if not ok and self.type != FrameType.INFER:
                 return self._error(ErrorCode.BAD_CHECKSUM)
             if self.type == FrameType.PING:
-                self._answer(FrameType.INFO, self.g.info(self.clock_hz).encode())
+                self._answer(FrameType.INFO, self.g.info(self.clock_hz, self.weights).encode())
+            elif self.type == FrameType.LOAD:
+                status = self._header_status()
+                if status == LoadStatus.LOADED:
+                    h = self.payload
+                    if crc32(h[IMAGE_HEADER_BYTES:]) != int.from_bytes(h[8:12], "little"):
+                        status = LoadStatus.BAD_CRC
+                    else:
+                        self.weights = Weights.LOADED
+                        self.loads += 1
+                self._answer(FrameType.LOADED, bytes([status]))
             elif self.type == FrameType.STREAM_START:
                 self.stride = self.payload[0] or self.g.stride
                 self.ring, self.accepted = [], 0

@@ -37,10 +37,11 @@ from amaranth.lib import data, io, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from kwsbnn.hw.network import Network
+from kwsbnn.hw.network import EngineNetwork, Network
 
 from . import protocol as proto
-from .ring import FrameRing
+from .loader import WeightLoader
+from .ring import FrameRing, SpramRing
 from .uart import UARTRx, UARTTx, uart_divisor
 
 HOP_S = 0.01        # a feature frame per 10 ms: real time
@@ -52,11 +53,11 @@ def default_stride(network, clk_freq: float, hop_s: float = HOP_S) -> int:
     cycles = network.costs()["cycles_per_inference"]
     return max(1, min(255, -(-int(cycles) // max(1, int(clk_freq * hop_s)))))
 
-# What the parser asks the writer to send (STARTED: ``code`` is the stride).
-RESP_INFO, RESP_ERROR, RESP_VERDICT, RESP_STARTED = 0, 1, 2, 3
-RESPONSE = data.StructLayout({"kind": 2, "code": 8})
+# What the parser asks the writer to send (STARTED: ``code`` is the stride; LOADED: the status).
+RESP_INFO, RESP_ERROR, RESP_VERDICT, RESP_STARTED, RESP_LOADED = 0, 1, 2, 3, 4
+RESPONSE = data.StructLayout({"kind": 3, "code": 8})
 # The frame types the parser takes, as it numbers them.
-K_PING, K_INFER, K_START, K_STREAM = 0, 1, 2, 3
+K_PING, K_INFER, K_START, K_STREAM, K_LOAD = 0, 1, 2, 3, 4
 
 
 def crc8_next(crc, byte):
@@ -121,23 +122,33 @@ class FrameParser(wiring.Component):
     RESULT); a bad CRC or a timeout pulses ``abort`` and posts ERROR. A good STREAM_START pulses
     ``start`` with its byte on ``start_stride`` and posts STARTED with the stride in force.
 
+    Weight images (host protocol 3, ``load_bytes`` > 0: an engine-style board): a LOAD frame's
+    payload bytes go out on ``lo`` (to :class:`~kwsbnn.boards.loader.WeightLoader`), ``lstart``
+    pulses before them and ``lfinish`` at its CRC byte (``lok``: the CRC was good), which posts
+    LOADED with ``lstatus`` (or ERROR checksum). While ``weights`` is low, INFER and STREAM
+    payloads are read and dropped (nothing reaches the network or the ring) and answered with
+    ERROR NO_WEIGHTS.
+
     Throughput: one byte per cycle (the UART delivers one per 10 bit times). Bytes are not taken
     while a request waits for the writer or a full transfer waits for the network (the UART then
     drops what arrives: the host must keep to the protocol's flow control).
     """
 
     def __init__(self, *, transfer_bits: int, input_bytes: int, timeout_cycles: int,
-                 frame_bytes: int = 0, stride: int = 1):
+                 frame_bytes: int = 0, stride: int = 1, load_bytes: int = 0):
         self._tb = (transfer_bits + 7) // 8
         self._bits = transfer_bits
         self._len = input_bytes
         self._flen = int(frame_bytes)
         self._stride = int(stride)
         self._timeout = max(1, int(timeout_cycles))
+        self._lload = int(load_bytes)
         super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(transfer_bits)),
                           "resp": Out(stream.Signature(RESPONSE)), "stream": Out(1),
                           "due": In(1), "commit": Out(1), "abort": Out(1), "start": Out(1),
-                          "start_stride": Out(8)})
+                          "start_stride": Out(8), "weights": In(1, init=1),
+                          "lo": Out(stream.Signature(8)), "lstart": Out(1), "lfinish": Out(1),
+                          "lok": Out(1), "lstatus": In(3)})
 
     @property
     def timeout_cycles_max(self) -> int:
@@ -150,16 +161,19 @@ class FrameParser(wiring.Component):
         byte = self.i.payload
         crc = Signal(8)
         crc_nx = crc8_next(crc, byte)
-        kind = Signal(2)
+        kind = Signal(3)
         infer = kind == K_INFER
+        discard = Signal()          # an INFER or STREAM without weights: read, drop, NO_WEIGHTS
         lengths = {K_PING: 0, K_INFER: n, K_START: 1, K_STREAM: fl}
+        if self._lload:
+            lengths[K_LOAD] = self._lload
         want = Signal(range(max(lengths.values()) + 1))
         with m.Switch(kind):
             for k, v in lengths.items():
                 with m.Case(k):
                     m.d.comb += want.eq(v)
         lo_ok = Signal()            # the low length byte is what the type needs
-        left = Signal(range(max(n, fl, 1) + 1))
+        left = Signal(range(max(n, fl, self._lload, 1) + 1))
         word = Signal(tb * 8)
         nbyte = Signal(range(tb + 1))
         full = nbyte == tb
@@ -173,7 +187,8 @@ class FrameParser(wiring.Component):
         pending = self.resp.valid
 
         m.d.comb += [self.o.payload.eq(word[:self._bits]), self.o.valid.eq(full),
-                     self.stream.eq(kind == K_STREAM), self.start_stride.eq(arg)]
+                     self.stream.eq(kind == K_STREAM), self.start_stride.eq(arg),
+                     self.lo.payload.eq(byte)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += nbyte.eq(0)
         with m.If(self.resp.ready):
@@ -215,10 +230,13 @@ class FrameParser(wiring.Component):
                             if fl:
                                 types.update({proto.FrameType.STREAM_START: K_START,
                                               proto.FrameType.STREAM: K_STREAM})
+                            if self._lload:
+                                types[proto.FrameType.LOAD] = K_LOAD
                             with m.Switch(byte):
                                 for t, kk in types.items():
                                     with m.Case(t):
-                                        m.d.sync += kind.eq(kk)
+                                        m.d.sync += [kind.eq(kk), discard.eq(
+                                            ~self.weights if kk in (K_INFER, K_STREAM) else 0)]
                                         m.next = "LEN0"
                                 with m.Default():
                                     post(RESP_ERROR, proto.ErrorCode.UNKNOWN_TYPE)
@@ -229,6 +247,7 @@ class FrameParser(wiring.Component):
                         else:
                             with m.If(lo_ok & (byte == (want >> 8)) & (want != 0)):
                                 m.d.sync += left.eq(want)
+                                m.d.comb += self.lstart.eq(kind == K_LOAD)
                                 m.next = "PAYLOAD"
                             with m.Elif(lo_ok & (byte == 0) & (want == 0)):
                                 m.next = "CRC"
@@ -238,17 +257,25 @@ class FrameParser(wiring.Component):
                     with m.Elif(timed_out):
                         m.next = "HUNT"
             with m.State("PAYLOAD"):
-                m.d.comb += [self.i.ready.eq(~full), waiting.eq(~full)]
+                with m.If(kind == K_LOAD):
+                    m.d.comb += [self.i.ready.eq(self.lo.ready), waiting.eq(self.lo.ready),
+                                 self.lo.valid.eq(self.i.valid)]
+                with m.Elif(discard):
+                    m.d.comb += [self.i.ready.eq(1), waiting.eq(1)]
+                with m.Else():
+                    m.d.comb += [self.i.ready.eq(~full), waiting.eq(~full)]
                 with m.If(take):
                     m.d.sync += crc.eq(crc_nx)
                     with m.If(kind == K_START):
                         m.d.sync += [arg.eq(byte), left.eq(left - 1)]
+                    with m.Elif((kind == K_LOAD) | discard):
+                        m.d.sync += left.eq(left - 1)
                     with m.Else():
                         shift_in(byte)
                     with m.If(left == 1):
                         m.next = "CRC"
                 with m.Elif(timed_out):
-                    with m.If(infer):
+                    with m.If(infer & ~discard):
                         m.next = "FILL"
                     with m.Else():
                         m.next = "TIMEOUT"
@@ -261,7 +288,13 @@ class FrameParser(wiring.Component):
                 m.d.comb += [self.i.ready.eq(~pending), waiting.eq(~pending)]
                 with m.If(take):
                     ok = byte == crc
-                    with m.Switch(kind):
+                    with m.Switch(Mux(discard, 7, kind)):
+                        with m.Case(7):
+                            post(RESP_ERROR, proto.ErrorCode.NO_WEIGHTS)
+                        with m.Case(K_LOAD):
+                            m.d.comb += [self.lfinish.eq(1), self.lok.eq(ok)]
+                            post(Mux(ok, RESP_LOADED, RESP_ERROR),
+                                 Mux(ok, self.lstatus, proto.ErrorCode.BAD_CHECKSUM))
                         with m.Case(K_INFER):
                             post(RESP_VERDICT, Mux(ok, 0, proto.ErrorCode.BAD_CHECKSUM))
                         with m.Case(K_STREAM):
@@ -286,7 +319,7 @@ class FrameParser(wiring.Component):
             with m.State("TIMEOUT"):
                 m.d.comb += self.abort.eq(1)
                 with m.If(~pending):
-                    post(Mux(infer, RESP_VERDICT, RESP_ERROR), proto.ErrorCode.TIMEOUT)
+                    post(Mux(infer & ~discard, RESP_VERDICT, RESP_ERROR), proto.ErrorCode.TIMEOUT)
                     m.next = "HUNT"
         return m
 
@@ -308,6 +341,7 @@ class FrameWriter(wiring.Component):
     """
 
     def __init__(self, *, n_classes: int, score_width: int, info: bytes):
+        """``info``: the INFO payload; its weights byte (22) is ORed with the ``weights`` input."""
         self._k = n_classes
         self._sw = score_width
         self._sb = (score_width + 7) // 8
@@ -318,7 +352,7 @@ class FrameWriter(wiring.Component):
         super().__init__({"req": In(stream.Signature(RESPONSE)),
                           "res": In(stream.Signature(self._layout)),
                           "o": Out(stream.Signature(8)),
-                          "cls": Out(self._cls_w)})
+                          "cls": Out(self._cls_w), "weights": In(2), "busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -329,10 +363,11 @@ class FrameWriter(wiring.Component):
         headers = {RESP_INFO: info_frame[:hb],
                    RESP_ERROR: proto.encode_frame(proto.FrameType.ERROR, b"\0")[:hb],
                    RESP_VERDICT: proto.encode_frame(proto.FrameType.RESULT, bytes(n_res))[:hb],
-                   RESP_STARTED: proto.encode_frame(proto.FrameType.STARTED, b"\0")[:hb]}
+                   RESP_STARTED: proto.encode_frame(proto.FrameType.STARTED, b"\0")[:hb],
+                   RESP_LOADED: proto.encode_frame(proto.FrameType.LOADED, b"\0")[:hb]}
         last = {RESP_INFO: len(info_frame) - 1, RESP_ERROR: hb + 1, RESP_VERDICT: hb + n_res,
-                RESP_STARTED: hb + 1}
-        kind = Signal(2)            # RESP_VERDICT here means RESULT
+                RESP_STARTED: hb + 1, RESP_LOADED: hb + 1}
+        kind = Signal(3)            # RESP_VERDICT here means RESULT
         code = Signal(8)
         idx = Signal(range(max(last.values()) + 1))
         crc = Signal(8)
@@ -370,13 +405,18 @@ class FrameWriter(wiring.Component):
         with m.If(load_res):
             m.d.sync += sreg.eq(Cat(*fields))
         with m.Elif(load_info):
-            m.d.sync += sreg.eq(int.from_bytes(self._info, "little"))
+            info = int.from_bytes(self._info, "little")
+            if len(self._info) > proto.BoardInfo.WEIGHTS_BYTE:
+                m.d.sync += sreg.eq(info | (self.weights << (8 * proto.BoardInfo.WEIGHTS_BYTE)))
+            else:
+                m.d.sync += sreg.eq(info)
         with m.Elif(load_err):
             m.d.sync += sreg[:8].eq(err_code)      # ERROR and STARTED send one payload byte
         with m.Elif(shift):
             m.d.sync += sreg.eq(sreg >> 8)
 
-        with m.FSM(name="writer"):
+        with m.FSM(name="writer") as fsm:
+            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
                 m.d.comb += [self.req.ready.eq(1), err_code.eq(self.req.payload.code)]
                 with m.If(self.req.valid):
@@ -386,7 +426,7 @@ class FrameWriter(wiring.Component):
                         with m.Case(RESP_INFO):
                             m.d.comb += load_info.eq(1)
                             m.next = "SEND"
-                        with m.Case(RESP_ERROR, RESP_STARTED):
+                        with m.Case(RESP_ERROR, RESP_STARTED, RESP_LOADED):
                             m.d.comb += load_err.eq(1)
                             m.next = "SEND"
                         with m.Default():
@@ -430,7 +470,27 @@ class KwsTop(wiring.Component):
 
     def __init__(self, dep, folding=None, *, clk_freq: float, baud: int = 115200, pll=None,
                  timeout: float = 0.1, stride: int | None = None):
-        self._net = Network(dep, folding)
+        from kwsbnn.hw.engine import SPRAM_WORDS
+        self._engine = folding is not None and folding.style == "engine"
+        if self._engine:
+            self._net = EngineNetwork(dep, folding, shared_words=SPRAM_WORDS)
+            if self._net.load_words > proto.MAX_IMAGE_WORDS:
+                from kwsbnn.errors import KwsError
+                raise KwsError(f"the weight image of {self._net.load_words} words is longer than one "
+                               f"LOAD frame carries ({proto.MAX_IMAGE_WORDS})",
+                               "use fewer channels or layers")
+            ring = proto.ring_depth(*(int(v) for v in dep.input["shape"][1:]))
+            eng = self._net.engine
+            if eng.memory_words + ring > SPRAM_WORDS:
+                from kwsbnn.errors import KwsError
+                used = (f"{eng.weight_words} weight words and {eng.stream_words} stream-map words"
+                        if eng.stream else f"{eng.weight_words} weight words")
+                raise KwsError(f"{used} and the streaming ring's {ring} words exceed the "
+                               f"{SPRAM_WORDS} SPRAM words "
+                               f"({eng.memory_words + ring:,} of {SPRAM_WORDS:,})",
+                               "use fewer channels or layers")
+        else:
+            self._net = Network(dep, folding)
         self._dep = dep
         self._clk = float(clk_freq)
         self._divisor = uart_divisor(clk_freq, baud)
@@ -451,6 +511,25 @@ class KwsTop(wiring.Component):
     @property
     def network(self) -> Network:
         return self._net
+
+    @property
+    def engine_style(self) -> bool:
+        """Whether the network is the engine style (weights loaded over the link, LOAD)."""
+        return self._engine
+
+    def weight_image(self) -> proto.WeightImage | None:
+        """The image a LOAD must bring (None in the pipeline style: the weights are in the
+        bitstream)."""
+        if not self._engine:
+            return None
+        return proto.WeightImage(self._geom.model_id, tuple(self._net.load_image()))
+
+    @property
+    def ring_base(self) -> int:
+        """Engine style: the weight-memory word where the streaming ring starts (its last
+        ``ring_transfers`` words; the weights take the first ``weight_words``)."""
+        from kwsbnn.hw.engine import SPRAM_WORDS
+        return SPRAM_WORDS - self._geom.ring_transfers
 
     @property
     def geometry(self) -> proto.LinkGeometry:
@@ -511,11 +590,35 @@ class KwsTop(wiring.Component):
         m.submodules.utx = utx = UARTTx(self._divisor)
         m.submodules.parser = parser = FrameParser(
             transfer_bits=g.channels * g.elem_bits, input_bytes=g.input_bytes,
-            timeout_cycles=self._timeout_cycles, frame_bytes=g.frame_bytes, stride=g.stride)
-        m.submodules.ring = ring = FrameRing(width=g.channels * g.elem_bits, frames=g.frames,
-                                             coeffs=g.coeffs, stride=g.stride)
+            timeout_cycles=self._timeout_cycles, frame_bytes=g.frame_bytes, stride=g.stride,
+            load_bytes=g.load_bytes)
+        info = self._geom.info(self._clk, proto.Weights.IN_BITSTREAM).encode()  # weights ORed in
         m.submodules.writer = writer = FrameWriter(n_classes=g.n_classes, score_width=g.score_width,
-                                                   info=self.info.encode())
+                                                   info=info)
+        if self._engine:
+            from kwsbnn.hw.engine import SPRAM_WORDS
+            m.submodules.ring = ring = SpramRing(
+                width=g.channels * g.elem_bits, frames=g.frames, coeffs=g.coeffs, stride=g.stride,
+                base=self.ring_base, words=SPRAM_WORDS)
+            m.submodules.loader = loader = WeightLoader(words=g.load_words, model_id=g.model_id)
+            wiring.connect(m, parser.lo, loader.i)
+            wiring.connect(m, loader.wl, net.wl)
+            weights = Signal()
+            idle = Signal()         # registered: it only gates a LOAD's last header byte
+            m.d.sync += idle.eq(~writer.busy & ~parser.resp.valid & ring.idle)
+            m.d.comb += [weights.eq(loader.loaded & net.wl_loaded),
+                         loader.start.eq(parser.lstart), loader.finish.eq(parser.lfinish),
+                         loader.frame_ok.eq(parser.lok), parser.lstatus.eq(loader.status),
+                         loader.idle.eq(idle),
+                         net.wl_reload.eq(loader.reload),
+                         parser.weights.eq(weights),
+                         writer.weights.eq(Mux(weights, proto.Weights.LOADED, proto.Weights.NONE)),
+                         ring.sm_grant.eq(net.sm_grant), net.sm_addr.eq(ring.sm_addr),
+                         net.sm_wdata.eq(ring.sm_wdata), net.sm_we.eq(ring.sm_we),
+                         ring.sm_rdata.eq(net.sm_rdata)]
+        else:
+            m.submodules.ring = ring = FrameRing(width=g.channels * g.elem_bits, frames=g.frames,
+                                                 coeffs=g.coeffs, stride=g.stride)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.o, parser.i)
         # The network's input: a window the ring replays, else an INFER's transfers.

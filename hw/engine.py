@@ -21,7 +21,11 @@ Streams:
   ``i`` until it has received the :meth:`image` (:attr:`load_words` words of 64 bits, in order); the
   first :attr:`weight_words` go to the weight memory, the rest (thresholds) to a block RAM. The
   loader's address and its ``loaded`` flag are not reset by ``rst`` (the weight memory keeps its
-  contents), so a reset needs no reload.
+  contents), so a reset needs no reload. With ``shared_words`` (a board top that loads the image
+  over its link and keeps its own data in the weight memory's free words) the engine also has the
+  ports of :func:`shared_signature`: ``wl_reload`` starts a new image (another model's, or the
+  same again), ``wl_loaded`` says the image is complete, and ``sm_*`` give the board the weight
+  memory while the engine does not use it (``sm_grant``: loaded and idle).
 
 Memories:
 - **Activation maps**: one block RAM of ``C``-bit words, two regions of ``N`` words (``N`` = the
@@ -112,6 +116,18 @@ STREAM_WAIT = 5
 STREAM_OVERHEAD = 9
 #: On the stream, the input's last lanes through the update pipeline and their map write.
 STREAM_INPUT = 7
+
+
+def shared_signature(words: int) -> wiring.Signature:
+    """The ports of a weight memory shared with the board (``shared_words`` of :class:`LayerEngine`):
+    ``wl_reload`` (a pulse: forget the loaded image, take the next one on ``wl`` from its first
+    word), ``wl_loaded`` (the whole image has been taken), and a second user's access to the
+    weight memory's words ``[weight_words, words)`` while ``sm_grant`` is high (an image is loaded
+    and no inference runs): ``sm_addr``, ``sm_wdata``, ``sm_we`` in, ``sm_rdata`` (the word at the
+    ``sm_addr`` of the previous granted cycle) out."""
+    return wiring.Signature({"wl_reload": In(1), "wl_loaded": Out(1), "sm_grant": Out(1),
+                             "sm_addr": In(range(max(2, words))), "sm_wdata": In(WORD_BITS),
+                             "sm_we": In(1), "sm_rdata": Out(WORD_BITS)})
 
 
 class WeightMemory(wiring.Component):
@@ -294,10 +310,12 @@ def _table(values, index):
 
 class LayerEngine(wiring.Component):
     def __init__(self, layers, *, channels: int, frames: int, coeffs: int, pe: int = 1,
-                 simd: int | None = None, spram: bool | None = None, name: str = "engine"):
+                 simd: int | None = None, spram: bool | None = None, name: str = "engine",
+                 shared_words: int = 0):
         self._MustUse__silence = True        # a refused configuration is not an unused unit
         self._name = name
         self._spram = spram
+        self._shared = int(shared_words)
         self._c = int(channels)
         self._geo = engine_layers(layers, self._c, frames, coeffs)
         self._pe = int(pe)
@@ -365,10 +383,18 @@ class LayerEngine(wiring.Component):
         in_width = self._c
         if self._stream:
             out_width = in_width = WORD_BITS
-        super().__init__({"i": In(stream.Signature(in_width)), "o": Out(stream.Signature(out_width)),
-                          "wl": In(stream.Signature(WORD_BITS)),
-                          "map_we": Out(1), "map_layer": Out(range(len(self._geo))),
-                          "map_data": Out(self._c)})
+        if self._shared and not self.memory_words <= self._shared <= SPRAM_WORDS:
+            what = (f"{len(self._wwords)} weight words and {self._rwords} stream-map words"
+                    if self._stream else f"{len(self._wwords)} weight words")
+            raise ValueError(f"{name}: a shared weight memory of {self._shared} words must hold the "
+                             f"{what} and at most {SPRAM_WORDS}")
+        ports = {"i": In(stream.Signature(in_width)), "o": Out(stream.Signature(out_width)),
+                 "wl": In(stream.Signature(WORD_BITS)),
+                 "map_we": Out(1), "map_layer": Out(range(len(self._geo))),
+                 "map_data": Out(self._c)}
+        if self._shared:
+            ports.update(shared_signature(self._shared).members)
+        super().__init__(ports)
         self._MustUse__silence = False
 
     def _stream_constants(self):
@@ -529,7 +555,8 @@ class LayerEngine(wiring.Component):
                                                  attrs={"no_rw_check": 1})
         mwp = maps.write_port()
         mrp = maps.read_port(transparent_for=())
-        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w + self._rwords), spram=self._spram)
+        m.submodules.wmem = wmem = WeightMemory(WORD_BITS, max(2, n_w + self._rwords, self._shared),
+                                                spram=self._spram)
         lane_w = self._lane
         if n_t:
             m.submodules.tmem = tmem = memory.Memory(shape=unsigned(pe * lane_w), depth=max(2, n_t),
@@ -546,8 +573,19 @@ class LayerEngine(wiring.Component):
             m.d.sync += laddr.eq(laddr + 1)
             with m.If(laddr == n_load - 1):
                 m.d.sync += loaded.eq(1)
+        running = Signal()
         waddr = Signal(range(max(2, n_w)), init=self._wbase[0])
-        if not self._stream:
+        if self._shared:
+            # Another user of the weight memory (the board's ring buffer) while the engine is idle.
+            with m.If(self.wl_reload):
+                m.d.sync += [laddr.eq(0), loaded.eq(0)]
+            m.d.comb += [self.wl_loaded.eq(loaded), self.sm_rdata.eq(wmem.rdata)]
+            if not self._stream:    # the stream's port is shared in _elaborate_stream
+                m.d.comb += self.sm_grant.eq(loaded & ~running)
+                m.d.comb += [wmem.addr.eq(Mux(~loaded, laddr, Mux(running, waddr, self.sm_addr))),
+                             wmem.wdata.eq(Mux(loaded, self.sm_wdata, self.wl.payload)),
+                             wmem.we.eq(Mux(loaded, self.sm_we & ~running, lfire & (laddr < n_w)))]
+        elif not self._stream:
             m.d.comb += [wmem.addr.eq(Mux(loaded, waddr, laddr)), wmem.wdata.eq(self.wl.payload),
                          wmem.we.eq(lfire & (laddr < n_w))]
         if n_t:
@@ -568,7 +606,6 @@ class LayerEngine(wiring.Component):
         rowa_lo = -max(g.pt * g.f for g in geo) - 1
         rowa_hi = max((g.t + g.st + g.kt * g.dt) * g.f for g in geo) + 1
         col_w = signed_width(-max(g.pf for g in geo) - 1, fmax + max(g.sf + g.kf * g.df for g in geo) + 1)
-        running = Signal()
         draining = Signal()
         in_full = Signal()
         ot = Signal(range(max(g.to for g in geo)))
@@ -840,8 +877,15 @@ class LayerEngine(wiring.Component):
             with m.Else():
                 m.d.sync += in_word.eq(in_word + 1)
 
-        # The weight memory's one port: loader, input, W slot, R slot, weight reads.
-        m.d.comb += wmem.wdata.eq(Mux(loaded, wreg, self.wl.payload))
+        # The weight memory's one port: loader, input, W slot, R slot, weight reads, and with
+        # shared_words the board's access (above the stream map) in every other idle cycle.
+        if self._shared:
+            grant = loaded & ~running & ~iwr
+            m.d.comb += self.sm_grant.eq(grant)
+            m.d.comb += wmem.wdata.eq(Mux(~loaded, self.wl.payload,
+                                          Mux(grant, self.sm_wdata, wreg)))
+        else:
+            m.d.comb += wmem.wdata.eq(Mux(loaded, wreg, self.wl.payload))
         with m.If(~loaded):
             m.d.comb += [wmem.addr.eq(laddr), wmem.we.eq(lfire & (laddr < n_w))]
         with m.Elif(iwr):
@@ -850,8 +894,10 @@ class LayerEngine(wiring.Component):
             m.d.comb += [wmem.addr.eq(Mux(gp, raddr[1], raddr[0])), wmem.we.eq(1)]
         with m.Elif(rslot):
             m.d.comb += wmem.addr.eq(rword)
-        with m.Else():
+        with m.Elif(running if self._shared else Const(1, 1)):
             m.d.comb += wmem.addr.eq(waddr)
+        with m.Else():
+            m.d.comb += [wmem.addr.eq(self.sm_addr), wmem.we.eq(self.sm_we)]
         with m.If(rcap):
             with m.If(rcap_par):
                 m.d.sync += rreg[1].eq(wmem.rdata)

@@ -316,10 +316,21 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
                        "of 256 kbit)", "use fewer channels or layers")
     est = LayerEstimator(dep, budget["family"])
     front, _, _ = engine_split(dep)
+    ring = 0
+    if link:
+        # The board top keeps its streaming ring in the weight memory's last words
+        # (kwsbnn.boards.ring.SpramRing), one transfer per word.
+        from .resources import RingUnit
+        ring = RingUnit.for_model(dep).depth
     rows = []
+    crowded = None
     for pe in divisors(c):
         for simd in divisors(c):
             if pe * simd > WORD_BITS:
+                continue
+            words = sum((p.conv_shape[0] // pe) * (p.k // simd) for p in eng)
+            if words + stream_bits // WORD_BITS + ring > SPRAM_WORDS:
+                crowded = words
                 continue
             try:
                 base = engine_folding(dep, pe, simd)
@@ -339,6 +350,13 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
                     continue
                 front_cycles = max((est.layer(p, folding[p.name])["cycles"] for p in front), default=0)
                 rows.append((front_cycles + engine_cycles, total["logic_cells"], folding, total))
+    if not rows and crowded is not None:
+        smap = stream_bits // WORD_BITS
+        used = (f"the engine's weights ({crowded:,} words) and the integer stream's map ({smap:,})"
+                if smap else f"the engine's weights ({crowded:,} words)")
+        raise KwsError(f"{used} and the board's streaming ring ({ring:,}) take "
+                       f"{crowded + smap + ring:,} of the {SPRAM_WORDS:,} SPRAM words",
+                       "use fewer channels or layers, or a shorter input")
     fitting = [r for r in rows if not _over(r[3], budget["limits"])]
     if not fitting:
         def overuse(row):

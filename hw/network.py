@@ -342,7 +342,9 @@ class EngineNetwork(wiring.Component):
 
     Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
     loader port: after power-up the network takes no input until it has received
-    :meth:`load_image` (the weight-memory image, :attr:`load_words` words, in order). The first
+    :meth:`load_image` (the weight-memory image, :attr:`load_words` words, in order). With
+    ``shared_words`` (the board top), also the engine's reload strobe and shared weight-memory
+    port (:func:`kwsbnn.hw.engine.shared_signature`). The first
     layer's and the tail's weights are in block RAM ROMs, initialised by the bitstream. With
     ``taps=True``, ``tap_<layer>_valid/_payload`` as :class:`Network`'s, for every conv layer but
     an int8 last one (an engine layer's tap shows its map writes).
@@ -351,9 +353,10 @@ class EngineNetwork(wiring.Component):
     input only while idle; :func:`kwsbnn.hw.cost.engine_costs`).
     """
 
-    def __init__(self, dep, folding: Folding | None = None, *, taps: bool = False):
+    def __init__(self, dep, folding: Folding | None = None, *, taps: bool = False,
+                 shared_words: int = 0):
         from .cost import engine_folding
-        from .engine import WORD_BITS, LayerEngine
+        from .engine import WORD_BITS, LayerEngine, shared_signature
         from .plan import engine_split
         self._dep = dep
         self._taps = bool(taps)
@@ -367,7 +370,7 @@ class EngineNetwork(wiring.Component):
             fold = self._folding[self._eng[0].name]
             c, t, f = self._eng[0].in_shape
             self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
-                                       pe=fold["pe"], simd=fold["simd"])
+                                       pe=fold["pe"], simd=fold["simd"], shared_words=shared_words)
         except FoldingError as e:
             raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
         except ValueError as e:
@@ -396,6 +399,9 @@ class EngineNetwork(wiring.Component):
         ew = 1 if dep.input["prec"] == "bin" else 8
         ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
                  "wl": In(stream.Signature(WORD_BITS))}
+        self._shared = int(shared_words)
+        if self._shared:
+            ports.update(shared_signature(self._shared).members)
         if self._taps:
             for p in self._tapped:
                 ports[f"tap_{p.name}_valid"] = Out(1)
@@ -459,6 +465,11 @@ class EngineNetwork(wiring.Component):
         m.submodules.engine = eng = self._engine
         wiring.connect(m, src, eng.i)
         wiring.connect(m, wiring.flipped(self.wl), eng.wl)
+        if self._shared:
+            m.d.comb += [eng.wl_reload.eq(self.wl_reload), self.wl_loaded.eq(eng.wl_loaded),
+                         self.sm_grant.eq(eng.sm_grant), eng.sm_addr.eq(self.sm_addr),
+                         eng.sm_wdata.eq(self.sm_wdata), eng.sm_we.eq(self.sm_we),
+                         self.sm_rdata.eq(eng.sm_rdata)]
         if self._taps and tapped:
             for n, p in enumerate(self._eng[:-1]):
                 m.d.comb += [getattr(self, f"tap_{p.name}_valid").eq(eng.map_we & (eng.map_layer == n)),

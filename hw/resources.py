@@ -698,6 +698,24 @@ RING_LOGIC = {
 }
 
 
+#: Logic of the engine style's weight loader (:class:`kwsbnn.boards.loader.WeightLoader`: header
+#: checks, a bit-serial CRC-32, the 64-bit word) and what LOAD adds to the parser and writer:
+#: the loader alone 254 iCE40 logic cells and 153 flip-flops (synthesize, --pack-only), plus
+#: about 30 cells for the parser's LOAD and NO_WEIGHTS paths and the writer's LOADED answer.
+LOADER_LOGIC = {
+    "ice40": {"logic_cells": 285.0, "flip_flops": 160.0},
+    "ecp5": {"logic_cells": 285.0, "flip_flops": 160.0},
+}
+
+
+def staging_block_rams(ring: RingUnit, family: str) -> int:
+    """Block RAMs of the engine style's staging buffer in front of its SPRAM ring: two frame slots
+    of a power of two of transfers each (:class:`kwsbnn.boards.ring.SpramRing`; 1 for a 40-byte
+    frame: one 512 x 8 iCE40 EBR or ECP5 DP16KD holds the slots of frames of up to 256 8-bit
+    transfers; wider transfers take a block RAM per 8 bits)."""
+    return max(1, -(-ring.width // 8))
+
+
 def ring_estimate(ring: RingUnit, family: str) -> dict:
     """``{"logic_cells", "flip_flops", "block_ram", "dsp", "lutram"}`` of the streaming logic."""
     out = {**ring.logic(family), "block_ram": 0, "lutram": 0, "dsp": 0}
@@ -813,12 +831,16 @@ class LayerEstimator:
             lu = LinkUnit.for_model(self.dep, self.score_width(), clk_hz=clk_hz)
             entries.append(dict(unit_estimate(lu, self.family, self.coefs), name="link",
                                 units={"link": "link"}))
-            ring = ring_estimate(RingUnit.for_model(self.dep), self.family)
+            ru = RingUnit.for_model(self.dep)
+            ring = ring_estimate(ru, self.family)
             if folding.style == "engine":
                 # The engine style owns the four SPRAMs and fills a fraction of them with weights
                 # (at most 1 Mbit: see engine_costs); its board top keeps the ring's 32 kbit there
-                # too instead of 8 block RAMs, which its activation maps need (docs/engine-style.md).
-                ring["block_ram"] = 0
+                # too instead of 8 block RAMs, which its activation maps need, with a staging block
+                # RAM of two frames in front (kwsbnn.boards.ring.SpramRing, docs/engine-style.md).
+                ring["block_ram"] = staging_block_rams(ru, self.family)
+                entries.append(dict(LOADER_LOGIC[self.family], block_ram=0, dsp=0, lutram=0,
+                                    spram=0, name="loader", units={"loader": "loader"}))
             entries.append(dict(ring, name="ring", units={"ring": "ring"}))
         per_layer = []
         for e in entries:

@@ -117,3 +117,43 @@ def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0,
     summary["figures"] = top.stream_figures()
     summary["info"] = top.info.__dict__
     return summary
+
+
+def simulate_load(dep, workdir, *, folding, count: int = 4, frames: int = 0, stride: int = 1,
+                  seed: int = 0, clk_freq: float = 8e6, baud: int = 1_000_000,
+                  timeout: float = 3e-4, waves: bool = False) -> dict:
+    """Run the weight-loading testbench (:mod:`kwsbnn.sim.tb_load`) on ``dep``'s engine-style
+    board top (``folding`` of the ``engine`` style) at ``clk_freq`` and ``baud``, cycle for cycle:
+    the refused and corrupted images and the requests before a good one (each with its status),
+    the image over the UART (its time measured), ``count`` INFERs and a stream of ``frames``
+    frames at ``stride`` (decisions per second measured) against the golden model, a reload and
+    a reset.
+
+    Returns the testbench summary (``checks``, ``failures``, ``statuses``, ``load_cycles``,
+    ``load_seconds``, ``decisions``, ``decisions_per_second``, ``steady_decisions_per_second``,
+    ``tests``, ``failed``) plus ``figures`` (:meth:`~kwsbnn.boards.top.KwsTop.stream_figures`)
+    and ``info``.
+    """
+    workdir = Path(workdir).resolve()
+    vdir = workdir / "verilog"
+    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
+                              folding=folding)
+    if not top.engine_style:
+        raise ValueError("simulate_load needs a folding of the engine style")
+    clk_ns = 10
+    env = {"KWSBNN_TB_MODEL": str(dep.path),
+           "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
+           "KWSBNN_TB_IMAGE": top.weight_image().encode().hex(),
+           "KWSBNN_TB_CLK_NS": str(clk_ns), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
+           "KWSBNN_TB_DIVISOR": str(top.divisor),
+           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
+           "KWSBNN_TB_CYCLES": str(top.network.costs()["cycles_per_inference"]),
+           "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_FRAMES": str(frames),
+           "KWSBNN_TB_STRIDE": str(stride), "KWSBNN_TB_SEED": str(seed)}
+    vlt = _pins_config(vdir)
+    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
+    summary = run_testbench(path, TOP, "kwsbnn.sim.tb_load", workdir / f"sim_build-{digest}", env,
+                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
+    summary["figures"] = top.stream_figures()
+    summary["info"] = top.info.__dict__
+    return summary

@@ -54,3 +54,27 @@ def test_board_stream_real_shape(tmp_path):
     assert rt["decisions"] == 5 and rt["max_lag_cycles"] == 0
     assert abs(rt["steady_decisions_per_second"] - 50) < 0.01
     assert rt["answer_cycles"]["max"] < 0.02 * 24e6         # within 2 hops of its decision frame
+
+
+def test_engine_board_loads_its_weights_over_the_uart(tmp_path):
+    """An engine-style board top (small KWS network, weights in the shared weight memory): no
+    weights at power-up (INFER and STREAM answered NO_WEIGHTS), refused and corrupted images
+    answered with their status, the image over the UART, then INFERs and a stream whose every
+    decision equals the golden model; a refused image keeps the loaded one, a damaged LOAD frame
+    leaves none, a reload and a reset."""
+    import specgen
+    from kwsbnn.hw.cost import engine_folding
+    from kwsbnn.sim.board import simulate_load
+    from kwsbnn.sw.deploy import save
+    dep = deployable(str(save(specgen.binary_kws(3), tmp_path / "model")))
+    res = simulate_load(dep, tmp_path / "sim", folding=engine_folding(dep, pe=1, simd=4), count=3,
+                        frames=16 + 4, stride=2)
+    assert res["failed"] == 0 and res["tests"] == 1, res["failures"]
+    assert res["statuses"] == ["WRONG_MODEL", "BAD_LENGTH", "BAD_FORMAT", "BAD_CRC", "LOADED",
+                               "WRONG_MODEL", "LOADED"]
+    assert res["checks"]["inference"] == 3 and res["decisions"] == 3
+    assert res["checks"]["infer before load"] == 1 and res["checks"]["damaged load frame"] == 1
+    # The LOAD frame and its 7-byte LOADED answer on the wire: 10 bit times a byte at 1 Mbaud
+    # (8 clocks a bit), within a few cycles: the board takes the image as fast as it comes.
+    assert res["info"]["load_words"] > 0
+    assert abs(res["load_cycles"] - (res["load_bytes"] + 7) * 10 * 8) < 100

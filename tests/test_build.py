@@ -112,3 +112,42 @@ def test_board_folding_with_a_rate_is_the_one_the_build_and_demo_use():
     for rate in (10000, 5000):
         cyc = layer_costs(wide, board_folding(wide, "ulx3s-85f", rate=rate))["cycles_per_inference"]
         assert 60e6 / (2 * rate) < cyc <= 60e6 / rate
+
+
+def test_icebreaker_picks_the_engine_style_only_when_the_pipeline_does_not_fit():
+    """binary-ice40 stays a pipeline on the iCEBreaker (CI builds it); binary-wide (64 channels)
+    does not fit as a pipeline and is built in the engine style, its ring in SPRAM beside the
+    weights, its weights as an image for the UART."""
+    from kwsbnn.boards.build import board_folding
+    from kwsbnn.boards.top import KwsTop
+    from kwsbnn.hw.folding import budget_check
+    from kwsbnn.sw.export import deployable
+    small = deployable("binary-ice40")
+    assert board_folding(small, "icebreaker").style == "pipeline"
+    wide = deployable("binary-wide")
+    folding = board_folding(wide, "icebreaker")
+    assert folding.style == "engine"
+    check = budget_check(wide, folding, "icebreaker", clk_hz=24e6)
+    assert check["fits"], check["text"]
+    top = KwsTop(wide, folding, clk_freq=24e6, baud=1_000_000)
+    image = top.weight_image()
+    assert top.engine_style and top.info.needs_image and not top.info.loaded
+    assert len(image.words) == top.geometry.load_words == top.network.load_words
+    assert top.ring_base >= top.network.engine.weight_words
+    assert KwsTop(small, board_folding(small, "icebreaker"), clk_freq=24e6).weight_image() is None
+
+
+def test_a_model_that_fits_no_style_is_a_clear_error(tmp_path):
+    """Too wide for both styles on the iCEBreaker: one error with the numbers of each."""
+    import specgen
+    from kwsbnn.boards.build import board_folding
+    from kwsbnn.errors import KwsError
+    from kwsbnn.sw.deploy import save
+    from kwsbnn.sw.export import deployable
+    dep = deployable(str(save(specgen.wide_kws(2, c=128), tmp_path / "m")))
+    import pytest
+    with pytest.raises(KwsError) as e:
+        board_folding(dep, "icebreaker")
+    text = str(e.value)
+    assert "does not fit icebreaker" in text and "in the engine style" in text
+    assert "432.0 kbit of weights in SPRAM" in text and "block ram of 30" in text

@@ -257,13 +257,18 @@ def test_ring_geometry_and_info():
     assert g.frame_bytes == 40 and g.ring_bits == 32768 and g.ahead == 1
     info = g.info(24e6)
     raw = info.encode()
-    assert len(raw) == p.BoardInfo.SIZE == 24 and raw[0] == p.PROTOCOL
+    assert len(raw) == p.BoardInfo.SIZE == 28 and raw[0] == p.PROTOCOL == 3
     back = p.BoardInfo.parse(raw)
     assert back == info and back.streams and (back.frame_bytes, back.window_frames, back.stride) == (40, 101, 3)
+    assert back.weights == p.Weights.IN_BITSTREAM and back.loaded and not back.needs_image
     v1 = p.BoardInfo.parse(bytes([1]) + raw[1:16])            # a protocol-1 board: no stream fields
     assert not v1.streams and v1.input_bytes == 4040
+    v2 = p.BoardInfo.parse(bytes([2]) + raw[1:24])            # a protocol-2 board: no LOAD
+    assert v2.streams and not v2.needs_image and v2.loaded
+    with pytest.raises(KwsError, match="expected 28"):
+        p.BoardInfo.parse(raw[:24])
     with pytest.raises(KwsError, match="expected 24"):
-        p.BoardInfo.parse(raw[:20])
+        p.BoardInfo.parse(bytes([2]) + raw[1:20])
     lim = g.link_limit(1_000_000)
     assert lim["frame_bits"] == 460 and abs(lim["frames_per_second"] - 1e6 / 460) < 1e-9
     assert lim["decisions_per_second"] == pytest.approx(1e6 / 460 / 3)
@@ -336,3 +341,67 @@ def test_stream_needs_a_streaming_board():
     link.info_ = p.BoardInfo.parse(bytes([1]) + GEOMS.info().encode()[1:16])
     with pytest.raises(KwsError, match="does not stream"):
         link.stream_start()
+
+
+def test_weight_image_format():
+    assert p.crc32(b"123456789") == 0xCBF43926
+    img = p.WeightImage(0xCAFEBABE, (1, 2 ** 64 - 1, 0x0123456789ABCDEF))
+    raw = img.encode()
+    assert len(raw) == p.IMAGE_HEADER_BYTES + 24 and raw[0] == p.IMAGE_FORMAT
+    assert int.from_bytes(raw[2:4], "little") == 3 and int.from_bytes(raw[4:8], "little") == 0xCAFEBABE
+    assert int.from_bytes(raw[8:12], "little") == p.crc32(raw[12:])
+    assert raw[12 + 16:12 + 24] == bytes.fromhex("efcdab8967452301")      # little-endian words
+    assert p.WeightImage.parse(raw) == img
+    with pytest.raises(KwsError, match="truncated"):
+        p.WeightImage.parse(raw[:-1])
+    with pytest.raises(KwsError, match="CRC-32"):
+        p.WeightImage.parse(raw[:20] + bytes([raw[20] ^ 1]) + raw[21:])
+    with pytest.raises(KwsError, match="format version 7"):
+        p.WeightImage.parse(bytes([7]) + raw[1:])
+    with pytest.raises(KwsError, match="not a kwsbnn weight image"):
+        p.WeightImage.parse(b"hello")
+    with pytest.raises(KwsError, match="one LOAD frame"):
+        p.WeightImage(1, tuple(range(p.MAX_IMAGE_WORDS + 1))).encode()
+
+
+def test_simulated_engine_board_loads_and_refuses():
+    """The LOAD message against the Python model of an engine-style board (host protocol 3): no
+    weights until a good image; refused headers keep what was loaded; a corrupted image or frame
+    leaves none; INFER and STREAM without weights are answered NO_WEIGHTS."""
+    g = p.LinkGeometry(1, 4, 2, 8, 3, 10, model_id=0x1234, load_words=5)
+    img = p.WeightImage(0x1234, tuple(range(100, 105)))
+    board = p.SimulatedBoard(g, lambda payload: (1, [1, 2, 3]))
+    link = p.BoardLink(board)
+    info = link.info()
+    assert info.needs_image and not info.loaded and info.load_words == 5 and info.image_format == 1
+    with pytest.raises(KwsError, match="no weights loaded"):
+        link.infer_bytes(bytes(8))
+    board.write(p.encode_frame(p.FrameType.STREAM, bytes(2)))
+    assert p.FrameDecoder().feed(board.read(100)) == [p.Frame(p.FrameType.ERROR, bytes([6]))]
+
+    def status(data):
+        board.write(p.encode_frame(p.FrameType.LOAD, data))
+        (frame,) = p.FrameDecoder().feed(board.read(100))
+        return frame.payload[0] if frame.type == p.FrameType.LOADED else ("error", frame.payload[0])
+    raw = img.encode()
+    assert status(p.WeightImage(0x999, img.words).encode()) == p.LoadStatus.WRONG_MODEL
+    assert status(raw[:2] + (4).to_bytes(2, "little") + raw[4:]) == p.LoadStatus.BAD_LENGTH
+    assert status(bytes([2]) + raw[1:]) == p.LoadStatus.BAD_FORMAT
+    assert status(raw[:-1] + bytes([raw[-1] ^ 1])) == p.LoadStatus.BAD_CRC
+    assert not link.info().loaded
+    link.load(img)
+    assert link.info().weights == p.Weights.LOADED
+    assert link.infer_bytes(bytes(8)).cls == 1
+    with pytest.raises(KwsError, match="another model"):
+        link.load(p.WeightImage(0x999, img.words))
+    assert link.info().loaded                      # a refused header keeps the image
+    bad = bytearray(p.encode_frame(p.FrameType.LOAD, raw))
+    bad[-1] ^= 1
+    board.write(bytes(bad))
+    assert p.FrameDecoder().feed(board.read(100)) == [p.Frame(p.FrameType.ERROR, bytes([2]))]
+    assert not link.info().loaded                  # the good header had started a new image
+    link.load(img)
+    assert board.loads == 2 and link.info().loaded
+    pipeline = p.BoardLink(p.SimulatedBoard(p.LinkGeometry(1, 4, 2, 8, 3, 10), lambda x: (0, [0] * 3)))
+    with pytest.raises(KwsError, match="takes no weight image"):
+        pipeline.load(img)

@@ -33,12 +33,13 @@ def clips(tmp_path_factory):
     return root
 
 
-def fake_board(dep, *, model_id=None, corrupt=False, stride=1):
-    """A port object: the board's protocol in Python, inferring with the golden model."""
+def fake_board(dep, *, model_id=None, corrupt=False, stride=1, load_words=0):
+    """A port object: the board's protocol in Python, inferring with the golden model (with
+    ``load_words``, an engine-style board that needs a weight image of that many words first)."""
     golden = GoldenModel(dep)
     c, t, f = dep.input["shape"]
     geom = p.LinkGeometry(c, t, f, 8, len(dep.classes), 32,
-                          p.model_id(dep) if model_id is None else model_id, stride)
+                          p.model_id(dep) if model_id is None else model_id, stride, load_words)
 
     def infer(payload):
         x = np.frombuffer(payload, dtype=np.int8).astype(np.int64).reshape(1, c, t, f)
@@ -216,3 +217,49 @@ def test_default_baud_is_the_boards(clips, monkeypatch, capsys):
         assert cli.main(["run", "--port", "x", *extra, str(clips / "c0.wav")]) == 0
         assert bauds[-1] == want
     capsys.readouterr()
+
+
+def test_engine_board_is_loaded_first(clips, tmp_path, monkeypatch, capsys):
+    """An engine-style board has no weights after power-up: --load sends the build's weight image
+    (checked against --model first), automatic loading takes build/<board>/kws.weights.bin, and
+    without an image the command says what to do."""
+    dep = deployable("binary-ice40")
+    board = fake_board(dep, load_words=3)
+    monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
+    image = tmp_path / "kws.weights.bin"
+    image.write_bytes(p.WeightImage(p.model_id(dep), (1, 2, 3)).encode())
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--golden", "--json",
+                   "--load", str(image), str(clips / "c0.wav")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["weight_image"]["words"] == 3 and board.loads == 1
+    assert out["agreement"]["equal"] == 1
+    # Loaded: a second run sends nothing more.
+    assert cli.main(["run", "--port", "fake0", "--model", "binary-ice40", str(clips / "c0.wav")]) == 0
+    assert board.loads == 1
+    capsys.readouterr()
+
+    # A fresh board and no image in build/icebreaker: a clear error.
+    board = fake_board(dep, load_words=3)
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", str(clips / "c0.wav")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has no weights loaded" in err and "--load" in err
+    # ... and with the build's image in its default place, it is loaded automatically.
+    (tmp_path / "build" / "icebreaker").mkdir(parents=True)
+    (tmp_path / "build" / "icebreaker" / "kws.weights.bin").write_bytes(image.read_bytes())
+    assert cli.main(["run", "--port", "fake0", "--model", "binary-ice40", str(clips / "c0.wav")]) == 0
+    assert board.loads == 1
+    capsys.readouterr()
+
+    # Another model's image is refused before the port opens; a pipeline board takes none.
+    other = tmp_path / "other.bin"
+    other.write_bytes(p.WeightImage(0xDEADBEEF, (1, 2, 3)).encode())
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--load", str(other),
+                   str(clips / "c0.wav")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "weight image of model id deadbeef" in err
+    board = fake_board(dep)
+    rc = cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--load", str(image),
+                   str(clips / "c0.wav")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "takes no weight image" in err

@@ -7,6 +7,11 @@ YoWASP yosys and nextpnr, and report logic cells, block RAM, SPRAM and DSP use, 
 against the clock, and inferences per second at that clock. A design that does not fit or misses
 timing fails with the numbers. --model takes a deployable folder, a model file, a shipped model's
 name or `tiny`.
+
+On the iCEBreaker a model whose layer-per-unit pipeline does not fit (binary-wide: 64 channels)
+is built in the engine style: its binary layers' weights live in the UP5K's SPRAM, which the
+bitstream cannot initialise, so the build also writes the weight image (kws.weights.bin next to
+the bitstream) and prints the `kwsbnn run --load` command that sends it over the UART.
 """
 
 
@@ -70,10 +75,21 @@ def run(args) -> int:
         st = report["streaming"]
         print(f"UART {report['baud']} baud ({report['uart_divisor']} clocks per bit, "
               f"{report['baud_error_percent']:+.2f}%); streaming: a decision every {st['stride']} "
-              f"frames, ring buffer {st['ring_bits'] / 1024:g} kbit ({st['ring_block_ram']} block "
-              f"RAMs), link limit {st['link_frames_per_second']:.0f} frames/s, network "
+              f"frames, ring buffer {st['ring_bits'] / 1024:g} kbit ("
+              + ("in SPRAM, 1 staging block RAM" if report.get("style") == "engine" else
+                 f"{st['ring_block_ram']} block RAMs")
+              + f"), link limit {st['link_frames_per_second']:.0f} frames/s, network "
               f"{st['network_per_second']:.0f}/s, {'keeps up' if st['keeps_up'] else 'does NOT keep up'}"
               " with a frame per 10 ms")
         for name, r in report["resources"].items():
             print(f"  {name:12s} {r['used']:6d} / {r['available']}")
+        img = report.get("weight_image")
+        if img:
+            model = args.model or get_board(args.board).default_model
+            print(f"engine style: the weights are not in the bitstream; weight image {img['path']} "
+                  f"({img['words']} words, {img['seconds_at_baud']:.2f} s at {report['baud']} baud, "
+                  f"model id {img['model_id']})")
+            print(f"load it (once after power-up; `kwsbnn run` also loads it when the board has "
+                  f"none): kwsbnn run --board {args.board} --port PORT --model {model} "
+                  f"--load {img['path']} CLIP.wav")
     return 0

@@ -24,10 +24,17 @@ the board allow; the command reports the decisions per second it measured end to
 The UART rate must be the bitstream's: --baud, or the default of --board (icebreaker: 1000000,
 ulx3s-85f: 3000000, the defaults of `kwsbnn build`).
 
+An engine-style bitstream (`kwsbnn build` of a model whose pipeline does not fit, such as
+binary-wide on the iCEBreaker) has no weights after power-up: --load FILE sends the weight image
+that the build wrote next to the bitstream (kws.weights.bin) before the clips; without --load,
+when the board reports no weights, the command loads build/<board>/kws.weights.bin if that image
+is --model's. The board checks the image's model id and CRC-32 and refuses a wrong one.
+
 Examples:
   kwsbnn run --port /dev/ttyUSB1 --model binary-ice40 clip.wav
   kwsbnn run --port /dev/ttyUSB1 --model binary-ice40 --stream --golden recording.wav
   kwsbnn run --port /dev/ttyUSB1 --model runs/bin/best.pt --golden --json speech_commands/yes
+  kwsbnn run --port /dev/ttyUSB1 --model binary-wide --load build/icebreaker/kws.weights.bin clip.wav
 (the iCEBreaker's UART is the FTDI's second interface, usually /dev/ttyUSB1).
 """
 
@@ -50,6 +57,10 @@ def add_arguments(parser):
                         "bitstream's)")
     parser.add_argument("--model", default="binary-ice40", help="the model the board runs: deployable "
                         "folder, model file or shipped name (default: binary-ice40, the model the iCEBreaker runs)")
+    parser.add_argument("--load", default=None, metavar="FILE",
+                        help="send this weight image (kws.weights.bin from `kwsbnn build`) to an "
+                        "engine-style board first (default: build/<board>/kws.weights.bin when the "
+                        "board has no weights)")
     parser.add_argument("--golden", action="store_true",
                         help="also run the golden model and report agreement")
     parser.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
@@ -85,7 +96,7 @@ def open_port(name: str, baud: int):
     except ImportError:
         raise KwsError("pyserial is not installed", "pip install 'pyserial>=3.5,<4'") from None
     try:
-        return serial.serial_for_url(name, baudrate=baud, timeout=0.05, write_timeout=5)
+        return serial.serial_for_url(name, baudrate=baud, timeout=0.05, write_timeout=30)
     except (serial.SerialException, OSError, ValueError) as e:
         raise KwsError(f"cannot open serial port {name}: {e}",
                        "check the device name (ls /dev/ttyUSB* /dev/ttyACM*), that the board is "
@@ -207,6 +218,61 @@ def check_board(info, dep, model_ref: str, port: str) -> None:
                        f"{len(dep.classes)}")
 
 
+def read_image(path, dep, model_ref: str):
+    """The weight image in file ``path``, checked (format, length, CRC-32) and for ``dep``; a
+    KwsError saying what is wrong."""
+    from pathlib import Path
+
+    from kwsbnn.boards.protocol import WeightImage, model_id
+    from kwsbnn.errors import KwsError
+    path = Path(path)
+    if not path.is_file():
+        raise KwsError(f"{path}: no such weight image", "`kwsbnn build` writes kws.weights.bin next "
+                       "to an engine-style bitstream: pass that file to --load")
+    image = WeightImage.parse(path.read_bytes(), name=str(path))
+    want = model_id(dep)
+    if image.model_id != want:
+        raise KwsError(f"{path} is the weight image of model id {image.model_id:08x}; --model "
+                       f"{model_ref} is {dep.name} (id {want:08x})",
+                       "pass the kws.weights.bin built with this model's bitstream")
+    return image
+
+
+def load_weights(link, info, dep, args, out_of_json: bool) -> dict | None:
+    """Send a weight image to an engine-style board when --load asks for it or the board has
+    none; ``{"path", "words", "seconds"}`` of what was sent, or None."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from kwsbnn.errors import KwsError
+    if not info.needs_image:
+        if args.load:
+            raise KwsError(f"the board on {args.port} runs a bitstream with its weights in it: it "
+                           "takes no weight image", "drop --load")
+        return None
+    path = args.load
+    if path is None:
+        if info.loaded:
+            return None
+        path = Path("build") / args.board / "kws.weights.bin"
+        if not path.is_file():
+            raise KwsError(f"the board on {args.port} has no weights loaded (engine style) and "
+                           f"there is no {path}",
+                           "pass --load with the kws.weights.bin that `kwsbnn build` wrote")
+    image = read_image(path, dep, args.model)
+    if len(image.words) != info.load_words:
+        raise KwsError(f"{path} has {len(image.words)} words; the board on {args.port} takes "
+                       f"{info.load_words}", "pass the kws.weights.bin built with this bitstream")
+    t0 = time.monotonic()
+    link.load(image, timeout=args.timeout + len(image.words) * 8 * 10 / args.baud_used)
+    seconds = time.monotonic() - t0
+    if not out_of_json:
+        print(f"loaded weight image {path} ({len(image.words)} words) in {seconds:.2f} s",
+              file=sys.stderr)
+    return {"path": str(path), "words": len(image.words), "seconds": seconds}
+
+
 def run(args) -> int:
     import sys
 
@@ -232,6 +298,9 @@ def run(args) -> int:
     waves = read_clips(clips)                           # every clip checked before the port opens
     if not args.stream:
         waves = [fit_clip(w, cfg.sample_rate) for w in waves]
+    if args.load:
+        read_image(args.load, dep, args.model)          # checked before the port opens
+    args.baud_used = baud
     port = open_port(args.port, baud)
     golden = None
     if args.golden:
@@ -241,6 +310,7 @@ def run(args) -> int:
         link = BoardLink(port, timeout=args.timeout, name=f"the board on {args.port}")
         info = link.info()
         check_board(info, dep, args.model, args.port)
+        loaded = load_weights(link, info, dep, args, args.json)
         c, t, f = (int(v) for v in dep.input["shape"])
         geom = LinkGeometry(c, t, f, 8, info.n_classes, info.score_width, info.model_id)
         if not args.json:
@@ -262,7 +332,8 @@ def run(args) -> int:
            "board": {"clock_mhz": info.clock_khz / 1000, "n_classes": info.n_classes,
                      "score_width": info.score_width, "input_bytes": info.input_bytes,
                      "protocol": info.version},
-           "mode": "stream" if args.stream else "whole", "clips": rows, **extra}
+           "mode": "stream" if args.stream else "whole", "clips": rows, "weight_image": loaded,
+           **extra}
     n = sum(len(r["decisions"]) for r in rows) if args.stream else len(rows)
     out["decisions"] = n
     out["seconds"] = seconds
