@@ -191,13 +191,7 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     from .plan import engine_split
     front_plans, eng, _ = engine_split(dep)
     c, t, f = eng[0].in_shape
-    if pe is None and simd is None:
-        _, pe, simd = max((p_ * s_, -p_, s_) for p_ in divisors(c) for s_ in divisors(c)
-                          if p_ * s_ <= WORD_BITS and p_ <= 2)   # thresholds: 2 lanes per word
-        pe = -pe
-    pe = 1 if pe is None else pe
-    if simd is None:
-        simd = max(d for d in divisors(c) if d * pe <= WORD_BITS)
+    pe, simd = _engine_lanes(c, pe, simd)
     layers = {p.name: {"pe": int(pe), "simd": int(simd)} for p in eng}
     unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
     unit._MustUse__silence = True
@@ -224,6 +218,36 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
         if boxsum_fits(p):
             layers[p.name] = dict(layers[p.name], boxsum=True)
     return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine")
+
+
+def _engine_lanes(c: int, pe: int | None = None, simd: int | None = None) -> tuple[int, int]:
+    """The engine's ``pe`` x ``simd`` of :func:`engine_folding` for ``c`` channels."""
+    from .engine import WORD_BITS
+    if pe is None and simd is None:
+        _, pe, simd = max((p_ * s_, -p_, s_) for p_ in divisors(c) for s_ in divisors(c)
+                          if p_ * s_ <= WORD_BITS and p_ <= 2)   # thresholds: 2 lanes per word
+        pe = -pe
+    pe = 1 if pe is None else pe
+    if simd is None:
+        simd = max(d for d in divisors(c) if d * pe <= WORD_BITS)
+    return int(pe), int(simd)
+
+
+def engine_words(dep, pe: int | None = None, simd: int | None = None) -> dict:
+    """The weight memory's word counts of the ``engine`` style, from the plan alone (without building
+    the engine, which refuses a network that does not fit): ``weight_words`` at ``pe`` x ``simd``
+    (default: :func:`engine_folding`'s), ``stream_words`` (the integer stream's map: ``T F C / 8``,
+    0 without the stream), ``memory_words`` (their sum: :attr:`LayerEngine.memory_words`) and
+    ``spram_words`` (:data:`kwsbnn.hw.engine.SPRAM_WORDS`)."""
+    from .engine import SPRAM_WORDS, STREAM_LANES
+    from .plan import engine_split
+    _, eng, _ = engine_split(dep)
+    c, t, f = eng[0].in_shape
+    pe, simd = _engine_lanes(c, pe, simd)
+    weights = sum(-(-p.conv_shape[0] // pe) * -(-p.k // simd) for p in eng)
+    streamw = t * f * -(-c // STREAM_LANES) if eng[0].stream else 0
+    return {"weight_words": int(weights), "stream_words": int(streamw),
+            "memory_words": int(weights + streamw), "spram_words": SPRAM_WORDS}
 
 
 def engine_costs(dep, folding: Folding) -> dict:

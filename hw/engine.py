@@ -896,8 +896,9 @@ class LayerEngine(wiring.Component):
             m.d.comb += wmem.addr.eq(rword)
         with m.Elif(running if self._shared else Const(1, 1)):
             m.d.comb += wmem.addr.eq(waddr)
-        with m.Else():
-            m.d.comb += [wmem.addr.eq(self.sm_addr), wmem.we.eq(self.sm_we)]
+        if self._shared:
+            with m.Else():
+                m.d.comb += [wmem.addr.eq(self.sm_addr), wmem.we.eq(self.sm_we)]
         with m.If(rcap):
             with m.If(rcap_par):
                 m.d.sync += rreg[1].eq(wmem.rdata)

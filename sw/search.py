@@ -12,9 +12,11 @@ One trial (:class:`Objective`):
    memory bits, and with ``--budget board`` what the iCEBreaker runs it as (:func:`board_estimate`:
    the pipeline style where it fits, else the engine style with its weights, the integer stream map
    and the input ring in SPRAM; block RAMs, logic cells and DSPs by the calibrated resource
-   estimate with the board's UART link); a network the hardware cannot build
-   (:func:`kwsbnn.hw.plan.plan`) or one over the budget is *rejected*: state PRUNED with the user
-   attribute ``rejected``, nothing trained;
+   estimate with the board's UART link); an integer-stream candidate (``shortcut=int``) is costed
+   as the generator builds it, in the engine style (:func:`kwsbnn.hw.cost.engine_costs`); a
+   network the hardware cannot build (:func:`kwsbnn.hw.plan.plan`, the engine's refusals, weights
+   and stream map over the weight memory) or one over the budget is *rejected* with the numbers:
+   state PRUNED with the user attribute ``rejected``, nothing trained;
 3. train it into ``<out>/trials/<number>`` (``kwsbnn train``'s run folder), one schedule of
    ``--epochs``, reporting the validation accuracy of every epoch (user attribute ``val_curve``);
    at each rung of successive halving (:func:`rung_epochs`, :func:`rung_check`) it goes on only
@@ -44,7 +46,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from kwsbnn.errors import KwsError
@@ -226,13 +228,13 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0, board: bo
     activation ranges of 8.0, so that every threshold and multiplier is a real one. ``cycles`` is
     the pipeline's at the default folding, or with ``board`` the cycles of the style the board runs
     it in (the engine's at its board folding). ``stream_map_bits``: the integer residual stream's map
-    (``shortcut=int``: channels x positions x 8 bits, the largest stream layer), 0 without it.
-    Until the generator builds the stream (the hardware refuses it), a stream network's cycles and
-    logic are those of the same network without shortcuts (``costed_as``), with its stream map
-    counted in the memory. Raises :class:`~kwsbnn.hw.plan.UnsupportedNetwork` for a network the
-    hardware cannot build.
+    (``shortcut=int``: channels x positions x 8 bits, in the weight memory after the weights), 0
+    without it. A stream network is costed as the generator builds it (the engine style, its default
+    folding: :func:`kwsbnn.hw.cost.engine_costs`); one whose weights and stream map exceed the weight
+    memory (16K 64-bit words), which the engine cannot build, gets only its memory figures and
+    ``hardware_error`` (:func:`over_budget` rejects it under every budget, with the numbers). Raises
+    :class:`~kwsbnn.hw.plan.UnsupportedNetwork` for a network the hardware cannot build otherwise.
     """
-    from kwsbnn.hw.cost import layer_costs
     from kwsbnn.hw.plan import UnsupportedNetwork
 
     from .models import BinaryOptions, make_config
@@ -248,37 +250,47 @@ def candidate_costs(binary_text: str, input_shape=None, seed: int = 0, board: bo
     except ValueError as e:
         raise UnsupportedNetwork(f"options {binary_text!r}: {e}") from None
     model, fp = _untrained(cfg, input_shape, seed)
-    stream_bits = max((l["out_bits"] for l, b in zip(fp["layers"], model.blocks) if b.out_prec == "stream"),
-                      default=0)
+    stream = opts.shortcut == "int"
     with tempfile.TemporaryDirectory() as tmp:
         dep = _deployable(model, tmp)
-        costed_as = None
-        try:
-            costs = layer_costs(dep)
-        except UnsupportedNetwork:
-            if opts.shortcut != "int":
-                raise
-            # The stream's stand-in: the same convolutions without shortcuts.
-            costed_as = "shortcut=none"
-            proxy = make_config("res8", "binary", replace(opts, shortcut="none"), n_classes=len(CLASSES))
-            dep = _deployable(_untrained(proxy, input_shape, seed)[0], tmp + "/proxy")
-            costs = _layer_costs(dep)
-        except ValueError as e:      # a unit refusing its parameters
-            raise UnsupportedNetwork(f"candidate: {e}") from None
         out = {"weight_bits": int(fp["weight_bits"]), "activation_peak_bits": int(fp["activation_peak_bits"]),
-               "cycles": int(costs["cycles_per_inference"]), "memory_bits": int(costs["memory_bits"]),
-               "hw_weight_bits": int(costs["weight_bits"]),
-               "lanes": int(costs["lanes"]), "bottleneck": costs["bottleneck"],
-               "binary_layers": cfg.layers, "channels": cfg.block_widths(),
-               "stream_map_bits": int(stream_bits), "pipeline_cycles": int(costs["cycles_per_inference"])}
-        if costed_as:
-            out["costed_as"] = costed_as
+               "binary_layers": cfg.layers, "channels": cfg.block_widths()}
+        if stream:
+            crowded = _stream_over_memory(dep, board)
+            if crowded:
+                return {**out, **crowded}
+        costs = _layer_costs(dep)          # a stream network: the engine style's (its default folding)
+        stream_bits = int(costs.get("stream_map_bits", 0))
+        out.update({"cycles": int(costs["cycles_per_inference"]), "memory_bits": int(costs["memory_bits"]),
+                    "hw_weight_bits": int(costs["weight_bits"]),
+                    "lanes": int(costs["lanes"]), "bottleneck": costs["bottleneck"],
+                    "stream_map_bits": stream_bits, "pipeline_cycles": int(costs["cycles_per_inference"])})
         if board:
-            est = board_estimate(dep, stream_bits, stream=opts.shortcut == "int",
+            est = board_estimate(dep, stream_bits, stream=stream,
                                  pipeline_memory_bits=int(costs["memory_bits"]))
             if est.get("cycles"):
                 out["cycles"] = est.pop("cycles")
             out.update(est)
+    return out
+
+
+def _stream_over_memory(dep, board: bool) -> dict | None:
+    """A stream network's memory figures when its weights and stream map exceed the weight memory
+    (the engine refuses to build it), else None. With ``board``, ``spram_bits`` also counts the
+    board's streaming ring (one transfer per 64-bit word: :class:`kwsbnn.boards.ring.SpramRing`)."""
+    from kwsbnn.hw.cost import engine_words
+    from kwsbnn.hw.resources import RingUnit
+    w = engine_words(dep)
+    if w["memory_words"] <= w["spram_words"]:
+        return None
+    out = {"style": "engine", "spram_weight_bits": w["weight_words"] * WORD_BITS,
+           "stream_map_bits": w["stream_words"] * WORD_BITS,
+           "hardware_error": (f"the layer engine cannot build it: {w['weight_words']:,} weight words and "
+                              f"{w['stream_words']:,} stream-map words exceed the {w['spram_words']:,} "
+                              "words of the weight memory")}
+    if board:
+        ring = RingUnit.for_model(dep).depth
+        out.update(spram_ring_bits=ring * WORD_BITS, spram_bits=(w["memory_words"] + ring) * WORD_BITS)
     return out
 
 
@@ -339,7 +351,8 @@ def board_estimate(dep, stream_map_bits: int = 0, stream: bool = False,
     fastest engine folding that fits (:func:`kwsbnn.hw.folding.engine_for_budget`; when none fits,
     the default engine folding, for the figures, and ``engine_error`` says why). ``spram_bits``:
     the engine's weight words (64 bits each) + the integer stream map (``stream_map_bits``) +
-    the streaming ring (its board top keeps the ring there), against :data:`BOARD_SPRAM_BITS`;
+    the streaming ring (its board top keeps the ring in the last words, one transfer per 64-bit
+    word: 4,096 words for a 101 x 40 input), against :data:`BOARD_SPRAM_BITS`;
     ``cycles``: the engine style's cycles per inference. ``style`` ``none``: the engine cannot run
     the network either (``engine_error``)."""
     from kwsbnn.hw.cost import engine_costs, engine_folding, engine_memory
@@ -387,7 +400,7 @@ def board_estimate(dep, stream_map_bits: int = 0, stream: bool = False,
         out.update(figures(pipeline) if pipeline else {"ebr": 0, "logic_cells": 0, "dsp": 0})
         return out
     weight_bits = mem["weight_words"] * WORD_BITS
-    ring_bits = ring.width * ring.depth
+    ring_bits = ring.depth * WORD_BITS      # SpramRing: one transfer per 64-bit word
     pipe = {f"pipeline_{k}": v for k, v in figures(pipeline).items()} if pipeline else {}
     out = {"style": "engine", **figures(res), **pipe, "cycles": int(cycles),
            "spram_bits": int(weight_bits + stream_map_bits + ring_bits), "spram_weight_bits": int(weight_bits),
@@ -411,6 +424,9 @@ def over_budget(costs: dict, budget: str) -> str | None:
                         f"{costs.get('spram_weight_bits', 0):,} + integer stream map "
                         f"{costs.get('stream_map_bits', 0):,} + input ring {costs.get('spram_ring_bits', 0):,}) "
                         f"> {BOARD_SPRAM_BITS:,} (16K 64-bit words)")
+    if costs.get("hardware_error"):          # the generator cannot build it (candidate_costs)
+        return costs["hardware_error"]
+    if kind == "board":
         if costs["ebr"] > BOARD_EBRS:
             return (f"needs {costs['ebr']} block RAMs; the iCEBreaker's iCE40UP5K has {BOARD_EBRS} "
                     f"({costs['memory_bits']:,} memory bits)" + (" in the engine style" if style == "engine" else ""))

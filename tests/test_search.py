@@ -126,24 +126,33 @@ def test_search_space_gives_valid_options():
 
 def test_board_budget_counts_the_integer_stream_map():
     """The engine style keeps the weights, the int8 stream map (channels x 325 positions x 8 bits at
-    101x40 with 4x3 pooling) and the 32 kbit input ring in the 1 Mbit of SPRAM: at 128 channels
-    four binary layers fit with the map, five do not (they would without it)."""
+    101x40 with 4x3 pooling, right after the weights) and the board's streaming ring (its last 4,096
+    64-bit words, one int8 frame value per word: kwsbnn.boards.ring.SpramRing) in the 16K words of
+    SPRAM, costed as the generator builds them. At 128 channels four binary layers build (weights
+    and map 14,416 words) but do not fit the board with the ring (18,512); five exceed the weight
+    memory itself (16,720): rejected under every budget with the numbers, never a traceback."""
     from kwsbnn.sw.search import BOARD_SPRAM_BITS
     base = "redesign,pool=4x3,first_weights=bin,last=int8,dilation=on,shortcut=int,stages="
-    ring = 101 * 40 * 8 + (4096 - 101 * 40) * 8          # the ring: 4,096 int8 frames' values
+    ring = 4096 * 64
+    small = candidate_costs(base + "64x1-64x1")
+    assert small["style"] == "engine" and small["stream_map_bits"] == 64 * 325 * 8 == 166_400
+    assert small["spram_weight_bits"] == 2 * 9 * 64 * 64 and small["spram_ring_bits"] == ring
+    assert small["spram_bits"] == 73_728 + 166_400 + ring <= BOARD_SPRAM_BITS
+    assert "SPRAM" not in (over_budget(small, "board") or "") and "hardware_error" not in small
     four = candidate_costs(base + "128x1-128x3")
-    assert four["stream_map_bits"] == 128 * 325 * 8 == 332_800
+    assert four["stream_map_bits"] == 128 * 325 * 8 == 332_800 and "hardware_error" not in four
     assert four["style"] == "engine" and four["spram_weight_bits"] == 4 * 9 * 128 * 128 == 589_824
-    assert four["spram_ring_bits"] == ring == 32_768
-    assert four["spram_bits"] == 589_824 + 332_800 + 32_768 == 955_392 <= BOARD_SPRAM_BITS
-    assert "SPRAM" not in (over_budget(four, "board") or "")     # (its block RAMs are over)
+    assert four["spram_bits"] == 589_824 + 332_800 + ring == 1_184_768 > BOARD_SPRAM_BITS
+    assert "1,184,768 bits of SPRAM" in over_budget(four, "board")
+    assert over_budget(four, "none") is None           # the generator builds it (not for this board)
     five = candidate_costs(base + "128x1-128x4")
-    assert five["spram_bits"] == 5 * 147_456 + 332_800 + 32_768 == 1_102_848 > BOARD_SPRAM_BITS
-    assert five["spram_bits"] - five["stream_map_bits"] <= BOARD_SPRAM_BITS
+    assert five["spram_bits"] == 5 * 147_456 + 332_800 + ring == 1_332_224
     why = over_budget(five, "board")
-    assert "1,102,848 bits of SPRAM" in why and "integer stream map 332,800" in why
-    # the budget is the board's only: a weight cap or none does not look at SPRAM
-    assert over_budget(five, "none") is None and over_budget(five, "bits:800000") is None
+    assert "1,332,224 bits of SPRAM" in why and "integer stream map 332,800" in why and "ring 262,144" in why
+    # the hardware cannot build it at all: rejected whatever the budget, with the word counts
+    for budget in ("none", "bits:800000"):
+        assert "11,520 weight words and 5,200 stream-map words exceed the 16,384" in over_budget(five, budget)
+    assert "11,520" in candidate_costs(base + "128x1-128x4", board=False)["hardware_error"]
 
 
 def test_rungs_promote_the_best_fraction():
@@ -236,7 +245,7 @@ def test_tiny_search_end_to_end(data, tmp_path, capsys):
     study = optuna.create_study(study_name="kws", storage=storage, directions=list(DIRECTIONS))
     # trial 0: eight channels in four int8-first-layer binary layers: over the 2,500-bit cap
     study.enqueue_trial({"stages": 2, "width1": 8, "depth1": 2, "width2": 8, "depth2": 2,
-                         "first_weights": "int8"})
+                         "first_weights": "int8", "shortcut": "bit"})
     # trial 1: a four-channel network with a binary first layer: under it
     small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "shortcut": "bit",
              "bn": True, "pool": "4x3", "dilation": False}
@@ -406,8 +415,9 @@ def test_tiny_search_with_rungs(data, tmp_path, capsys):
     study = optuna.create_study(study_name="kws", storage=_storage(folder), directions=list(DIRECTIONS))
     small = {"stages": 1, "width1": 4, "depth1": 1, "first_weights": "bin", "bn": True, "pool": "4x3",
              "dilation": False, "optimizer": "adam", "schedule": "cosine", "clipped_ste": True}
-    for lr, sc in ((1.0, "bit"), (0.2, "bit"), (5.0, "bit"), (1.0, "int"), (0.5, "none")):
-        study.enqueue_trial(small | {"lr_factor": lr, "shortcut": sc})
+    # (the integer stream: a multiple of 8 channels, one stream word)
+    for lr, sc, w in ((1.0, "bit", 4), (0.2, "bit", 4), (5.0, "bit", 4), (1.0, "int", 8), (0.5, "none", 4)):
+        study.enqueue_trial(small | {"lr_factor": lr, "shortcut": sc, "width1": w})
     assert main(_search(data, folder, 5, "--epochs", "4", "--rungs", "3", "--eta", "2",
                         "--pruner", "none")) == 0
     res = json.loads(capsys.readouterr().out)
