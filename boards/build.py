@@ -114,6 +114,10 @@ def check_rate(rate: float | None) -> None:
         raise KwsError(f"--rate {rate:g}: not a rate", "give the inferences per second wanted, e.g. --rate 10000")
 
 
+class _EngineDoesNotFit(KwsError):
+    """The engine style's estimate is over the board (its message has the whole design's numbers)."""
+
+
 def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: float | None = None):
     """The fastest folding whose calibrated estimate fits the board (an error before synthesis), or
     with ``rate`` (inferences/s) the smallest found that reaches it: a pipeline folding when one
@@ -122,13 +126,23 @@ def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: floa
     device's size, the smallest pipeline folding on the whole device. A :class:`KwsError` with the
     numbers of both styles when neither fits."""
     from kwsbnn.hw.folding import engine_for_budget, for_budget, resolve_budget
+    from kwsbnn.hw.plan import is_stream
     check_rate(rate)
+    b = resolve_budget(board.name)
+    if is_stream(dep) and b["available"].get("spram"):
+        # Only the engine style runs the integer residual stream: its estimate decides, before
+        # synthesis (with the UART, the ring in SPRAM and its staging block RAM, the loader).
+        try:
+            return engine_for_budget(dep, b, clk_hz=clk_freq, rate=rate)
+        except KwsError as e:
+            raise _EngineDoesNotFit(f"model {dep.name} (integer residual stream: engine style only) "
+                                    f"does not fit {board.name} with the UART, the streaming ring in "
+                                    f"SPRAM and the weight loader: {e.args[0]}", e.hint) from None
     try:
         return for_budget(dep, board.name, clk_hz=clk_freq, rate=rate, engine=False)
     except KwsError as e:
         pipeline_error = e
     engine_text = ""
-    b = resolve_budget(board.name)
     if b["available"].get("spram"):
         try:
             folding = engine_for_budget(dep, b, clk_hz=clk_freq, rate=rate)
@@ -192,6 +206,8 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
     if folding is None:
         try:
             folding = _board_folding(dep, board, clk_freq, progress, rate)
+        except _EngineDoesNotFit:
+            raise
         except KwsError as e:
             from kwsbnn.hw.resources import RingUnit, ring_estimate
             ru = RingUnit.for_model(dep)

@@ -483,12 +483,11 @@ class KwsTop(wiring.Component):
             eng = self._net.engine
             if eng.memory_words + ring > SPRAM_WORDS:
                 from kwsbnn.errors import KwsError
-                used = (f"{eng.weight_words} weight words and {eng.stream_words} stream-map words"
-                        if eng.stream else f"{eng.weight_words} weight words")
-                raise KwsError(f"{used} and the streaming ring's {ring} words exceed the "
-                               f"{SPRAM_WORDS} SPRAM words "
-                               f"({eng.memory_words + ring:,} of {SPRAM_WORDS:,})",
-                               "use fewer channels or layers")
+                used = (f"{eng.weight_words:,} weight words, {eng.stream_words:,} stream-map words"
+                        if eng.stream else f"{eng.weight_words:,} weight words")
+                raise KwsError(f"{used} and the streaming ring's {ring:,} words take "
+                               f"{eng.memory_words + ring:,} of the {SPRAM_WORDS:,} SPRAM words",
+                               "use fewer channels or layers, or a shorter input")
         else:
             self._net = Network(dep, folding)
         self._dep = dep

@@ -224,8 +224,9 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
         # Only the engine style runs the integer residual stream.
         if not (engine and b["available"].get("spram")):
             from .plan import STREAM_HINT, STREAM_REFUSAL, UnsupportedNetwork
-            raise UnsupportedNetwork(f"model {dep.name}: {STREAM_REFUSAL}, which needs SPRAM "
-                                     f"({b['name']} has none)", STREAM_HINT)
+            why = ("" if b["available"].get("spram") else
+                   f", which needs SPRAM ({b['name']} has none)")
+            raise UnsupportedNetwork(f"model {dep.name}: {STREAM_REFUSAL}{why}", STREAM_HINT)
         return engine_for_budget(dep, b, link=link, clk_hz=clk_hz, rate=rate)
     s = _Search(dep, b, link, clk_hz)
     choice, total = s.smallest()

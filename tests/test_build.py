@@ -151,3 +151,45 @@ def test_a_model_that_fits_no_style_is_a_clear_error(tmp_path):
     text = str(e.value)
     assert "does not fit icebreaker" in text and "in the engine style" in text
     assert "432.0 kbit of weights in SPRAM" in text and "block ram of 30" in text
+
+
+def test_a_stream_network_on_the_icebreaker_fails_before_synthesis_with_the_numbers(tmp_path, capsys):
+    """A 64-channel integer-stream network (the shipped ``binary``'s shape, random weights) runs
+    only in the engine style; with the UART, the SPRAM ring and the loader its estimate is over the
+    iCEBreaker's logic: ``build`` says so in one line, before yosys."""
+    import specgen
+    from kwsbnn.cli import main
+    from kwsbnn.sw.deploy import save
+    model = save(specgen.stream_kws(3, c=64, t=101, f=40), tmp_path / "m")
+    assert main(["build", "--board", "icebreaker", "--model", str(model), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) <= 2 and "Traceback" not in err        # the line (and a hint)
+    line = err.splitlines()[0]
+    assert "engine style only" in line and "does not fit icebreaker" in line
+    assert "logic cells of 5,121 allowed" in line and "stream map in SPRAM" in line
+    assert not list((tmp_path / "b").glob("*.v")) if (tmp_path / "b").exists() else True
+
+
+def test_the_spram_ring_sits_above_the_stream_map():
+    """The board's ring takes the last words of the weight memory, above the weights and the stream
+    map (the engine's ``memory_words``); when the three do not fit the 16K words, a clear error."""
+    import pytest
+    import specgen
+    from kwsbnn.boards.top import KwsTop
+    from kwsbnn.errors import KwsError
+    from kwsbnn.hw.cost import engine_folding
+    from kwsbnn.sw.deploy import save
+    from kwsbnn.sw.export import deployable
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        dep = deployable(str(save(specgen.stream_kws(1, c=64, t=101, f=40), tmp + "/a")))
+        top = KwsTop(dep, engine_folding(dep), clk_freq=24e6, baud=1_000_000)
+        eng = top.network.engine
+        assert eng.stream and eng.memory_words == eng.weight_words + eng.stream_words == 1728 + 2600
+        assert top.ring_base == 16384 - 4096 >= eng.memory_words
+        assert len(top.weight_image().words) == eng.weight_words     # the image: weight words only
+        # 128 channels, 109 rows: 6,912 + 5,616 words build; the ring of 8,192 does not fit above them
+        big = deployable(str(save(specgen.stream_kws(1, c=128, t=109, f=40), tmp + "/b")))
+        with pytest.raises(KwsError, match="6,912 weight words, 5,616 stream-map words and the streaming "
+                                           "ring's 8,192 words take 20,720 of the 16,384 SPRAM words"):
+            KwsTop(big, engine_folding(big), clk_freq=24e6, baud=1_000_000)

@@ -72,8 +72,10 @@ def run(args) -> int:
         folding = Folding.load(args.fold, dep)
     check = budget_check(dep, folding, args.board, margin=margin) if args.board else None
     if check is not None and not check["fits"]:
-        print(f"kwsbnn verilog: warning: this folding does not fit {check['board']} by the estimate: "
-              f"{check['text']}", file=sys.stderr)
+        board_parts = (" (with the UART, the streaming ring in SPRAM and the weight loader)"
+                       if folding.style == "engine" else " (with the UART)")
+        print(f"kwsbnn verilog: warning: this folding does not fit {check['board']} by the estimate"
+              f"{board_parts}: {check['text']}", file=sys.stderr)
     report = generate(dep, args.out, folding)
     annotate_report(report, dep, folding, check)
     write_atomic(Path(args.out) / "report.json", json.dumps(report, indent=1) + "\n")
