@@ -78,3 +78,20 @@ def test_engine_board_loads_its_weights_over_the_uart(tmp_path):
     # (8 clocks a bit), within a few cycles: the board takes the image as fast as it comes.
     assert res["info"]["load_words"] > 0
     assert abs(res["load_cycles"] - (res["load_bytes"] + 7) * 10 * 8) < 100
+
+
+def test_engine_board_with_the_integer_stream_over_the_uart(tmp_path):
+    """The same board top with a small random integer-stream network (the stream map in the weight
+    memory after the weights, the ring above it in the last words, both on the one SPRAM port):
+    the image (weight words only) over the UART, then INFERs and streamed decisions = golden."""
+    import specgen
+    from kwsbnn.hw.cost import engine_folding
+    from kwsbnn.sim.board import simulate_load
+    from kwsbnn.sw.deploy import save
+    dep = deployable(str(save(specgen.stream_kws(2, c=8, t=25, f=13), tmp_path / "model")))
+    res = simulate_load(dep, tmp_path / "sim", folding=engine_folding(dep), count=2,
+                        frames=25 + 2, stride=2)
+    assert res["failed"] == 0 and res["tests"] == 1, res["failures"]
+    assert res["statuses"][4] == "LOADED" and res["statuses"][-1] == "LOADED"
+    assert res["checks"]["inference"] == 2 and res["decisions"] == 2
+    assert res["checks"]["inference after reload"] == 1 and res["checks"]["inference after reset"] == 1
