@@ -399,6 +399,8 @@ class EngineNetwork(wiring.Component):
         ew = 1 if dep.input["prec"] == "bin" else 8
         ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
                  "wl": In(stream.Signature(WORD_BITS))}
+        if self.rotating_scores:
+            ports["rot"] = In(1)            # the serial tail's score rotation (SerialRequantTail)
         self._shared = int(shared_words)
         if self._shared:
             ports.update(shared_signature(self._shared).members)
@@ -480,7 +482,16 @@ class EngineNetwork(wiring.Component):
         m.submodules.tail = self._tail
         wiring.connect(m, src, self._tail.i)
         wiring.connect(m, self._tail.o, wiring.flipped(self.o))
+        if self.rotating_scores:
+            m.d.comb += self._tail.rot.eq(self.rot)
         return m
+
+    @property
+    def rotating_scores(self) -> bool:
+        """Whether ``rot`` rotates the held result's scores (a serial tail): the board's writer then
+        reads them from ``scores[0]`` instead of copying the result."""
+        from .serial_tail import SerialRequantTail
+        return isinstance(self._tail, SerialRequantTail)
 
 
 def build(dep, folding: Folding | None = None, *, taps: bool = False):

@@ -31,7 +31,12 @@ computes itself) the transfers hold ``lanes`` int8 values (``count_width = 8``, 
 and ``y`` is the value itself: no constants, no multiplier (``mul``, ``add``, ``shift`` unused).
 
 Members: ``i : In(stream.Signature(lanes * count_width))``; ``o : Out(stream.Signature(layout))``
-with the layout of :func:`kwsbnn.hw.scores.result_layout`.
+with the layout of :func:`kwsbnn.hw.scores.result_layout`; ``rot : In(1)``: while ``o.valid`` (and
+not ``o.ready``), each cycle with ``rot`` high rotates the scores by one (``scores[k]`` takes
+``scores[k + 1]``, the last takes ``scores[0]``), so that a consumer reads them one by one from
+``scores[0]`` with no copy of its own (:class:`kwsbnn.boards.top.FrameWriter`); ``K`` rotations
+restore the order. Tie it to 0 for a plain stream (the scores already form a shift chain: the
+rotation costs one multiplexer bit per score bit on the last score only).
 """
 
 import numpy as np
@@ -79,7 +84,7 @@ class SerialRequantTail(wiring.Component):
         self._sw = signed_width(-reach, reach)
         self._layout = result_layout(self._k, self._sw)
         super().__init__({"i": In(stream.Signature(self._l * self._cw)),
-                          "o": Out(stream.Signature(self._layout))})
+                          "o": Out(stream.Signature(self._layout)), "rot": In(1)})
 
     @property
     def score_width(self) -> int:
@@ -194,6 +199,8 @@ class SerialRequantTail(wiring.Component):
         scores = [Signal(signed(sw), name=f"score{k}") for k in range(kn)]
         best, best_val = Signal(range(kn)), Signal(signed(sw))
         out_valid = Signal()
+        shift = Signal()
+        total = Signal(signed(sw))
 
         if not self._identity:
             m.d.comb += crp.addr.eq(ch)
@@ -216,12 +223,11 @@ class SerialRequantTail(wiring.Component):
             m.d.sync += [f_valid.eq(e_valid), f_c.eq(e_c), f_k.eq(e_k), f_p.eq(e_w * e_g)]
             m.d.sync += h_valid.eq(0)
             with m.If(f_valid):
-                total = Signal(signed(sw))
                 m.d.comb += total.eq(Mux(f_c == 0, bias[f_k], acc) + f_p)
                 m.d.sync += acc.eq(total)
                 with m.If(f_c == cn - 1):
-                    m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
-                    m.d.sync += [scores[kn - 1].eq(total), h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
+                    m.d.comb += shift.eq(1)
+                    m.d.sync += [h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
             with m.If(h_valid):
                 with m.If((h_k == 0) | (h_val > best_val)):
                     m.d.sync += [best.eq(h_k), best_val.eq(h_val)]
@@ -230,6 +236,15 @@ class SerialRequantTail(wiring.Component):
                                  dense.eq(0), out_valid.eq(1)]
         with m.If(out_valid & self.o.ready):
             m.d.sync += [out_valid.eq(0), pooling.eq(1)]
+        with m.Elif(out_valid & self.rot):
+            # The consumer reads the scores one at a time from ``scores[0]``: rotate them (the
+            # shift chain's input from the last total becomes scores[0]; K rotations restore the
+            # order).
+            m.d.comb += shift.eq(1)
+        # One shift chain for both: a clock enable per score, a multiplexer on the last only.
+        with m.If(shift):
+            m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
+            m.d.sync += scores[kn - 1].eq(Mux(dense, total, scores[0]))
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.cls.eq(best)]
         for k in range(kn):
             m.d.comb += self.o.payload.scores[k].eq(scores[k])
