@@ -568,7 +568,7 @@ class KwsTop(wiring.Component):
         from kwsbnn.hw.engine import SPRAM_WORDS
         self._engine = folding is not None and folding.style == "engine"
         if self._engine:
-            self._net = EngineNetwork(dep, folding, shared_words=SPRAM_WORDS)
+            self._net = EngineNetwork(dep, folding, shared_words=SPRAM_WORDS, serial_scores=True)
             if self._net.load_words > proto.MAX_IMAGE_WORDS:
                 from kwsbnn.errors import KwsError
                 raise KwsError(f"the weight image of {self._net.load_words} words is longer than one "
