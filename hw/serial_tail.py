@@ -165,8 +165,12 @@ class SerialRequantTail(wiring.Component):
         s1_d = Signal(cw)
         m.d.sync += [s1_valid.eq(step), s1_ch.eq(ch), s1_first.eq(pos == 0),
                      s1_last.eq((pos == self._p - 1) & (ch == cn - 1)),
-                     s1_d.eq(xin.word_select(lane, cw) if ln > 1 else xin)]
+                     s1_d.eq(xin[:cw])]
         with m.If(step):
+            if ln > 1:
+                # The next lane to the bottom: a shift (one LUT per bit, packed with its
+                # flip-flop) instead of a lane multiplexer.
+                m.d.sync += xin.eq(xin >> cw)
             with m.If(lane == ln - 1):
                 m.d.sync += [lane.eq(0), have.eq(0)]
             with m.Else():
