@@ -340,8 +340,11 @@ class FrameWriter(wiring.Component):
     Throughput: one byte per UART byte time on ``o``; 1 idle cycle between frames.
     """
 
-    def __init__(self, *, n_classes: int, score_width: int, info: bytes):
-        """``info``: the INFO payload; its weights byte (22) is ORed with the ``weights`` input."""
+    def __init__(self, *, n_classes: int, score_width: int, info: bytes, serial: bool = False):
+        """``info``: the INFO payload; its weights byte (22) is ORed with the ``weights`` input.
+        ``serial``: the network rotates its held scores on ``rot`` (a serial tail,
+        :class:`kwsbnn.hw.serial_tail.SerialRequantTail`): no shift register (see the class doc)."""
+        self._serial = bool(serial)
         self._k = n_classes
         self._sw = score_width
         self._sb = (score_width + 7) // 8
@@ -352,7 +355,8 @@ class FrameWriter(wiring.Component):
         super().__init__({"req": In(stream.Signature(RESPONSE)),
                           "res": In(stream.Signature(self._layout)),
                           "o": Out(stream.Signature(8)),
-                          "cls": Out(self._cls_w), "weights": In(2), "busy": Out(1)})
+                          "cls": Out(self._cls_w), "weights": In(2), "busy": Out(1),
+                          **({"rot": Out(1)} if serial else {})})
 
     def elaborate(self, platform):
         m = Module()
@@ -372,6 +376,8 @@ class FrameWriter(wiring.Component):
         idx = Signal(range(max(last.values()) + 1))
         crc = Signal(8)
         sreg = Signal(8 * max(n_res, len(self._info)))
+        if self._serial:
+            return self._elaborate_serial(m, kind, code, idx, crc, headers, last, n_res)
 
         # The result as bytes: class, then each score sign-extended, little-endian.
         payload = self.res.payload
@@ -451,6 +457,95 @@ class FrameWriter(wiring.Component):
                         m.next = "IDLE"
         return m
 
+    def _elaborate_serial(self, m, kind, code, idx, crc, headers, last, n_res):
+        """The writer without a shift register: the RESULT's bytes come from the network's held
+        result (the class, then ``scores[0]`` byte by byte, ``rot`` after each score's last byte,
+        ``res.ready`` with the frame's last byte), the INFO bytes from a constant table by the
+        payload byte index, the one byte of ERROR / STARTED / LOADED from ``code``."""
+        sb, sw = self._sb, self._sw
+        hb = proto.HEADER_BYTES
+        payload = self.res.payload
+        pidx = Signal(range(max(n_res, len(self._info)) + 1))     # payload byte index
+        sbyte = Signal(range(max(2, sb)))                           # byte of the current score
+        cls = Value.cast(payload.cls).as_unsigned()
+        s0 = Value.cast(payload.scores[0])
+        s0_bytes = Cat(s0, *([s0[sw - 1]] * (8 * sb - sw)))
+        res_byte = Signal(8)
+        with m.If(pidx == 0):
+            m.d.comb += res_byte.eq(Cat(cls[:8], Const(0, max(0, 8 - len(cls)))))
+        with m.Else():
+            m.d.comb += res_byte.eq(s0_bytes.word_select(sbyte, 8) if sb > 1 else s0_bytes)
+        info_byte = Signal(8)
+        with m.Switch(pidx):
+            for i, b in enumerate(self._info):
+                with m.Case(i):
+                    if i == proto.BoardInfo.WEIGHTS_BYTE:
+                        m.d.comb += info_byte.eq(b | self.weights)
+                    else:
+                        m.d.comb += info_byte.eq(b)
+
+        is_last = Signal()
+        with m.Switch(kind):
+            for k, v in last.items():
+                with m.Case(k):
+                    m.d.comb += is_last.eq(idx == v)
+        byte = Signal(8)
+        with m.If(idx < hb):
+            with m.Switch(Cat(idx[:3], kind)):
+                for k, hdr in headers.items():
+                    for i, b in enumerate(hdr):
+                        with m.Case(i | (k << 3)):
+                            m.d.comb += byte.eq(b)
+        with m.Elif(is_last):
+            m.d.comb += byte.eq(crc)
+        with m.Elif(kind == RESP_INFO):
+            m.d.comb += byte.eq(info_byte)
+        with m.Elif(kind == RESP_VERDICT):
+            m.d.comb += byte.eq(res_byte)
+        with m.Else():
+            m.d.comb += byte.eq(code)      # ERROR, STARTED and LOADED send one payload byte
+
+        with m.FSM(name="writer") as fsm:
+            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+            with m.State("IDLE"):
+                m.d.comb += self.req.ready.eq(1)
+                with m.If(self.req.valid):
+                    m.d.sync += [kind.eq(self.req.payload.kind), code.eq(self.req.payload.code),
+                                 idx.eq(0), pidx.eq(0), sbyte.eq(0),
+                                 crc.eq(proto.SYNC)]    # crc8(SYNC, 0xA5) = 0
+                    with m.Switch(self.req.payload.kind):
+                        with m.Case(RESP_INFO, RESP_ERROR, RESP_STARTED, RESP_LOADED):
+                            m.next = "SEND"
+                        with m.Default():
+                            m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(self.res.valid):
+                    with m.If(code != 0):
+                        # A corrupted INFER: its result is dropped, ERROR(code) goes out instead.
+                        m.d.comb += self.res.ready.eq(1)
+                        m.d.sync += kind.eq(RESP_ERROR)
+                    with m.Else():
+                        m.d.sync += self.cls.eq(payload.cls)
+                    m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(byte)]
+                with m.If(self.o.ready):
+                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc8_next(crc, byte))]
+                    with m.If((idx >= hb) & ~is_last):
+                        m.d.sync += pidx.eq(pidx + 1)
+                        with m.If((kind == RESP_VERDICT) & (pidx != 0)):
+                            with m.If(sbyte == sb - 1):
+                                m.d.sync += sbyte.eq(0)
+                                m.d.comb += self.rot.eq(1)
+                            with m.Else():
+                                m.d.sync += sbyte.eq(sbyte + 1)
+                    with m.If(is_last):
+                        # The RESULT is released only after its last byte (its scores rotated
+                        # back into their order).
+                        m.d.comb += self.res.ready.eq(kind == RESP_VERDICT)
+                        m.next = "IDLE"
+        return m
+
 
 class KwsTop(wiring.Component):
     """The board design: network, UART, protocol 2 with its ring buffer, LEDs, reset button,
@@ -473,7 +568,7 @@ class KwsTop(wiring.Component):
         from kwsbnn.hw.engine import SPRAM_WORDS
         self._engine = folding is not None and folding.style == "engine"
         if self._engine:
-            self._net = EngineNetwork(dep, folding, shared_words=SPRAM_WORDS)
+            self._net = EngineNetwork(dep, folding, shared_words=SPRAM_WORDS, serial_scores=True)
             if self._net.load_words > proto.MAX_IMAGE_WORDS:
                 from kwsbnn.errors import KwsError
                 raise KwsError(f"the weight image of {self._net.load_words} words is longer than one "
@@ -592,8 +687,11 @@ class KwsTop(wiring.Component):
             timeout_cycles=self._timeout_cycles, frame_bytes=g.frame_bytes, stride=g.stride,
             load_bytes=g.load_bytes)
         info = self._geom.info(self._clk, proto.Weights.IN_BITSTREAM).encode()  # weights ORed in
+        serial = bool(getattr(self._net, "rotating_scores", False))
         m.submodules.writer = writer = FrameWriter(n_classes=g.n_classes, score_width=g.score_width,
-                                                   info=info)
+                                                   info=info, serial=serial)
+        if serial:
+            m.d.comb += net.rot.eq(writer.rot)
         if self._engine:
             from kwsbnn.hw.engine import SPRAM_WORDS
             m.submodules.ring = ring = SpramRing(

@@ -354,7 +354,7 @@ class EngineNetwork(wiring.Component):
     """
 
     def __init__(self, dep, folding: Folding | None = None, *, taps: bool = False,
-                 shared_words: int = 0):
+                 shared_words: int = 0, serial_scores: bool = False):
         from .cost import engine_folding
         from .engine import WORD_BITS, LayerEngine, shared_signature
         from .plan import engine_split
@@ -383,7 +383,8 @@ class EngineNetwork(wiring.Component):
             self._tail = SerialRequantTail(
                 np.ones(c, np.int64), np.zeros(c, np.int64), 0, lo=t.lo, hi=t.hi, count_width=8,
                 lanes=STREAM_LANES, positions=t.positions, weights=t.layer["weights"],
-                bias=t.layer["bias"], binary_weights=t.binary_weights, identity=True)
+                bias=t.layer["bias"], binary_weights=t.binary_weights, identity=True,
+                serial_out=serial_scores)
         elif last.out_prec == "int8":
             from .serial_tail import SerialRequantTail
             layer, t = last.layer, self._tail_plan
@@ -392,13 +393,15 @@ class EngineNetwork(wiring.Component):
                 -2 * mul, last.k * mul + np.asarray(layer["add"], np.int64), layer["shift"],
                 lo=layer["lo"], hi=layer["hi"], count_width=self._engine.count_width, lanes=fold["pe"],
                 positions=t.positions, weights=t.layer["weights"], bias=t.layer["bias"],
-                binary_weights=t.binary_weights)
+                binary_weights=t.binary_weights, serial_out=serial_scores)
         else:
             self._tail = _tail_unit(self._tail_plan)
         c0, _, _ = dep.input["shape"]
         ew = 1 if dep.input["prec"] == "bin" else 8
         ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
                  "wl": In(stream.Signature(WORD_BITS))}
+        if self.rotating_scores:
+            ports["rot"] = In(1)            # the serial tail's score rotation (SerialRequantTail)
         self._shared = int(shared_words)
         if self._shared:
             ports.update(shared_signature(self._shared).members)
@@ -480,7 +483,16 @@ class EngineNetwork(wiring.Component):
         m.submodules.tail = self._tail
         wiring.connect(m, src, self._tail.i)
         wiring.connect(m, self._tail.o, wiring.flipped(self.o))
+        if self.rotating_scores:
+            m.d.comb += self._tail.rot.eq(self.rot)
         return m
+
+    @property
+    def rotating_scores(self) -> bool:
+        """Whether ``rot`` rotates the held result's scores (a serial tail): the board's writer then
+        reads them from ``scores[0]`` instead of copying the result."""
+        from .serial_tail import SerialRequantTail
+        return isinstance(self._tail, SerialRequantTail)
 
 
 def build(dep, folding: Folding | None = None, *, taps: bool = False):

@@ -293,7 +293,8 @@ def unit_memories(unit) -> list[MemShape]:
         return [MemShape("lines", (u._pp - 1) * 8, u._f, rom=False)] if u._pp > 1 else []
     if k == "serial_tail":
         return ([] if u.identity else [MemShape("crom", u._mw + u._adw, u._c, rom=True, block=True)]) + [
-                MemShape("gram", u._gmw, u._c, rom=False),
+                (MemShape("gram", max(u._gmw, u._sw), u._c + u._k, rom=False)
+                 if getattr(u, "_serial_out", False) else MemShape("gram", u._gmw, u._c, rom=False)),
                 MemShape("wrom", u._ww, u._c * u._k, rom=True)]
     if k == "window":
         rr = (u._kt - 1) * u._dt
@@ -708,6 +709,19 @@ LOADER_LOGIC = {
 }
 
 
+#: The engine style's board top with a serial tail (:class:`kwsbnn.hw.serial_tail.SerialRequantTail`
+#: with ``serial_out``, :class:`kwsbnn.boards.top.FrameWriter` with ``serial``): the tail writes its
+#: scores into its sums' memory instead of K score registers, and the writer reads the held result
+#: byte by byte (the tail's ``rot``) instead of copying it into a shift register of the whole
+#: RESULT payload. Logic cells saved per bit, measured (yosys ``synth_ice40 -dsp -noflatten``,
+#: nextpnr ``--pack-only``, the whole board top of ``binary`` at the iCEBreaker folding, 12
+#: classes of 28-bit scores, benchmarks/board_cells.py): the writer 308 cells of its 392-bit
+#: result register (529 -> 221 alone), the tail 205 of its 336 score bits (5,675 -> 5,162 in all,
+#: the sums' memory one block RAM wider). Only the engine style (iCE40 UP) builds it.
+SERIAL_RESULT_SAVING = {"ice40": {"result_bit": 308 / 392, "score_bit": 205 / 336},
+                        "ecp5": {"result_bit": 308 / 392, "score_bit": 205 / 336}}
+
+
 def staging_block_rams(ring: RingUnit, family: str) -> int:
     """Block RAMs of the engine style's staging buffer in front of its SPRAM ring: two frame slots
     of a power of two of transfers each (:class:`kwsbnn.boards.ring.SpramRing`; 1 for a 40-byte
@@ -804,9 +818,17 @@ class LayerEstimator:
             for stage in net._stages:
                 _silenced(stage)
             _silenced(dict(units, tail=net._tail, net=net))
+            u = net._tail
+            extra = 0
+            if unit_kind(u) == "serial_tail":
+                # The board's sums memory with the scores after the sums (serial_out).
+                plain = MemShape("gram", u._gmw, u._c, rom=False)
+                wide = MemShape("gram", max(u._gmw, u._sw), u._c + u._k, rom=False)
+                extra = (map_memory(wide, self.family)["block_ram"]
+                         - map_memory(plain, self.family)["block_ram"])
             self._cache[("engine_tail",) + key[1:]] = dict(
                 unit_estimate(net._tail, self.family, self.coefs), name=self.tail.name,
-                units={"tail": unit_kind(net._tail)})
+                units={"tail": unit_kind(net._tail)}, serial_extra_bram=extra)
             per_unit = {role: unit_estimate(u, self.family, self.coefs) for role, u in units.items()}
             entry = _sum(per_unit.values())
             fold = folding[net._eng[0].name]
@@ -829,8 +851,19 @@ class LayerEstimator:
             entries = [self.layer(p, folding[p.name]) for p in self.convs] + [self._tail]
         if link:
             lu = LinkUnit.for_model(self.dep, self.score_width(), clk_hz=clk_hz)
-            entries.append(dict(unit_estimate(lu, self.family, self.coefs), name="link",
-                                units={"link": "link"}))
+            link_entry = dict(unit_estimate(lu, self.family, self.coefs), name="link",
+                              units={"link": "link"})
+            if folding.style == "engine" and entries[-1]["units"].get("tail") == "serial_tail":
+                # The board's serial result path (SERIAL_RESULT_SAVING): the scores in the tail's
+                # sums memory, no result shift register in the writer.
+                save = SERIAL_RESULT_SAVING[self.family]
+                k, sw = len(self.tail.layer["bias"]), self.score_width()
+                tail_entry = dict(entries[-1])
+                tail_entry["logic_cells"] -= save["score_bit"] * k * sw
+                tail_entry["block_ram"] += tail_entry.get("serial_extra_bram", 0)
+                entries[-1] = tail_entry
+                link_entry["logic_cells"] -= save["result_bit"] * 8 * lu.link_geometry["result_bytes"]
+            entries.append(link_entry)
             ru = RingUnit.for_model(self.dep)
             ring = ring_estimate(ru, self.family)
             if folding.style == "engine":

@@ -31,11 +31,20 @@ computes itself) the transfers hold ``lanes`` int8 values (``count_width = 8``, 
 and ``y`` is the value itself: no constants, no multiplier (``mul``, ``add``, ``shift`` unused).
 
 Members: ``i : In(stream.Signature(lanes * count_width))``; ``o : Out(stream.Signature(layout))``
-with the layout of :func:`kwsbnn.hw.scores.result_layout`.
+with the layout of :func:`kwsbnn.hw.scores.result_layout`; ``rot : In(1)``: while ``o.valid`` (and
+not ``o.ready``), each cycle with ``rot`` high rotates the scores by one (``scores[k]`` takes
+``scores[k + 1]``, the last takes ``scores[0]``), so that a consumer reads them one by one from
+``scores[0]`` with no copy of its own (:class:`kwsbnn.boards.top.FrameWriter`); ``K`` rotations
+restore the order. With ``serial_out=True`` the scores are not held in registers at all: the dense
+loop writes them into the sums' memory (words ``C`` to ``C + K - 1``; the memory is as wide as the
+wider of a sum and a score) and ``scores[0]`` shows the memory's read data, score ``r`` (from 0,
+``r`` advanced by ``rot``; valid from the second cycle after ``o.valid`` rises or a ``rot``);
+the other scores read 0. Tie ``rot`` to 0 for a plain stream (the scores already form a shift chain: the
+rotation costs one multiplexer bit per score bit on the last score only).
 """
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,8 +54,10 @@ from .scores import result_layout
 
 class SerialRequantTail(wiring.Component):
     def __init__(self, mul, add, shift: int, *, lo: int, hi: int, count_width: int, lanes: int,
-                 positions: int, weights, bias, binary_weights: bool = False, identity: bool = False):
+                 positions: int, weights, bias, binary_weights: bool = False, identity: bool = False,
+                 serial_out: bool = False):
         self._identity = bool(identity)
+        self._serial_out = bool(serial_out)
         self._mul = np.asarray(mul, dtype=np.int64).reshape(-1)
         self._add = np.asarray(add, dtype=np.int64).reshape(-1)
         self._c = len(self._mul)
@@ -79,7 +90,7 @@ class SerialRequantTail(wiring.Component):
         self._sw = signed_width(-reach, reach)
         self._layout = result_layout(self._k, self._sw)
         super().__init__({"i": In(stream.Signature(self._l * self._cw)),
-                          "o": Out(stream.Signature(self._layout))})
+                          "o": Out(stream.Signature(self._layout)), "rot": In(1)})
 
     @property
     def score_width(self) -> int:
@@ -121,9 +132,18 @@ class SerialRequantTail(wiring.Component):
                                                      attrs={"ram_style": "block"})
             crp = crom.read_port()
         gshape = unsigned(self._gmw) if self._glo >= 0 else signed(gw)
-        m.submodules.gram = gram = memory.Memory(shape=gshape, depth=cn, init=[])
+        so = self._serial_out
+        if so:
+            # The scores go into the sums' memory after the sums (words C .. C + K - 1), as wide
+            # as the wider of the two; the sums are read back from its low bits.
+            gram = memory.Memory(shape=unsigned(max(self._gmw, sw)), depth=cn + kn, init=[])
+        else:
+            gram = memory.Memory(shape=gshape, depth=cn, init=[])
+        m.submodules.gram = gram
         gwp = gram.write_port()
         grp = gram.read_port(transparent_for=())
+        g_rd = Value.cast(grp.data[:self._gmw])
+        g_rd = g_rd.as_signed() if self._glo < 0 else g_rd.as_unsigned()
         winit = [int(self._w[k, c]) & ((1 << ww) - 1) for k in range(kn) for c in range(cn)]
         m.submodules.wrom = wrom = memory.Memory(shape=unsigned(ww), depth=cn * kn, init=winit)
         wrp = wrom.read_port()
@@ -145,8 +165,12 @@ class SerialRequantTail(wiring.Component):
         s1_d = Signal(cw)
         m.d.sync += [s1_valid.eq(step), s1_ch.eq(ch), s1_first.eq(pos == 0),
                      s1_last.eq((pos == self._p - 1) & (ch == cn - 1)),
-                     s1_d.eq(xin.word_select(lane, cw) if ln > 1 else xin)]
+                     s1_d.eq(xin[:cw])]
         with m.If(step):
+            if ln > 1:
+                # The next lane to the bottom: a shift (one LUT per bit, packed with its
+                # flip-flop) instead of a lane multiplexer.
+                m.d.sync += xin.eq(xin >> cw)
             with m.If(lane == ln - 1):
                 m.d.sync += [lane.eq(0), have.eq(0)]
             with m.Else():
@@ -164,7 +188,7 @@ class SerialRequantTail(wiring.Component):
         s2_add = Signal(signed(adw))
         s2_g = Signal(signed(gw))
         m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_valid & s1_last), s2_ch.eq(s1_ch),
-                     s2_g.eq(Mux(s1_first, 0, grp.data))]
+                     s2_g.eq(Mux(s1_first, 0, g_rd))]
         y = Signal(signed(9))
         if self._identity:
             s2_x = Signal(signed(cw))
@@ -177,7 +201,11 @@ class SerialRequantTail(wiring.Component):
             v = Signal(signed(max(cw + 1 + mw, adw) + 1))
             m.d.comb += v.eq((s2_prod + s2_add) >> self._shift)
         m.d.comb += y.eq(Mux(v < self._lo, self._lo, Mux(v > self._hi, self._hi, v)))
-        m.d.comb += [gwp.addr.eq(s2_ch), gwp.data.eq(s2_g + y), gwp.en.eq(s2_valid)]
+        score_we = Signal()            # serial_out: a score to the memory (dense loop only)
+        score_k = Signal(range(kn))
+        total = Signal(signed(sw))
+        m.d.comb += [gwp.addr.eq(Mux(score_we, cn + score_k, s2_ch)),
+                     gwp.data.eq(Mux(score_we, total, s2_g + y)), gwp.en.eq(s2_valid | score_we)]
 
         # Dense loop and argmax (as GapDenseArgmax, the sums read from the memory).
         dense = Signal()
@@ -194,10 +222,16 @@ class SerialRequantTail(wiring.Component):
         scores = [Signal(signed(sw), name=f"score{k}") for k in range(kn)]
         best, best_val = Signal(range(kn)), Signal(signed(sw))
         out_valid = Signal()
+        shift = Signal()
+        rix = Signal(range(kn))        # serial_out: the score on o.payload.scores[0]
 
         if not self._identity:
             m.d.comb += crp.addr.eq(ch)
-        m.d.comb += [grp.addr.eq(Mux(dense, c_idx, ch)), wrp.addr.eq(addr)]
+        if so:
+            m.d.comb += grp.addr.eq(Mux(dense, c_idx, Mux(out_valid, cn + rix, ch)))
+        else:
+            m.d.comb += grp.addr.eq(Mux(dense, c_idx, ch))
+        m.d.comb += wrp.addr.eq(addr)
         with m.If(s2_last):
             m.d.sync += [dense.eq(1), c_idx.eq(0), k_idx.eq(0), addr.eq(0), issue_done.eq(0)]
         with m.If(dense):
@@ -212,16 +246,15 @@ class SerialRequantTail(wiring.Component):
                 with m.Else():
                     m.d.sync += [c_idx.eq(c_idx + 1), addr.eq(addr + 1)]
             m.d.sync += [e_valid.eq(d_valid), e_c.eq(d_c), e_k.eq(d_k), e_w.eq(wrp.data.as_signed()),
-                         e_g.eq(grp.data)]
+                         e_g.eq(g_rd)]
             m.d.sync += [f_valid.eq(e_valid), f_c.eq(e_c), f_k.eq(e_k), f_p.eq(e_w * e_g)]
             m.d.sync += h_valid.eq(0)
             with m.If(f_valid):
-                total = Signal(signed(sw))
                 m.d.comb += total.eq(Mux(f_c == 0, bias[f_k], acc) + f_p)
                 m.d.sync += acc.eq(total)
                 with m.If(f_c == cn - 1):
-                    m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
-                    m.d.sync += [scores[kn - 1].eq(total), h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
+                    m.d.comb += [shift.eq(1), score_we.eq(so), score_k.eq(f_k)]
+                    m.d.sync += [h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
             with m.If(h_valid):
                 with m.If((h_k == 0) | (h_val > best_val)):
                     m.d.sync += [best.eq(h_k), best_val.eq(h_val)]
@@ -230,7 +263,24 @@ class SerialRequantTail(wiring.Component):
                                  dense.eq(0), out_valid.eq(1)]
         with m.If(out_valid & self.o.ready):
             m.d.sync += [out_valid.eq(0), pooling.eq(1)]
+        with m.If(s2_last):
+            m.d.sync += rix.eq(0)
+        with m.Elif(out_valid & self.rot & so):
+            m.d.sync += rix.eq(Mux(rix == kn - 1, 0, rix + 1))
+        with m.Elif(out_valid & self.rot):
+            # The consumer reads the scores one at a time from ``scores[0]``: rotate them (the
+            # shift chain's input from the last total becomes scores[0]; K rotations restore the
+            # order).
+            m.d.comb += shift.eq(1)
+        # One shift chain for both: a clock enable per score, a multiplexer on the last only.
+        if not so:
+            with m.If(shift):
+                m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
+                m.d.sync += scores[kn - 1].eq(Mux(dense, total, scores[0]))
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.cls.eq(best)]
-        for k in range(kn):
-            m.d.comb += self.o.payload.scores[k].eq(scores[k])
+        if so:
+            m.d.comb += self.o.payload.scores[0].eq(grp.data[:sw].as_signed())
+        else:
+            for k in range(kn):
+                m.d.comb += self.o.payload.scores[k].eq(scores[k])
         return m
