@@ -55,3 +55,36 @@ def run_stream(dut, inputs, n_out: int, *, gap: float, stall: float, seed: int,
     sim.add_testbench(get)
     sim.run()
     return got
+
+
+def inference_stamps(dut, inputs, n: int, per: int) -> list[int]:
+    """Load ``dut.image()`` on ``dut.wl``, send ``inputs`` back to back on ``dut.i`` and take every
+    output at once: the cycle of each ``per``-th output (the end of each of ``n`` inferences), for
+    checking a period against the cost model."""
+    from amaranth.sim import Simulator
+
+    stamps = []
+
+    async def load(ctx):
+        await stream_put(ctx, dut.wl, dut.image())
+
+    async def put(ctx):
+        await stream_put(ctx, dut.i, inputs)
+
+    async def get(ctx):
+        ctx.set(dut.o.ready, 1)
+        seen = cycle = 0
+        while seen < n * per:
+            await ctx.tick()
+            cycle += 1
+            if ctx.get(dut.o.valid):
+                seen += 1
+                if seen % per == 0:
+                    stamps.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for tb in (load, put, get):
+        sim.add_testbench(tb)
+    sim.run()
+    return stamps

@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 import specgen
 from kwsbnn.hw.engine import LayerEngine, engine_layers
-from kwsbnn.hw.testing import run_stream, stream_get, stream_put
+from kwsbnn.hw.testing import inference_stamps, run_stream, stream_get, stream_put
 from kwsbnn.sw.golden import GoldenModel, windows, xnor_popcount_acc
 
 C, T, F = 8, 6, 5
@@ -80,30 +80,7 @@ def test_cycles_per_inference_is_exact(last, pe, simd):
     inputs = [int(v) for v in np.random.default_rng(6).integers(0, 1 << C, n * T * F)]
     g = dut.layers[-1]
     per = g.positions * (C // pe if last == "int8" else 1)
-    stamps = []
-
-    async def load(ctx):
-        await stream_put(ctx, dut.wl, dut.image())
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs)
-
-    async def get(ctx):
-        ctx.set(dut.o.ready, 1)
-        seen = cycle = 0
-        while seen < n * per:
-            await ctx.tick()
-            cycle += 1
-            if ctx.get(dut.o.valid):
-                seen += 1
-                if seen % per == 0:
-                    stamps.append(cycle)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    for tb in (load, put, get):
-        sim.add_testbench(tb)
-    sim.run()
+    stamps = inference_stamps(dut, inputs, n, per)
     assert list(np.diff(stamps)) == [dut.cycles_per_inference] * (n - 1)
     assert dut.compute_cycles == sum(dut.layer_cycles(g) for g in dut.layers) + 5 * 3
 

@@ -7,12 +7,11 @@ stream map in the weight memory."""
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 import specgen
 from kwsbnn.errors import KwsError
 from kwsbnn.hw.engine import STREAM_LANES, LayerEngine
-from kwsbnn.hw.testing import run_stream, stream_put
+from kwsbnn.hw.testing import inference_stamps, run_stream
 from kwsbnn.sw import deploy
 from kwsbnn.sw.golden import GoldenModel
 
@@ -59,30 +58,7 @@ def test_stream_engine_cycles_are_exact(pe, simd):
     dut = LayerEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
     n, per = 3, T * F * C // STREAM_LANES
     inputs = _words(np.random.default_rng(6).integers(-128, 128, (n, C, T, F)))
-    stamps = []
-
-    async def load(ctx):
-        await stream_put(ctx, dut.wl, dut.image())
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs)
-
-    async def get(ctx):
-        ctx.set(dut.o.ready, 1)
-        seen = cycle = 0
-        while seen < n * per:
-            await ctx.tick()
-            cycle += 1
-            if ctx.get(dut.o.valid):
-                seen += 1
-                if seen % per == 0:
-                    stamps.append(cycle)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    for tb in (load, put, get):
-        sim.add_testbench(tb)
-    sim.run()
+    stamps = inference_stamps(dut, inputs, n, per)
     sf = 9 * C // simd
     gf = STREAM_LANES // pe
     assert dut.cycles_per_inference == T * F * C + 7 + 3 * (T * F * (2 + gf * sf) + 9 + pe)
