@@ -340,6 +340,10 @@ class EngineNetwork(wiring.Component):
     (requantization, pooling and the dense layer one channel at a time, the engine's counts in), else
     :class:`GapDenseArgmax` on the last layer's bits.
 
+    With a folding whose ``memory`` is ``bram`` the engine is
+    :class:`~kwsbnn.hw.bram_engine.BramEngine` (weights in block-RAM ROM, nothing to load, no
+    ``wl`` port) and the tail :class:`GapDenseArgmax` on its whole positions of int8 values.
+
     Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
     loader port: after power-up the network takes no input until it has received
     :meth:`load_image` (the weight-memory image, :attr:`load_words` words, in order). With
@@ -365,19 +369,33 @@ class EngineNetwork(wiring.Component):
         self._folding = folding or engine_folding(dep)
         if self._folding.style != "engine":
             raise UnsupportedNetwork("EngineNetwork needs a folding of the engine style", "use Network")
+        self._bram = self._folding.memory == "bram"
+        if self._bram and shared_words:
+            raise UnsupportedNetwork("the block-RAM engine has no weight memory to share (its weights "
+                                     "are in the bitstream)", "build it without shared_words")
         try:
             self._stages = [Network._conv_units(p, self._folding[p.name]) for p in self._front]
             fold = self._folding[self._eng[0].name]
             c, t, f = self._eng[0].in_shape
-            self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
-                                       pe=fold["pe"], simd=fold["simd"], shared_words=shared_words)
+            if self._bram:
+                from .bram_engine import BramEngine
+                self._engine = BramEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
+                                          pe=fold["pe"], simd=fold["simd"])
+            else:
+                self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t,
+                                           coeffs=f, pe=fold["pe"], simd=fold["simd"],
+                                           shared_words=shared_words)
         except FoldingError as e:
             raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
         except ValueError as e:
             raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
         last = self._eng[-1]
         self._requant = None          # the int8 last layer's requantization is in the serial tail
-        if self._engine.stream:
+        if self._bram:
+            # The block-RAM engine sends whole positions of the last layer's values: the tail pools
+            # all channels of a position per cycle.
+            self._tail = _tail_unit(self._tail_plan)
+        elif self._engine.stream:
             from .serial_tail import SerialRequantTail
             t = self._tail_plan
             self._tail = SerialRequantTail(
@@ -398,8 +416,9 @@ class EngineNetwork(wiring.Component):
             self._tail = _tail_unit(self._tail_plan)
         c0, _, _ = dep.input["shape"]
         ew = 1 if dep.input["prec"] == "bin" else 8
-        ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
-                 "wl": In(stream.Signature(WORD_BITS))}
+        ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout))}
+        if not self._bram:
+            ports["wl"] = In(stream.Signature(WORD_BITS))
         if self.rotating_scores:
             ports["rot"] = In(1)            # the serial tail's score rotation (SerialRequantTail)
         self._shared = int(shared_words)
@@ -467,7 +486,8 @@ class EngineNetwork(wiring.Component):
                 Network._tap(self, m, p, src)
         m.submodules.engine = eng = self._engine
         wiring.connect(m, src, eng.i)
-        wiring.connect(m, wiring.flipped(self.wl), eng.wl)
+        if not self._bram:
+            wiring.connect(m, wiring.flipped(self.wl), eng.wl)
         if self._shared:
             m.d.comb += [eng.wl_reload.eq(self.wl_reload), self.wl_loaded.eq(eng.wl_loaded),
                          self.sm_grant.eq(eng.sm_grant), eng.sm_addr.eq(self.sm_addr),
