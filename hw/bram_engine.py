@@ -119,14 +119,11 @@ class BramEngine(wiring.Component):
         self._wwords, self._wbase = [], []
         for g, sfn in zip(self._geo, self._sfs):
             self._wbase.append(len(self._wwords))
-            for nfi in range(self._nf):
-                for sfi in range(sfn):
-                    word = 0
-                    for p in range(pe):
-                        row = g.weights[nfi * pe + p, sfi * simd:(sfi + 1) * simd]
-                        for j, bit in enumerate(row):
-                            word |= int(bit) << (p * simd + j)
-                    self._wwords.append(word)
+            # [NF, pe, SF, simd] -> word (nf, sf), bit p * simd + j.
+            w = np.asarray(g.weights, dtype=np.uint8).reshape(self._nf, pe, sfn, simd)
+            bits = w.transpose(0, 2, 1, 3).reshape(self._nf * sfn, pe * simd)
+            packed = np.packbits(bits, axis=1, bitorder="little")
+            self._wwords += [int.from_bytes(row.tobytes(), "little") for row in packed]
         self._constants()
         # Room for every position in flight from its first issue to its last value's read out.
         self._fifo_depth = -(-(self.latency + 2) // self.position_cycles_min) + 2

@@ -227,6 +227,9 @@ def _kind(unit) -> str:
                       (Join2, "join"), (Gather, "gather")):
         if isinstance(unit, cls):
             return name
+    from .bram_engine import BramEngine
+    if isinstance(unit, BramEngine):
+        return "bram_engine"
     if type(unit).__name__ == "LinkUnit" or hasattr(unit, "link_geometry"):
         return "link"
     if type(unit).__name__ in ("RingUnit", "FrameRing"):
@@ -289,6 +292,12 @@ def unit_memories(unit) -> list[MemShape]:
         if u.stream:
             mems.append(MemShape("srom", u._smw + u._saw + 9, len(u._sconst), rom=True, block=True))
         return mems
+    if k == "bram_engine":
+        # The weight ROM is block RAM by its attribute; the maps have no read-during-write checks;
+        # the output FIFO's storage (SyncFIFOBuffered: depth - 1 words) reads asynchronously.
+        mems = [MemShape(name, w, d, rom=rom, block=name == "wrom", rw_check=False)
+                for name, w, d, rom in u.memories()]
+        return mems + [_sync_fifo_mem("ofifo/storage", u._c * 8, u.fifo_depth - 1)]
     if k == "boxsum":
         return [MemShape("lines", (u._pp - 1) * 8, u._f, rom=False)] if u._pp > 1 else []
     if k == "serial_tail":
@@ -409,6 +418,8 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["ctr"] = (_log2(u._nf) + _log2(u._cs) + 2 * _log2(max(x.t for x in g) * max(x.f for x in g))
                     + _log2(max(x.to for x in g)) + _log2(max(x.fo for x in g))
                     + _log2(u.load_words) + _log2(u.weight_words)) * len(g) ** 0.5
+    elif k == "bram_engine":
+        f.update(bram_engine_features(u))
     elif k == "boxsum":
         f["sum_bits"] = u._w * u._pq + (u._pp - 1) * 8      # column sums, their registers, line word
         f["ctr"] = _log2(u._t) + _log2(u._f)
@@ -472,6 +483,25 @@ def unit_features(unit, family: str = "ice40") -> dict:
     return f
 
 
+def bram_engine_features(u) -> dict:
+    """Features of :class:`kwsbnn.hw.bram_engine.BramEngine` (model ``bram_engine``, ECP5):
+    ``xnor`` (PE x SIMD lanes: XOR, 16-bit popcounts and the adder tree), ``wreg`` (the registered
+    weight word and chunk: PE x SIMD + SIMD), ``win_bits`` (the two window registers, 2 K, with
+    their tap captures), ``chunk_mux`` (SIMD x (SF - 1)), ``update`` (PE update lanes x their
+    register bits: product, offset, sum, delta, r and threshold over four stages), ``collect`` (the
+    output values and bits, 9 C), ``taps`` (read addresses and bounds checks: copies x address
+    bits), ``ctr`` (counters)."""
+    sf = max(u._sfs)
+    pw = u._aw + 1 + u._smw
+    lane_bits = pw + u._saw + (max(pw, u._saw) + 1) + 2 * 10 + 4 * (9 + 8)
+    ab = _log2(2 * u._n)
+    return {"xnor": u.lanes, "wreg": u.lanes + u.simd, "win_bits": 2 * u._kmax,
+            "chunk_mux": u.simd * (sf - 1), "update": u.pe * lane_bits, "collect": 9 * u._c,
+            "taps": u.map_copies * ab,
+            "ctr": (_log2(u._nf) + _log2(sf) + 3 * ab + _log2(u.weight_words)
+                    + 2 * _log2(u.stream_words))}
+
+
 #: Weight ROMs that feed a unit's lanes directly: kept in logic, their LUTs merge with the lanes'
 #: logic, so they are part of the unit's formula (features ``wrom_luts``, ``wrom_width``).
 _IN_UNIT_ROMS = {"mvu": ("wrom",), "conv": ("wrom",)}
@@ -526,6 +556,8 @@ def unit_dsp(unit, family: str) -> int:
         return _tail_mul_dsp(u, family)
     if k == "serial_tail":
         return _serial_tail_dsp(u, family)
+    if k == "bram_engine":
+        return u.pe * _mul_dsp(u._aw + 1, u._smw, family)      # the update lanes' products
     if k == "engine" and u.stream:
         # The stream's update multiplier (count x constant) and ``(li + 1) * C`` when C is not a
         # power of two.
@@ -811,7 +843,8 @@ class LayerEstimator:
         from .plan import engine_split
         eng = engine_split(self.dep)[1]
         fold = folding[eng[0].name]
-        key = ("engine", int(fold["pe"]), int(fold["simd"]))
+        key = ("engine", int(fold["pe"]), int(fold["simd"])) + (
+            ("bram",) if folding.memory == "bram" else ())
         if key not in self._cache:
             net = EngineNetwork(self.dep, folding)
             units = {"engine": net.engine}
@@ -834,7 +867,7 @@ class LayerEstimator:
             fold = folding[net._eng[0].name]
             entry.update(name="engine", pe=fold["pe"], simd=fold["simd"],
                          units={role: unit_kind(u) for role, u in units.items()},
-                         cycles=net.engine.compute_cycles)
+                         cycles=net.engine.compute_cycles, tail_key=("engine_tail",) + key[1:])
             self._cache[key] = entry
         return self._cache[key]
 
@@ -845,8 +878,7 @@ class LayerEstimator:
             from .plan import engine_split
             front = engine_split(self.dep)[0]
             eng = self.engine(folding)
-            key = ("engine_tail", eng["pe"], eng["simd"])
-            entries = [self.layer(p, folding[p.name]) for p in front] + [eng, self._cache[key]]
+            entries = [self.layer(p, folding[p.name]) for p in front] + [eng, self._cache[eng["tail_key"]]]
         else:
             entries = [self.layer(p, folding[p.name]) for p in self.convs] + [self._tail]
         if link:
@@ -866,7 +898,7 @@ class LayerEstimator:
             entries.append(link_entry)
             ru = RingUnit.for_model(self.dep)
             ring = ring_estimate(ru, self.family)
-            if folding.style == "engine":
+            if folding.style == "engine" and folding.memory != "bram":
                 # The engine style owns the four SPRAMs and fills a fraction of them with weights
                 # (at most 1 Mbit: see engine_costs); its board top keeps the ring's 32 kbit there
                 # too instead of 8 block RAMs, which its activation maps need, with a staging block
