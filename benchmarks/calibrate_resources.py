@@ -128,6 +128,10 @@ for c, pe, simd, last, sc in [(64, 1, 64, "int8", False), (96, 1, 48, "int8", Fa
 for c, pe, simd in [(64, 1, 576), (64, 2, 576), (64, 8, 576), (64, 4, 192), (64, 8, 64), (64, 1, 64),
                     (32, 2, 288), (32, 8, 96)]:
     GRID.append(("bram_engine", dict(c=c, pe=pe, simd=simd)))
+# Its tail: the dense layer and argmax on the pooled sums.
+for c, k, lanes, hi in [(64, 12, 4, 127 * 325), (64, 12, 8, 127 * 325), (32, 12, 2, 127 * 325),
+                        (16, 4, 1, 127 * 50)]:
+    GRID.append(("dense", dict(c=c, k=k, lanes=lanes, hi=hi)))
 # Box sums of a first layer whose pooling is folded in.
 for t, f, pool in [(101, 40, (4, 3)), (13, 10, (4, 3)), (51, 21, (2, 2))]:
     GRID.append(("boxsum", dict(t=t, f=f, pool=pool)))
@@ -308,7 +312,13 @@ def build(kind: str, p: dict, seed: int = 0):
                            "add": rng.integers(-(1 << 18), 1 << 18, c),
                            "smul": np.full(c, 1 << shift), "in_threshold": rng.integers(-40, 40, c),
                            "lo": 0 if n == 2 else -128, "hi": 127})
-        return BramEngine(layers, channels=c, frames=25, coeffs=13, pe=p["pe"], simd=p["simd"])
+        return BramEngine(layers, channels=c, frames=25, coeffs=13, pe=p["pe"], simd=p["simd"],
+                          pool=True)
+    if kind == "dense":
+        from kwsbnn.hw.dense import DenseArgmax
+        c, k = p["c"], p["k"]
+        return DenseArgmax(rng.integers(-127, 128, (k, c)), rng.integers(-1000, 1000, k),
+                           lanes=p["lanes"], sum_lo=0, sum_hi=p["hi"])
     if kind == "window":
         dil = p["dil"]
         return SlidingWindow(p["c"], p["ew"], p["t"], p["f"], (3, 3), dilation=(dil, dil),
@@ -357,10 +367,11 @@ def memories_of(kind, unit):
 
 def _wanted(kind, params, family) -> bool:
     """ECP5 measures fewer single memories: its rule's thresholds need only the shapes around them;
-    the layer engine and its serial tail are measured on iCE40 only, the block-RAM engine on ECP5."""
+    the layer engine and its serial tail are measured on iCE40 only, the block-RAM engine and its
+    dense tail on ECP5."""
     if kind in ("engine", "serial_tail"):
         return family == "ice40"
-    if kind == "bram_engine":
+    if kind in ("bram_engine", "dense"):
         return family == "ecp5"
     if kind != "memory" or family != "ecp5":
         return True

@@ -10,13 +10,16 @@ stream ``r``, convolves them with the layer's binary weights (padding with the l
 ``pad_bit``, stride 1, dilation, window order ``k = (a * kf + b) * C + i``) and adds
 ``clamp((acc * mul + add) >> shift, -255, 255)`` to ``r`` (0 instead of ``r`` without shortcut),
 clamped to the layer's ``[lo, hi]``. The last layer's clamped ``r`` (the ReLU with ``last=int8``)
-goes out, one position at a time, for :class:`~kwsbnn.hw.scores.GapDenseArgmax`.
+goes out, one position at a time (for :class:`~kwsbnn.hw.scores.GapDenseArgmax`), or with
+``pool=True`` summed per channel over the positions (for :class:`~kwsbnn.hw.dense.DenseArgmax`).
 
 Streams:
 - ``i : In(stream.Signature(64))``: stream words, 8 int8 values (element ``j`` at bits ``8j``:
   channel ``8 g + j``), ``C / 8`` per position, positions t-major: ``T F C / 8`` per inference;
 - ``o : Out(stream.Signature(8 C))``: the last layer's values, one transfer per position
-  (t-major), channel ``c`` at bits ``8c``.
+  (t-major), channel ``c`` at bits ``8c``; with ``pool``, ``o : Out(stream.Signature(pe *
+  sum_width))``: ``NF = C / pe`` transfers per inference, lane ``p`` of transfer ``nf`` the sum over
+  the positions of channel ``nf pe + p`` (signed, :attr:`sum_width` bits).
 
 Memories (all block RAM on ECP5, Yosys ``DP16KD``):
 - **Weight ROM**, in the bitstream: word ``wbase_l + nf * SF_l + sf``, lane ``p`` bits ``p * simd +
@@ -38,11 +41,13 @@ position's window is read into a second register meanwhile (``map_copies`` taps 
 bits outside the map). Per position, for each fold ``nf < NF = C / pe`` and chunk ``sf < SF = K /
 simd``, one cycle: the chunk and one weight word -> (register) -> XOR and popcounts of 16-bit
 groups -> an adder tree, four inputs per stage -> the mismatch count ``d`` (accumulated over the
-chunks) -> ``pe`` update lanes in parallel (constants and ``r`` read; ``d M``; ``+ A``; ``>> S``
+chunks) -> ``pe`` update lanes in parallel (constants and ``r`` read and registered; ``d M``; ``+ A``; ``>> S``
 saturated to +-255; ``r + delta`` clamped, the next layer's bit) -> ``r`` back into the stream
 map (byte lanes), the bits into the next bit map (once per position), or for the last layer the
-values into a small output FIFO. Nothing after the issue stage stalls: the last layer issues a
-position only when the FIFO has room for it and every position still in flight.
+values into a small output FIFO (with ``pool``: added to the channels' sums, a memory of ``NF``
+words of ``pe`` sums). Nothing after the issue stage stalls: the last layer issues a position
+only when the FIFO has room for it and every position still in flight (with ``pool``: once the
+previous inference's sums are sent).
 
 Input and computation overlap: the input fills one buffer (stream map and input bits, one word per
 cycle: ``r >= in_threshold`` of the first layer computed as it arrives) while the layers run on
@@ -51,8 +56,9 @@ the other.
 Cycles (exact; ``tests/test_bram_engine.py``): per layer ``l`` with ``P_l = max(NF SF_l,
 ceil(kt kf / map_copies))`` cycles per position, :meth:`layer_cycles` = ``T F P_l + fill_l +
 drain``: the first window's taps (``fill_l = ceil(kt kf / map_copies)``) and the pipeline
-(:attr:`drain`: ``11 + tree stages``, from the last issue to the last write); an inference's
-computation :attr:`compute_cycles` = ``sum_l layer_cycles + 1``; its input :attr:`input_cycles`
+(:attr:`drain`: ``12 + tree stages``, from the last issue to the last write); an inference's
+computation :attr:`compute_cycles` = ``sum_l layer_cycles + 1`` (``+ 0`` with ``pool``); its input
+:attr:`input_cycles`
 = ``T F C / 8`` (plus 3 to the last bits' write). Back to back the period is ``max(compute_cycles, input_cycles)``
 (:attr:`cycles_per_inference`): the input of the next inference arrives during the computation.
 Latency of an inference: its input, then ``compute_cycles`` (plus the FIFO's 2 cycles).
@@ -86,7 +92,7 @@ def tree_stages(simd: int) -> int:
 
 class BramEngine(wiring.Component):
     def __init__(self, layers, *, channels: int, frames: int, coeffs: int, pe: int = 1,
-                 simd: int | None = None, name: str = "engine"):
+                 simd: int | None = None, pool: bool = False, name: str = "engine"):
         self._MustUse__silence = True        # a refused configuration is not an unused unit
         self._name = name
         self._c = c = int(channels)
@@ -127,8 +133,13 @@ class BramEngine(wiring.Component):
         self._constants()
         # Room for every position in flight from its first issue to its last value's read out.
         self._fifo_depth = -(-(self.latency + 2) // self.position_cycles_min) + 2
+        self._pool = bool(pool)
+        last = self._geo[-1]
+        self._glo, self._ghi = last.lo * self._n, last.hi * self._n
+        self._gw = signed_width(min(0, self._glo), max(0, self._ghi))
+        out_width = pe * self._gw if self._pool else c * 8
         super().__init__({"i": In(stream.Signature(WORD_BITS)),
-                          "o": Out(stream.Signature(c * 8))})
+                          "o": Out(stream.Signature(out_width))})
         self._MustUse__silence = False
 
     def _constants(self):
@@ -198,7 +209,7 @@ class BramEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a fold's last issue to its values at the end of the update pipeline."""
-        return 10 + self.tree_stages
+        return 11 + self.tree_stages
 
     @property
     def drain(self) -> int:
@@ -227,8 +238,9 @@ class BramEngine(wiring.Component):
 
     @property
     def compute_cycles(self) -> int:
-        """Cycles of one inference's computation, from its start to the start of the next."""
-        return sum(self.layer_cycles(g) for g in self._geo) + 1
+        """Cycles of one inference's computation, from its start to the start of the next (one more
+        without ``pool``: the FIFO's write)."""
+        return sum(self.layer_cycles(g) for g in self._geo) + (0 if self._pool else 1)
 
     @property
     def input_positions(self) -> int:
@@ -279,6 +291,20 @@ class BramEngine(wiring.Component):
         return self._fifo_depth
 
     @property
+    def pool(self) -> bool:
+        """Whether the engine sums the last layer over the positions (``o``: the sums)."""
+        return self._pool
+
+    @property
+    def sum_range(self) -> tuple[int, int]:
+        """The range of a channel's sum with ``pool``: ``(lo T F, hi T F)`` of the last layer."""
+        return self._glo, self._ghi
+
+    @property
+    def sum_width(self) -> int:
+        return self._gw
+
+    @property
     def load_words(self) -> int:
         """Words to load after power-up: none (the weights are in the bitstream)."""
         return 0
@@ -295,6 +321,8 @@ class BramEngine(wiring.Component):
         out += [(f"smap{k}", WORD_BITS, max(2, self.stream_words), False) for k in range(2)]
         out += [(f"amap{k}_{j}", c, max(2, n), False) for k in range(2) for j in range(r)]
         out += [(f"lmap_{j}", c, 2 * n, False) for j in range(r)]
+        if self._pool:
+            out.append(("sums", self._pe * self._gw, max(2, self._nf), False))
         return out
 
     def elaborate(self, platform):
@@ -398,7 +426,7 @@ class BramEngine(wiring.Component):
         transfer = Signal()
         start = ~f_active & fetch_more & (~nx_alloc | transfer)
         go = f_active | start
-        kk = Mux(f_active, fk, 0)
+        kk = fk                                  # 0 while idle: the read address needs no ``start``
         nrd = tab(lambda n, g: self._nrd[n])
         sel_li = li if nl > 1 else Const(0, 1)
 
@@ -480,11 +508,7 @@ class BramEngine(wiring.Component):
         last_nf = nf == nf_n - 1
         issue_last = cur_v & last_sf & last_nf
         waddr = Signal(range(max(2, len(self._wwords))))
-        # The last layer issues a position only when the FIFO has room for it and for every
-        # position in flight.
-        m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=c * 8, depth=self._fifo_depth)
-        infl = Signal(range(self._fifo_depth + 2))
-        credit = ~is_last | ((infl + ofifo.level) < self._fifo_depth)
+        credit = Signal()                         # the last layer may issue a position (below)
         m.d.comb += transfer.eq(running & nx_ready & (~cur_v | issue_last) & credit)
         with m.If(transfer):
             m.d.sync += [wcur.eq(wnext_nx), cur_v.eq(1), cpos.eq(tpos), tpos.eq(tpos + 1),
@@ -565,10 +589,12 @@ class BramEngine(wiring.Component):
         m.d.comb += crp.addr.eq(_table([n * nf_n for n in range(nl)], li) + prev["nf"])
         for k in range(2):
             m.d.comb += srp[k].addr.eq(prev["sw"])
-        # U1: the products; U2: the offsets; U3: the shift, saturated; U4: add, clamp, bit.
-        u1 = meta("u1")
-        advance(u1, d, d["v"] & d["last"])
-        u2, u3, u4 = meta("u2"), meta("u3"), meta("u4")
+        # U0: the operands registered (the block RAMs' outputs cross the chip); U1: the products;
+        # U2: the offsets; U3: the shift, saturated; U4: add, clamp, bit.
+        u0 = meta("u0")
+        advance(u0, d, d["v"] & d["last"])
+        u1, u2, u3, u4 = meta("u1"), meta("u2"), meta("u3"), meta("u4")
+        advance(u1, u0)
         advance(u2, u1)
         advance(u3, u2)
         advance(u4, u3)
@@ -587,9 +613,12 @@ class BramEngine(wiring.Component):
             u3_dl, u4_dl = Signal(signed(10), name=f"u3_dl{p}"), Signal(signed(10), name=f"u4_dl{p}")
             ts = [Signal(signed(9), name=f"u{s}_t{p}") for s in range(1, 5)]
             rs = [Signal(signed(8), name=f"u{s}_r{p}") for s in range(1, 5)]
-            m.d.sync += [u1_p.eq(acc[p].as_unsigned() * fld[:smw].as_signed()),
-                         u1_a.eq(fld[smw:smw + saw].as_signed()), ts[0].eq(fld[smw + saw:].as_signed()),
-                         rs[0].eq(Mux(rshort, rv, 0))]
+            u0_d, u0_m = Signal(aw, name=f"u0_d{p}"), Signal(signed(smw), name=f"u0_m{p}")
+            u0_a, u0_t = Signal(signed(saw), name=f"u0_a{p}"), Signal(signed(9), name=f"u0_t{p}")
+            u0_r = Signal(signed(8), name=f"u0_r{p}")
+            m.d.sync += [u0_d.eq(acc[p]), u0_m.eq(fld[:smw].as_signed()), u0_a.eq(fld[smw:smw + saw].as_signed()),
+                         u0_t.eq(fld[smw + saw:].as_signed()), u0_r.eq(Mux(rshort, rv, 0))]
+            m.d.sync += [u1_p.eq(u0_d.as_unsigned() * u0_m), u1_a.eq(u0_a), ts[0].eq(u0_t), rs[0].eq(u0_r)]
             shifted = u2_s >> sh
             m.d.sync += [u2_s.eq(u1_p + u1_a),
                          u3_dl.eq(Mux(shifted > 255, 255, Mux(shifted < -255, -255, shifted))),
@@ -610,27 +639,37 @@ class BramEngine(wiring.Component):
             with m.If(running & (cbuf == k) & u4["v"] & ~is_last):
                 m.d.comb += [swp[k].addr.eq(u4["sw"]), swp[k].data.eq(Cat(*(rn * gf))),
                              swp[k].en.eq(lanes_en)]
-        # The next layer's bits, collected over the folds and written once per position; the last
-        # layer's values into the output FIFO.
+        # The next layer's bits, collected over the folds and written once per position.
         obits = Signal(c)
-        ocol = Signal(c * 8)
-        wpend, opush = Signal(), Signal()
+        wpend = Signal()
         wpos = Signal(range(n_map))
         with m.If(u4["v"]):
-            m.d.sync += [obits.eq(Cat(obits[pe:], *bits) if nf_n > 1 else Cat(*bits)),
-                         ocol.eq(Cat(ocol[pe * 8:], *rn) if nf_n > 1 else Cat(*rn))]
-        m.d.sync += [wpend.eq(u4["v"] & u4["lnf"] & ~is_last), wpos.eq(u4["pos"]),
-                     opush.eq(u4["v"] & u4["lnf"] & is_last)]
+            m.d.sync += obits.eq(Cat(obits[pe:], *bits) if nf_n > 1 else Cat(*bits))
+        m.d.sync += [wpend.eq(u4["v"] & u4["lnf"] & ~is_last), wpos.eq(u4["pos"])]
         wbase = Mux(odd, 0, n_map) if nl > 1 else n_map     # layer l writes region (l + 1) mod 2
         for wp in lwp:
             m.d.comb += [wp.addr.eq(wbase + wpos), wp.data.eq(obits), wp.en.eq(wpend)]
-        m.d.comb += [ofifo.w_data.eq(ocol), ofifo.w_en.eq(opush),
-                     self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
-                     ofifo.r_en.eq(self.o.ready)]
-        with m.If(transfer & is_last & ~opush):
-            m.d.sync += infl.eq(infl + 1)
-        with m.Elif(opush & ~(transfer & is_last)):
-            m.d.sync += infl.eq(infl - 1)
+        if self._pool:
+            opush = Const(0, 1)
+            m.d.comb += credit.eq(self._pool_sums(m, dict(u3=u3, u4=u4, rn=rn, is_last=is_last)))
+        else:
+            # The last layer's values, a position at a time, into the output FIFO; a position is
+            # issued only when the FIFO has room for it and for every position in flight.
+            ocol = Signal(c * 8)
+            opush = Signal()
+            with m.If(u4["v"]):
+                m.d.sync += ocol.eq(Cat(ocol[pe * 8:], *rn) if nf_n > 1 else Cat(*rn))
+            m.d.sync += opush.eq(u4["v"] & u4["lnf"] & is_last)
+            m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=c * 8, depth=self._fifo_depth)
+            infl = Signal(range(self._fifo_depth + 2))
+            m.d.comb += credit.eq(~is_last | ((infl + ofifo.level) < self._fifo_depth))
+            m.d.comb += [ofifo.w_data.eq(ocol), ofifo.w_en.eq(opush),
+                         self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
+                         ofifo.r_en.eq(self.o.ready)]
+            with m.If(transfer & is_last & ~opush):
+                m.d.sync += infl.eq(infl + 1)
+            with m.Elif(opush & ~(transfer & is_last)):
+                m.d.sync += infl.eq(infl - 1)
 
         # ---- Sequence: an inference starts on a full buffer; after a layer's last position and
         # its drain, the next layer (or the end of the inference).
@@ -651,3 +690,37 @@ class BramEngine(wiring.Component):
                 m.d.sync += [li.eq(li + 1), *restart(li + 1)]
         m.d.sync += full.eq((full | set_full) & ~clear_full)
         return m
+
+    def _pool_sums(self, m, v):
+        """``pool``: the last layer's values summed per channel over the positions (a memory of
+        ``NF`` words of ``pe`` sums, read at U3 and written at U4, transparent for the folds of
+        one position), then sent as ``NF`` transfers. The next inference's last layer waits until
+        they are sent. Returns the issue's ``credit`` (its complement: sums not yet sent)."""
+        pe, gw, nf_n, n_map = self._pe, self._gw, self._nf, self._n
+        u3, u4, rn, is_last = v["u3"], v["u4"], v["rn"], v["is_last"]
+        m.submodules.sums = sums = memory.Memory(shape=unsigned(pe * gw), depth=max(2, nf_n), init=[])
+        swp = sums.write_port()
+        urp = sums.read_port(transparent_for=(swp,))
+        orp = sums.read_port(transparent_for=())
+        m.d.comb += urp.addr.eq(u3["nf"])
+        new = [Signal(signed(gw), name=f"gsum{p}") for p in range(pe)]
+        first = u4["pos"] == 0
+        for p in range(pe):
+            old = urp.data[p * gw:(p + 1) * gw].as_signed()
+            m.d.comb += new[p].eq(Mux(first, 0, old) + rn[p].as_signed())
+        m.d.comb += [swp.addr.eq(u4["nf"]), swp.data.eq(Cat(*new)), swp.en.eq(u4["v"] & is_last)]
+        busy = Signal()                  # the sums are final and not all sent
+        rd = Signal(range(nf_n + 1))     # the next word to read out
+        shown = Signal()                 # orp.data holds a word for o
+        adv = ~shown | self.o.ready
+        m.d.comb += [orp.addr.eq(rd), orp.en.eq(adv), self.o.valid.eq(shown), self.o.payload.eq(orp.data)]
+        with m.If(u4["v"] & is_last & u4["lnf"] & (u4["pos"] == n_map - 1)):
+            m.d.sync += [busy.eq(1), rd.eq(0)]
+        with m.Elif(adv & busy):
+            with m.If(rd == nf_n):
+                m.d.sync += [shown.eq(0), busy.eq(0)]
+            with m.Else():
+                m.d.sync += [shown.eq(1), rd.eq(rd + 1)]
+        with m.Elif(adv):
+            m.d.sync += shown.eq(0)
+        return ~(is_last & busy)

@@ -261,17 +261,18 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine", memory=memory)
 
 
-def engine_unit(dep, pe: int, simd: int, memory: str = "spram"):
+def engine_unit(dep, pe: int, simd: int, memory: str = "spram", pool: bool = True):
     """The engine of ``dep``'s engine layers at ``pe`` x ``simd``, built for its figures (not
     elaborated): :class:`~kwsbnn.hw.engine.LayerEngine` (``memory="spram"``) or
-    :class:`~kwsbnn.hw.bram_engine.BramEngine` (``"bram"``). ``ValueError`` for a folding the engine
-    refuses."""
+    :class:`~kwsbnn.hw.bram_engine.BramEngine` (``"bram"``, pooling its last layer as the network
+    builds it unless ``pool`` is false). ``ValueError`` for a folding the engine refuses."""
     from .plan import engine_split
     _, eng, _ = engine_split(dep)
     c, t, f = eng[0].in_shape
     if memory == "bram":
         from .bram_engine import BramEngine
-        unit = BramEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
+        unit = BramEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd,
+                          pool=pool)
     else:
         from .engine import LayerEngine
         unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
@@ -371,13 +372,14 @@ def engine_costs(dep, folding: Folding) -> dict:
 
 
 def _bram_engine_costs(dep, folding: Folding, entries: list, front, eng, tail) -> dict:
-    """:func:`engine_costs` of the block-RAM engine (:class:`kwsbnn.hw.bram_engine.BramEngine`):
-    it takes the next inference's input while it computes, so ``cycles_per_inference = max(front
-    layer cycles, the engine's input cycles, its compute cycles, the tail's cycles)``. Memory: the
+    """:func:`engine_costs` of the block-RAM engine (:class:`kwsbnn.hw.bram_engine.BramEngine`,
+    which pools the last layer, then :class:`kwsbnn.hw.dense.DenseArgmax`): it takes the next
+    inference's input while it computes, so ``cycles_per_inference = max(front layer cycles, the
+    engine's input cycles, its compute cycles, the tail's cycles)``. Memory: the
     weight ROM (``weight_rom_bits``), both stream maps (``stream_map_bits``) and the bit maps
     (``map_bits``), all block RAM; nothing to load (``spram_words`` 0)."""
     fold = folding[eng[0].name]
-    unit = engine_unit(dep, fold["pe"], fold["simd"], "bram")
+    unit = engine_unit(dep, fold["pe"], fold["simd"], "bram", pool=True)
     c = eng[0].in_shape[0]
     n_l = len(eng)
     for n, (p, g) in enumerate(zip(eng, unit.layers)):
@@ -392,7 +394,8 @@ def _bram_engine_costs(dep, folding: Folding, entries: list, front, eng, tail) -
         entries[-1]["memory_bits"] = (entries[-1]["weight_bits"] + entries[-1]["threshold_bits"]
                                       + entries[-1]["line_buffer_bits"])
     t = _tail_entry(tail)
-    t["cycles"] = tail.positions + tail.channels * tail.classes + 7     # GapDenseArgmax, int8 in
+    # DenseArgmax on the engine's sums (it pools the last layer itself, PE channels per cycle).
+    t.update(op="dense+argmax", cycles=tail.channels // fold["pe"] + tail.channels * tail.classes + 6)
     entries.append(t)
     front_cycles = max((e["cycles"] for e in entries[:len(front)]), default=0)
     parts = {"front": front_cycles, "engine input": unit.input_cycles,

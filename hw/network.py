@@ -342,7 +342,8 @@ class EngineNetwork(wiring.Component):
 
     With a folding whose ``memory`` is ``bram`` the engine is
     :class:`~kwsbnn.hw.bram_engine.BramEngine` (weights in block-RAM ROM, nothing to load, no
-    ``wl`` port) and the tail :class:`GapDenseArgmax` on its whole positions of int8 values.
+    ``wl`` port), which also pools the last layer, and the tail
+    :class:`~kwsbnn.hw.dense.DenseArgmax` on its channel sums.
 
     Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
     loader port: after power-up the network takes no input until it has received
@@ -380,7 +381,7 @@ class EngineNetwork(wiring.Component):
             if self._bram:
                 from .bram_engine import BramEngine
                 self._engine = BramEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
-                                          pe=fold["pe"], simd=fold["simd"])
+                                          pe=fold["pe"], simd=fold["simd"], pool=True)
             else:
                 self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t,
                                            coeffs=f, pe=fold["pe"], simd=fold["simd"],
@@ -392,9 +393,13 @@ class EngineNetwork(wiring.Component):
         last = self._eng[-1]
         self._requant = None          # the int8 last layer's requantization is in the serial tail
         if self._bram:
-            # The block-RAM engine sends whole positions of the last layer's values: the tail pools
-            # all channels of a position per cycle.
-            self._tail = _tail_unit(self._tail_plan)
+            # The block-RAM engine pools the last layer itself (PE channels per cycle): the tail is
+            # the dense layer and argmax on its sums.
+            from .dense import DenseArgmax
+            t = self._tail_plan
+            lo, hi = self._engine.sum_range
+            self._tail = DenseArgmax(t.layer["weights"], t.layer["bias"], lanes=fold["pe"], sum_lo=lo,
+                                     sum_hi=hi, binary_weights=t.binary_weights)
         elif self._engine.stream:
             from .serial_tail import SerialRequantTail
             t = self._tail_plan

@@ -228,8 +228,11 @@ def _kind(unit) -> str:
         if isinstance(unit, cls):
             return name
     from .bram_engine import BramEngine
+    from .dense import DenseArgmax
     if isinstance(unit, BramEngine):
         return "bram_engine"
+    if isinstance(unit, DenseArgmax):
+        return "dense"
     if type(unit).__name__ == "LinkUnit" or hasattr(unit, "link_geometry"):
         return "link"
     if type(unit).__name__ in ("RingUnit", "FrameRing"):
@@ -295,9 +298,14 @@ def unit_memories(unit) -> list[MemShape]:
     if k == "bram_engine":
         # The weight ROM is block RAM by its attribute; the maps have no read-during-write checks;
         # the output FIFO's storage (SyncFIFOBuffered: depth - 1 words) reads asynchronously.
-        mems = [MemShape(name, w, d, rom=rom, block=name == "wrom", rw_check=False)
-                for name, w, d, rom in u.memories()]
+        mems = [MemShape(name, w, d, rom=rom, block=name == "wrom", rw_check=name != "sums",
+                         transparent=name == "sums") for name, w, d, rom in u.memories()]
+        if u.pool:
+            return mems
         return mems + [_sync_fifo_mem("ofifo/storage", u._c * 8, u.fifo_depth - 1)]
+    if k == "dense":
+        return [MemShape("wrom", u._ww, u._c * u._k, rom=True),
+                MemShape("gram", u._l * u._gw, max(2, u._c // u._l), rom=False)]
     if k == "boxsum":
         return [MemShape("lines", (u._pp - 1) * 8, u._f, rom=False)] if u._pp > 1 else []
     if k == "serial_tail":
@@ -420,6 +428,11 @@ def unit_features(unit, family: str = "ice40") -> dict:
                     + _log2(u.load_words) + _log2(u.weight_words)) * len(g) ** 0.5
     elif k == "bram_engine":
         f.update(bram_engine_features(u))
+    elif k == "dense":
+        f["scores"] = u._k * u._sw
+        f["lane_sel"] = u._gw * (u._l - 1)
+        f["mul"] = 0 if _mul_dsp(u._ww, u._gw, family) else u._ww * u._gw
+        f["ctr"] = _log2(u._c) + _log2(u._k) + _log2(u._c * u._k)
     elif k == "boxsum":
         f["sum_bits"] = u._w * u._pq + (u._pp - 1) * 8      # column sums, their registers, line word
         f["ctr"] = _log2(u._t) + _log2(u._f)
@@ -489,14 +502,15 @@ def bram_engine_features(u) -> dict:
     weight word and chunk: PE x SIMD + SIMD), ``win_bits`` (the two window registers, 2 K, with
     their tap captures), ``chunk_mux`` (SIMD x (SF - 1)), ``update`` (PE update lanes x their
     register bits: product, offset, sum, delta, r and threshold over four stages), ``collect`` (the
-    output values and bits, 9 C), ``taps`` (read addresses and bounds checks: copies x address
-    bits), ``ctr`` (counters)."""
+    output values and bits, 9 C; with ``pool`` the bits and the sums' adders, C + PE x sum width),
+    ``taps`` (read addresses and bounds checks: copies x address bits), ``ctr`` (counters)."""
     sf = max(u._sfs)
     pw = u._aw + 1 + u._smw
     lane_bits = pw + u._saw + (max(pw, u._saw) + 1) + 2 * 10 + 4 * (9 + 8)
     ab = _log2(2 * u._n)
     return {"xnor": u.lanes, "wreg": u.lanes + u.simd, "win_bits": 2 * u._kmax,
-            "chunk_mux": u.simd * (sf - 1), "update": u.pe * lane_bits, "collect": 9 * u._c,
+            "chunk_mux": u.simd * (sf - 1), "update": u.pe * lane_bits,
+            "collect": u._c + u.pe * u.sum_width if u.pool else 9 * u._c,
             "taps": u.map_copies * ab,
             "ctr": (_log2(u._nf) + _log2(sf) + 3 * ab + _log2(u.weight_words)
                     + 2 * _log2(u.stream_words))}
@@ -558,6 +572,8 @@ def unit_dsp(unit, family: str) -> int:
         return _serial_tail_dsp(u, family)
     if k == "bram_engine":
         return u.pe * _mul_dsp(u._aw + 1, u._smw, family)      # the update lanes' products
+    if k == "dense":
+        return _mul_dsp(u._ww, u._gw, family)
     if k == "engine" and u.stream:
         # The stream's update multiplier (count x constant) and ``(li + 1) * C`` when C is not a
         # power of two.

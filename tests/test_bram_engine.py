@@ -1,9 +1,11 @@
 """The block-RAM layer engine (ECP5): the integer residual stream at up to a window per cycle. The
 engine alone equals the golden model in Amaranth's simulator under stream gaps and backpressure at
-narrow and wide foldings, on exactly its modelled cycles; the whole engine network (first layer,
-engine, GapDenseArgmax) equals the golden model in Verilator at a wide folding, within 5% of the
-cost model; the folding search for an ECP5 budget picks a wider engine than the SPRAM one; a
-network a board cannot hold is an error naming that board's memory."""
+narrow and wide foldings (its last layer's values, or their sums over the positions with
+``pool``), on exactly its modelled cycles; the dense tail on the sums equals the golden scores;
+the whole engine network (first layer, engine, DenseArgmax) equals the golden model in Verilator
+at a wide folding, within 5% of the cost model; the folding search for an ECP5 budget picks a
+wider engine than the SPRAM one; a network a board cannot hold is an error naming that board's
+memory."""
 
 import numpy as np
 import pytest
@@ -60,6 +62,41 @@ def test_bram_engine_matches_golden_under_gaps_and_backpressure(pe, simd, lo):
     assert got == exp
 
 
+@pytest.mark.parametrize("pe,simd,lo", [(1, 72, 0), (8, 72, -128), (2, 24, 0)])
+def test_pooling_engine_sums_the_last_layer_exactly(pe, simd, lo):
+    """``pool=True``: per inference ``C / pe`` transfers of ``pe`` sums over the positions."""
+    layers = _layers(1, lo=lo)
+    dut = BramEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd, pool=True)
+    r = np.random.default_rng(2).integers(-128, 128, (3, C, T, F))
+    sums = _expected(layers, r).sum(axis=(2, 3))
+    gw = dut.sum_width
+    assert dut.sum_range == (lo * T * F, 127 * T * F) and (sums < 0).any() == (lo < 0)
+    exp = [sum((int(sums[i, nf * pe + p]) & ((1 << gw) - 1)) << (gw * p) for p in range(pe))
+           for i in range(3) for nf in range(C // pe)]
+    got = run_stream(dut, _words(r), len(exp), gap=0.3, stall=0.5, seed=pe)
+    assert got == exp
+
+
+def test_dense_tail_on_pooled_sums_gives_the_golden_scores():
+    """DenseArgmax: scores ``w g + bias`` and the first largest, under gaps and backpressure."""
+    from kwsbnn.hw.dense import DenseArgmax
+    rng = np.random.default_rng(7)
+    c, k, lanes = 16, 5, 4
+    w, bias = rng.integers(-127, 128, (k, c)), rng.integers(-1000, 1000, k)
+    bias[1] = bias[3] = bias.max() + 1
+    dut = DenseArgmax(w, bias, lanes=lanes, sum_lo=-128 * 20, sum_hi=127 * 20)
+    g = rng.integers(-128 * 20, 127 * 20, (4, c))
+    g[3] = 0                                         # scores = bias: classes 1 and 3 tie, 1 wins
+    gw = dut.sum_width
+    words = [sum((int(g[i, n * lanes + p]) & ((1 << gw) - 1)) << (gw * p) for p in range(lanes))
+             for i in range(4) for n in range(c // lanes)]
+    got = run_stream(dut, words, 4, gap=0.3, stall=0.5, seed=1)
+    for i, res in enumerate(got):
+        scores = w @ g[i] + bias
+        assert [res.scores[j] for j in range(k)] == list(scores)
+        assert res.cls == int(np.argmax(scores)) and (i != 3 or res.cls == 1)
+
+
 def _stamps(dut, inputs, n: int, per: int) -> list[int]:
     """Send ``inputs`` back to back, take every output at once: the cycle of each ``per``-th
     output (the end of each of ``n`` inferences)."""
@@ -88,20 +125,22 @@ def _stamps(dut, inputs, n: int, per: int) -> list[int]:
     return stamps
 
 
-@pytest.mark.parametrize("pe,simd", [(1, 72), (2, 24), (8, 72), (8, 8)])
-def test_bram_engine_cycles_are_exact(pe, simd):
+@pytest.mark.parametrize("pe,simd,pool", [(1, 72, False), (2, 24, True), (8, 72, False), (8, 72, True),
+                                           (8, 8, True)])
+def test_bram_engine_cycles_are_exact(pe, simd, pool):
     """Back to back, output taken at once: the period is the computation's ``sum_l (T F P_l +
-    ceil(9 / copies) + drain) + 1``, with ``P_l = max(NF SF, ceil(9 / copies))`` (the input of the
-    next inference arrives meanwhile)."""
+    ceil(9 / copies) + drain) + 1`` (``+ 0`` with ``pool``), with ``P_l = max(NF SF, ceil(9 /
+    copies))`` (the input of the next inference arrives meanwhile)."""
     layers = _layers(5)
-    dut = BramEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
+    dut = BramEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd, pool=pool)
     n = 4
-    stamps = _stamps(dut, _words(np.random.default_rng(6).integers(-128, 128, (n, C, T, F))), n, T * F)
+    per = C // pe if pool else T * F
+    stamps = _stamps(dut, _words(np.random.default_rng(6).integers(-128, 128, (n, C, T, F))), n, per)
     nf, sf = C // pe, 9 * C // simd
     rd = -(-9 // dut.map_copies)
     per_pos = max(nf * sf, rd)
     assert dut.map_copies == -(-9 // (nf * sf))
-    assert dut.compute_cycles == 3 * (T * F * per_pos + rd + dut.drain) + 1
+    assert dut.compute_cycles == 3 * (T * F * per_pos + rd + dut.drain) + (0 if pool else 1)
     assert dut.cycles_per_inference == max(dut.compute_cycles, T * F * C // STREAM_LANES)
     assert list(np.diff(stamps)) == [dut.cycles_per_inference] * (n - 1)
 
@@ -124,8 +163,8 @@ def test_bram_engine_refuses_bit_networks():
 
 def test_stream_network_with_a_wide_bram_engine_equals_golden_in_verilator(tmp_path):
     """The whole network of a random 8-channel stream model (first layer with its pooling folded
-    in, the engine at PE 8 x SIMD 72 = 576 lanes, GapDenseArgmax), random gaps and backpressure,
-    then back to back against the cost model."""
+    in, the engine at PE 8 x SIMD 72 = 576 lanes pooling its last layer, DenseArgmax), random gaps
+    and backpressure, then back to back against the cost model."""
     from kwsbnn.hw.cost import engine_folding, layer_costs
     from kwsbnn.sim.network import simulate
     dep = deploy.load(deploy.save(specgen.stream_kws(6), tmp_path / "s"))
