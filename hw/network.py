@@ -90,6 +90,13 @@ def requant_par(p, mvu, pe: int) -> int:
     return ok[-1]
 
 
+def _register_constants(p, par: int) -> bool:
+    """Whether the requantization of int8 layer ``p`` registers its constants before its ``par``
+    multipliers: for the integer stream's first layer with more than one (folded for an ECP5
+    engine; the iCEBreaker's runs one multiplier and stays as it was)."""
+    return bool(p.stream_out) and par > 1
+
+
 def stream_group(p) -> int | None:
     """Channels per output transfer of an int8 layer: a stream word (8) when it writes the integer
     stream into the layer engine, else all (one transfer per position)."""
@@ -202,10 +209,12 @@ class Network(wiring.Component):
                 mvu = units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin",
                                                       out="acc", pe=fold["pe"], simd=fold["simd"],
                                                       in_width=box.width, name=p.name)
+                par = requant_par(p, mvu, fold["pe"])
                 units["requant"] = Requantize(
                     layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
-                    acc_width=mvu.acc_width, lanes=fold["pe"], par=requant_par(p, mvu, fold["pe"]),
-                    group=stream_group(p), name=f"{p.name}_requant")
+                    acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
+                    group=stream_group(p), name=f"{p.name}_requant",
+                    register_constants=_register_constants(p, par))
                 return units
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
                                             direction=2 * layer["direction"] - 1,
@@ -245,10 +254,12 @@ class Network(wiring.Component):
             mvu = units["mvu"] = MatrixVectorUnit(
                 layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"], out="acc",
                 pe=fold["pe"], simd=fold["simd"], name=p.name)
+            par = requant_par(p, mvu, fold["pe"])
             units["requant"] = Requantize(
                 layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
-                acc_width=mvu.acc_width, lanes=fold["pe"], par=requant_par(p, mvu, fold["pe"]),
-                group=stream_group(p), name=f"{p.name}_requant")
+                acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
+                group=stream_group(p), name=f"{p.name}_requant",
+                register_constants=_register_constants(p, par))
             return units
         direction = 2 * layer["direction"] - 1
         if p.pool:

@@ -471,6 +471,8 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["mul"] = 0 if _requant_mul_dsp(u, family) else u._par * u._aw * u._mw
         f["sum"] = u._par * (max(pw, u._adw) + 1)
         f["pipe"] = u._par * (u._aw + pw)
+        if u._regc:                     # the constants' register stage (an ECP5 engine's front)
+            f["pipe"] += u._par * (u._aw + u._mw + u._adw)
         f["collect"] = u._group * 8
         f["ctr"] = _log2(steps) + _log2(subs)
     elif k == "tail":
