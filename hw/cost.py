@@ -205,7 +205,7 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     integer stream only), default PE 1 x SIMD = a whole window (``9 C`` for 3x3 layers); its input
     overlaps its computation, so the front takes the fewest lanes with which it is no slower than
     the engine."""
-    from .folding import _choices
+    from .folding import BRAM_FRONT_MAX_SIMD, _choices
     from .network import Network, boxsum_fits
     from .plan import engine_split
     if memory not in ENGINE_MEMORIES:
@@ -237,6 +237,8 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
         for lanes, fpe, fsimd in _choices(p):
             if p.layer["w_prec"] == "int8" and lanes > 6:
                 break
+            if memory == "bram" and p.in_prec == "int8" and fsimd > BRAM_FRONT_MAX_SIMD:
+                continue
             if memory == "bram":
                 # Its whole cycles (box sums, row waits, requantization), as the cost model counts.
                 fold = dict(pe=fpe, simd=fsimd, **({"boxsum": True} if boxsum_fits(p) else {}))

@@ -380,39 +380,67 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
     return min(fitting, key=lambda r: (r[0], r[1]))[2]
 
 
-def bram_engine_lanes(dep) -> list[tuple[int, int]]:
+#: The most lanes (PE x SIMD) the block-RAM engine search offers: what builds within 15 minutes
+#: with YoWASP on a 2-core machine. PE 4 x SIMD 576 (2,304 lanes, 64 EBR of weights; the whole
+#: ULX3S design of ``binary`` 15.8k LUT4) places and routes in about 9 of its 11 minutes; PE 8 x
+#: SIMD 576 (4,608 lanes, 128 EBR, 28.8k LUT4) fits the device by the estimate and by nextpnr's
+#: packing, but had not routed after 30 minutes (router1: 119k of 128k arcs left after 20;
+#: router2 no faster). A folding file (``--fold``) can still ask for more.
+BRAM_ENGINE_MAX_LANES = 2304
+
+
+#: The widest SIMD of an int8-input front layer in front of the block-RAM engine: at SIMD 9 its MVU
+#: adds nine 12-bit box sums and the accumulator in one cycle, which held the ULX3S design of
+#: ``binary`` to 59.4 MHz (nextpnr, PE 2 x SIMD 9); SIMD 3 (one kernel row) with more PE keeps up.
+BRAM_FRONT_MAX_SIMD = 3
+
+
+def bram_front_folds(p) -> list[dict]:
+    """The foldings of front layer ``p`` that :func:`bram_engine_for_budget` weighs:
+    :func:`fold_choices`, int8 inputs at SIMD up to :data:`BRAM_FRONT_MAX_SIMD`, int8 weights at
+    most 6 multipliers."""
+    return [f for f in fold_choices(p)
+            if (p.in_prec != "int8" or f["simd"] <= BRAM_FRONT_MAX_SIMD)
+            and (p.layer["w_prec"] != "int8" or f["pe"] * f["simd"] <= 6)]
+
+
+def bram_engine_lanes(dep, max_lanes: int | None = BRAM_ENGINE_MAX_LANES) -> list[tuple[int, int]]:
     """Every ``(pe, simd)`` of the block-RAM engine (:class:`kwsbnn.hw.bram_engine.BramEngine`) for
     ``dep``: PE dividing 8 and the channels, SIMD dividing every engine layer's window (``kt kf
-    C`` bits) and at least 8 (or the window, if smaller)."""
+    C`` bits) and at least 8 (or the window, if smaller), at most ``max_lanes`` lanes (None: no
+    limit)."""
     from .bram_engine import STREAM_LANES
     from .plan import engine_split
     _, eng, _ = engine_split(dep)
     c = eng[0].in_shape[0]
     ks = [p.k for p in eng]
     simds = [d for d in divisors(min(ks)) if all(k % d == 0 for k in ks) and d >= min(8, min(ks))]
-    return [(pe, simd) for pe in divisors(c) if STREAM_LANES % pe == 0 for simd in simds]
+    return [(pe, simd) for pe in divisors(c) if STREAM_LANES % pe == 0 for simd in simds
+            if max_lanes is None or pe * simd <= max_lanes]
 
 
 def bram_engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 60e6,
-                           rate: float | None = None, closest: bool = False) -> Folding:
+                           rate: float | None = None, closest: bool = False,
+                           max_lanes: int | None = BRAM_ENGINE_MAX_LANES) -> Folding:
     """The fastest folding of the block-RAM engine (``memory: bram``, an ECP5 budget: see
     :func:`resolve_budget`) whose estimate fits ``budget``, the board's UART and streaming ring
     included with ``link``: every engine ``pe`` x ``simd`` (:func:`bram_engine_lanes`) with every
-    folding of the front layer; per engine folding, the front with the fewest estimated resources
-    that keeps up with the engine (else the fastest that fits). Cycles per inference are the
+    folding of the front layer, up to ``max_lanes`` (:data:`BRAM_ENGINE_MAX_LANES`: what builds
+    within 15 minutes); per engine folding, the front with the fewest estimated resources that
+    keeps up with the engine (else the fastest that fits). Cycles per inference are the
     slowest of the front and the engine (they overlap, :func:`kwsbnn.hw.cost.engine_costs`). With
     ``rate``, the fewest logic cells among the foldings that reach it. ``closest``: the folding
     closest to fitting instead of an error when none fits. Raises :class:`KwsError` naming the
     block RAM (EBR, DP16KD) with the numbers when the engine's memories alone exceed it, or with
     the whole estimate when no folding fits."""
-    from .cost import engine_folding, engine_unit, layer_costs
+    from .cost import engine_folding, engine_unit
     from .plan import engine_split
     from .resources import LayerEstimator, bram_tiles
     front, eng, _ = engine_split(dep)
     est = LayerEstimator(dep, budget["family"])
     have = budget["limits"].get("block_ram", 0)
     cands = []
-    for pe, simd in bram_engine_lanes(dep):
+    for pe, simd in bram_engine_lanes(dep, max_lanes):
         try:
             unit = engine_unit(dep, pe, simd, "bram")
         except ValueError:
@@ -440,8 +468,7 @@ def bram_engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 60
     cands.sort(key=lambda r: (r[0], r[1]))
     fronts = [{}]
     for p in front:
-        fronts = [dict(f, **{p.name: fold}) for f in fronts for fold in fold_choices(p)
-                  if p.layer["w_prec"] != "int8" or fold["pe"] * fold["simd"] <= 6]
+        fronts = [dict(f, **{p.name: fold}) for f in fronts for fold in bram_front_folds(p)]
     limits = budget["limits"]
     rows, near = [], []
     for engine_cycles, _, pe, simd, unit in cands:

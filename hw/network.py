@@ -354,7 +354,8 @@ class EngineNetwork(wiring.Component):
     With a folding whose ``memory`` is ``bram`` the engine is
     :class:`~kwsbnn.hw.bram_engine.BramEngine` (weights in block-RAM ROM, nothing to load, no
     ``wl`` port), which also pools the last layer, and the tail
-    :class:`~kwsbnn.hw.dense.DenseArgmax` on its channel sums.
+    :class:`~kwsbnn.hw.dense.DenseArgmax` on its channel sums; its input goes through a 3-entry
+    FIFO (registered: timing on ECP5).
 
     Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
     loader port: after power-up the network takes no input until it has received
@@ -495,6 +496,13 @@ class EngineNetwork(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         src = wiring.flipped(self.i)
+        if self._bram:
+            # A registered input: on ECP5 the board's ring (a block RAM, 5.8 ns clock to out) and
+            # its input multiplexer fed the box sums' adders in one cycle (57.4 MHz).
+            from amaranth.lib.fifo import SyncFIFOBuffered
+            m.submodules.in_buf = ibuf = SyncFIFOBuffered(width=len(self.i.payload), depth=3)
+            wiring.connect(m, src, ibuf.w_stream)
+            src = ibuf.r_stream
         tapped = {p.name for p in self._tapped}
         for p, units in zip(self._front, self._stages):
             src = _connect_layer(m, p, units, src)
