@@ -339,8 +339,8 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``conv`` (StreamedConv): ``xnor``, ``acc`` (PE x count width), ``chunk_mux`` (SIMD x
       (C / SIMD - 1)), ``thr_table`` (threshold constants: PE x lane bits x ceil(folds / 16)),
       ``cmp`` (PE x bound width), ``bits_out`` (C_out), ``ctr``;
-    - ``window``: ``win_bits`` (register window), ``col_bits`` (kernel column multiplexers),
-      ``ctr``;
+    - ``window``: ``win_bits`` (register window), ``pad_bits`` (the window's bits again when it
+      pads: the pad multiplexers), ``col_bits`` (kernel column multiplexers), ``ctr``;
     - ``pool``: ``lane_sel`` (lanes x acc width, 0 for one lane), ``run`` (running-value width),
       ``chan`` (C), ``ctr``;
     - ``pool_parallel``: ``sum_bits`` (C x sum width), ``run_bits`` (C x sum width when pf > 1),
@@ -423,6 +423,9 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["ctr"] = _log2(u._c) + _log2(u._k) + _log2(u._p) + _log2(u._l)
     elif k == "window":
         f["win_bits"] = u.register_bits
+        # The pad value's multiplexers in front of the window (none without padding: the window
+        # over a first layer's box sums).
+        f["pad_bits"] = u.register_bits if u._pt or u._pf else 0
         f["col_bits"] = u._kt * u._c * u._ew
         rows = u._row_hi - u._row_lo + 1
         cols = u._col_hi - u._col_lo + 1
