@@ -75,6 +75,11 @@ for c, out, pe, simd in [(64, "acc", 1, 1), (64, "acc", 1, 3), (64, "acc", 2, 1)
                          (64, "bits", 4, 3), (64, "bits", 1, 9), (20, "bits", 1, 1), (20, "bits", 2, 3),
                          (16, "bits", 4, 9), (32, "bits", 1, 3), (24, "bits", 8, 9)]:
     GRID.append(("mvu", dict(c=c, k=9, inp="int8", w="bin", out=out, pe=pe, simd=simd, in_width=12)))
+# ... working on the window's held vector (no copy: the engine style's first layer).
+for c, out, pe, simd in [(64, "acc", 1, 1), (64, "acc", 1, 3), (64, "acc", 4, 3), (16, "acc", 1, 1),
+                         (64, "bits", 1, 1), (64, "bits", 4, 3), (20, "bits", 1, 1), (16, "bits", 4, 9)]:
+    GRID.append(("mvu", dict(c=c, k=9, inp="int8", w="bin", out=out, pe=pe, simd=simd, in_width=12,
+                             hold=True)))
 # StreamedConv (binary 3x3 layers, SIMD within the input channels).
 for c, t, f, sc, pe, simd in [(24, 25, 13, True, 1, 24), (24, 25, 13, True, 1, 8), (24, 25, 13, True, 2, 24),
                               (24, 25, 13, True, 4, 12), (24, 25, 13, True, 8, 24), (24, 25, 13, True, 24, 24),
@@ -267,7 +272,7 @@ def build(kind: str, p: dict, seed: int = 0):
                                  max(1, int(np.sqrt(k) * xmax * wmax)))
             kw = dict(direction=d, threshold=thr, shortcut=bool(p.get("shortcut")))
         return MatrixVectorUnit(w, in_prec=p["inp"], w_prec=p["w"], out=p["out"], pe=p["pe"],
-                                simd=p["simd"], in_width=inw, **kw)
+                                simd=p["simd"], in_width=inw, hold=bool(p.get("hold")), **kw)
     if kind == "conv":
         c, co, kk = p["c"], p.get("co", p["c"]), p.get("kernel", 3)
         k = kk * kk * c

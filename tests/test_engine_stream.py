@@ -31,6 +31,11 @@ def _words(r):
             for i in range(n) for tt in range(t) for ff in range(f) for g in range(c // STREAM_LANES)]
 
 
+def _values(r):
+    """The engine's input: per position (t-major), the ``C`` values in channel order."""
+    return [int(v) & 0xFF for v in np.asarray(r).transpose(0, 2, 3, 1).reshape(-1)]
+
+
 def _expected(layers, r):
     for layer in layers:
         r = GoldenModel._conv(layer, r, "bin")
@@ -45,7 +50,7 @@ def test_stream_engine_matches_golden_under_gaps_and_backpressure(pe, simd, lo):
     want = _expected(layers, r)
     assert len(np.unique(want)) > 30 and (want.min() >= 0) == (lo == 0)     # the stream moves
     exp = _words(want)
-    got = run_stream(dut, _words(r), len(exp), gap=0.3, stall=0.3, seed=pe + simd, load=dut.image(),
+    got = run_stream(dut, _values(r), len(exp), gap=0.3, stall=0.3, seed=pe + simd, load=dut.image(),
                      load_gap=0.2)
     assert got == exp
 
@@ -57,11 +62,11 @@ def test_stream_engine_cycles_are_exact(pe, simd):
     layers = _layers(5)
     dut = LayerEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
     n, per = 3, T * F * C // STREAM_LANES
-    inputs = _words(np.random.default_rng(6).integers(-128, 128, (n, C, T, F)))
+    inputs = _values(np.random.default_rng(6).integers(-128, 128, (n, C, T, F)))
     stamps = inference_stamps(dut, inputs, n, per)
     sf = 9 * C // simd
     gf = STREAM_LANES // pe
-    assert dut.cycles_per_inference == T * F * C + 7 + 3 * (T * F * (2 + gf * sf) + 9 + pe)
+    assert dut.cycles_per_inference == T * F * C + 6 + 3 * (T * F * (2 + gf * sf) + 9 + pe)
     assert list(np.diff(stamps)) == [dut.cycles_per_inference] * (n - 1)
     assert dut.memory_words == dut.weight_words + T * F * C // STREAM_LANES
     assert dut.threshold_words == 0 and dut.load_words == dut.weight_words
