@@ -105,10 +105,16 @@ def board_folding(dep, board_name: str, freq_mhz: float | None = None, progress=
     """The folding :func:`build` uses for ``dep`` on ``board_name`` at ``freq_mhz`` (default: the
     board's clock) and ``rate`` when it is given none, so that a simulation can run the design
     that is built."""
+    return _board_folding(dep, get_board(board_name), board_clock(board_name, freq_mhz), progress, rate)
+
+
+def board_clock(board_name: str, freq_mhz: float | None = None) -> float:
+    """The clock in Hz that ``kwsbnn build --board board_name [--freq freq_mhz]`` runs the design at:
+    the oscillator's, or what the PLL makes of the request (default: the board's clock)."""
     board = get_board(board_name)
     osc = _platform(board).default_clk_frequency
     clk_freq, _ = clock_plan(board, osc, freq_mhz if freq_mhz is not None else board.default_mhz)
-    return _board_folding(dep, board, clk_freq, progress, rate)
+    return clk_freq
 
 
 def check_rate(rate: float | None) -> None:

@@ -57,6 +57,63 @@ def run_stream(dut, inputs, n_out: int, *, gap: float, stall: float, seed: int,
     return got
 
 
+class StreamMonitor:
+    """Records the cycles of every transfer on ``dut.i`` and ``dut.o`` and checks the output's stream
+    rule: a payload offered while ``o.ready`` is low stays valid and unchanged until taken (not
+    checked in cycles where ``rst`` is high). Run as a background testbench; ``limit`` cycles
+    without the others finishing is an error (no progress)."""
+
+    def __init__(self, dut, rst=None, limit=30000):
+        self.dut, self.rst, self.limit = dut, rst, limit
+        self.cycle = 0
+        self.in_cycles, self.out_cycles = [], []
+        self.errors = []
+
+    async def run(self, ctx):
+        held = None
+        i, o = self.dut.i, self.dut.o
+        sig = [i.valid, i.ready, o.valid, o.ready, o.payload] + ([self.rst] if self.rst is not None else [])
+        async for _, _, iv, ir, ov, orr, op, *r in ctx.tick().sample(*sig):
+            if r and r[0]:
+                held = None
+            else:
+                if held is not None and (not ov or op != held):
+                    self.errors.append(f"cycle {self.cycle}: output dropped or changed while stalled")
+                held = op if (ov and not orr) else None
+                if iv and ir:
+                    self.in_cycles.append(self.cycle)
+                if ov and orr:
+                    self.out_cycles.append(self.cycle)
+            self.cycle += 1
+            if self.cycle > self.limit:
+                raise AssertionError(f"no progress: still running after {self.limit} cycles")
+
+
+def run_monitored(dut, inputs, n_out: int, *, gap: float, stall: float, seed: int,
+                  limit: int = 30000) -> tuple[list, StreamMonitor]:
+    """:func:`run_stream` with a :class:`StreamMonitor` watching: the outputs and the monitor (its
+    transfer cycles), after asserting that the stream rule held."""
+    from amaranth.sim import Simulator
+
+    got = []
+    mon = StreamMonitor(dut, limit=limit)
+
+    async def put(ctx):
+        await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
+
+    async def get(ctx):
+        got.extend(await stream_get(ctx, dut.o, n_out, rng=random.Random(seed + 1), stall=stall))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(put)
+    sim.add_testbench(get)
+    sim.add_testbench(mon.run, background=True)
+    sim.run()
+    assert not mon.errors, mon.errors[:3]
+    return got, mon
+
+
 def inference_stamps(dut, inputs, n: int, per: int) -> list[int]:
     """Load ``dut.image()`` on ``dut.wl``, send ``inputs`` back to back on ``dut.i`` and take every
     output at once: the cycle of each ``per``-th output (the end of each of ``n`` inferences), for

@@ -44,6 +44,23 @@ def _pins_config(vdir: Path) -> Path:
     return vlt
 
 
+def _run(top, path, vdir, module: str, workdir: Path, extra: dict, waves: bool, clk_ns: int = 10) -> dict:
+    """Run testbench ``module`` on the written board top with the environment every board
+    testbench reads (model, link geometry, INFO, clock, UART divisor, timeout) plus ``extra``
+    (the model's path, the testbench's own settings); the compiled model is cached per Verilog text."""
+    env = {"KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
+           "KWSBNN_TB_INFO": top.info.encode().hex(),
+           "KWSBNN_TB_CLK_NS": str(clk_ns),
+           "KWSBNN_TB_DIVISOR": str(top.divisor),
+           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]), **extra}
+    vlt = _pins_config(vdir)
+    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
+    summary = run_testbench(path, TOP, module, workdir / f"sim_build-{digest}", env,
+                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
+    summary["info"] = top.info.__dict__
+    return summary
+
+
 def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: float = 8e6,
                    baud: int = 1_000_000, timeout: float = 3e-4, folding=None,
                    waves: bool = False) -> dict:
@@ -58,21 +75,10 @@ def simulate_board(dep, workdir, *, count: int = 20, seed: int = 0, clk_freq: fl
     vdir = workdir / "verilog"
     path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
                               folding=folding)
-    clk_ns = 10
-    env = {"KWSBNN_TB_MODEL": str(dep.path),
-           "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
-           "KWSBNN_TB_INFO": top.info.encode().hex(),
-           "KWSBNN_TB_CLK_NS": str(clk_ns),
-           "KWSBNN_TB_DIVISOR": str(top.divisor),
-           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
-           "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
-           "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_SEED": str(seed)}
-    vlt = _pins_config(vdir)
-    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
-    summary = run_testbench(path, TOP, "kwsbnn.sim.tb_board", workdir / f"sim_build-{digest}", env,
-                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
-    summary["info"] = top.info.__dict__
-    return summary
+    return _run(top, path, vdir, "kwsbnn.sim.tb_board", workdir, {
+        "KWSBNN_TB_MODEL": str(dep.path),
+        "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
+        "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_SEED": str(seed)}, waves)
 
 
 def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0, seed: int = 0,
@@ -99,23 +105,13 @@ def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0,
     n = stride or top.stride
     if frames is None:
         frames = top.geometry.frames + 4 * n
-    clk_ns = 10
-    env = {"KWSBNN_TB_MODEL": str(dep.path),
-           "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
-           "KWSBNN_TB_INFO": top.info.encode().hex(),
-           "KWSBNN_TB_CLK_NS": str(clk_ns), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
-           "KWSBNN_TB_DIVISOR": str(top.divisor),
-           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
-           "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
-           "KWSBNN_TB_FRAMES": str(frames), "KWSBNN_TB_STRIDE": str(stride),
-           "KWSBNN_TB_PACE_CYCLES": str(int(round(hop_s * clk_freq))),
-           "KWSBNN_TB_SEED": str(seed)}
-    vlt = _pins_config(vdir)
-    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
-    summary = run_testbench(path, TOP, "kwsbnn.sim.tb_stream", workdir / f"sim_build-{digest}", env,
-                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
+    summary = _run(top, path, vdir, "kwsbnn.sim.tb_stream", workdir, {
+        "KWSBNN_TB_MODEL": str(dep.path), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
+        "KWSBNN_TB_LATENCY": str(top.network.costs()["latency"]),
+        "KWSBNN_TB_FRAMES": str(frames), "KWSBNN_TB_STRIDE": str(stride),
+        "KWSBNN_TB_PACE_CYCLES": str(int(round(hop_s * clk_freq))),
+        "KWSBNN_TB_SEED": str(seed)}, waves)
     summary["figures"] = top.stream_figures()
-    summary["info"] = top.info.__dict__
     return summary
 
 
@@ -141,21 +137,12 @@ def simulate_load(dep, workdir, *, folding, count: int = 4, frames: int = 0, str
                               folding=folding)
     if not top.engine_style:
         raise ValueError("simulate_load needs a folding of the engine style")
-    clk_ns = 10
-    env = {"KWSBNN_TB_MODEL": str(dep.path),
-           "KWSBNN_TB_GEOMETRY": json.dumps(top.geometry.to_dict()),
-           "KWSBNN_TB_IMAGE": top.weight_image().encode().hex(),
-           "KWSBNN_TB_CLK_NS": str(clk_ns), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
-           "KWSBNN_TB_DIVISOR": str(top.divisor),
-           "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]),
-           "KWSBNN_TB_CYCLES": str(top.network.costs()["cycles_per_inference"]),
-           "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_FRAMES": str(frames),
-           "KWSBNN_TB_STRIDE": str(stride), "KWSBNN_TB_SEED": str(seed),
-           "KWSBNN_TB_ERRORS": "1" if errors else "0"}
-    vlt = _pins_config(vdir)
-    digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
-    summary = run_testbench(path, TOP, "kwsbnn.sim.tb_load", workdir / f"sim_build-{digest}", env,
-                            waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
+    summary = _run(top, path, vdir, "kwsbnn.sim.tb_load", workdir, {
+        "KWSBNN_TB_MODEL": str(dep.path), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
+        "KWSBNN_TB_IMAGE": top.weight_image().encode().hex(),
+        "KWSBNN_TB_CYCLES": str(top.network.costs()["cycles_per_inference"]),
+        "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_FRAMES": str(frames),
+        "KWSBNN_TB_STRIDE": str(stride), "KWSBNN_TB_SEED": str(seed),
+        "KWSBNN_TB_ERRORS": "1" if errors else "0"}, waves)
     summary["figures"] = top.stream_figures()
-    summary["info"] = top.info.__dict__
     return summary

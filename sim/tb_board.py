@@ -96,6 +96,25 @@ class HostSide:
         return self.items.pop(0)
 
 
+async def connect(dut, clk_ns: int, bit_ns: int, types=None) -> HostSide:
+    """Start the board top: its clock (unless the C++ side drives it: ``KWSBNN_TB_CLOCK_NS``), the
+    UART models on ``rx`` / ``tx``, four cycles of reset, then two byte times of idle line. The host
+    side's decoder takes ``types`` (default: INFO, RESULT, ERROR, STARTED)."""
+    if not float(os.environ.get("KWSBNN_TB_CLOCK_NS", "0")):   # no C++ clock: drive it from here
+        cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
+    mon = UartMonitor(dut.tx, bit_ns)
+    cocotb.start_soon(mon.run())
+    host = HostSide(UartDriver(dut.rx, bit_ns), mon)
+    if types is not None:
+        host.dec = p.FrameDecoder(types=types)
+    dut.rst.value = 1
+    for _ in range(4):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await Timer(20 * bit_ns, "ns")
+    return host
+
+
 @cocotb.test()
 async def board_protocol(dut):
     env = os.environ
@@ -113,17 +132,8 @@ async def board_protocol(dut):
     answer_ns = (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * byte_ns + latency_ns \
         + timeout_ns + 200 * clk_ns
 
-    if not float(env.get("KWSBNN_TB_CLOCK_NS", "0")):   # no C++ clock: drive it from here
-        cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
-    drv = UartDriver(dut.rx, bit_ns)
-    mon = UartMonitor(dut.tx, bit_ns)
-    cocotb.start_soon(mon.run())
-    host = HostSide(drv, mon)
-    dut.rst.value = 1
-    for _ in range(4):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await Timer(2 * byte_ns, "ns")
+    host = await connect(dut, clk_ns, bit_ns)
+    drv, mon = host.drv, host.mon
 
     failures, checks, errors_seen = [], {}, []
     cls_mask = (1 << len(dut.leds)) - 1

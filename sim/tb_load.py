@@ -24,12 +24,11 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from kwsbnn.boards import protocol as p
-from kwsbnn.sim.tb_board import HostSide, UartDriver, UartMonitor
+from kwsbnn.sim.tb_board import connect
 from kwsbnn.sw.golden import GoldenModel
 
 
@@ -54,19 +53,9 @@ async def board_load(dut):
     answer_ns = (2 * cycles + 8 * g.transfers) * clk_ns \
         + (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * byte_ns + timeout_ns + 200 * clk_ns
 
-    if not float(env.get("KWSBNN_TB_CLOCK_NS", "0")):
-        cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
-    drv = UartDriver(dut.rx, bit_ns)
-    mon = UartMonitor(dut.tx, bit_ns)
-    cocotb.start_soon(mon.run())
-    host = HostSide(drv, mon)
-    host.dec = p.FrameDecoder(types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR,
-                                     p.FrameType.STARTED, p.FrameType.LOADED))
-    dut.rst.value = 1
-    for _ in range(4):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await Timer(2 * byte_ns, "ns")
+    host = await connect(dut, clk_ns, bit_ns, types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR,
+                                                    p.FrameType.STARTED, p.FrameType.LOADED))
+    drv, mon = host.drv, host.mon
 
     failures, checks, statuses = [], {}, []
     wall0 = time.monotonic()

@@ -27,12 +27,11 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge, Timer
+from cocotb.triggers import Timer
 from cocotb.utils import get_sim_time
 
 from kwsbnn.boards import protocol as p
-from kwsbnn.sim.tb_board import HostSide, UartDriver, UartMonitor
+from kwsbnn.sim.tb_board import connect
 from kwsbnn.sw.golden import GoldenModel
 
 
@@ -56,17 +55,8 @@ async def board_stream(dut):
     answer_ns = 2 * latency_ns + (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * byte_ns \
         + timeout_ns + 4 * g.transfers * clk_ns + 200 * clk_ns
 
-    if not float(env.get("KWSBNN_TB_CLOCK_NS", "0")):   # no C++ clock: drive it from here
-        cocotb.start_soon(Clock(dut.clk, clk_ns, unit="ns").start())
-    drv = UartDriver(dut.rx, bit_ns)
-    mon = UartMonitor(dut.tx, bit_ns)
-    cocotb.start_soon(mon.run())
-    host = HostSide(drv, mon)
-    dut.rst.value = 1
-    for _ in range(4):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await Timer(2 * byte_ns, "ns")
+    host = await connect(dut, clk_ns, bit_ns)
+    drv, mon = host.drv, host.mon
 
     failures, checks = [], {}
     answered = []           # sim times (ns) at which the decisions of a run arrived

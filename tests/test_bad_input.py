@@ -105,3 +105,49 @@ def test_train_reports_skipped_files(canonical_with_bad, capsys):
         scan(canonical_with_bad, strict=True)
     assert scan(canonical_with_bad)["count"] == 2
     assert "skipped 2 unusable" in capsys.readouterr().err
+
+
+def test_eval_board_options_need_the_rtl_engine(canonical_with_bad, capsys):
+    """--board/--freq/--rate choose the RTL design; without --engine rtl (or --freq without --board)
+    they are refused in one line before anything runs."""
+    data = str(canonical_with_bad)
+    rc, _, err = main(capsys, "eval", "--model", "binary-ice40", "--data", data, "--board", "icebreaker")
+    assert rc == 2 and "--board needs --engine rtl" in err
+    rc, _, err = main(capsys, "eval", "--model", "binary-ice40", "--data", data, "--engine", "rtl",
+                      "--rate", "100")
+    assert rc == 2 and "add --board" in err
+    rc, _, err = main(capsys, "eval", "--model", "binary-ice40", "--data", data, "--engine", "rtl",
+                      "--board", "nope")
+    assert rc == 2 and "unknown board 'nope'" in err
+
+
+def test_eval_board_simulates_the_folding_the_build_builds(canonical_with_bad, capsys, monkeypatch):
+    """`eval --engine rtl --board B --freq F`: the rtl engine gets the folding that `kwsbnn build`
+    picks for that board and clock (boards.build.board_folding), and the JSON gives the style, the
+    clock and the inferences per second of the simulated design. The simulation itself is replaced
+    here (tests/test_deploy_golden.py checks that the rtl engine simulates the folding it is given)."""
+    from kwsbnn.boards.build import board_folding
+    from kwsbnn.hw.cost import layer_costs
+    from kwsbnn.sim.engine import RTL_OPTIONS
+    from kwsbnn.sw import evaluate
+    from kwsbnn.sw.export import deployable
+
+    seen = {}
+
+    def fake(model, data, **kw):
+        seen["folding"], seen["engine"] = RTL_OPTIONS["folding"], kw["engine"]
+        cycles = layer_costs(deployable("binary-ice40"), RTL_OPTIONS["folding"])["cycles_per_inference"]
+        return {"accuracy": 1.0, "n": 1, "per_class": {}, "counts": {}, "model_cycles_per_inference": cycles}
+
+    monkeypatch.setattr(evaluate, "evaluate", fake)
+    monkeypatch.setitem(RTL_OPTIONS, "folding", None)
+    rc, out, err = main(capsys, "eval", "--model", "binary-ice40", "--data", str(canonical_with_bad),
+                        "--engine", "rtl", "--board", "icebreaker", "--freq", "12", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    want = board_folding(deployable("binary-ice40"), "icebreaker", 12.0)
+    assert seen["engine"] == "rtl" and seen["folding"].to_dict() == want.to_dict()
+    assert res["board"]["name"] == "icebreaker" and res["board"]["clock_mhz"] == 12.0
+    assert res["board"]["style"] == "pipeline"
+    cycles = layer_costs(deployable("binary-ice40"), want)["cycles_per_inference"]
+    assert res["board"]["inferences_per_second"] == pytest.approx(12e6 / cycles)

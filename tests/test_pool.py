@@ -13,7 +13,7 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from kwsbnn.hw.pool import SumPoolThreshold
-from kwsbnn.hw.testing import stream_get, stream_put
+from kwsbnn.hw.testing import StreamMonitor, run_monitored, stream_put
 from kwsbnn.sw.golden import threshold_bits
 
 AW, T, F = 6, 9, 7
@@ -68,53 +68,8 @@ def make_acc(rng, n, c, aw=AW, t=T, f=F):
     return acc
 
 
-class Monitor:
-    """Records input/output transfers per cycle and checks the output's stream rules."""
-
-    def __init__(self, dut, rst=None, limit=30000):
-        self.dut, self.rst, self.limit = dut, rst, limit
-        self.cycle = 0
-        self.in_cycles, self.out_cycles = [], []
-        self.errors = []
-
-    async def run(self, ctx):
-        held = None
-        i, o = self.dut.i, self.dut.o
-        sig = [i.valid, i.ready, o.valid, o.ready, o.payload] + ([self.rst] if self.rst is not None else [])
-        async for _, _, iv, ir, ov, orr, op, *r in ctx.tick().sample(*sig):
-            if r and r[0]:
-                held = None
-            else:
-                if held is not None and (not ov or op != held):
-                    self.errors.append(f"cycle {self.cycle}: output dropped or changed while stalled")
-                held = op if (ov and not orr) else None
-                if iv and ir:
-                    self.in_cycles.append(self.cycle)
-                if ov and orr:
-                    self.out_cycles.append(self.cycle)
-            self.cycle += 1
-            if self.cycle > self.limit:
-                raise AssertionError(f"no progress: still running after {self.limit} cycles")
-
-
 def run(dut, inputs, n_out, *, gap, stall, seed):
-    got = []
-    mon = Monitor(dut)
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs, rng=random.Random(seed), gap=gap)
-
-    async def get(ctx):
-        got.extend(await stream_get(ctx, dut.o, n_out, rng=random.Random(seed + 1), stall=stall))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(put)
-    sim.add_testbench(get)
-    sim.add_testbench(mon.run, background=True)
-    sim.run()
-    assert not mon.errors, mon.errors[:3]
-    return got, mon
+    return run_monitored(dut, inputs, n_out, gap=gap, stall=stall, seed=seed, limit=30000)
 
 
 def build(pool, c, lanes, d, thr, aw=AW, t=T, f=F):
@@ -220,7 +175,7 @@ def test_pool_reset_mid_inference(pool, c, lanes):
     top = Module()
     top.domains.sync = cd = ClockDomain("sync")
     top.submodules.dut = dut
-    mon = Monitor(dut, cd.rst)
+    mon = StreamMonitor(dut, cd.rst)
     got = []
     state = {"done": False}
     prng, grng = random.Random(1), random.Random(2)

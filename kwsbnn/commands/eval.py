@@ -12,7 +12,10 @@ the split's stable order, the same for every engine).
 golden model: agreement, cycles per inference (measured, and the cost model's), simulated cycles
 per second. On a mismatch it names the first clip that differs and, replaying that clip with every
 layer's output recorded, the first layer that differs and where. --waves DIR also writes an FST
-waveform of that clip (of the first clip when all agree) into DIR.
+waveform of that clip (of the first clip when all agree) into DIR. --board B simulates the design
+that `kwsbnn build --board B` builds: the same style (pipeline or engine) and folding, chosen the same
+way from the board's budget at --freq (default: the board's clock) and --rate; the JSON's `board`
+gives the style, the clock and the inferences per second the cycles give there.
 """
 
 
@@ -30,6 +33,14 @@ def add_arguments(parser):
     parser.add_argument("--waves", default=None, metavar="DIR",
                         help="--engine rtl: write an FST of the first mismatching clip (or of the first "
                              "clip) into DIR")
+    parser.add_argument("--board", default=None, metavar="B",
+                        help="--engine rtl: simulate the design `kwsbnn build --board B` builds (its style "
+                             "and folding; default: the fastest folding of the generator)")
+    parser.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                        help="--board: the clock the folding is chosen for (default: the board's)")
+    parser.add_argument("--rate", type=float, default=None, metavar="N",
+                        help="--board: the smallest folding found that reaches N inferences per second "
+                             "(as `kwsbnn build --rate`)")
     parser.add_argument("--strict", action="store_true",
                         help="an unusable WAV file in --data is an error (default: skip it, count and "
                              "name it on stderr and in the JSON's `skipped`)")
@@ -44,6 +55,11 @@ def run(args) -> int:
     from kwsbnn.errors import KwsError
     if args.waves is not None and args.engine != "rtl":
         raise KwsError("--waves needs --engine rtl", "add --engine rtl, or drop --waves")
+    for opt in ("board", "freq", "rate"):
+        if getattr(args, opt) is not None and args.engine != "rtl":
+            raise KwsError(f"--{opt} needs --engine rtl", "add --engine rtl, or drop it")
+    if (args.freq is not None or args.rate is not None) and args.board is None:
+        raise KwsError("--freq and --rate choose the folding for a board", "add --board B")
     from kwsbnn.sw.engines import DeployedModel, is_deployable_folder
     if is_deployable_folder(args.model):
         if args.engine not in ("golden", "rtl"):
@@ -53,13 +69,19 @@ def run(args) -> int:
         model = DeployedModel(deploy.load(args.model))
     else:
         model = load_model(args.model)
+    board = None
     if args.engine == "rtl":
         from kwsbnn.sim.engine import RTL_OPTIONS     # registers the rtl engine
         RTL_OPTIONS["waves_dir"] = _waves_dir(args.waves) if args.waves is not None else None
+        RTL_OPTIONS["folding"], board = _board_design(model, args) if args.board else (None, None)
     res = evaluate(model, args.data, split=args.split, engine=args.engine, limit=args.limit,
                    strict=args.strict)
     res["model"] = str(args.model)
     res["precision"] = model.config.precision
+    if board is not None:
+        cycles = res.get("cycles_per_inference") or res.get("model_cycles_per_inference")
+        board["inferences_per_second"] = board["clock_mhz"] * 1e6 / cycles if cycles else None
+        res["board"] = board
     if args.plot:
         res["plot"] = str(plot_confusion(res, args.plot))
     if args.json:
@@ -77,7 +99,21 @@ def run(args) -> int:
         if args.engine == "rtl":
             for line in rtl_lines(res):
                 print(line)
+            if board is not None and board["inferences_per_second"]:
+                print(f"design of `kwsbnn build --board {board['name']}`: {board['style']} style, "
+                      f"{board['inferences_per_second']:.1f} inferences/s at {board['clock_mhz']:g} MHz")
     return 0
+
+
+def _board_design(model, args):
+    """The folding ``kwsbnn build --board`` would build for ``model`` (the same function picks it) and
+    what the JSON says about it: board, style, clock."""
+    from kwsbnn.boards.build import board_clock, board_folding
+    from kwsbnn.sw.engines import golden_of
+    dep = golden_of(model).model
+    folding = board_folding(dep, args.board, args.freq, rate=args.rate)
+    return folding, {"name": args.board, "style": getattr(folding, "style", None) or "pipeline",
+                     "clock_mhz": board_clock(args.board, args.freq) / 1e6, "rate": args.rate}
 
 
 def _waves_dir(path: str):
