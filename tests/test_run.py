@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """`kwsbnn run`: arguments and errors (missing port, clips, wrong model on the board), and whole
 runs against a Python model of the board (kwsbnn.boards.protocol.SimulatedBoard) answering with
 the golden model, in place of a serial port."""
