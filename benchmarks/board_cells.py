@@ -2,7 +2,10 @@
 ``synth_ice40 -dsp -noflatten`` and pack it with nextpnr ``--pack-only``; print the packed logic
 cells, EBR, DSP, SPRAM and LUT4 / flip-flops per part (submodule of the top).
 
-    .venv/bin/python benchmarks/board_cells.py [--model binary] [--board icebreaker] [--out DIR]
+    .venv/bin/python benchmarks/board_cells.py [--model binary] [--board icebreaker] [--out DIR] [--fold FILE]
+
+``--fold FILE`` (a folding file, as ``kwsbnn build --fold``) measures that folding instead of the
+build's (to compare a change at a fixed folding: the build's choice moves with the estimate).
 
 The engine's weight memory is forced into SPRAM (``spram=True``), as on the board (an iCE40 UP
 platform); without it Yosys maps it to about 600 spurious cells.
@@ -26,6 +29,7 @@ def main():
     ap.add_argument("--model", default="binary")
     ap.add_argument("--board", default="icebreaker")
     ap.add_argument("--out", default="build/board-cells")
+    ap.add_argument("--fold", default=None, help="a folding file instead of the build's folding")
     args = ap.parse_args()
     from amaranth.back import rtlil
 
@@ -39,13 +43,17 @@ def main():
     board = get_board(args.board)
     platform = _platform(board)
     clk_freq, _ = clock_plan(board, platform.default_clk_frequency, board.default_mhz)
-    try:
-        folding = _board_folding(dep, board, clk_freq, None, None)
-        fits = True
-    except KwsError:
-        from kwsbnn.hw.folding import engine_for_budget, resolve_budget
-        folding = engine_for_budget(dep, resolve_budget(board.name), clk_hz=clk_freq, closest=True)
-        fits = False
+    from kwsbnn.hw.folding import budget_check, engine_for_budget, resolve_budget
+    if args.fold:
+        from kwsbnn.hw.cost import Folding
+        folding = Folding.load(args.fold, dep)
+    else:
+        try:
+            folding = _board_folding(dep, board, clk_freq, None, None)
+        except KwsError:
+            folding = engine_for_budget(dep, resolve_budget(board.name), clk_hz=clk_freq, closest=True)
+    check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
+    fits = check["fits"]
     top = KwsTop(dep, folding, clk_freq=clk_freq, baud=board.default_baud, pll=None)
     net = top._net
     eng = getattr(net, "engine", None)
@@ -92,8 +100,8 @@ def main():
         parts[part(name)][0] += lut
         parts[part(name)][1] += ff
     parts = dict(sorted(parts.items(), key=lambda kv: -kv[1][0]))
-    topd = None
-    res = {"model": args.model, "board": args.board, "estimate_fits": fits, "logic_cells": util.get("ICESTORM_LC"),
+    res = {"model": args.model, "board": args.board, "folding": folding.to_dict(),
+           "estimate": check["estimate"], "estimate_fits": fits, "logic_cells": util.get("ICESTORM_LC"),
            "block_ram": util.get("ICESTORM_RAM"), "dsp": util.get("ICESTORM_DSP"),
            "spram": util.get("ICESTORM_SPRAM"), "parts_lut4_ff": parts}
     print(json.dumps(res, indent=1))

@@ -67,6 +67,19 @@ for c, w, out, pe, simd in [(16, "bin", "acc", 1, 9), (16, "bin", "acc", 4, 9), 
                             (24, "int8", "acc", 24, 9), (16, "int8", "acc", 16, 9), (8, "int8", "acc", 8, 9),
                             (20, "int8", "acc", 20, 9), (16, "int8", "bits", 16, 9)]:
     GRID.append(("mvu", dict(c=c, k=9, inp="int8", w=w, out=out, pe=pe, simd=simd)))
+# A first layer with its pooling folded in: binary weights on 12-bit box sums (a 4x3 pooling of
+# int8 values), accumulators (the integer stream's first layer) or thresholds, down to one lane
+# (the engine style's board foldings), 16 to 64 channels.
+for c, out, pe, simd in [(64, "acc", 1, 1), (64, "acc", 1, 3), (64, "acc", 2, 1), (64, "acc", 4, 3),
+                         (64, "acc", 2, 9), (16, "acc", 1, 1), (24, "acc", 1, 3), (64, "bits", 1, 1),
+                         (64, "bits", 4, 3), (64, "bits", 1, 9), (20, "bits", 1, 1), (20, "bits", 2, 3),
+                         (16, "bits", 4, 9), (32, "bits", 1, 3), (24, "bits", 8, 9)]:
+    GRID.append(("mvu", dict(c=c, k=9, inp="int8", w="bin", out=out, pe=pe, simd=simd, in_width=12)))
+# ... working on the window's held vector (no copy: the engine style's first layer).
+for c, out, pe, simd in [(64, "acc", 1, 1), (64, "acc", 1, 3), (64, "acc", 4, 3), (16, "acc", 1, 1),
+                         (64, "bits", 1, 1), (64, "bits", 4, 3), (20, "bits", 1, 1), (16, "bits", 4, 9)]:
+    GRID.append(("mvu", dict(c=c, k=9, inp="int8", w="bin", out=out, pe=pe, simd=simd, in_width=12,
+                             hold=True)))
 # StreamedConv (binary 3x3 layers, SIMD within the input channels).
 for c, t, f, sc, pe, simd in [(24, 25, 13, True, 1, 24), (24, 25, 13, True, 1, 8), (24, 25, 13, True, 2, 24),
                               (24, 25, 13, True, 4, 12), (24, 25, 13, True, 8, 24), (24, 25, 13, True, 24, 24),
@@ -87,6 +100,9 @@ for c, t, f, pe, simd in [(20, 25, 13, 1, 4), (20, 25, 13, 4, 4), (32, 25, 13, 1
 for c, ew, t, f, dil in [(1, 8, 101, 40, 1), (24, 1, 25, 13, 1), (16, 1, 25, 13, 1), (32, 1, 25, 13, 1),
                          (48, 1, 12, 6, 1), (8, 1, 16, 10, 1), (24, 1, 25, 13, 2)]:
     GRID.append(("window", dict(c=c, ew=ew, t=t, f=f, dil=dil)))
+# Windows over box sums (a first layer with its pooling folded in): no padding, the pooling's stride.
+for ew, t, f, stride in [(12, 99, 39, (4, 3)), (12, 11, 9, (4, 3)), (10, 51, 21, (2, 2))]:
+    GRID.append(("window", dict(c=1, ew=ew, t=t, f=f, dil=1, stride=stride, pad=0)))
 # Channel-serial pooling.
 for c, aw, t, f, pool, lanes in [(24, 19, 101, 40, (4, 3), 2), (24, 19, 101, 40, (4, 3), 1),
                                  (24, 19, 101, 40, (4, 3), 4), (24, 19, 101, 40, (4, 3), 8),
@@ -256,14 +272,15 @@ def build(kind: str, p: dict, seed: int = 0):
         c, k = p["c"], p["k"]
         w = rng.integers(0, 2, (c, k)) if p["w"] == "bin" else rng.integers(-127, 128, (c, k))
         kw = {}
+        inw = p.get("in_width", 8)
         if p["out"] == "bits":
-            xmax = 1 if p["inp"] == "bin" else 127
+            xmax = 1 if p["inp"] == "bin" else (1 << (inw - 1)) - 1
             wmax = 1 if p["w"] == "bin" else 127
             d, thr = _thresholds(rng, c, 0, 2 if p.get("shortcut") else 1,
                                  max(1, int(np.sqrt(k) * xmax * wmax)))
             kw = dict(direction=d, threshold=thr, shortcut=bool(p.get("shortcut")))
         return MatrixVectorUnit(w, in_prec=p["inp"], w_prec=p["w"], out=p["out"], pe=p["pe"],
-                                simd=p["simd"], **kw)
+                                simd=p["simd"], in_width=inw, hold=bool(p.get("hold")), **kw)
     if kind == "conv":
         c, co, kk = p["c"], p.get("co", p["c"]), p.get("kernel", 3)
         k = kk * kk * c
@@ -320,9 +337,9 @@ def build(kind: str, p: dict, seed: int = 0):
         return DenseArgmax(rng.integers(-127, 128, (k, c)), rng.integers(-1000, 1000, k),
                            lanes=p["lanes"], sum_lo=0, sum_hi=p["hi"])
     if kind == "window":
-        dil = p["dil"]
-        return SlidingWindow(p["c"], p["ew"], p["t"], p["f"], (3, 3), dilation=(dil, dil),
-                             padding=(dil, dil), pad_value=1 if p["ew"] == 1 else 0)
+        dil, pad = p["dil"], p.get("pad", p["dil"])
+        return SlidingWindow(p["c"], p["ew"], p["t"], p["f"], (3, 3), stride=tuple(p.get("stride", (1, 1))),
+                             dilation=(dil, dil), padding=(pad, pad), pad_value=1 if p["ew"] == 1 else 0)
     if kind in ("pool", "pool_parallel"):
         c, aw = p["c"], p["aw"]
         spread = 1 << max(1, aw - 4)

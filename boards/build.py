@@ -6,7 +6,7 @@ inferences per second at that clock (from the cost model). A design that does no
 timing raises a :class:`KwsError` that gives the numbers.
 
 The clock is the board's default (:attr:`Board.default_mhz`: 24 MHz from the PLL on the iCEBreaker,
-60 MHz from the PLL on the ULX3S, where the shipped binary model meets timing) when ``freq_mhz`` is None; the oscillator when ``freq_mhz``
+60 MHz from the PLL on the ULX3S, where the board's default model meets timing) when ``freq_mhz`` is None; the oscillator when ``freq_mhz``
 equals it, and otherwise the output of the
 FPGA's PLL closest to ``freq_mhz`` (:mod:`kwsbnn.boards.pll`); the report gives the requested and
 the achieved clock, and the UART divisor is computed from the achieved one. A frequency outside the
@@ -42,22 +42,25 @@ class Board:
     default_mhz: float | None = None     # clock without --freq (None: the oscillator); one that
                                          # the default model meets timing at
     default_baud: int = 115200           # UART rate without --baud
-    default_model: str = "binary-ice40"        # the model the board runs without --model
+    default_model: str = "binary-ice40"  # the model the board runs without --model (build, run)
 
 
 # UART rates: the iCEBreaker's FT2232H makes 1,000,000 baud exactly (12 MHz / 12) and the design's
 # 12 MHz (or 24 MHz) clock divides it exactly (12 or 24 clocks per bit); 3 Mbaud would leave 4
 # clocks per bit at 12 MHz, too few for a safe mid-bit sample. The ULX3S's FT231X makes 3 Mbaud
 # (3 MHz / 1), and 60 MHz divides it exactly (20 clocks per bit).
+# Default models: the iCEBreaker runs `binary` (64 channels, integer residual stream: the engine
+# style, its weights loaded over the UART; 31 inferences/s at 24 MHz), the ULX3S `binary-ice40`
+# (`binary` runs only in the engine style, whose board top needs the UP5K's SPRAM).
 BOARDS = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "bin",
                         {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "block_ram",
                          "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40", default_mhz=24.0,
-                        default_baud=1_000_000),
+                        default_baud=1_000_000, default_model="binary"),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
                         "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0,
-                       default_baud=3_000_000),
+                       default_baud=3_000_000, default_model="binary-ice40"),
 }
 
 
@@ -121,7 +124,8 @@ def check_rate(rate: float | None) -> None:
 
 
 class _EngineDoesNotFit(KwsError):
-    """The engine style's estimate is over the board (its message has the whole design's numbers)."""
+    """The engine style's refusal of a model that only it runs (its message says it all: the whole
+    design's numbers, or that the board has no SPRAM for it)."""
 
 
 def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: float | None = None):

@@ -34,7 +34,10 @@ class WeightLoader(wiring.Component):
 
     Latency and throughput: a byte is taken, then its 8 CRC bits take 8 cycles (one bit a cycle,
     a 32-bit register and a few LUTs instead of a byte-wide XOR network); a UART byte takes 10 bit
-    times of at least 4 cycles each, so the loader never holds up the link.
+    times of at least 4 cycles each, so the loader never holds up the link. ``start`` and
+    ``finish`` (with ``frame_ok``) act one cycle late, registered (they come from the frame
+    parser's decoding, whose paths would otherwise run on into the loader's registers); the loader
+    takes no byte in the cycle after ``start``, and ``loaded`` is set the cycle after ``finish``.
 
     Members: ``i : In(stream.Signature(8))``, ``start, finish, frame_ok, idle : In(1)``,
     ``status : Out(3)`` (a :class:`~kwsbnn.boards.protocol.LoadStatus`), ``wl :
@@ -71,8 +74,10 @@ class WeightLoader(wiring.Component):
         with m.If(self.wl.ready):
             m.d.sync += wvalid.eq(0)
 
+        start, finish = Signal(), Signal()      # start, and finish with frame_ok, registered
+        m.d.sync += [start.eq(self.start), finish.eq(self.finish & self.frame_ok)]
         last_header = pos == hb - 1
-        m.d.comb += self.i.ready.eq((bitn == 0) & ~wvalid & (~last_header | self.idle))
+        m.d.comb += self.i.ready.eq((bitn == 0) & ~wvalid & (~last_header | self.idle) & ~start)
         take = self.i.valid & self.i.ready
         crc_ok = (crc ^ 0xFFFFFFFF) == expect
         m.d.comb += self.status.eq(Mux(hstat != 0, hstat,
@@ -84,7 +89,7 @@ class WeightLoader(wiring.Component):
             expected[2 + k] = ((self._words >> (8 * k)) & 0xFF, proto.LoadStatus.BAD_LENGTH)
         for k in range(4):
             expected[4 + k] = ((self._id >> (8 * k)) & 0xFF, proto.LoadStatus.WRONG_MODEL)
-        with m.If(self.start):
+        with m.If(start):
             m.d.sync += [pos.eq(0), hstat.eq(0), active.eq(0), nbyte.eq(0), bitn.eq(0),
                          crc.eq(0xFFFFFFFF)]
         with m.Elif(take & (pos != hb)):
@@ -110,6 +115,6 @@ class WeightLoader(wiring.Component):
             fb = crc[0] ^ sbyte[0]
             m.d.sync += [crc.eq((crc >> 1) ^ Mux(fb, CRC32_POLY, 0)), bitn.eq(bitn - 1),
                          sbyte.eq(sbyte >> 1)]
-        with m.If(self.finish & self.frame_ok & active & (hstat == 0) & crc_ok):
+        with m.If(finish & active & (hstat == 0) & crc_ok):
             m.d.sync += loaded.eq(1)
         return m

@@ -731,10 +731,12 @@ class KwsTop(wiring.Component):
                                                  coeffs=g.coeffs, stride=g.stride)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.o, parser.i)
-        # The network's input: a window the ring replays, else an INFER's transfers.
+        # The network's input: a window the ring replays, else an INFER's transfers. (The payload
+        # follows the ring's registered valid, not its busy: the same whenever a transfer can
+        # happen, and the ring's counters stay off the first layer's datapath.)
         m.d.comb += [ring.i.payload.eq(parser.o.payload),
                      ring.i.valid.eq(parser.o.valid & parser.stream),
-                     net.i.payload.eq(Mux(ring.busy, ring.o.payload, parser.o.payload)),
+                     net.i.payload.eq(Mux(ring.o.valid, ring.o.payload, parser.o.payload)),
                      net.i.valid.eq(Mux(ring.busy, ring.o.valid, parser.o.valid & ~parser.stream)),
                      ring.o.ready.eq(net.i.ready),
                      parser.o.ready.eq(parser.stream | (net.i.ready & ~ring.busy)),

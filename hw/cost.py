@@ -107,8 +107,9 @@ class Folding:
                 raise KwsError(f"{path}: layer {name!r} is not a convolution of this model",
                                f"its layers are {sorted(names)}")
             folding.layers[name] = {"pe": int(fold["pe"]), "simd": int(fold["simd"])}
-            if fold.get("boxsum"):
-                folding.layers[name]["boxsum"] = True
+            for key in ("boxsum", "hold"):
+                if fold.get(key):
+                    folding.layers[name][key] = True
         return folding
 
     def to_dict(self) -> dict:
@@ -152,7 +153,13 @@ def _conv_entry(p, units, fold) -> dict:
         kf, df = p.layer["kernel"][1], p.layer.get("dilation", (1, 1))[1]
         between = (p.pool[0] - 1) * box.out_coeffs + (kf - 1) * df + 1
         cyc["box"] = box.cycles_per_inference
-        cyc["mvu"] += p.out_shape[1] * max(0, between - mvu.cycles_per_vector)
+        if mvu.holds_input:
+            # The MVU works on the window's held vector: the window walks to its next vector only
+            # after the last fold, one box sum a cycle, while the MVU waits (every walked position
+            # but the one the last fold's cycle takes).
+            cyc["mvu"] += units["window"].cycles_per_inference - positions
+        else:
+            cyc["mvu"] += p.out_shape[1] * max(0, between - mvu.cycles_per_vector)
     if "pool" in units:
         cyc["pool"] = units["pool"].cycles_per_inference
     if "requant" in units:
@@ -199,7 +206,10 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
     the largest divisor of the channels up to 64 / ``pe``), the layers before
     them (the int8 first layer) at ``front`` (name -> fold) or else the fewest lanes with which each
     takes at most 1/8 of the engine's cycles (int8 weights: at most 6 multipliers, as
-    :meth:`Folding.default`), with its pooling folded in where it can be (``"boxsum": True``).
+    :meth:`Folding.default`), with its pooling folded in where it can be (``"boxsum": True``), its
+    matrix-vector unit then working on the window's held vector in the SPRAM engine (``"hold":
+    True``: no copy of it, a few cycles per vector more; there the logic is scarcer than the front's
+    cycles).
 
     ``memory="bram"``: the block-RAM engine (:class:`kwsbnn.hw.bram_engine.BramEngine`, the
     integer stream only), default PE 1 x SIMD = a whole window (``9 C`` for 3x3 layers); its input
@@ -259,7 +269,8 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
         if best is not None:
             layers[p.name] = best[1]
         if boxsum_fits(p):
-            layers[p.name] = dict(layers[p.name], boxsum=True)
+            layers[p.name] = dict(layers[p.name], boxsum=True,
+                                  **({"hold": True} if memory == "spram" else {}))
     return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine", memory=memory)
 
 
@@ -318,7 +329,7 @@ def engine_costs(dep, folding: Folding) -> dict:
     :mod:`kwsbnn.hw.engine`), the tail. The engine takes its input only while idle, so an inference
     takes the front's cycles plus the engine's: ``cycles_per_inference = max(front layer cycles) +
     engine compute cycles`` (on the integer stream the front's cycles are at least the engine's
-    ``T F C + 7`` input cycles). Memory: ``weight_memory_bits`` (the loaded image: weights in the
+    ``T F C + 6`` input cycles). Memory: ``weight_memory_bits`` (the loaded image: weights in the
     weight memory, SPRAM on iCE40, and thresholds), ``stream_map_bits`` (the integer stream's map,
     in the weight memory after the weights: ``spram_words`` in all) and ``map_bits`` (block RAM)."""
     from .engine import LAYER_OVERHEAD, WORD_BITS, LayerEngine

@@ -59,10 +59,11 @@ The integer residual stream (every layer with ``in_threshold``, ``out: int8``, `
 or ``none`` with ``smul = 2**shift``: the shipped ``binary``; docs/integer-network.md): each layer
 reads the bits ``r >= in_threshold`` of the int8 stream ``r`` (from the bit maps, as above) and
 adds ``clamp((acc * mul + add) >> shift)`` to ``r``, saturating to ``[lo, hi]``.
-- Streams: ``i`` and ``o`` carry **stream words**, 64 bits of 8 int8 values (element ``j`` at bits
-  ``8j``: channel ``8 g + j``), ``C / 8`` per position; ``i`` the first layer's values (``T F C / 8``
-  words per inference), ``o`` the last layer's clamped ``r`` (the ReLU with ``last=int8``), for the
-  serial tail.
+- Streams: ``i`` carries the first layer's values one per transfer (8 bits, two's complement),
+  position by position (t-major), channel order within a position: ``T F C`` per inference; ``o``
+  carries **stream words**, 64 bits of 8 int8 values (element ``j`` at bits ``8j``: channel ``8 g +
+  j``), ``C / 8`` per position: the last layer's clamped ``r`` (the ReLU with ``last=int8``), for
+  the serial tail.
 - Memories: the **stream map**, ``T F C / 8`` words in the weight memory after the weights
   (:attr:`stream_words`; one map: a position's words are read and written back by the same
   step), so :attr:`memory_words` = weights + map must fit 16K words; the bit maps as above
@@ -74,15 +75,16 @@ adds ``clamp((acc * mul + add) >> shift)`` to ``r``, saturating to ``[lo, hi]``.
   (this group's stream word into one of two word registers), then its ``GF`` folds as above. The
   fold's ``pe`` counts go one per cycle through a five-stage **update pipeline** (constants;
   ``d M``; ``+ A``; ``>> S`` saturated to +-255; ``r + delta`` clamped, the next layer's bit into the
-  output register, ``r`` into its word register lane). Input words go to the map at once and their
-  lanes through the same pipeline (``r`` itself; bits for the first layer). Needs ``8 | C``,
+  output register, ``r`` into its word register lane). Input values go through the same pipeline
+  (``r`` itself; bits for the first layer) into the lanes of a word register, which goes to the map
+  when its eighth lane is in. Needs ``8 | C``,
   ``pe | 8`` and ``GF SF >= pe + 5`` (the group two back is then always done at its W slot).
-- Cycles: per stream layer ``T F (C / 8) (2 + GF SF)`` plus a drain of ``9 + pe``; input ``T F C + 7``
-  (a stream word per 8 cycles); so an inference takes :attr:`cycles_per_inference` = ``T F C + 7 +
+- Cycles: per stream layer ``T F (C / 8) (2 + GF SF)`` plus a drain of ``9 + pe``; input ``T F C + 6``
+  (a value per cycle); so an inference takes :attr:`cycles_per_inference` = ``T F C + 6 +
   sum_l (T F (C / 8) (2 + GF SF) + 9 + pe)``, exactly (``tests/test_engine_stream.py``): at 64
   channels and 64 lanes the slots add ``2 / 72``, 2.8%, to the layers' ``T F C SF``.
 - Resources (the shipped ``binary``, 64 channels, 64 lanes, ``synth_ice40`` and ``--pack-only``):
-  2,070 logic cells (of which about 920 the stream's), 17 block RAMs (bit maps 12, constants 5),
+  2,007 logic cells (of which about 860 the stream's), 17 block RAMs (bit maps 12, constants 5),
   2 DSPs (the update's product), 4 SPRAMs (1,728 words of weights, 2,600 of stream map).
 
 Resources (iCE40, 25 x 13 maps, three layers, ``synth_ice40`` and nextpnr ``--pack-only``): 64
@@ -114,8 +116,8 @@ STREAM_LANES = 8
 #: updates of the group two before it (their latency); a layer's drain is ``STREAM_OVERHEAD + pe``.
 STREAM_WAIT = 5
 STREAM_OVERHEAD = 9
-#: On the stream, the input's last lanes through the update pipeline and their map write.
-STREAM_INPUT = 7
+#: On the stream, the input's last value through the update pipeline and the start after it.
+STREAM_INPUT = 6
 
 
 def shared_signature(words: int) -> wiring.Signature:
@@ -382,7 +384,7 @@ class LayerEngine(wiring.Component):
         out_width = pe * self._ow if self._count else self._c
         in_width = self._c
         if self._stream:
-            out_width = in_width = WORD_BITS
+            out_width, in_width = WORD_BITS, 8
         if self._shared and not self.memory_words <= self._shared <= SPRAM_WORDS:
             what = (f"{len(self._wwords)} weight words and {self._rwords} stream-map words"
                     if self._stream else f"{len(self._wwords)} weight words")
@@ -497,7 +499,7 @@ class LayerEngine(wiring.Component):
     @property
     def input_cycles(self) -> int:
         """Cycles the engine takes for its input: ``T F`` (one position per cycle), on the stream
-        ``T F C`` (a stream word of 8 channels per 8 cycles: their bits one per cycle)."""
+        ``T F C + 6`` (one value per cycle, then the update pipeline's last stages)."""
         if self._stream:
             return self.input_positions * self._c + STREAM_INPUT
         return self.input_positions
@@ -832,7 +834,7 @@ class LayerEngine(wiring.Component):
         wstate = (running & ~draining & (slot == 0)) | draining
         wcan = wstate & wp.bit_select(gp, 1) & gdone.bit_select(gp, 1)
         wdo = wcan & (~is_last | self.o.ready)
-        iwr = Signal()                   # the input word taken last cycle: write it from rreg0
+        iwr = Signal()                   # an input word complete in rreg0: write it to the map
         wreg = Mux(gp & ~iwr, rreg[1], rreg[0])
         m.d.comb += [self.o.valid.eq(wcan & is_last), self.o.payload.eq(wreg)]
         rslot = running & ~draining & (slot == 1)
@@ -854,28 +856,20 @@ class LayerEngine(wiring.Component):
             with m.Elif(wp.bit_select(~gp, 1)):
                 m.d.sync += gp.eq(~gp)
 
-        # Input: stream words of 8 values into the stream map (the port is free while idle), and
-        # their lanes one per cycle into the update pipeline (slot 0: r = the value).
-        ibusy, iq = Signal(), Signal(range(STREAM_LANES))
-        ig, ig_cur = Signal(range(ng)), Signal(range(ng))
-        in_word = Signal(range(self._rwords + 1))
+        # Input: one value a cycle (while idle) into the update pipeline (slot 0: r = the value,
+        # its bit for the first layer), and from its last stage into lane j of word register 0; a
+        # word's last lane done, the word goes to the stream map (the port is free while idle).
+        ich = Signal(range(c_n))                 # the channel of the next input value
+        in_word = Signal(range(self._rwords + 1))    # input words taken whole
         in_done = Signal()
-        m.d.comb += self.i.ready.eq(loaded & ~in_full & ~in_done & ~iwr
-                                    & (~ibusy | (iq == STREAM_LANES - 1)))
+        m.d.comb += self.i.ready.eq(loaded & ~in_full & ~in_done)
         in_fire = self.i.valid & self.i.ready
-        with m.If(ibusy):
-            m.d.sync += iq.eq(iq + 1)
-            with m.If(iq == STREAM_LANES - 1):
-                m.d.sync += [ibusy.eq(0), iq.eq(0)]
-        m.d.sync += iwr.eq(in_fire)
         with m.If(in_fire):
-            m.d.sync += [rreg[0].eq(self.i.payload), ibusy.eq(1), iq.eq(0), ig_cur.eq(ig),
-                         ig.eq(Mux(ig == ng - 1, 0, ig + 1))]
-        with m.If(iwr):
-            with m.If(in_word == self._rwords - 1):
-                m.d.sync += [in_word.eq(0), in_done.eq(1)]
-            with m.Else():
+            m.d.sync += ich.eq(Mux(ich == c_n - 1, 0, ich + 1))
+            with m.If(ich[:3] == STREAM_LANES - 1):
                 m.d.sync += in_word.eq(in_word + 1)
+                with m.If(in_word == self._rwords - 1):
+                    m.d.sync += in_done.eq(1)
 
         # The weight memory's one port: loader, input, W slot, R slot, weight reads, and with
         # shared_words the board's access (above the stream map) in every other idle cycle.
@@ -889,7 +883,8 @@ class LayerEngine(wiring.Component):
         with m.If(~loaded):
             m.d.comb += [wmem.addr.eq(laddr), wmem.we.eq(lfire & (laddr < n_w))]
         with m.Elif(iwr):
-            m.d.comb += [wmem.addr.eq(n_w + in_word), wmem.we.eq(1)]
+            # The word taken last (in_word has counted it): n_w + in_word - 1.
+            m.d.comb += [wmem.addr.eq(n_w - 1 + in_word), wmem.we.eq(1)]
         with m.Elif(wdo & ~is_last):
             m.d.comb += [wmem.addr.eq(Mux(gp, raddr[1], raddr[0])), wmem.we.eq(1)]
         with m.Elif(rslot):
@@ -917,19 +912,18 @@ class LayerEngine(wiring.Component):
 
         # Stage T0: the item (channel, count, old stream value) and its constants' address.
         cw = self._ow
-        t0_in = ibusy
+        t0_in = in_fire
         ch_c = cap_nf * pe + cq if pe > 1 else cap_nf
-        ch_i = ig_cur * STREAM_LANES + iq
         ch = Signal(range(c_n))
-        m.d.comb += ch.eq(Mux(t0_in, ch_i, ch_c))
+        m.d.comb += ch.eq(Mux(t0_in, ich, ch_c))
         lane = Signal(range(STREAM_LANES))
         m.d.comb += lane.eq(ch[:3] if c_n > 1 else 0)
         d0 = Signal(cw)
         m.d.comb += d0.eq(Mux(t0_in, 0, cnt.word_select(cq, cw) if pe > 1 else cnt[:cw]))
         r0 = Signal(signed(8))
         rshort = tab(lambda g: int(g.rshort))
-        m.d.comb += r0.eq(Mux(t0_in | rshort,
-                              Cat(rreg[0], rreg[1]).word_select(Cat(lane, cap_gp & ~t0_in), 8), 0))
+        m.d.comb += r0.eq(Mux(t0_in, self.i.payload,
+                              Mux(rshort, Cat(rreg[0], rreg[1]).word_select(Cat(lane, cap_gp), 8), 0)))
         t0_v = t0_in | cbusy
         m.d.comb += srp.addr.eq(Mux(t0_in, 0, (li + 1) * c_n) + ch)
         # Pipeline registers: valid, input item, lane, group register, last of group / position.
@@ -971,14 +965,14 @@ class LayerEngine(wiring.Component):
         ipos = Signal(range(n_pos))
         wdst = Signal(range(2 * n_map))
         dst = _table([((n + 1) % 2) * n_map for n in range(nl)], li)
+        m.d.sync += iwr.eq(t4["v"] & t4["i"] & t4["lg"])
         with m.If(t4["v"]):
             m.d.sync += obuf.eq(Cat(obuf[1:], bit) if c_n > 1 else bit)
-            with m.If(~t4["i"]):
-                for k in range(2):
-                    with m.If(t4["g"] == k):
-                        m.d.sync += rreg[k].word_select(t4["j"], 8).eq(rn[:8])
-                with m.If(t4["lg"]):
-                    m.d.sync += gdone.bit_select(t4["g"], 1).eq(1)
+            for k in range(2):
+                with m.If(t4["g"] == k):
+                    m.d.sync += rreg[k].word_select(t4["j"], 8).eq(rn[:8])
+            with m.If(~t4["i"] & t4["lg"]):
+                m.d.sync += gdone.bit_select(t4["g"], 1).eq(1)
             with m.If(t4["lp"]):
                 with m.If(t4["i"]):
                     m.d.sync += [wpend.eq(1), wdst.eq(ipos), ipos.eq(Mux(ipos == n_pos - 1, 0, ipos + 1))]
@@ -999,7 +993,7 @@ class LayerEngine(wiring.Component):
         with m.If(draining & ~busy):
             m.d.sync += [draining.eq(0), wpos.eq(0), slot.eq(0), rword.eq(n_w)]
             with m.If(is_last):
-                m.d.sync += [li.eq(0), running.eq(0), in_full.eq(0), in_done.eq(0),
+                m.d.sync += [li.eq(0), running.eq(0), in_full.eq(0), in_done.eq(0), in_word.eq(0),
                              *init_walk(Const(0, 1))]
             with m.Else():
                 m.d.sync += [li.eq(li + 1), *init_walk(li + 1)]

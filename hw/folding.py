@@ -341,10 +341,12 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
             except ValueError:
                 continue
             engine_cycles = est.engine(base)["cycles"]
-            # The front layers (the int8 first layer): each of their foldings with this engine.
+            # The front layers (the int8 first layer): each of their foldings with this engine,
+            # a box-sum form's MVU on the window's held vector (as engine_folding builds it).
             fronts = [{}]
             for p in front:
-                fronts = [dict(f, **{p.name: fold}) for f in fronts for fold in fold_choices(p)
+                fronts = [dict(f, **{p.name: dict(fold, hold=True) if fold.get("boxsum") else fold})
+                          for f in fronts for fold in fold_choices(p)
                           if p.layer["w_prec"] != "int8" or fold["pe"] * fold["simd"] <= 6]
             for fr in fronts:
                 folding = Folding(dict(base.layers, **fr), style="engine")

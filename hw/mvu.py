@@ -27,6 +27,15 @@ stalled (consecutive vectors overlap in the pipeline; the output FIFO holds ``4 
 Latency: ``(C/pe)(K/simd) + 3 +`` :attr:`pipeline_stages` cycles from the input transfer to the
 output being valid.
 
+Input register: the unit copies the input vector when it takes it (``K * ew`` flip-flops, plus the
+shortcut bits), so the producer can prepare the next vector meanwhile. With ``hold=True``
+(:attr:`holds_input`) it keeps no copy: it works on the producer's payload, which the stream
+rules keep stable while ``i.valid`` is high and no transfer has happened, and takes the vector
+(``i.ready``) with its last fold. The producer then prepares the next vector while the unit
+waits: worth it where the logic is scarcer than the cycles (a first layer with its pooling folded
+in, whose window refills in a few cycles of the hundreds a vector takes; see
+:func:`kwsbnn.hw.cost.layer_costs`). Results are the same.
+
 Members: ``i : In(stream.Signature(K * ew + (C if shortcut else 0)))``: the window (element ``k`` at
 bits ``[k*ew, (k+1)*ew)``), then the shortcut bits (bit ``c`` = channel ``c``);
 ``o : Out(stream.Signature(C))`` for bits, ``Out(stream.Signature(pe * acc_width))`` for accumulators.
@@ -112,12 +121,14 @@ def const_terms(weights) -> int:
 class MatrixVectorUnit(wiring.Component):
     def __init__(self, weights: np.ndarray, *, in_prec: str = "bin", w_prec: str = "bin", out: str = "bits",
                  direction=None, threshold=None, shortcut: bool = False,
-                 pe: int = 1, simd: int | None = None, in_width: int = 8, name: str = "mvu"):
+                 pe: int = 1, simd: int | None = None, in_width: int = 8, hold: bool = False,
+                 name: str = "mvu"):
         weights = np.asarray(weights, dtype=np.int64)
         self._c, self._k = weights.shape
         self._pe = int(pe)
         self._simd = int(simd or self._k)
         self._name = name
+        self._hold = bool(hold)
         if self._pe < 1 or self._simd < 1 or self._c % self._pe or self._k % self._simd:
             raise FoldingError(f"{name}: PE={self._pe} must divide {self._c} channels and "
                                f"SIMD={self._simd} must divide {self._k} inputs")
@@ -193,6 +204,11 @@ class MatrixVectorUnit(wiring.Component):
         return self._nf * self._sf
 
     @property
+    def holds_input(self) -> bool:
+        """Whether the unit works on the producer's held vector instead of a copy (``hold``)."""
+        return self._hold
+
+    @property
     def pipeline_stages(self) -> int:
         """Register stages inside the int8 x int8 adder tree (one per two adder levels, see
         :func:`tree_stages`); 0 for binary weights. Latency is ``3 + pipeline_stages`` cycles
@@ -256,10 +272,13 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.out = out = fifo.SyncFIFO(width=out_w, depth=depth)
         wiring.connect(m, out.r_stream, wiring.flipped(self.o))
 
-        # Stage A: hold the input vector and issue ROM addresses.
-        x = Signal(k * ew)
-        sc = Signal(self._c if self._shortcut else 1)
-        have_x = Signal()
+        # Stage A: the input vector (a copy, or the producer's held payload) and the ROM addresses.
+        if self._hold:
+            x, sc, have_x = self.i.payload[:k * ew], self.i.payload[k * ew:], self.i.valid
+        else:
+            x = Signal(k * ew)
+            sc = Signal(self._c if self._shortcut else 1)
+            have_x = Signal()
         nf, sf = Signal(range(nf_n)), Signal(range(sf_n))
         inflight = Signal(range(depth + 1))
         # A result is a whole vector of bits, or PE accumulators (one neuron fold) in "acc" mode;
@@ -269,13 +288,16 @@ class MatrixVectorUnit(wiring.Component):
         issue = have_x & (~starting | credit)
         last_issue = issue & (nf == nf_n - 1) & (sf == sf_n - 1)
         m.d.comb += wrp.addr.eq(nf * sf_n + sf)
-        m.d.comb += self.i.ready.eq(~have_x | last_issue)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [x.eq(self.i.payload[:k * ew]), have_x.eq(1)]
-            if self._shortcut:
-                m.d.sync += sc.eq(self.i.payload[k * ew:])
-        with m.Elif(last_issue):
-            m.d.sync += have_x.eq(0)
+        if self._hold:
+            m.d.comb += self.i.ready.eq(last_issue)
+        else:
+            m.d.comb += self.i.ready.eq(~have_x | last_issue)
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [x.eq(self.i.payload[:k * ew]), have_x.eq(1)]
+                if self._shortcut:
+                    m.d.sync += sc.eq(self.i.payload[k * ew:])
+            with m.Elif(last_issue):
+                m.d.sync += have_x.eq(0)
         with m.If(issue):
             with m.If(sf == sf_n - 1):
                 m.d.sync += [sf.eq(0), nf.eq(Mux(nf == nf_n - 1, 0, nf + 1))]

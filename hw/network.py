@@ -9,7 +9,8 @@ Each conv layer of the plan (:mod:`kwsbnn.hw.plan`) becomes a chain of units joi
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Gather -> ParallelSumPoolThreshold
                                             ... pooling when the MVU is faster than C cycles/position
     BoxSum -> SlidingWindow(stride = pool) -> MatrixVectorUnit(out=bits)
-                        ... an int8 first layer with its pooling folded in (folding "boxsum": true)
+                        ... an int8 first layer with its pooling folded in (folding "boxsum": true;
+                            with "hold": true the MVU works on the window's held vector, no copy)
     StreamedConv(out=count) -> Requantize ............................ int8 outputs (last layer), SIMD <= C
     [SlidingWindow] -> MatrixVectorUnit(out=acc) -> Requantize ....... int8 outputs, faster foldings
     Broadcast -> SlidingWindow -> Join2 -> MatrixVectorUnit(shortcut) .. 1-bit shortcut
@@ -82,8 +83,10 @@ def requant_par(p, mvu, pe: int) -> int:
     """Channels the requantization unit of int8 layer ``p`` processes per cycle: the fewest (a
     divisor of ``pe``) with which it keeps up with the matrix-vector unit (C / par cycles per
     position at most the MVU's cycles per position)."""
+    if p.stream_out:
+        return 1            # one value per transfer: the layer engine takes one a cycle
     c_out = p.conv_shape[0]
-    ok = [d for d in range(1, pe + 1) if pe % d == 0 and (not p.stream_out or STREAM_LANES % d == 0)]
+    ok = [d for d in range(1, pe + 1) if pe % d == 0]
     for d in ok:
         if c_out // d <= mvu.cycles_per_vector:
             return d
@@ -98,9 +101,10 @@ def _register_constants(p, par: int) -> bool:
 
 
 def stream_group(p) -> int | None:
-    """Channels per output transfer of an int8 layer: a stream word (8) when it writes the integer
-    stream into the layer engine, else all (one transfer per position)."""
-    return STREAM_LANES if p.stream_out else None
+    """Channels per output transfer of an int8 layer: one when it writes the integer stream into
+    the layer engine (which takes a value a cycle and packs them into stream words itself), else
+    all (one transfer per position)."""
+    return 1 if p.stream_out else None
 
 
 def _streamed(p, fold, direction, threshold, **kw) -> StreamedConv:
@@ -208,7 +212,8 @@ class Network(wiring.Component):
             if p.out_prec == "int8":      # the integer stream's first layer: its values, 8 at a time
                 mvu = units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin",
                                                       out="acc", pe=fold["pe"], simd=fold["simd"],
-                                                      in_width=box.width, name=p.name)
+                                                      in_width=box.width, hold=bool(fold.get("hold")),
+                                                      name=p.name)
                 par = requant_par(p, mvu, fold["pe"])
                 units["requant"] = Requantize(
                     layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
@@ -219,7 +224,8 @@ class Network(wiring.Component):
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
                                             direction=2 * layer["direction"] - 1,
                                             threshold=layer["threshold"], pe=fold["pe"],
-                                            simd=fold["simd"], in_width=box.width, name=p.name)
+                                            simd=fold["simd"], in_width=box.width,
+                                            hold=bool(fold.get("hold")), name=p.name)
             return units
         if StreamedConv_fits(p, fold):
             # Slow folding of a binary layer: the fused unit reads its windows straight from the

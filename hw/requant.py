@@ -8,8 +8,9 @@ transfers in channel-group order, transfer ``g`` holding ``lanes`` two's-complem
     y[c] = clamp((acc[c] * mul[c] + add[c]) >> shift, lo, hi)         (>> an arithmetic shift)
 
 and emits one transfer per position holding all ``C`` values: element ``c`` at bits ``[8c, 8c + 8)``,
-two's complement; with ``group`` (the integer stream into the layer engine), one transfer per
-``group`` channels instead (``C / group`` per position, element ``j`` = channel ``g * group + j``). The multipliers and offsets live in a ROM of ``C / par`` words, read once per
+two's complement; with ``group``, one transfer per ``group`` channels instead (``C / group`` per
+position, element ``j`` = channel ``g * group + j``; the integer stream into the layer engine: one
+value per transfer). The multipliers and offsets live in a ROM of ``C / par`` words, read once per
 step, in block RAM (``ram_style``): as logic its multiplexers cost more than the rest of the unit.
 
 Datapath: ``par`` channels per cycle (``par`` divides ``lanes``), each with one multiplier (a DSP

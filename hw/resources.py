@@ -345,7 +345,8 @@ def _log2(n: int) -> int:
 def unit_features(unit, family: str = "ice40") -> dict:
     """The structural features of a unit's logic (memories excluded): what its formula is linear in.
 
-    - ``mvu``: ``x_bits`` (held input vector and shortcut bits), ``mux_bits`` (SIMD-chunk
+    - ``mvu``: ``x_bits`` (the copy of the input vector and shortcut bits; 0 when it works on the
+      producer's held vector), ``mux_bits`` (SIMD-chunk
       multiplexer: chunk bits x (folds - 1)), ``chunk_bits``, ``xnor`` (PE x SIMD XNOR-popcount
       lanes), ``addsub`` (PE x SIMD x 8: int8 input, binary weights), ``mac`` (PE x SIMD products
       of an int8 x int8 unit, summed in logic), ``const_terms`` and ``pipe_bits`` (a fully
@@ -356,8 +357,8 @@ def unit_features(unit, family: str = "ice40") -> dict:
     - ``conv`` (StreamedConv): ``xnor``, ``acc`` (PE x count width), ``chunk_mux`` (SIMD x
       (C / SIMD - 1)), ``thr_table`` (threshold constants: PE x lane bits x ceil(folds / 16)),
       ``cmp`` (PE x bound width), ``bits_out`` (C_out), ``ctr``;
-    - ``window``: ``win_bits`` (register window), ``col_bits`` (kernel column multiplexers),
-      ``ctr``;
+    - ``window``: ``win_bits`` (register window), ``pad_bits`` (the window's bits again when it
+      pads: the pad multiplexers), ``col_bits`` (kernel column multiplexers), ``ctr``;
     - ``pool``: ``lane_sel`` (lanes x acc width, 0 for one lane), ``run`` (running-value width),
       ``chan`` (C), ``ctr``;
     - ``pool_parallel``: ``sum_bits`` (C x sum width), ``run_bits`` (C x sum width when pf > 1),
@@ -384,7 +385,7 @@ def unit_features(unit, family: str = "ice40") -> dict:
     f = {"const": 1.0}
     if k == "mvu":
         ew, pe, simd = u._ew, u._pe, u._simd
-        f["x_bits"] = u._k * ew + (u._c if u._shortcut else 0)
+        f["x_bits"] = 0 if u.holds_input else u._k * ew + (u._c if u._shortcut else 0)
         f["mux_bits"] = simd * ew * (u._sf - 1)
         f["chunk_bits"] = simd * ew
         lanes = pe * simd
@@ -447,6 +448,9 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["ctr"] = _log2(u._c) + _log2(u._k) + _log2(u._p) + _log2(u._l)
     elif k == "window":
         f["win_bits"] = u.register_bits
+        # The pad value's multiplexers in front of the window (none without padding: the window
+        # over a first layer's box sums).
+        f["pad_bits"] = u.register_bits if u._pt or u._pf else 0
         f["col_bits"] = u._kt * u._c * u._ew
         rows = u._row_hi - u._row_lo + 1
         cols = u._col_hi - u._col_lo + 1
@@ -654,10 +658,11 @@ def unit_estimate(unit, family: str, coefs: dict | None = None) -> dict:
 #: and their lane writes, the weight memory's write data and address, the serial update
 #: pipeline's product, offset and sum registers, the lane selects), added to the engine's fitted
 #: formula: measured with :func:`synthesize` on the shipped ``binary``'s engine (64 channels, 64
-#: lanes, ``spram=True``): 2,070 logic cells and 808 flip-flops against the formula's 1,149 and
-#: 377 without it. Not part of the calibrated fit; the ECP5 figure is the iCE40 one (not measured).
-STREAM_LOGIC = {"ice40": {"logic_cells": 921.0, "flip_flops": 431.0},
-                "ecp5": {"logic_cells": 921.0, "flip_flops": 431.0}}
+#: lanes, ``spram=True``, its input a value per transfer): 2,007 logic cells and 804 flip-flops
+#: against the formula's 1,149 and 377 without it (2,070 and 808 when the input came in stream
+#: words). Not part of the calibrated fit; the ECP5 figure is the iCE40 one (not measured).
+STREAM_LOGIC = {"ice40": {"logic_cells": 858.0, "flip_flops": 427.0},
+                "ecp5": {"logic_cells": 858.0, "flip_flops": 427.0}}
 
 
 def _silenced(units: dict) -> dict:
@@ -836,7 +841,7 @@ class LayerEstimator:
 
     def layer(self, p, fold) -> dict:
         """The estimate of conv layer ``p`` at ``fold``: the sums and each unit's figures."""
-        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")))
+        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")), bool(fold.get("hold")))
         if key not in self._cache:
             from .cost import _conv_entry
             units = layer_units(p, fold)

@@ -117,13 +117,14 @@ def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0,
 
 def simulate_load(dep, workdir, *, folding, count: int = 4, frames: int = 0, stride: int = 1,
                   seed: int = 0, clk_freq: float = 8e6, baud: int = 1_000_000,
-                  timeout: float = 3e-4, waves: bool = False) -> dict:
+                  timeout: float = 3e-4, errors: bool = True, waves: bool = False) -> dict:
     """Run the weight-loading testbench (:mod:`kwsbnn.sim.tb_load`) on ``dep``'s engine-style
     board top (``folding`` of the ``engine`` style) at ``clk_freq`` and ``baud``, cycle for cycle:
     the refused and corrupted images and the requests before a good one (each with its status),
     the image over the UART (its time measured), ``count`` INFERs and a stream of ``frames``
     frames at ``stride`` (decisions per second measured) against the golden model, a reload and
-    a reset.
+    a reset. With ``errors=False`` only the image, the INFERs, the stream and the reset (for a
+    real-size network: each image takes millions of cycles on the wire).
 
     Returns the testbench summary (``checks``, ``failures``, ``statuses``, ``load_cycles``,
     ``load_seconds``, ``decisions``, ``decisions_per_second``, ``steady_decisions_per_second``,
@@ -141,6 +142,7 @@ def simulate_load(dep, workdir, *, folding, count: int = 4, frames: int = 0, str
         "KWSBNN_TB_IMAGE": top.weight_image().encode().hex(),
         "KWSBNN_TB_CYCLES": str(top.network.costs()["cycles_per_inference"]),
         "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_FRAMES": str(frames),
-        "KWSBNN_TB_STRIDE": str(stride), "KWSBNN_TB_SEED": str(seed)}, waves)
+        "KWSBNN_TB_STRIDE": str(stride), "KWSBNN_TB_SEED": str(seed),
+        "KWSBNN_TB_ERRORS": "1" if errors else "0"}, waves)
     summary["figures"] = top.stream_figures()
     return summary

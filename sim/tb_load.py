@@ -11,7 +11,8 @@ INFERs equal the golden model; a stream of ``KWSBNN_TB_FRAMES`` frames at stride
 model on its window (decisions per second measured); a wrong-model LOAD after that keeps the
 image (an INFER still equals the golden model); a LOAD with a damaged frame CRC-8 is answered
 ERROR checksum and leaves no weights (INFER: NO_WEIGHTS); the good image again (a reload) and
-an INFER; a reset keeps the weights.
+an INFER; a reset keeps the weights. With ``KWSBNN_TB_ERRORS=0`` only the good image, the INFERs
+and the stream (a real-size network, whose image takes millions of cycles on the wire).
 
 Configured through ``KWSBNN_TB_*`` variables by :func:`kwsbnn.sim.board.simulate_load`; writes
 a JSON summary to ``KWSBNN_TB_RESULT``.
@@ -46,6 +47,7 @@ async def board_load(dut):
     n_frames = int(env.get("KWSBNN_TB_FRAMES", "0"))
     stride = int(env.get("KWSBNN_TB_STRIDE", "1"))
     rng = np.random.default_rng(int(env.get("KWSBNN_TB_SEED", "0")))
+    errors = env.get("KWSBNN_TB_ERRORS", "1") != "0"
     byte_ns = 10 * bit_ns
     # Longest wait for an answer: two inferences and their replays, the answer, a timeout, margin.
     answer_ns = (2 * cycles + 8 * g.transfers) * clk_ns \
@@ -122,15 +124,16 @@ async def board_load(dut):
     await drv.send(p.encode_frame(p.FrameType.STREAM, bytes(g.frame_bytes)))
     await expect("stream before load", p.FrameType.ERROR, bytes([p.ErrorCode.NO_WEIGHTS]))
 
-    # Images that do not fit the bitstream, then a corrupted one.
-    await load("wrong model id", variant(model_id=g.model_id ^ 0x5A5A5A5A), p.LoadStatus.WRONG_MODEL)
-    await load("wrong word count", variant(words=g.load_words - 1), p.LoadStatus.BAD_LENGTH)
-    await load("wrong format", variant(fmt=2), p.LoadStatus.BAD_FORMAT)
-    await weights("info after refused images", p.Weights.NONE)
-    await load("corrupted words", variant(flip=8 * (len(image.words) // 2) + 3), p.LoadStatus.BAD_CRC)
-    await weights("info after a bad CRC-32", p.Weights.NONE)
-    await drv.send(p.infer_request(random_input(), g))
-    await expect("infer after a bad CRC-32", p.FrameType.ERROR, bytes([p.ErrorCode.NO_WEIGHTS]))
+    if errors:
+        # Images that do not fit the bitstream, then a corrupted one.
+        await load("wrong model id", variant(model_id=g.model_id ^ 0x5A5A5A5A), p.LoadStatus.WRONG_MODEL)
+        await load("wrong word count", variant(words=g.load_words - 1), p.LoadStatus.BAD_LENGTH)
+        await load("wrong format", variant(fmt=2), p.LoadStatus.BAD_FORMAT)
+        await weights("info after refused images", p.Weights.NONE)
+        await load("corrupted words", variant(flip=8 * (len(image.words) // 2) + 3), p.LoadStatus.BAD_CRC)
+        await weights("info after a bad CRC-32", p.Weights.NONE)
+        await drv.send(p.infer_request(random_input(), g))
+        await expect("infer after a bad CRC-32", p.FrameType.ERROR, bytes([p.ErrorCode.NO_WEIGHTS]))
 
     # The good image.
     load_cycles = await load("load", image.encode(), p.LoadStatus.LOADED)
@@ -171,23 +174,25 @@ async def board_load(dut):
         if len(answered) > 1:
             steady = (answered[-1] - answered[0]) / clk_ns / (len(answered) - 1)
 
-    # A wrong model's image keeps the loaded one.
-    await load("wrong model id after load", variant(model_id=1), p.LoadStatus.WRONG_MODEL)
-    await weights("info after a refused image", p.Weights.LOADED)
-    await infer("inference after a refused image")
+    if errors:
+        # A wrong model's image keeps the loaded one.
+        await load("wrong model id after load", variant(model_id=1), p.LoadStatus.WRONG_MODEL)
+        await weights("info after a refused image", p.Weights.LOADED)
+        await infer("inference after a refused image")
 
-    # A damaged frame (CRC-8): ERROR checksum; the image it started to overwrite is gone.
-    bad = bytearray(p.encode_frame(p.FrameType.LOAD, image.encode()))
-    bad[-1] ^= 0x21
-    await drv.send(bytes(bad))
-    await expect("damaged load frame", p.FrameType.ERROR, bytes([p.ErrorCode.BAD_CHECKSUM]))
-    await weights("info after a damaged load", p.Weights.NONE)
-    await drv.send(p.infer_request(random_input(), g))
-    await expect("infer after a damaged load", p.FrameType.ERROR, bytes([p.ErrorCode.NO_WEIGHTS]))
+        # A damaged frame (CRC-8): ERROR checksum; the image it started to overwrite is gone.
+        bad = bytearray(p.encode_frame(p.FrameType.LOAD, image.encode()))
+        bad[-1] ^= 0x21
+        await drv.send(bytes(bad))
+        await expect("damaged load frame", p.FrameType.ERROR, bytes([p.ErrorCode.BAD_CHECKSUM]))
+        await weights("info after a damaged load", p.Weights.NONE)
+        await drv.send(p.infer_request(random_input(), g))
+        await expect("infer after a damaged load", p.FrameType.ERROR, bytes([p.ErrorCode.NO_WEIGHTS]))
 
-    # Reload, and a reset keeps the weights (the SPRAM keeps them).
-    await load("reload", image.encode(), p.LoadStatus.LOADED)
-    await infer("inference after reload")
+        # Reload.
+        await load("reload", image.encode(), p.LoadStatus.LOADED)
+        await infer("inference after reload")
+    # A reset keeps the weights (the SPRAM keeps them).
     await RisingEdge(dut.clk)
     dut.rst.value = 1
     for _ in range(3):

@@ -160,15 +160,18 @@ class SpeechCommands:
     non-keyword words and ``ceil(silence_fraction * keywords)`` generated silence examples. The
     validation and test draws are fixed by ``seed``; the training unknown draw changes with ``epoch``
     (every training unknown clip is seen over the epochs, see ``pool``), and training silence is
-    re-drawn by the augmenter anyway. The canonical test set has only the test split (its own
-    files, unbalanced).
+    re-drawn by the augmenter anyway. ``train_unknown_fraction`` (default ``unknown_fraction``)
+    sets the training split's share alone, so that validation and testing stay the standard ones.
+    The canonical test set has only the test split (its own files, unbalanced).
     """
 
     def __init__(self, root, strict: bool = False, seed: int = 0,
-                 silence_fraction: float = 0.1, unknown_fraction: float = 0.1):
+                 silence_fraction: float = 0.1, unknown_fraction: float = 0.1,
+                 train_unknown_fraction: float | None = None):
         self.root = Path(root)
         self.strict, self.seed = strict, seed
         self.silence_fraction, self.unknown_fraction = silence_fraction, unknown_fraction
+        self.train_unknown_fraction = unknown_fraction if train_unknown_fraction is None else train_unknown_fraction
         self.bad_files: list[tuple[str, str]] = []
         self._noise: dict[str, np.ndarray] | None = None
         self._noise_files: dict[str, Path] = {}
@@ -307,7 +310,8 @@ class SpeechCommands:
         p = self._pool[name]
         if self.layout == "canonical":
             return sorted(p["kw"], key=Example.sort_key)
-        n_unk = min(len(p["unk"]), math.ceil(self.unknown_fraction * len(p["kw"])))
+        frac = self.train_unknown_fraction if name == "train" else self.unknown_fraction
+        n_unk = min(len(p["unk"]), math.ceil(frac * len(p["kw"])))
         rng = _rng(self.seed, "unknown", name, epoch if name == "train" else 0)
         pick = sorted(rng.choice(len(p["unk"]), size=n_unk, replace=False).tolist()) if n_unk else []
         return sorted(p["kw"] + [p["unk"][i] for i in pick] + self._silence[name], key=Example.sort_key)

@@ -69,6 +69,7 @@ class TrainConfig:
     features: dict = field(default_factory=dict)   # FeatureConfig overrides
     threads: int = 2
     augment: dict = field(default_factory=dict)    # speed, reverb (Augmenter), mixup (Beta alpha)
+    unknown: float = 0.1              # training unknown clips per keyword clip (validation/test: 0.1)
 
 
 def _log(msg: str):
@@ -150,7 +151,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     state_path = out / "state.pt"
     opts = BinaryOptions.parse(cfg.binary) if cfg.precision == "binary" else None
 
-    ds = open_data(cfg.data, seed=cfg.seed)
+    ds = open_data(cfg.data, seed=cfg.seed, train_unknown_fraction=cfg.unknown)
     fcfg = FeatureConfig(**cfg.features)
     cache = FeatureCache(fcfg)
     extra = {k: v for k, v in cfg.augment.items() if k != "mixup"}
@@ -339,9 +340,10 @@ def _portable(config: dict) -> dict:
 
 
 def _comparable(d: dict) -> dict:
-    """The settings that must not change on resume (thread count may; a ``width`` of None is the
-    state of runs written before the setting existed)."""
-    return {k: v for k, v in d.items() if k != "threads" and not (k == "width" and v is None)}
+    """The settings that must not change on resume (thread count may; a ``width`` of None and an
+    ``unknown`` share of 0.1 are the state of runs written before those settings existed)."""
+    return {k: v for k, v in d.items() if k != "threads" and not (k == "width" and v is None)
+            and not (k == "unknown" and v == 0.1)}
 
 
 def _jsonable(d):

@@ -129,6 +129,21 @@ def test_unknown_subsampled_per_epoch(tmp_path):
     assert {e.path for e in e0 if e.label == 1} < pool_unk
 
 
+
+def test_train_unknown_fraction_leaves_validation_and_test_alone(tmp_path):
+    """``train_unknown_fraction`` (``kwsbnn train --unknown-fraction``) changes the training split's
+    unknown share only: validation and test are the standard draws, clip for clip."""
+    info = make_speech_commands(tmp_path, keywords=["yes", "no"], unknown_words=["bed", "cat", "dog", "eye"],
+                                speakers=8, clips_per_speaker=2, noise_files=1)
+    std = SpeechCommands(info.root, unknown_fraction=0.25)
+    more = SpeechCommands(info.root, unknown_fraction=0.25, train_unknown_fraction=0.75)
+    n_kw = sum(1 for f in info.files["train"] if f.split("/")[0] in ("yes", "no"))
+    n_pool = sum(1 for e in std.pool("train") if e.label == 1)
+    assert std.counts("train")[1] == math.ceil(0.25 * n_kw)
+    assert more.counts("train")[1] == min(n_pool, math.ceil(0.75 * n_kw)) > std.counts("train")[1]
+    for name in ("validation", "test"):
+        assert more.split(name) == std.split(name)
+
 def test_hash_split_without_lists(tmp_path):
     info = make_speech_commands(tmp_path, speakers=12, lists=False, noise_files=1)
     ds = SpeechCommands(info.root)

@@ -31,6 +31,11 @@ def _words(r):
             for i in range(n) for tt in range(t) for ff in range(f) for g in range(c // STREAM_LANES)]
 
 
+def _values(r):
+    """The engine's input: per position (t-major), the ``C`` values in channel order."""
+    return [int(v) & 0xFF for v in np.asarray(r).transpose(0, 2, 3, 1).reshape(-1)]
+
+
 def _expected(layers, r):
     for layer in layers:
         r = GoldenModel._conv(layer, r, "bin")
@@ -45,7 +50,7 @@ def test_stream_engine_matches_golden_under_gaps_and_backpressure(pe, simd, lo):
     want = _expected(layers, r)
     assert len(np.unique(want)) > 30 and (want.min() >= 0) == (lo == 0)     # the stream moves
     exp = _words(want)
-    got = run_stream(dut, _words(r), len(exp), gap=0.3, stall=0.3, seed=pe + simd, load=dut.image(),
+    got = run_stream(dut, _values(r), len(exp), gap=0.3, stall=0.3, seed=pe + simd, load=dut.image(),
                      load_gap=0.2)
     assert got == exp
 
@@ -57,11 +62,11 @@ def test_stream_engine_cycles_are_exact(pe, simd):
     layers = _layers(5)
     dut = LayerEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
     n, per = 3, T * F * C // STREAM_LANES
-    inputs = _words(np.random.default_rng(6).integers(-128, 128, (n, C, T, F)))
+    inputs = _values(np.random.default_rng(6).integers(-128, 128, (n, C, T, F)))
     stamps = inference_stamps(dut, inputs, n, per)
     sf = 9 * C // simd
     gf = STREAM_LANES // pe
-    assert dut.cycles_per_inference == T * F * C + 7 + 3 * (T * F * (2 + gf * sf) + 9 + pe)
+    assert dut.cycles_per_inference == T * F * C + 6 + 3 * (T * F * (2 + gf * sf) + 9 + pe)
     assert list(np.diff(stamps)) == [dut.cycles_per_inference] * (n - 1)
     assert dut.memory_words == dut.weight_words + T * F * C // STREAM_LANES
     assert dut.threshold_words == 0 and dut.load_words == dut.weight_words
@@ -152,9 +157,9 @@ def test_stream_map_counts_against_the_weight_memory(tmp_path):
 
 def test_verilog_for_the_shipped_binary_on_the_icebreaker_writes_the_engine_design(tmp_path, capsys):
     """`kwsbnn verilog --model binary --board icebreaker`: the engine design (64 lanes, the first
-    layer with its pooling folded in), the loader image of its weights, the stream map counted in
-    the SPRAM words; by the estimate it is over the logic cells with the UART, which the command
-    says on stderr (no refusal)."""
+    layer with its pooling folded in, its MVU on the window's held vector), the loader image of its
+    weights, the stream map counted in the SPRAM words; by the estimate it fits the board with the
+    UART, the SPRAM ring and the weight loader."""
     import json
 
     from kwsbnn.cli import main
@@ -163,11 +168,11 @@ def test_verilog_for_the_shipped_binary_on_the_icebreaker_writes_the_engine_desi
     out = capsys.readouterr()
     report = json.loads(out.out)
     assert report["style"] == "engine" and report["engine_lanes"] == 64
-    assert report["folding"]["layers"]["conv0"]["boxsum"]
+    assert report["folding"]["layers"]["conv0"]["boxsum"] and report["folding"]["layers"]["conv0"]["hold"]
     assert report["stream_map_words"] == 25 * 13 * 64 // 8
     assert report["spram_words"] == report["weight_memory_words"] + report["stream_map_words"] <= 16384
     words = (tmp_path / "v" / "weights.hex").read_text().split()
     assert len(words) == report["load_words"] == report["weight_memory_words"]
     budget = report["resources"]["budget"]
     assert budget["estimate"]["spram"] == 4 and budget["estimate"]["block_ram"] <= 30
-    assert budget["fits"] or "does not fit icebreaker by the estimate" in out.err
+    assert budget["fits"] and "does not fit" not in out.err

@@ -30,8 +30,8 @@ def test_mvu_matches_numpy(c, k, pe, simd, gap, stall):
     assert run_stream(dut, packing.pack_rows(xs), len(xs), gap=gap, stall=stall, seed=k) == want
 
 
-@pytest.mark.parametrize("pe,simd", [(1, 9), (2, 3), (4, 18)])
-def test_mvu_shortcut_selects_threshold_by_input_bit(pe, simd):
+@pytest.mark.parametrize("pe,simd,hold", [(1, 9, False), (2, 3, False), (4, 18, False), (2, 3, True)])
+def test_mvu_shortcut_selects_threshold_by_input_bit(pe, simd, hold):
     rng = np.random.default_rng(pe * 10 + simd)
     c, k = 4, 18
     w = rng.integers(0, 2, (c, k))
@@ -43,13 +43,17 @@ def test_mvu_shortcut_selects_threshold_by_input_bit(pe, simd):
     thr = np.where(scs == 1, t[:, 1], t[:, 0])
     want = packing.pack_rows(np.where(d > 0, acc >= thr, acc <= thr).astype(np.uint8))
     words = packing.pack_rows(np.concatenate([xs, scs], axis=1))
-    dut = MatrixVectorUnit(w, direction=d, threshold=t, shortcut=True, pe=pe, simd=simd)
+    dut = MatrixVectorUnit(w, direction=d, threshold=t, shortcut=True, pe=pe, simd=simd, hold=hold)
     assert run_stream(dut, words, len(xs), gap=0.3, stall=0.3, seed=pe) == want
 
 
-@pytest.mark.parametrize("pe,simd,w_prec", [(1, 9, "bin"), (3, 3, "bin"), (2, 3, "int8"), (1, 9, "int8"),
-                                              (6, 9, "int8")])
-def test_mvu_int8_input_accumulators(pe, simd, w_prec):
+@pytest.mark.parametrize("pe,simd,w_prec,hold", [(1, 9, "bin", False), (3, 3, "bin", False),
+                                                   (2, 3, "int8", False), (1, 9, "int8", False),
+                                                   (6, 9, "int8", False), (1, 1, "bin", True),
+                                                   (3, 3, "bin", True)])
+def test_mvu_int8_input_accumulators(pe, simd, w_prec, hold):
+    """Accumulators of int8 inputs; with ``hold`` the unit works on the producer's held vector
+    (no copy), which the stream rules keep still until the unit takes it with its last fold."""
     rng = np.random.default_rng(simd)
     c, k = 6, 9
     w = rng.integers(0, 2, (c, k)) if w_prec == "bin" else rng.integers(-128, 128, (c, k))
@@ -57,7 +61,8 @@ def test_mvu_int8_input_accumulators(pe, simd, w_prec):
     xs[0] = 127
     xs[1] = -128
     acc = xs @ ((2 * w - 1) if w_prec == "bin" else w).T
-    dut = MatrixVectorUnit(w, in_prec="int8", w_prec=w_prec, out="acc", pe=pe, simd=simd)
+    dut = MatrixVectorUnit(w, in_prec="int8", w_prec=w_prec, out="acc", pe=pe, simd=simd, hold=hold)
+    assert dut.holds_input == hold
     aw = dut.acc_width
     words = [sum((int(v) & 0xff) << (8 * j) for j, v in enumerate(x)) for x in xs]
     nf = c // pe

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """`kwsbnn run`: arguments and errors (missing port, clips, wrong model on the board), and whole
 runs against a Python model of the board (kwsbnn.boards.protocol.SimulatedBoard) answering with
 the golden model, in place of a serial port."""
@@ -205,18 +206,49 @@ def test_stream_argument_errors_and_clips_checked_first(clips, tmp_path, monkeyp
     assert opened == []                 # the bad clip was found before the port was opened
 
 
-def test_default_baud_is_the_boards(clips, monkeypatch, capsys):
+def test_default_baud_and_model_are_the_boards(clips, monkeypatch, capsys):
+    """Without --baud and --model, the board's (those `kwsbnn build` uses): the iCEBreaker at 1 Mbaud
+    running binary, the ULX3S at 3 Mbaud running binary-ice40."""
+    from kwsbnn.boards.build import BOARDS
     bauds = []
+    board = {}
 
     def port(name, baud):
         bauds.append(baud)
-        return fake_board(deployable("binary-ice40"))
+        return board["now"]
     monkeypatch.setattr(run_cmd, "open_port", port)
-    for extra, want in (([], 1_000_000), (["--board", "ulx3s-85f"], 3_000_000),
-                        (["--baud", "115200"], 115200)):
-        assert cli.main(["run", "--port", "x", *extra, str(clips / "c0.wav")]) == 0
-        assert bauds[-1] == want
-    capsys.readouterr()
+    assert BOARDS["icebreaker"].default_model == "binary"
+    assert BOARDS["ulx3s-85f"].default_model == "binary-ice40"
+    for extra, want, model in (([], 1_000_000, "binary"), (["--board", "ulx3s-85f"], 3_000_000, "binary-ice40"),
+                               (["--baud", "115200", "--model", "binary-ice40"], 115200, "binary-ice40")):
+        board["now"] = fake_board(deployable(model))
+        assert cli.main(["run", "--port", "x", "--json", *extra, str(clips / "c0.wav")]) == 0
+        assert bauds[-1] == want and json.loads(capsys.readouterr().out)["model"] == deployable(model).name
+    # The default model on a board that runs another: the error names the --model to pass.
+    board["now"] = fake_board(deployable("binary-ice40"))
+    assert cli.main(["run", "--port", "x", str(clips / "c0.wav")]) == 2
+    assert "pass --model binary-ice40" in capsys.readouterr().err
+
+
+def test_the_icebreaker_default_model_loads_the_builds_image_by_itself(clips, tmp_path, monkeypatch,
+                                                                       capsys):
+    """The user path with the defaults: `kwsbnn build --board icebreaker` writes the engine-style
+    `binary`'s weight image to build/icebreaker/kws.weights.bin; `kwsbnn run --port P CLIP` then
+    finds the board without weights, loads that image and runs the clip (= golden model)."""
+    from kwsbnn.boards.build import BOARDS, board_folding
+    from kwsbnn.boards.top import KwsTop
+    dep = deployable(BOARDS["icebreaker"].default_model)
+    image = KwsTop(dep, board_folding(dep, "icebreaker"), clk_freq=24e6, baud=1_000_000).weight_image()
+    assert image is not None and len(image.words) == 1728        # engine style: 64-channel weights
+    board = fake_board(dep, load_words=len(image.words))
+    monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "build" / "icebreaker").mkdir(parents=True)
+    (tmp_path / "build" / "icebreaker" / "kws.weights.bin").write_bytes(image.encode())
+    rc = cli.main(["run", "--port", "fake0", "--golden", "--json", str(clips / "c0.wav")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["model"] == dep.name and board.loads == 1
+    assert out["weight_image"]["words"] == 1728 and out["agreement"]["equal"] == 1
 
 
 def test_engine_board_is_loaded_first(clips, tmp_path, monkeypatch, capsys):

@@ -56,6 +56,15 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
     with pytest.raises(KwsError, match="other settings"):
         train(_cfg(data, tmp_path / "r", precision="float", arch="res8-narrow", epochs=3), resume=True,
               progress=False)
+    with pytest.raises(KwsError, match="other settings"):         # the training unknown share too
+        train(_cfg(data, tmp_path / "r", precision="float", arch="res8-narrow", unknown=0.3), resume=True,
+              progress=False)
+    # A state written before the setting existed resumes under the default share.
+    state = torch.load(tmp_path / "r" / "state.pt", weights_only=False)
+    del state["train_config"]["unknown"]
+    torch.save(state, tmp_path / "r" / "state.pt")
+    train(_cfg(data, tmp_path / "r", precision="float", arch="res8-narrow"), resume=True, stop_after=2,
+          progress=False)
 
 
 def test_model_file_of_another_version_is_rejected(data, tmp_path):

@@ -15,7 +15,7 @@ With --model tiny the walking-skeleton network runs on --count random inputs ins
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", default="binary-ice40", help="model (default: binary-ice40, the binary model the iCEBreaker runs)")
+    parser.add_argument("--model", default="binary-ice40", help="model (default: binary-ice40, the 20-channel binary model in the pipeline style: its whole-network simulation takes seconds)")
     parser.add_argument("--data", default=None,
                         help="Speech Commands folder to take the clips from (default: synthesized clips)")
     parser.add_argument("--limit", type=int, default=None, help="use N clips spread over the split")

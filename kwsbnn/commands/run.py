@@ -24,17 +24,23 @@ the board allow; the command reports the decisions per second it measured end to
 The UART rate must be the bitstream's: --baud, or the default of --board (icebreaker: 1000000,
 ulx3s-85f: 3000000, the defaults of `kwsbnn build`).
 
-An engine-style bitstream (`kwsbnn build` of a model whose pipeline does not fit, such as
-binary-wide on the iCEBreaker) has no weights after power-up: --load FILE sends the weight image
-that the build wrote next to the bitstream (kws.weights.bin) before the clips; without --load,
-when the board reports no weights, the command loads build/<board>/kws.weights.bin if that image
-is --model's. The board checks the image's model id and CRC-32 and refuses a wrong one.
+Without --model, the model is the board's default, the one `kwsbnn build --board B` builds
+without --model (icebreaker: binary, ulx3s-85f: binary-ice40).
+
+An engine-style bitstream (the iCEBreaker's default `binary`, or a model whose pipeline does not
+fit, such as binary-wide) has no weights after power-up: --load FILE sends the weight image that
+the build wrote next to the bitstream (kws.weights.bin) before the clips; without --load, when the
+board reports no weights, the command loads build/<board>/kws.weights.bin (where `kwsbnn build
+--board <board>` writes it) if that image is --model's. The board checks the image's model id and
+CRC-32 and refuses a wrong one; the weights stay loaded until the board is powered off or
+reprogrammed.
 
 Examples:
-  kwsbnn run --port /dev/ttyUSB1 --model binary-ice40 clip.wav
-  kwsbnn run --port /dev/ttyUSB1 --model binary-ice40 --stream --golden recording.wav
+  kwsbnn run --port /dev/ttyUSB1 clip.wav                   (after `kwsbnn build --board icebreaker`)
+  kwsbnn run --port /dev/ttyUSB1 --stream --golden recording.wav
   kwsbnn run --port /dev/ttyUSB1 --model runs/bin/best.pt --golden --json speech_commands/yes
-  kwsbnn run --port /dev/ttyUSB1 --model binary-wide --load build/icebreaker/kws.weights.bin clip.wav
+  kwsbnn run --port /dev/ttyUSB1 --model binary-wide --load build/icebreaker-wide/kws.weights.bin clip.wav
+  kwsbnn run --board ulx3s-85f --port /dev/ttyUSB0 clip.wav  (binary-ice40, weights in the bitstream)
 (the iCEBreaker's UART is the FTDI's second interface, usually /dev/ttyUSB1).
 """
 
@@ -45,7 +51,7 @@ def add_arguments(parser):
                         help="serial device of the board (e.g. /dev/ttyUSB1, COM3) or a pyserial URL")
     from kwsbnn.boards.build import BOARDS
     parser.add_argument("--board", default="icebreaker", choices=sorted(BOARDS),
-                        help="the board, for the default --baud (default icebreaker)")
+                        help="the board, for the default --baud and --model (default icebreaker)")
     parser.add_argument("--baud", type=int, default=None,
                         help="UART baud rate the bitstream was built with (default: the board's, "
                         + ", ".join(f"{b.name} {b.default_baud}" for b in BOARDS.values()) + ")")
@@ -55,8 +61,9 @@ def add_arguments(parser):
     parser.add_argument("--every", type=int, default=0, metavar="N",
                         help="with --stream: a decision every N frames (1 to 255; default: the "
                         "bitstream's)")
-    parser.add_argument("--model", default="binary-ice40", help="the model the board runs: deployable "
-                        "folder, model file or shipped name (default: binary-ice40, the model the iCEBreaker runs)")
+    defaults = ", ".join(f"{b.default_model} on the {n}" for n, b in sorted(BOARDS.items()))
+    parser.add_argument("--model", default=None, help="the model the board runs: deployable "
+                        f"folder, model file or shipped name (default: the board's, {defaults})")
     parser.add_argument("--load", default=None, metavar="FILE",
                         help="send this weight image (kws.weights.bin from `kwsbnn build`) to an "
                         "engine-style board first (default: build/<board>/kws.weights.bin when the "
@@ -289,6 +296,7 @@ def run(args) -> int:
     if not 0 <= args.every <= 255:
         raise KwsError(f"--every {args.every}: the board decides every 1 to 255 frames")
     baud = args.baud or get_board(args.board).default_baud
+    args.model = args.model or get_board(args.board).default_model
     if baud <= 0:
         raise KwsError(f"--baud {baud} must be positive")
     from kwsbnn.sw.export import deployable

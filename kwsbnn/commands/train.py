@@ -58,6 +58,9 @@ def add_arguments(parser):
                         help="extra training augmentation: speed=0.1 (resample 0.9-1.1), reverb=0.3 "
                              "(share of clips through a synthetic room), mixup=0.2 (Beta alpha; the "
                              "teacher sees the mixed input)")
+    parser.add_argument("--unknown-fraction", type=float, default=None, metavar="F",
+                        help="training unknown clips per keyword clip (default 0.1, the standard share; "
+                             "validation and testing keep 0.1)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--strict", action="store_true",
                         help="an unusable WAV file in --data is an error (default: skip it, count and "
@@ -109,6 +112,11 @@ def run(args) -> int:
     for key in ("lr", "weight_decay", "dropout", "label_smoothing"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    if args.unknown_fraction is not None:
+        if not 0 <= args.unknown_fraction <= 10:
+            raise KwsError(f"--unknown-fraction {args.unknown_fraction:g}: expected a share between 0 and 10",
+                           "e.g. --unknown-fraction 0.2 (two unknown clips per ten keyword clips)")
+        cfg.unknown = args.unknown_fraction
     from kwsbnn.sw.skipped import scan
     skipped = scan(args.data, args.strict, "kwsbnn train", seed=args.seed)
     metrics = train(cfg, resume=args.resume)
