@@ -253,7 +253,7 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
                 # Its whole cycles (box sums, row waits, requantization), as the cost model counts.
                 fold = dict(pe=fpe, simd=fsimd, **({"boxsum": True} if boxsum_fits(p) else {}))
                 try:
-                    units = Network._conv_units(p, fold)
+                    units = Network._conv_units(p, fold, memory)
                 except ValueError:
                     continue
                 for u in units.values():
@@ -338,7 +338,7 @@ def engine_costs(dep, folding: Folding) -> dict:
     front, eng, tail = engine_split(dep)
     entries = []
     for p in front:
-        units = Network._conv_units(p, folding[p.name])
+        units = Network._conv_units(p, folding[p.name], folding.memory)
         for unit in units.values():
             unit._MustUse__silence = True
         entries.append(_conv_entry(p, units, folding[p.name]))

@@ -354,7 +354,8 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
                     total = est.network(folding, link=link, clk_hz=clk_hz)
                 except ValueError:
                     continue
-                front_cycles = max((est.layer(p, folding[p.name])["cycles"] for p in front), default=0)
+                front_cycles = max((est.layer(p, folding[p.name], folding.memory)["cycles"] for p in front),
+                                   default=0)
                 rows.append((front_cycles + engine_cycles, total["logic_cells"], folding, total))
     if not rows and crowded is not None:
         smap = stream_bits // WORD_BITS
@@ -482,7 +483,8 @@ def bram_engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 60
         for fr in fronts:
             folding = Folding(dict(base.layers, **fr), style="engine", memory="bram")
             try:
-                front_cycles = max((est.layer(p, folding[p.name])["cycles"] for p in front), default=0)
+                front_cycles = max((est.layer(p, folding[p.name], folding.memory)["cycles"] for p in front),
+                                   default=0)
                 total = est.network(folding, link=link, clk_hz=clk_hz)
             except ValueError:
                 continue

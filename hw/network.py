@@ -79,14 +79,16 @@ def _tap_ew(p) -> int:
     return 8 if p.out_prec == "int8" else 1
 
 
-def requant_par(p, mvu, pe: int) -> int:
+def requant_par(p, mvu, pe: int, memory: str = "spram") -> int:
     """Channels the requantization unit of int8 layer ``p`` processes per cycle: the fewest (a
     divisor of ``pe``) with which it keeps up with the matrix-vector unit (C / par cycles per
-    position at most the MVU's cycles per position)."""
-    if p.stream_out:
+    position at most the MVU's cycles per position). Into the SPRAM layer engine (``memory``
+    ``"spram"``) one: it takes a value a cycle; into the block-RAM engine a divisor of the stream
+    word's 8 values."""
+    if p.stream_out and memory == "spram":
         return 1            # one value per transfer: the layer engine takes one a cycle
     c_out = p.conv_shape[0]
-    ok = [d for d in range(1, pe + 1) if pe % d == 0]
+    ok = [d for d in range(1, pe + 1) if pe % d == 0 and (not p.stream_out or STREAM_LANES % d == 0)]
     for d in ok:
         if c_out // d <= mvu.cycles_per_vector:
             return d
@@ -100,11 +102,14 @@ def _register_constants(p, par: int) -> bool:
     return bool(p.stream_out) and par > 1
 
 
-def stream_group(p) -> int | None:
-    """Channels per output transfer of an int8 layer: one when it writes the integer stream into
-    the layer engine (which takes a value a cycle and packs them into stream words itself), else
-    all (one transfer per position)."""
-    return 1 if p.stream_out else None
+def stream_group(p, memory: str = "spram") -> int | None:
+    """Channels per output transfer of an int8 layer: when it writes the integer stream, one into
+    the SPRAM layer engine (``memory="spram"``: it takes a value a cycle and packs them into stream
+    words itself) and a stream word (8) into the block-RAM engine (``"bram"``: a word a cycle);
+    else all (one transfer per position)."""
+    if not p.stream_out:
+        return None
+    return 1 if memory == "spram" else STREAM_LANES
 
 
 def _streamed(p, fold, direction, threshold, **kw) -> StreamedConv:
@@ -193,7 +198,9 @@ class Network(wiring.Component):
         super().__init__(ports)
 
     @staticmethod
-    def _conv_units(p, fold) -> dict:
+    def _conv_units(p, fold, memory: str = "spram") -> dict:
+        """The units of conv layer plan ``p`` at ``fold``; ``memory``: the engine the integer
+        stream's first layer writes into (``"spram"`` or ``"bram"``, :func:`stream_group`)."""
         layer = p.layer
         c, t, f = p.in_shape
         units = {}
@@ -214,11 +221,11 @@ class Network(wiring.Component):
                                                       out="acc", pe=fold["pe"], simd=fold["simd"],
                                                       in_width=box.width, hold=bool(fold.get("hold")),
                                                       name=p.name)
-                par = requant_par(p, mvu, fold["pe"])
+                par = requant_par(p, mvu, fold["pe"], memory)
                 units["requant"] = Requantize(
                     layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
                     acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
-                    group=stream_group(p), name=f"{p.name}_requant",
+                    group=stream_group(p, memory), name=f"{p.name}_requant",
                     register_constants=_register_constants(p, par))
                 return units
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
@@ -260,11 +267,11 @@ class Network(wiring.Component):
             mvu = units["mvu"] = MatrixVectorUnit(
                 layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"], out="acc",
                 pe=fold["pe"], simd=fold["simd"], name=p.name)
-            par = requant_par(p, mvu, fold["pe"])
+            par = requant_par(p, mvu, fold["pe"], memory)
             units["requant"] = Requantize(
                 layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
                 acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
-                group=stream_group(p), name=f"{p.name}_requant",
+                group=stream_group(p, memory), name=f"{p.name}_requant",
                 register_constants=_register_constants(p, par))
             return units
         direction = 2 * layer["direction"] - 1
@@ -393,7 +400,8 @@ class EngineNetwork(wiring.Component):
             raise UnsupportedNetwork("the block-RAM engine has no weight memory to share (its weights "
                                      "are in the bitstream)", "build it without shared_words")
         try:
-            self._stages = [Network._conv_units(p, self._folding[p.name]) for p in self._front]
+            self._stages = [Network._conv_units(p, self._folding[p.name], self._folding.memory)
+                            for p in self._front]
             fold = self._folding[self._eng[0].name]
             c, t, f = self._eng[0].in_shape
             if self._bram:

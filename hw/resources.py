@@ -671,10 +671,11 @@ def _silenced(units: dict) -> dict:
     return units
 
 
-def layer_units(p, fold) -> dict:
-    """The units the generator builds for conv layer plan ``p`` at ``fold`` (not elaborated)."""
+def layer_units(p, fold, memory: str = "spram") -> dict:
+    """The units the generator builds for conv layer plan ``p`` at ``fold`` (not elaborated), in
+    front of an engine of ``memory`` (``"spram"`` or ``"bram"``)."""
     from .network import Network
-    return _silenced(Network._conv_units(p, fold))
+    return _silenced(Network._conv_units(p, fold, memory))
 
 
 def tail_unit(tail):
@@ -839,12 +840,14 @@ class LayerEstimator:
         self._tail = dict(unit_estimate(self._tail_unit, family, self.coefs),
                           name=self.tail.name, units={"tail": "tail"})
 
-    def layer(self, p, fold) -> dict:
-        """The estimate of conv layer ``p`` at ``fold``: the sums and each unit's figures."""
-        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")), bool(fold.get("hold")))
+    def layer(self, p, fold, memory: str = "spram") -> dict:
+        """The estimate of conv layer ``p`` at ``fold`` (in front of an engine of ``memory``): the
+        sums and each unit's figures."""
+        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")),
+               bool(fold.get("hold")), memory)
         if key not in self._cache:
             from .cost import _conv_entry
-            units = layer_units(p, fold)
+            units = layer_units(p, fold, memory)
             per_unit = {role: unit_estimate(u, self.family, self.coefs) for role, u in units.items()}
             entry = _sum(per_unit.values())
             entry.update(name=p.name, pe=key[1], simd=key[2],
@@ -901,7 +904,7 @@ class LayerEstimator:
             from .plan import engine_split
             front = engine_split(self.dep)[0]
             eng = self.engine(folding)
-            entries = [self.layer(p, folding[p.name]) for p in front] + [eng, self._cache[eng["tail_key"]]]
+            entries = [self.layer(p, folding[p.name], folding.memory) for p in front] + [eng, self._cache[eng["tail_key"]]]
         else:
             entries = [self.layer(p, folding[p.name]) for p in self.convs] + [self._tail]
         if link:
