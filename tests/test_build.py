@@ -184,15 +184,20 @@ def test_a_stream_network_on_the_icebreaker_fails_before_synthesis_with_the_numb
     assert not list((tmp_path / "b").glob("*.v")) if (tmp_path / "b").exists() else True
 
 
-def test_a_stream_network_on_the_ulx3s_is_a_clear_error(tmp_path, capsys):
-    """The integer residual stream runs only in the engine style, whose board top needs SPRAM: on
-    the ULX3S (no SPRAM) `build` says so in one line and names the board and model to use."""
+def test_a_stream_network_too_big_for_the_ulx3s_is_a_clear_error(tmp_path, capsys):
+    """The ULX3S builds the integer stream in the block-RAM engine; a network whose weights and maps
+    do not fit its 208 EBR stops `build` before synthesis with one line naming the board, the
+    model and the block RAM, and writes nothing."""
+    import specgen
     from kwsbnn.cli import main
-    assert main(["build", "--board", "ulx3s-85f", "--model", "binary", "--out", str(tmp_path / "b")]) == 2
+    from kwsbnn.sw.deploy import save
+    model = save(specgen.stream_kws(0, c=256, t=101, f=40), tmp_path / "s256")
+    assert main(["build", "--board", "ulx3s-85f", "--model", str(model),
+                 "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 2 and "Traceback" not in err
-    assert "runs only in the engine style" in err and "ulx3s-85f has none" in err
-    assert "--board icebreaker --model binary" in err and "binary-ice40" in err
+    assert "does not fit ulx3s-85f" in err and "integer residual stream" in err
+    assert "block RAM of ulx3s-85f" in err and "has 208" in err
     assert not (tmp_path / "b").exists()
 
 
