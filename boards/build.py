@@ -60,7 +60,7 @@ BOARDS = {
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
                         "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0,
-                       default_baud=3_000_000, default_model="binary-ice40"),
+                       default_baud=3_000_000, default_model="binary"),
 }
 
 

@@ -68,9 +68,9 @@ def test_the_icebreakers_default_model_builds_at_24_mhz(tmp_path):
 
 
 def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
-    """Without --freq the ULX3S runs at 60 MHz from its PLL (binary-ice40, its default model, meets
-    timing there with a fully parallel folding); the iCEBreaker at 24 MHz from its PLL (its default
-    model, binary, meets timing there)."""
+    """Without --freq the ULX3S runs at 60 MHz from its PLL (binary, its default model, meets timing
+    there in the block-RAM engine); the iCEBreaker at 24 MHz from its PLL (its default model, binary,
+    meets timing there in the SPRAM engine)."""
     from kwsbnn.boards.build import BOARDS, clock_plan
     board = BOARDS["ulx3s-85f"]
     clk, pll = clock_plan(board, 25e6, board.default_mhz)
@@ -79,7 +79,7 @@ def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
     clk, pll = clock_plan(BOARDS["icebreaker"], 12e6, 24.0)
     assert clk == 24e6 and pll is not None
     assert BOARDS["icebreaker"].default_model == "binary"
-    assert BOARDS["ulx3s-85f"].default_model == "binary-ice40"
+    assert BOARDS["ulx3s-85f"].default_model == "binary"
 
 
 def test_build_help_states_the_defaults(capsys):
@@ -90,7 +90,7 @@ def test_build_help_states_the_defaults(capsys):
         main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "24 MHz on the icebreaker" in text and "60 MHz on the ulx3s-85f" in text
-    assert "binary on the icebreaker" in text and "binary-ice40 on the ulx3s-85f" in text
+    assert "binary on the icebreaker" in text and "binary on the ulx3s-85f" in text
 
 
 def test_rate_option_errors(tmp_path, capsys):
