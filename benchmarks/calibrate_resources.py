@@ -140,6 +140,14 @@ for c, pe, simd, last, sc in [(64, 1, 64, "int8", False), (96, 1, 48, "int8", Fa
                               (128, 1, 64, "int8", False), (64, 2, 32, "bits", False),
                               (32, 1, 32, "bits", True), (128, 1, 32, "int8", True)]:
     GRID.append(("engine", dict(c=c, pe=pe, simd=simd, last=last, shortcut=sc)))
+# The block-RAM layer engine (ECP5 only), the integer stream's three layers on 25 x 13 maps.
+for c, pe, simd in [(64, 1, 576), (64, 2, 576), (64, 8, 576), (64, 4, 192), (64, 8, 64), (64, 1, 64),
+                    (32, 2, 288), (32, 8, 96)]:
+    GRID.append(("bram_engine", dict(c=c, pe=pe, simd=simd)))
+# Its tail: the dense layer and argmax on the pooled sums.
+for c, k, lanes, hi in [(64, 12, 4, 127 * 325), (64, 12, 8, 127 * 325), (32, 12, 2, 127 * 325),
+                        (16, 4, 1, 127 * 50)]:
+    GRID.append(("dense", dict(c=c, k=k, lanes=lanes, hi=hi)))
 # Box sums of a first layer whose pooling is folded in.
 for t, f, pool in [(101, 40, (4, 3)), (13, 10, (4, 3)), (51, 21, (2, 2))]:
     GRID.append(("boxsum", dict(t=t, f=f, pool=pool)))
@@ -307,6 +315,27 @@ def build(kind: str, p: dict, seed: int = 0):
                 layer.update(direction=(np.asarray(d) > 0).astype(int), threshold=thr)
             layers.append(layer)
         return LayerEngine(layers, channels=c, frames=25, coeffs=13, pe=p["pe"], simd=p["simd"], spram=True)
+    if kind == "bram_engine":
+        from kwsbnn.hw.bram_engine import BramEngine
+        c = p["c"]
+        layers = []
+        for n, dil in enumerate((1, 1, 2)):
+            shift = 12
+            layers.append({"name": f"l{n}", "in_channels": c, "out_channels": c, "kernel": [3, 3],
+                           "dilation": [dil, dil], "padding": [dil, dil], "w_prec": "bin",
+                           "pad_bit": n % 2, "out": "int8", "shortcut": "int8",
+                           "weights": rng.integers(0, 2, (c, 9 * c)), "shift": shift,
+                           "mul": rng.integers(-400, 400, c),
+                           "add": rng.integers(-(1 << 18), 1 << 18, c),
+                           "smul": np.full(c, 1 << shift), "in_threshold": rng.integers(-40, 40, c),
+                           "lo": 0 if n == 2 else -128, "hi": 127})
+        return BramEngine(layers, channels=c, frames=25, coeffs=13, pe=p["pe"], simd=p["simd"],
+                          pool=True)
+    if kind == "dense":
+        from kwsbnn.hw.dense import DenseArgmax
+        c, k = p["c"], p["k"]
+        return DenseArgmax(rng.integers(-127, 128, (k, c)), rng.integers(-1000, 1000, k),
+                           lanes=p["lanes"], sum_lo=0, sum_hi=p["hi"])
     if kind == "window":
         dil, pad = p["dil"], p.get("pad", p["dil"])
         return SlidingWindow(p["c"], p["ew"], p["t"], p["f"], (3, 3), stride=tuple(p.get("stride", (1, 1))),
@@ -355,9 +384,12 @@ def memories_of(kind, unit):
 
 def _wanted(kind, params, family) -> bool:
     """ECP5 measures fewer single memories: its rule's thresholds need only the shapes around them;
-    the layer engine and its serial tail are measured on iCE40 only."""
+    the layer engine and its serial tail are measured on iCE40 only, the block-RAM engine and its
+    dense tail on ECP5."""
     if kind in ("engine", "serial_tail"):
         return family == "ice40"
+    if kind in ("bram_engine", "dense"):
+        return family == "ecp5"
     if kind != "memory" or family != "ecp5":
         return True
     p = params

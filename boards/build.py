@@ -60,7 +60,7 @@ BOARDS = {
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
                         "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0,
-                       default_baud=3_000_000, default_model="binary-ice40"),
+                       default_baud=3_000_000, default_model="binary"),
 }
 
 
@@ -139,13 +139,14 @@ def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: floa
     from kwsbnn.hw.plan import is_stream
     check_rate(rate)
     b = resolve_budget(board.name)
-    if is_stream(dep) and not b["available"].get("spram"):
-        raise _EngineDoesNotFit(f"model {dep.name} (integer residual stream) runs only in the engine "
-                                "style, whose board top keeps its weights and stream map in SPRAM: "
-                                f"{board.name} has none",
-                                f"build {dep.name} for the iCEBreaker (kwsbnn build --board icebreaker "
-                                f"--model {dep.name}); on {board.name}, build a pipeline-style model "
-                                "such as binary-ice40")
+    if is_stream(dep) and b["family"] == "ecp5":
+        # The block-RAM engine (weights in the bitstream): its estimate decides, before synthesis.
+        try:
+            return engine_for_budget(dep, b, clk_hz=clk_freq, rate=rate)
+        except KwsError as e:
+            raise _EngineDoesNotFit(f"model {dep.name} (integer residual stream: engine style only) "
+                                    f"does not fit {board.name} with the UART and the streaming ring: "
+                                    f"{e.args[0]}", e.hint) from None
     if is_stream(dep) and b["available"].get("spram"):
         # Only the engine style runs the integer residual stream: its estimate decides, before
         # synthesis (with the UART, the ring in SPRAM and its staging block RAM, the loader).
@@ -302,7 +303,8 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
               and achieved >= clock_mhz, "inferences_per_second": ips,
               "cycles_per_inference": costs["cycles_per_inference"], "resources": resources,
               "folding": folding.to_dict(), "rate": rate,
-              "style": "engine" if top.engine_style else "pipeline", "weight_image": load,
+              "style": "engine" if top.style != "pipeline" else "pipeline",
+              "memory": folding.memory if folding.style == "engine" else None, "weight_image": load,
               "seconds": round(seconds, 1)}
     if rate and ips < rate and progress:
         progress(f"warning: {ips:,.0f} inferences/s at {clock_mhz:.4g} MHz, short of --rate {rate:,.0f}: "

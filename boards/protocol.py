@@ -104,7 +104,7 @@ LOAD_TEXT = {
 
 class Weights(IntEnum):
     """The weights' state in INFO (byte 22, host protocol 3; 0 on older boards)."""
-    IN_BITSTREAM = 0  # pipeline style: every weight is in the bitstream, nothing to load
+    IN_BITSTREAM = 0  # pipeline style or ECP5 block-RAM engine: every weight in the bitstream
     NONE = 1          # engine style, no good image since power-up (or the last LOAD failed)
     LOADED = 2        # engine style, an image of the INFO's model id is loaded and checked
 

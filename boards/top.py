@@ -566,8 +566,13 @@ class KwsTop(wiring.Component):
     def __init__(self, dep, folding=None, *, clk_freq: float, baud: int = 115200, pll=None,
                  timeout: float = 0.1, stride: int | None = None):
         from kwsbnn.hw.engine import SPRAM_WORDS
-        self._engine = folding is not None and folding.style == "engine"
-        if self._engine:
+        self._engine = (folding is not None and folding.style == "engine"
+                        and folding.memory != "bram")
+        if folding is not None and folding.style == "engine" and folding.memory == "bram":
+            # The block-RAM engine (ECP5): weights in the bitstream, nothing to load, the ring in
+            # block RAM, as the pipeline style.
+            self._net = EngineNetwork(dep, folding)
+        elif self._engine:
             self._net = EngineNetwork(dep, folding, shared_words=SPRAM_WORDS, serial_scores=True)
             if self._net.load_words > proto.MAX_IMAGE_WORDS:
                 from kwsbnn.errors import KwsError
@@ -608,8 +613,16 @@ class KwsTop(wiring.Component):
 
     @property
     def engine_style(self) -> bool:
-        """Whether the network is the engine style (weights loaded over the link, LOAD)."""
+        """Whether the network is the engine style with its weights in SPRAM (loaded over the
+        link, LOAD); the block-RAM engine has them in the bitstream, like the pipeline."""
         return self._engine
+
+    @property
+    def style(self) -> str:
+        """``pipeline``, ``engine`` (weights in SPRAM) or ``engine-bram`` (block-RAM engine)."""
+        if self._engine:
+            return "engine"
+        return "engine-bram" if isinstance(self._net, EngineNetwork) else "pipeline"
 
     def weight_image(self) -> proto.WeightImage | None:
         """The image a LOAD must bring (None in the pipeline style: the weights are in the

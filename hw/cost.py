@@ -36,12 +36,21 @@ def divisors(n: int) -> list[int]:
 STYLES = ("pipeline", "engine")
 
 
+#: Where the ``engine`` style keeps its weights and stream map: ``spram`` (the loadable weight
+#: memory of :class:`kwsbnn.hw.engine.LayerEngine`, the iCE40 UP5K's SPRAM, 64-bit words) or
+#: ``bram`` (:class:`kwsbnn.hw.bram_engine.BramEngine`: block-RAM ROM in the bitstream, ECP5, up
+#: to a window per cycle).
+ENGINE_MEMORIES = ("spram", "bram")
+
+
 @dataclass
 class Folding:
     """Per-layer PE (output channels in parallel) and SIMD (input elements per cycle), and the
-    style. In the ``engine`` style every engine layer has the same PE and SIMD (the engine's lanes)."""
+    style. In the ``engine`` style every engine layer has the same PE and SIMD (the engine's lanes),
+    and ``memory`` says which engine (:data:`ENGINE_MEMORIES`)."""
     layers: dict = field(default_factory=dict)
     style: str = "pipeline"
+    memory: str = "spram"
 
     def __getitem__(self, name: str) -> dict:
         return self.layers[name]
@@ -87,7 +96,11 @@ class Folding:
         style = raw.get("style", "pipeline")
         if style not in STYLES:
             raise KwsError(f"{path}: style {style!r} is not one of {', '.join(STYLES)}")
-        folding = cls.default(dep) if style == "pipeline" else engine_folding(dep)
+        memory = raw.get("memory", "spram")
+        if memory not in ENGINE_MEMORIES or (memory != "spram" and style != "engine"):
+            raise KwsError(f"{path}: memory {memory!r}: the engine style's memory is one of "
+                           f"{', '.join(ENGINE_MEMORIES)}", 'give "memory" only with "style": "engine"')
+        folding = cls.default(dep) if style == "pipeline" else engine_folding(dep, memory=memory)
         names = set(folding.layers)
         for name, fold in raw.get("layers", {}).items():
             if name not in names:
@@ -102,6 +115,8 @@ class Folding:
     def to_dict(self) -> dict:
         if self.style == "pipeline":
             return {"layers": self.layers}
+        if self.memory != "spram":
+            return {"style": self.style, "memory": self.memory, "layers": self.layers}
         return {"style": self.style, "layers": self.layers}
 
 
@@ -185,25 +200,35 @@ def _tail_entry(tail) -> dict:
 
 
 def engine_folding(dep, pe: int | None = None, simd: int | None = None,
-                   front: dict | None = None) -> Folding:
+                   front: dict | None = None, memory: str = "spram") -> Folding:
     """A folding of the ``engine`` style: the engine layers at ``pe`` x ``simd`` lanes (default: the
     most lanes up to the 64-bit weight word, the smallest PE among them; with ``pe`` given, SIMD =
     the largest divisor of the channels up to 64 / ``pe``), the layers before
     them (the int8 first layer) at ``front`` (name -> fold) or else the fewest lanes with which each
     takes at most 1/8 of the engine's cycles (int8 weights: at most 6 multipliers, as
     :meth:`Folding.default`), with its pooling folded in where it can be (``"boxsum": True``), its
-    matrix-vector unit then working on the window's held vector (``"hold": True``: no copy of it,
-    a few cycles per vector more; in this style the logic is scarcer than the front's cycles)."""
-    from .engine import WORD_BITS, LayerEngine
-    from .folding import _choices
-    from .network import boxsum_fits
+    matrix-vector unit then working on the window's held vector in the SPRAM engine (``"hold":
+    True``: no copy of it, a few cycles per vector more; there the logic is scarcer than the front's
+    cycles).
+
+    ``memory="bram"``: the block-RAM engine (:class:`kwsbnn.hw.bram_engine.BramEngine`, the
+    integer stream only), default PE 1 x SIMD = a whole window (``9 C`` for 3x3 layers); its input
+    overlaps its computation, so the front takes the fewest lanes with which it is no slower than
+    the engine."""
+    from .folding import BRAM_FRONT_MAX_SIMD, _choices
+    from .network import Network, boxsum_fits
     from .plan import engine_split
+    if memory not in ENGINE_MEMORIES:
+        raise KwsError(f"engine memory {memory!r} is not one of {', '.join(ENGINE_MEMORIES)}")
     front_plans, eng, _ = engine_split(dep)
     c, t, f = eng[0].in_shape
-    pe, simd = _engine_lanes(c, pe, simd)
+    if memory == "bram":
+        pe, simd = int(pe or 1), int(simd or min(p.k for p in eng))
+    else:
+        pe, simd = _engine_lanes(c, pe, simd)
     layers = {p.name: {"pe": int(pe), "simd": int(simd)} for p in eng}
-    unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
-    unit._MustUse__silence = True
+    unit = engine_unit(dep, pe, simd, memory)
+    share = 1 if memory == "bram" else 8
     default = Folding._pipeline(dep)
     for p in front_plans:
         if p.stream_out and p.pool and not boxsum_fits(p):
@@ -218,15 +243,54 @@ def engine_folding(dep, pe: int | None = None, simd: int | None = None,
         layers[p.name] = default[p.name]
         # With its pooling folded in, the MVU runs on the pooled positions only.
         positions = p.out_shape[1] * p.out_shape[2] if boxsum_fits(p) else p.window_positions
+        best = None
         for lanes, fpe, fsimd in _choices(p):
             if p.layer["w_prec"] == "int8" and lanes > 6:
                 break
-            if positions * (p.conv_shape[0] // fpe) * (p.k // fsimd) * 8 <= unit.compute_cycles:
+            if memory == "bram" and p.in_prec == "int8" and fsimd > BRAM_FRONT_MAX_SIMD:
+                continue
+            if memory == "bram":
+                # Its whole cycles (box sums, row waits, requantization), as the cost model counts.
+                fold = dict(pe=fpe, simd=fsimd, **({"boxsum": True} if boxsum_fits(p) else {}))
+                try:
+                    units = Network._conv_units(p, fold, memory)
+                except ValueError:
+                    continue
+                for u in units.values():
+                    u._MustUse__silence = True
+                cyc = _conv_entry(p, units, fold)["cycles"]
+                if best is None or cyc < best[0]:
+                    best = (cyc, {"pe": fpe, "simd": fsimd})
+                if cyc <= unit.compute_cycles:
+                    break
+            elif positions * (p.conv_shape[0] // fpe) * (p.k // fsimd) * share <= unit.compute_cycles:
                 layers[p.name] = {"pe": fpe, "simd": fsimd}
                 break
+        if best is not None:
+            layers[p.name] = best[1]
         if boxsum_fits(p):
-            layers[p.name] = dict(layers[p.name], boxsum=True, hold=True)
-    return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine")
+            layers[p.name] = dict(layers[p.name], boxsum=True,
+                                  **({"hold": True} if memory == "spram" else {}))
+    return Folding({p.name: layers[p.name] for p in front_plans + eng}, style="engine", memory=memory)
+
+
+def engine_unit(dep, pe: int, simd: int, memory: str = "spram", pool: bool = True):
+    """The engine of ``dep``'s engine layers at ``pe`` x ``simd``, built for its figures (not
+    elaborated): :class:`~kwsbnn.hw.engine.LayerEngine` (``memory="spram"``) or
+    :class:`~kwsbnn.hw.bram_engine.BramEngine` (``"bram"``, pooling its last layer as the network
+    builds it unless ``pool`` is false). ``ValueError`` for a folding the engine refuses."""
+    from .plan import engine_split
+    _, eng, _ = engine_split(dep)
+    c, t, f = eng[0].in_shape
+    if memory == "bram":
+        from .bram_engine import BramEngine
+        unit = BramEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd,
+                          pool=pool)
+    else:
+        from .engine import LayerEngine
+        unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=pe, simd=simd)
+    unit._MustUse__silence = True
+    return unit
 
 
 def _engine_lanes(c: int, pe: int | None = None, simd: int | None = None) -> tuple[int, int]:
@@ -274,7 +338,7 @@ def engine_costs(dep, folding: Folding) -> dict:
     front, eng, tail = engine_split(dep)
     entries = []
     for p in front:
-        units = Network._conv_units(p, folding[p.name])
+        units = Network._conv_units(p, folding[p.name], folding.memory)
         for unit in units.values():
             unit._MustUse__silence = True
         entries.append(_conv_entry(p, units, folding[p.name]))
@@ -283,6 +347,8 @@ def engine_costs(dep, folding: Folding) -> dict:
         raise KwsError("the engine layers must share one folding (the engine's lanes)",
                        f"give {', '.join(p.name for p in eng)} the same pe and simd")
     c, t, f = eng[0].in_shape
+    if folding.memory == "bram":
+        return _bram_engine_costs(dep, folding, entries, front, eng, tail)
     unit = LayerEngine([p.layer for p in eng], channels=c, frames=t, coeffs=f, pe=fold["pe"],
                        simd=fold["simd"])
     unit._MustUse__silence = True
@@ -316,6 +382,52 @@ def engine_costs(dep, folding: Folding) -> dict:
             "weight_memory_bits": unit.load_words * WORD_BITS, "weight_memory_words": unit.load_words,
             "stream_map_bits": unit.stream_words * WORD_BITS, "stream_map_words": unit.stream_words,
             "spram_words": unit.memory_words, "map_bits": unit.map_bits, "layers": entries}
+
+
+def _bram_engine_costs(dep, folding: Folding, entries: list, front, eng, tail) -> dict:
+    """:func:`engine_costs` of the block-RAM engine (:class:`kwsbnn.hw.bram_engine.BramEngine`,
+    which pools the last layer, then :class:`kwsbnn.hw.dense.DenseArgmax`): it takes the next
+    inference's input while it computes, so ``cycles_per_inference = max(front layer cycles, the
+    engine's input cycles, its compute cycles, the tail's cycles)``. Memory: the
+    weight ROM (``weight_rom_bits``), both stream maps (``stream_map_bits``) and the bit maps
+    (``map_bits``), all block RAM; nothing to load (``spram_words`` 0)."""
+    fold = folding[eng[0].name]
+    unit = engine_unit(dep, fold["pe"], fold["simd"], "bram", pool=True)
+    c = eng[0].in_shape[0]
+    n_l = len(eng)
+    for n, (p, g) in enumerate(zip(eng, unit.layers)):
+        cyc = unit.layer_cycles(g)
+        entries.append({"name": p.name, "op": "conv", "unit": "bram_engine", "pe": fold["pe"],
+                        "simd": fold["simd"], "lanes": unit.lanes, "cycles": cyc,
+                        "unit_cycles": {"engine": cyc}, "binary_ops": p.window_positions * c * p.k,
+                        "weight_bits": c * p.k, "threshold_bits": unit.stream_constant_bits // n_l,
+                        "line_buffer_bits": (unit.map_bits + unit.stream_map_bits) if n == 0 else 0,
+                        "shortcut_fifo_bits": 0, "pool_buffer_bits": 0,
+                        "in_shape": list(p.in_shape), "out_shape": list(p.out_shape)})
+        entries[-1]["memory_bits"] = (entries[-1]["weight_bits"] + entries[-1]["threshold_bits"]
+                                      + entries[-1]["line_buffer_bits"])
+    t = _tail_entry(tail)
+    # DenseArgmax on the engine's sums (it pools the last layer itself, PE channels per cycle).
+    t.update(op="dense+argmax", cycles=tail.channels // fold["pe"] + tail.channels * tail.classes + 6)
+    entries.append(t)
+    front_cycles = max((e["cycles"] for e in entries[:len(front)]), default=0)
+    parts = {"front": front_cycles, "engine input": unit.input_cycles,
+             "engine": unit.compute_cycles, "tail": t["cycles"]}
+    ii = max(parts.values())
+    engine_ops = sum(e["binary_ops"] for e in entries[len(front):len(front) + n_l])
+    bottleneck = max(parts, key=parts.get)
+    return {"style": "engine", "memory": "bram", "cycles_per_inference": ii, "initiation_interval": ii,
+            "latency": unit.input_cycles + unit.compute_cycles + t["cycles"] + 8,
+            "memory_bits": sum(e["memory_bits"] for e in entries),
+            "weight_bits": sum(e["weight_bits"] for e in entries),
+            "lanes": sum(e["lanes"] for e in entries[:len(front)]) + unit.lanes,
+            "bottleneck": entries[0]["name"] if bottleneck == "front" else bottleneck,
+            "engine_cycles": unit.compute_cycles, "engine_lanes": unit.lanes,
+            "engine_input_cycles": unit.input_cycles, "map_copies": unit.map_copies,
+            "engine_binary_ops": engine_ops, "engine_limit_cycles": -(-engine_ops // unit.lanes),
+            "weight_rom_bits": unit.weight_bits, "weight_memory_bits": 0, "weight_memory_words": 0,
+            "stream_map_bits": unit.stream_map_bits, "stream_map_words": 2 * unit.stream_words,
+            "spram_words": 0, "map_bits": unit.map_bits, "layers": entries}
 
 
 def layer_costs(dep, folding: Folding | None = None) -> dict:

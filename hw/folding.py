@@ -221,11 +221,12 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
     from .plan import is_stream
     b = resolve_budget(budget, margin)
     if is_stream(dep):
-        # Only the engine style runs the integer residual stream.
-        if not (engine and b["available"].get("spram")):
+        # Only the engine style runs the integer residual stream (with SPRAM, or block RAM on ECP5).
+        if not (engine and (b["available"].get("spram") or b["family"] == "ecp5")):
             from .plan import STREAM_HINT, STREAM_REFUSAL, UnsupportedNetwork
-            why = ("" if b["available"].get("spram") else
-                   f", which needs SPRAM ({b['name']} has none)")
+            why = ("" if engine else ", and the engine style is not allowed here")
+            if engine:
+                why = f", which needs SPRAM or ECP5 block RAM ({b['name']} has neither)"
             raise UnsupportedNetwork(f"model {dep.name}: {STREAM_REFUSAL}{why}", STREAM_HINT)
         return engine_for_budget(dep, b, link=link, clk_hz=clk_hz, rate=rate)
     s = _Search(dep, b, link, clk_hz)
@@ -299,7 +300,9 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
     :func:`resolve_budget`, with SPRAM); with ``rate``, the fewest lanes that reach it. Raises
     :class:`KwsError` with the numbers when the network is not one the engine runs, when its
     weights exceed the weight memory (four SB_SPRAM256KA: 16K words of 64 bits), or when no folding
-    fits."""
+    fits. An ECP5 budget gets the block-RAM engine instead (:func:`bram_engine_for_budget`)."""
+    if budget["family"] == "ecp5":
+        return bram_engine_for_budget(dep, budget, link=link, clk_hz=clk_hz, rate=rate, closest=closest)
     from .cost import engine_folding
     from .engine import SPRAM_WORDS, WORD_BITS
     from .plan import engine_split
@@ -351,7 +354,8 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
                     total = est.network(folding, link=link, clk_hz=clk_hz)
                 except ValueError:
                     continue
-                front_cycles = max((est.layer(p, folding[p.name])["cycles"] for p in front), default=0)
+                front_cycles = max((est.layer(p, folding[p.name], folding.memory)["cycles"] for p in front),
+                                   default=0)
                 rows.append((front_cycles + engine_cycles, total["logic_cells"], folding, total))
     if not rows and crowded is not None:
         smap = stream_bits // WORD_BITS
@@ -377,6 +381,136 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
         if fast:
             return min(fast, key=lambda r: (r[1], r[0]))[2]
     return min(fitting, key=lambda r: (r[0], r[1]))[2]
+
+
+#: The most lanes (PE x SIMD) the block-RAM engine search offers: what builds within 15 minutes
+#: with YoWASP on a 2-core machine. PE 4 x SIMD 576 (2,304 lanes, 64 EBR of weights; the whole
+#: ULX3S design of ``binary`` 15.8k LUT4) places and routes in about 9 of its 11 minutes; PE 8 x
+#: SIMD 576 (4,608 lanes, 128 EBR, 28.8k LUT4) fits the device by the estimate and by nextpnr's
+#: packing, but had not routed after 30 minutes (router1: 119k of 128k arcs left after 20;
+#: router2 no faster). A folding file (``--fold``) can still ask for more.
+BRAM_ENGINE_MAX_LANES = 2304
+
+
+#: The widest SIMD of an int8-input front layer in front of the block-RAM engine: at SIMD 9 its MVU
+#: adds nine 12-bit box sums and the accumulator in one cycle, which held the ULX3S design of
+#: ``binary`` to 59.4 MHz (nextpnr, PE 2 x SIMD 9); SIMD 3 (one kernel row) with more PE keeps up.
+BRAM_FRONT_MAX_SIMD = 3
+
+
+def bram_front_folds(p) -> list[dict]:
+    """The foldings of front layer ``p`` that :func:`bram_engine_for_budget` weighs:
+    :func:`fold_choices`, int8 inputs at SIMD up to :data:`BRAM_FRONT_MAX_SIMD`, int8 weights at
+    most 6 multipliers."""
+    return [f for f in fold_choices(p)
+            if (p.in_prec != "int8" or f["simd"] <= BRAM_FRONT_MAX_SIMD)
+            and (p.layer["w_prec"] != "int8" or f["pe"] * f["simd"] <= 6)]
+
+
+def bram_engine_lanes(dep, max_lanes: int | None = BRAM_ENGINE_MAX_LANES) -> list[tuple[int, int]]:
+    """Every ``(pe, simd)`` of the block-RAM engine (:class:`kwsbnn.hw.bram_engine.BramEngine`) for
+    ``dep``: PE dividing 8 and the channels, SIMD dividing every engine layer's window (``kt kf
+    C`` bits) and at least 8 (or the window, if smaller), at most ``max_lanes`` lanes (None: no
+    limit)."""
+    from .bram_engine import STREAM_LANES
+    from .plan import engine_split
+    _, eng, _ = engine_split(dep)
+    c = eng[0].in_shape[0]
+    ks = [p.k for p in eng]
+    simds = [d for d in divisors(min(ks)) if all(k % d == 0 for k in ks) and d >= min(8, min(ks))]
+    return [(pe, simd) for pe in divisors(c) if STREAM_LANES % pe == 0 for simd in simds
+            if max_lanes is None or pe * simd <= max_lanes]
+
+
+def bram_engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 60e6,
+                           rate: float | None = None, closest: bool = False,
+                           max_lanes: int | None = BRAM_ENGINE_MAX_LANES) -> Folding:
+    """The fastest folding of the block-RAM engine (``memory: bram``, an ECP5 budget: see
+    :func:`resolve_budget`) whose estimate fits ``budget``, the board's UART and streaming ring
+    included with ``link``: every engine ``pe`` x ``simd`` (:func:`bram_engine_lanes`) with every
+    folding of the front layer, up to ``max_lanes`` (:data:`BRAM_ENGINE_MAX_LANES`: what builds
+    within 15 minutes); per engine folding, the front with the fewest estimated resources that
+    keeps up with the engine (else the fastest that fits). Cycles per inference are the
+    slowest of the front and the engine (they overlap, :func:`kwsbnn.hw.cost.engine_costs`). With
+    ``rate``, the fewest logic cells among the foldings that reach it. ``closest``: the folding
+    closest to fitting instead of an error when none fits. Raises :class:`KwsError` naming the
+    block RAM (EBR, DP16KD) with the numbers when the engine's memories alone exceed it, or with
+    the whole estimate when no folding fits."""
+    from .cost import engine_folding, engine_unit
+    from .plan import engine_split
+    from .resources import LayerEstimator, bram_tiles
+    front, eng, _ = engine_split(dep)
+    est = LayerEstimator(dep, budget["family"])
+    have = budget["limits"].get("block_ram", 0)
+    cands = []
+    for pe, simd in bram_engine_lanes(dep, max_lanes):
+        try:
+            unit = engine_unit(dep, pe, simd, "bram")
+        except ValueError:
+            continue
+        ebr = sum(bram_tiles(w, d, budget["family"]) for name, w, d, rom in unit.memories()
+                  if name != "crom")
+        cands.append((max(unit.compute_cycles, unit.input_cycles), ebr, pe, simd, unit))
+    if not cands:
+        raise KwsError(f"model {dep.name}: no folding of the block-RAM engine runs its layers",
+                       "the engine needs a multiple of 8 channels")
+    least = min(cands, key=lambda r: r[1])
+    if least[1] > have:
+        u = least[4]
+        maps = sum(bram_tiles(w, d, budget["family"]) for name, w, d, rom in u.memories()
+                   if name.startswith(("amap", "lmap")))
+        smaps = sum(bram_tiles(w, d, budget["family"]) for name, w, d, rom in u.memories()
+                    if name.startswith("smap"))
+        raise KwsError(f"model {dep.name} does not fit the block RAM of {budget['name']}: the engine "
+                       f"layers' weights ({u.weight_bits / 1024:,.1f} kbit), the integer stream's two "
+                       f"maps ({u.stream_map_bits / 1024:,.1f} kbit) and its bit maps "
+                       f"({u.map_bits / 1024:,.1f} kbit) take at least {least[1]:,} EBR (DP16KD of "
+                       f"18 kbit; weights {least[1] - maps - smaps}, stream maps {smaps}, bit maps "
+                       f"{maps}), {budget['name']} has {have:,}", "use fewer channels or layers, or a "
+                       "shorter input")
+    cands.sort(key=lambda r: (r[0], r[1]))
+    fronts = [{}]
+    for p in front:
+        fronts = [dict(f, **{p.name: fold}) for f in fronts for fold in bram_front_folds(p)]
+    limits = budget["limits"]
+    rows, near = [], []
+    for engine_cycles, _, pe, simd, unit in cands:
+        if rows and not rate and engine_cycles > min(r[0] for r in rows):
+            break                             # slower than a fitting folding already found
+        base = engine_folding(dep, pe, simd, front={p.name: {"pe": 1, "simd": 1} for p in front},
+                              memory="bram")
+        trials = []
+        for fr in fronts:
+            folding = Folding(dict(base.layers, **fr), style="engine", memory="bram")
+            try:
+                front_cycles = max((est.layer(p, folding[p.name], folding.memory)["cycles"] for p in front),
+                                   default=0)
+                total = est.network(folding, link=link, clk_hz=clk_hz)
+            except ValueError:
+                continue
+            cycles = max(front_cycles, engine_cycles)
+            trials.append((cycles, total["logic_cells"], folding, total))
+        fitting = [t for t in trials if not _over(t[3], limits)]
+        near += trials
+        if not fitting:
+            continue
+        fast = min(t[0] for t in fitting)
+        # The smallest front that keeps up (the cycles of the fastest one that fits).
+        rows.append(min((t for t in fitting if t[0] <= fast), key=lambda t: (t[1], t[0])))
+    if not rows:
+        def overuse(t):
+            return max(t[3].get(k, 0) / max(1, lim) for k, lim in limits.items())
+        best = min(near, key=lambda t: (overuse(t), t[0]))
+        if closest:
+            return best[2]
+        raise KwsError(f"model {dep.name} does not fit {budget['name']} in the block-RAM engine "
+                       f"style: estimated {_describe(best[3], budget)} at its folding closest to "
+                       "fitting", "use fewer channels or layers")
+    if rate:
+        fast = [r for r in rows if r[0] <= clk_hz / rate]
+        if fast:
+            return min(fast, key=lambda r: (r[1], r[0]))[2]
+    return min(rows, key=lambda r: (r[0], r[1]))[2]
 
 
 def budget_check(dep, folding: Folding, budget, *, margin=None, link: bool = True,

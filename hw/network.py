@@ -79,25 +79,37 @@ def _tap_ew(p) -> int:
     return 8 if p.out_prec == "int8" else 1
 
 
-def requant_par(p, mvu, pe: int) -> int:
+def requant_par(p, mvu, pe: int, memory: str = "spram") -> int:
     """Channels the requantization unit of int8 layer ``p`` processes per cycle: the fewest (a
     divisor of ``pe``) with which it keeps up with the matrix-vector unit (C / par cycles per
-    position at most the MVU's cycles per position)."""
-    if p.stream_out:
+    position at most the MVU's cycles per position). Into the SPRAM layer engine (``memory``
+    ``"spram"``) one: it takes a value a cycle; into the block-RAM engine a divisor of the stream
+    word's 8 values."""
+    if p.stream_out and memory == "spram":
         return 1            # one value per transfer: the layer engine takes one a cycle
     c_out = p.conv_shape[0]
-    ok = [d for d in range(1, pe + 1) if pe % d == 0]
+    ok = [d for d in range(1, pe + 1) if pe % d == 0 and (not p.stream_out or STREAM_LANES % d == 0)]
     for d in ok:
         if c_out // d <= mvu.cycles_per_vector:
             return d
     return ok[-1]
 
 
-def stream_group(p) -> int | None:
-    """Channels per output transfer of an int8 layer: one when it writes the integer stream into
-    the layer engine (which takes a value a cycle and packs them into stream words itself), else
-    all (one transfer per position)."""
-    return 1 if p.stream_out else None
+def _register_constants(p, par: int) -> bool:
+    """Whether the requantization of int8 layer ``p`` registers its constants before its ``par``
+    multipliers: for the integer stream's first layer with more than one (folded for an ECP5
+    engine; the iCEBreaker's runs one multiplier and stays as it was)."""
+    return bool(p.stream_out) and par > 1
+
+
+def stream_group(p, memory: str = "spram") -> int | None:
+    """Channels per output transfer of an int8 layer: when it writes the integer stream, one into
+    the SPRAM layer engine (``memory="spram"``: it takes a value a cycle and packs them into stream
+    words itself) and a stream word (8) into the block-RAM engine (``"bram"``: a word a cycle);
+    else all (one transfer per position)."""
+    if not p.stream_out:
+        return None
+    return 1 if memory == "spram" else STREAM_LANES
 
 
 def _streamed(p, fold, direction, threshold, **kw) -> StreamedConv:
@@ -186,7 +198,9 @@ class Network(wiring.Component):
         super().__init__(ports)
 
     @staticmethod
-    def _conv_units(p, fold) -> dict:
+    def _conv_units(p, fold, memory: str = "spram") -> dict:
+        """The units of conv layer plan ``p`` at ``fold``; ``memory``: the engine the integer
+        stream's first layer writes into (``"spram"`` or ``"bram"``, :func:`stream_group`)."""
         layer = p.layer
         c, t, f = p.in_shape
         units = {}
@@ -207,10 +221,12 @@ class Network(wiring.Component):
                                                       out="acc", pe=fold["pe"], simd=fold["simd"],
                                                       in_width=box.width, hold=bool(fold.get("hold")),
                                                       name=p.name)
+                par = requant_par(p, mvu, fold["pe"], memory)
                 units["requant"] = Requantize(
                     layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
-                    acc_width=mvu.acc_width, lanes=fold["pe"], par=requant_par(p, mvu, fold["pe"]),
-                    group=stream_group(p), name=f"{p.name}_requant")
+                    acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
+                    group=stream_group(p, memory), name=f"{p.name}_requant",
+                    register_constants=_register_constants(p, par))
                 return units
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
                                             direction=2 * layer["direction"] - 1,
@@ -251,10 +267,12 @@ class Network(wiring.Component):
             mvu = units["mvu"] = MatrixVectorUnit(
                 layer["weights"], in_prec=p.in_prec, w_prec=layer["w_prec"], out="acc",
                 pe=fold["pe"], simd=fold["simd"], name=p.name)
+            par = requant_par(p, mvu, fold["pe"], memory)
             units["requant"] = Requantize(
                 layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
-                acc_width=mvu.acc_width, lanes=fold["pe"], par=requant_par(p, mvu, fold["pe"]),
-                group=stream_group(p), name=f"{p.name}_requant")
+                acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
+                group=stream_group(p, memory), name=f"{p.name}_requant",
+                register_constants=_register_constants(p, par))
             return units
         direction = 2 * layer["direction"] - 1
         if p.pool:
@@ -346,6 +364,12 @@ class EngineNetwork(wiring.Component):
     (requantization, pooling and the dense layer one channel at a time, the engine's counts in), else
     :class:`GapDenseArgmax` on the last layer's bits.
 
+    With a folding whose ``memory`` is ``bram`` the engine is
+    :class:`~kwsbnn.hw.bram_engine.BramEngine` (weights in block-RAM ROM, nothing to load, no
+    ``wl`` port), which also pools the last layer, and the tail
+    :class:`~kwsbnn.hw.dense.DenseArgmax` on its channel sums; its input goes through a 3-entry
+    FIFO (registered: timing on ECP5).
+
     Ports: ``i`` and ``o`` as :class:`Network`; ``wl : In(stream.Signature(64))``, the engine's
     loader port: after power-up the network takes no input until it has received
     :meth:`load_image` (the weight-memory image, :attr:`load_words` words, in order). With
@@ -371,19 +395,38 @@ class EngineNetwork(wiring.Component):
         self._folding = folding or engine_folding(dep)
         if self._folding.style != "engine":
             raise UnsupportedNetwork("EngineNetwork needs a folding of the engine style", "use Network")
+        self._bram = self._folding.memory == "bram"
+        if self._bram and shared_words:
+            raise UnsupportedNetwork("the block-RAM engine has no weight memory to share (its weights "
+                                     "are in the bitstream)", "build it without shared_words")
         try:
-            self._stages = [Network._conv_units(p, self._folding[p.name]) for p in self._front]
+            self._stages = [Network._conv_units(p, self._folding[p.name], self._folding.memory)
+                            for p in self._front]
             fold = self._folding[self._eng[0].name]
             c, t, f = self._eng[0].in_shape
-            self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
-                                       pe=fold["pe"], simd=fold["simd"], shared_words=shared_words)
+            if self._bram:
+                from .bram_engine import BramEngine
+                self._engine = BramEngine([p.layer for p in self._eng], channels=c, frames=t, coeffs=f,
+                                          pe=fold["pe"], simd=fold["simd"], pool=True)
+            else:
+                self._engine = LayerEngine([p.layer for p in self._eng], channels=c, frames=t,
+                                           coeffs=f, pe=fold["pe"], simd=fold["simd"],
+                                           shared_words=shared_words)
         except FoldingError as e:
             raise UnsupportedNetwork(str(e), "choose PE and SIMD values that divide the layer") from e
         except ValueError as e:
             raise UnsupportedNetwork(f"model {dep.name}: {e}", "change the layer or its folding") from e
         last = self._eng[-1]
         self._requant = None          # the int8 last layer's requantization is in the serial tail
-        if self._engine.stream:
+        if self._bram:
+            # The block-RAM engine pools the last layer itself (PE channels per cycle): the tail is
+            # the dense layer and argmax on its sums.
+            from .dense import DenseArgmax
+            t = self._tail_plan
+            lo, hi = self._engine.sum_range
+            self._tail = DenseArgmax(t.layer["weights"], t.layer["bias"], lanes=fold["pe"], sum_lo=lo,
+                                     sum_hi=hi, binary_weights=t.binary_weights)
+        elif self._engine.stream:
             from .serial_tail import SerialRequantTail
             t = self._tail_plan
             self._tail = SerialRequantTail(
@@ -404,8 +447,9 @@ class EngineNetwork(wiring.Component):
             self._tail = _tail_unit(self._tail_plan)
         c0, _, _ = dep.input["shape"]
         ew = 1 if dep.input["prec"] == "bin" else 8
-        ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout)),
-                 "wl": In(stream.Signature(WORD_BITS))}
+        ports = {"i": In(stream.Signature(c0 * ew)), "o": Out(stream.Signature(self._tail.layout))}
+        if not self._bram:
+            ports["wl"] = In(stream.Signature(WORD_BITS))
         if self.rotating_scores:
             ports["rot"] = In(1)            # the serial tail's score rotation (SerialRequantTail)
         self._shared = int(shared_words)
@@ -466,6 +510,13 @@ class EngineNetwork(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         src = wiring.flipped(self.i)
+        if self._bram:
+            # A registered input: on ECP5 the board's ring (a block RAM, 5.8 ns clock to out) and
+            # its input multiplexer fed the box sums' adders in one cycle (57.4 MHz).
+            from amaranth.lib.fifo import SyncFIFOBuffered
+            m.submodules.in_buf = ibuf = SyncFIFOBuffered(width=len(self.i.payload), depth=3)
+            wiring.connect(m, src, ibuf.w_stream)
+            src = ibuf.r_stream
         tapped = {p.name for p in self._tapped}
         for p, units in zip(self._front, self._stages):
             src = _connect_layer(m, p, units, src)
@@ -473,7 +524,8 @@ class EngineNetwork(wiring.Component):
                 Network._tap(self, m, p, src)
         m.submodules.engine = eng = self._engine
         wiring.connect(m, src, eng.i)
-        wiring.connect(m, wiring.flipped(self.wl), eng.wl)
+        if not self._bram:
+            wiring.connect(m, wiring.flipped(self.wl), eng.wl)
         if self._shared:
             m.d.comb += [eng.wl_reload.eq(self.wl_reload), self.wl_loaded.eq(eng.wl_loaded),
                          self.sm_grant.eq(eng.sm_grant), eng.sm_addr.eq(self.sm_addr),

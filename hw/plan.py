@@ -81,8 +81,8 @@ def is_stream(dep) -> bool:
 
 STREAM_REFUSAL = ("the pipeline style does not run the integer residual stream (shortcut=int); "
                   "build it in the engine style")
-STREAM_HINT = ("kwsbnn verilog --board icebreaker picks the engine style for it, or give a folding "
-               "file with \"style\": \"engine\"")
+STREAM_HINT = ("kwsbnn verilog --board icebreaker (or ulx3s-85f) picks the engine style for it, or "
+               "give a folding file with \"style\": \"engine\"")
 
 
 def plan(dep, stream_ok: bool = False) -> tuple[list[ConvPlan], TailPlan]:

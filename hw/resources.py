@@ -227,6 +227,12 @@ def _kind(unit) -> str:
                       (Join2, "join"), (Gather, "gather")):
         if isinstance(unit, cls):
             return name
+    from .bram_engine import BramEngine
+    from .dense import DenseArgmax
+    if isinstance(unit, BramEngine):
+        return "bram_engine"
+    if isinstance(unit, DenseArgmax):
+        return "dense"
     if type(unit).__name__ == "LinkUnit" or hasattr(unit, "link_geometry"):
         return "link"
     if type(unit).__name__ in ("RingUnit", "FrameRing"):
@@ -289,6 +295,17 @@ def unit_memories(unit) -> list[MemShape]:
         if u.stream:
             mems.append(MemShape("srom", u._smw + u._saw + 9, len(u._sconst), rom=True, block=True))
         return mems
+    if k == "bram_engine":
+        # The weight ROM is block RAM by its attribute; the maps have no read-during-write checks;
+        # the output FIFO's storage (SyncFIFOBuffered: depth - 1 words) reads asynchronously.
+        mems = [MemShape(name, w, d, rom=rom, block=name == "wrom", rw_check=name != "sums",
+                         transparent=name == "sums") for name, w, d, rom in u.memories()]
+        if u.pool:
+            return mems
+        return mems + [_sync_fifo_mem("ofifo/storage", u._c * 8, u.fifo_depth - 1)]
+    if k == "dense":
+        return [MemShape("wrom", u._ww, u._c * u._k, rom=True),
+                MemShape("gram", u._l * u._gw, max(2, u._c // u._l), rom=False)]
     if k == "boxsum":
         return [MemShape("lines", (u._pp - 1) * 8, u._f, rom=False)] if u._pp > 1 else []
     if k == "serial_tail":
@@ -410,6 +427,13 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["ctr"] = (_log2(u._nf) + _log2(u._cs) + 2 * _log2(max(x.t for x in g) * max(x.f for x in g))
                     + _log2(max(x.to for x in g)) + _log2(max(x.fo for x in g))
                     + _log2(u.load_words) + _log2(u.weight_words)) * len(g) ** 0.5
+    elif k == "bram_engine":
+        f.update(bram_engine_features(u))
+    elif k == "dense":
+        f["scores"] = u._k * u._sw
+        f["lane_sel"] = u._gw * (u._l - 1)
+        f["mul"] = 0 if _mul_dsp(u._ww, u._gw, family) else u._ww * u._gw
+        f["ctr"] = _log2(u._c) + _log2(u._k) + _log2(u._c * u._k)
     elif k == "boxsum":
         f["sum_bits"] = u._w * u._pq + (u._pp - 1) * 8      # column sums, their registers, line word
         f["ctr"] = _log2(u._t) + _log2(u._f)
@@ -451,6 +475,8 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["mul"] = 0 if _requant_mul_dsp(u, family) else u._par * u._aw * u._mw
         f["sum"] = u._par * (max(pw, u._adw) + 1)
         f["pipe"] = u._par * (u._aw + pw)
+        if u._regc:                     # the constants' register stage (an ECP5 engine's front)
+            f["pipe"] += u._par * (u._aw + u._mw + u._adw)
         f["collect"] = u._group * 8
         f["ctr"] = _log2(steps) + _log2(subs)
     elif k == "tail":
@@ -474,6 +500,26 @@ def unit_features(unit, family: str = "ice40") -> dict:
         f["transfer_bits"] = 8 * g["transfer_bytes"]
         f["ctr"] = _log2(g["input_bytes"]) + _log2(g["divisor"]) + _log2(g["timeout_cycles"])
     return f
+
+
+def bram_engine_features(u) -> dict:
+    """Features of :class:`kwsbnn.hw.bram_engine.BramEngine` (model ``bram_engine``, ECP5):
+    ``xnor`` (PE x SIMD lanes: XOR, 16-bit popcounts and the adder tree), ``wreg`` (the registered
+    weight word and chunk: PE x SIMD + SIMD), ``win_bits`` (the two window registers, 2 K, with
+    their tap captures), ``chunk_mux`` (SIMD x (SF - 1)), ``update`` (PE update lanes x their
+    register bits: product, offset, sum, delta, r and threshold over four stages), ``collect`` (the
+    output values and bits, 9 C; with ``pool`` the bits and the sums' adders, C + PE x sum width),
+    ``taps`` (read addresses and bounds checks: copies x address bits), ``ctr`` (counters)."""
+    sf = max(u._sfs)
+    pw = u._aw + 1 + u._smw
+    lane_bits = pw + u._saw + (max(pw, u._saw) + 1) + 2 * 10 + 4 * (9 + 8)
+    ab = _log2(2 * u._n)
+    return {"xnor": u.lanes, "wreg": u.lanes + u.simd, "win_bits": 2 * u._kmax,
+            "chunk_mux": u.simd * (sf - 1), "update": u.pe * lane_bits,
+            "collect": u._c + u.pe * u.sum_width if u.pool else 9 * u._c,
+            "taps": u.map_copies * ab,
+            "ctr": (_log2(u._nf) + _log2(sf) + 3 * ab + _log2(u.weight_words)
+                    + 2 * _log2(u.stream_words))}
 
 
 #: Weight ROMs that feed a unit's lanes directly: kept in logic, their LUTs merge with the lanes'
@@ -530,6 +576,10 @@ def unit_dsp(unit, family: str) -> int:
         return _tail_mul_dsp(u, family)
     if k == "serial_tail":
         return _serial_tail_dsp(u, family)
+    if k == "bram_engine":
+        return u.pe * _mul_dsp(u._aw + 1, u._smw, family)      # the update lanes' products
+    if k == "dense":
+        return _mul_dsp(u._ww, u._gw, family)
     if k == "engine" and u.stream:
         # The stream's update multiplier (count x constant) and ``(li + 1) * C`` when C is not a
         # power of two.
@@ -621,10 +671,11 @@ def _silenced(units: dict) -> dict:
     return units
 
 
-def layer_units(p, fold) -> dict:
-    """The units the generator builds for conv layer plan ``p`` at ``fold`` (not elaborated)."""
+def layer_units(p, fold, memory: str = "spram") -> dict:
+    """The units the generator builds for conv layer plan ``p`` at ``fold`` (not elaborated), in
+    front of an engine of ``memory`` (``"spram"`` or ``"bram"``)."""
     from .network import Network
-    return _silenced(Network._conv_units(p, fold))
+    return _silenced(Network._conv_units(p, fold, memory))
 
 
 def tail_unit(tail):
@@ -789,12 +840,14 @@ class LayerEstimator:
         self._tail = dict(unit_estimate(self._tail_unit, family, self.coefs),
                           name=self.tail.name, units={"tail": "tail"})
 
-    def layer(self, p, fold) -> dict:
-        """The estimate of conv layer ``p`` at ``fold``: the sums and each unit's figures."""
-        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")), bool(fold.get("hold")))
+    def layer(self, p, fold, memory: str = "spram") -> dict:
+        """The estimate of conv layer ``p`` at ``fold`` (in front of an engine of ``memory``): the
+        sums and each unit's figures."""
+        key = (p.name, int(fold["pe"]), int(fold["simd"]), bool(fold.get("boxsum")),
+               bool(fold.get("hold")), memory)
         if key not in self._cache:
             from .cost import _conv_entry
-            units = layer_units(p, fold)
+            units = layer_units(p, fold, memory)
             per_unit = {role: unit_estimate(u, self.family, self.coefs) for role, u in units.items()}
             entry = _sum(per_unit.values())
             entry.update(name=p.name, pe=key[1], simd=key[2],
@@ -816,7 +869,8 @@ class LayerEstimator:
         from .plan import engine_split
         eng = engine_split(self.dep)[1]
         fold = folding[eng[0].name]
-        key = ("engine", int(fold["pe"]), int(fold["simd"]))
+        key = ("engine", int(fold["pe"]), int(fold["simd"])) + (
+            ("bram",) if folding.memory == "bram" else ())
         if key not in self._cache:
             net = EngineNetwork(self.dep, folding)
             units = {"engine": net.engine}
@@ -839,7 +893,7 @@ class LayerEstimator:
             fold = folding[net._eng[0].name]
             entry.update(name="engine", pe=fold["pe"], simd=fold["simd"],
                          units={role: unit_kind(u) for role, u in units.items()},
-                         cycles=net.engine.compute_cycles)
+                         cycles=net.engine.compute_cycles, tail_key=("engine_tail",) + key[1:])
             self._cache[key] = entry
         return self._cache[key]
 
@@ -850,8 +904,7 @@ class LayerEstimator:
             from .plan import engine_split
             front = engine_split(self.dep)[0]
             eng = self.engine(folding)
-            key = ("engine_tail", eng["pe"], eng["simd"])
-            entries = [self.layer(p, folding[p.name]) for p in front] + [eng, self._cache[key]]
+            entries = [self.layer(p, folding[p.name], folding.memory) for p in front] + [eng, self._cache[eng["tail_key"]]]
         else:
             entries = [self.layer(p, folding[p.name]) for p in self.convs] + [self._tail]
         if link:
@@ -871,7 +924,7 @@ class LayerEstimator:
             entries.append(link_entry)
             ru = RingUnit.for_model(self.dep)
             ring = ring_estimate(ru, self.family)
-            if folding.style == "engine":
+            if folding.style == "engine" and folding.memory != "bram":
                 # The engine style owns the four SPRAMs and fills a fraction of them with weights
                 # (at most 1 Mbit: see engine_costs); its board top keeps the ring's 32 kbit there
                 # too instead of 8 block RAMs, which its activation maps need, with a staging block

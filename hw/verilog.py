@@ -33,7 +33,8 @@ def generate(dep, out: str | Path, folding: Folding | None = None, name: str = T
     (simulation) adds the per-layer tap outputs of :class:`Network`; the report then lists them.
     In the ``engine`` style (:class:`~kwsbnn.hw.network.EngineNetwork`) the top has the loader port
     ``wl`` too, and ``weights.hex`` holds the words to send on it after power-up (one 64-bit word
-    per line, hexadecimal; ``load_words`` in the report).
+    per line, hexadecimal; ``load_words`` in the report), except for the block-RAM engine
+    (``memory: bram``), whose weights are in the bitstream (``load_words`` 0, no ``wl``).
     """
     top = build(dep, folding, taps=taps)
     text = to_verilog(top, name)
@@ -49,10 +50,13 @@ def generate(dep, out: str | Path, folding: Folding | None = None, name: str = T
               "n_classes": top.n_classes, "input_bits": int(dep.input["shape"][0]),
               "i_width": len(top.i.payload), "o_width": len(top.o.payload.as_value()),
               "taps": top.taps(), **top.costs()}
-    if report["folding"].get("style") == "engine":
+    if report["folding"].get("style") == "engine" and top.load_words:
         write_atomic(out / "weights.hex", "".join(f"{w:016x}\n" for w in top.load_image()))
         report.update(style="engine", load_words=top.load_words, load_width=64,
                       load_image=str(out / "weights.hex"))
+    elif report["folding"].get("style") == "engine":     # the block-RAM engine: weights in the ROM
+        (out / "weights.hex").unlink(missing_ok=True)
+        report.update(style="engine", load_words=0)
     else:
         (out / "weights.hex").unlink(missing_ok=True)
         report["style"] = "pipeline"

@@ -68,9 +68,9 @@ def test_the_icebreakers_default_model_builds_at_24_mhz(tmp_path):
 
 
 def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
-    """Without --freq the ULX3S runs at 60 MHz from its PLL (binary-ice40, its default model, meets
-    timing there with a fully parallel folding); the iCEBreaker at 24 MHz from its PLL (its default
-    model, binary, meets timing there)."""
+    """Without --freq the ULX3S runs at 60 MHz from its PLL (binary, its default model, meets timing
+    there in the block-RAM engine); the iCEBreaker at 24 MHz from its PLL (its default model, binary,
+    meets timing there in the SPRAM engine)."""
     from kwsbnn.boards.build import BOARDS, clock_plan
     board = BOARDS["ulx3s-85f"]
     clk, pll = clock_plan(board, 25e6, board.default_mhz)
@@ -79,7 +79,7 @@ def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
     clk, pll = clock_plan(BOARDS["icebreaker"], 12e6, 24.0)
     assert clk == 24e6 and pll is not None
     assert BOARDS["icebreaker"].default_model == "binary"
-    assert BOARDS["ulx3s-85f"].default_model == "binary-ice40"
+    assert BOARDS["ulx3s-85f"].default_model == "binary"
 
 
 def test_build_help_states_the_defaults(capsys):
@@ -90,7 +90,7 @@ def test_build_help_states_the_defaults(capsys):
         main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "24 MHz on the icebreaker" in text and "60 MHz on the ulx3s-85f" in text
-    assert "binary on the icebreaker" in text and "binary-ice40 on the ulx3s-85f" in text
+    assert "binary on the icebreaker" in text and "binary on the ulx3s-85f" in text
 
 
 def test_rate_option_errors(tmp_path, capsys):
@@ -184,15 +184,20 @@ def test_a_stream_network_on_the_icebreaker_fails_before_synthesis_with_the_numb
     assert not list((tmp_path / "b").glob("*.v")) if (tmp_path / "b").exists() else True
 
 
-def test_a_stream_network_on_the_ulx3s_is_a_clear_error(tmp_path, capsys):
-    """The integer residual stream runs only in the engine style, whose board top needs SPRAM: on
-    the ULX3S (no SPRAM) `build` says so in one line and names the board and model to use."""
+def test_a_stream_network_too_big_for_the_ulx3s_is_a_clear_error(tmp_path, capsys):
+    """The ULX3S builds the integer stream in the block-RAM engine; a network whose weights and maps
+    do not fit its 208 EBR stops `build` before synthesis with one line naming the board, the
+    model and the block RAM, and writes nothing."""
+    import specgen
     from kwsbnn.cli import main
-    assert main(["build", "--board", "ulx3s-85f", "--model", "binary", "--out", str(tmp_path / "b")]) == 2
+    from kwsbnn.sw.deploy import save
+    model = save(specgen.stream_kws(0, c=256, t=101, f=40), tmp_path / "s256")
+    assert main(["build", "--board", "ulx3s-85f", "--model", str(model),
+                 "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 2 and "Traceback" not in err
-    assert "runs only in the engine style" in err and "ulx3s-85f has none" in err
-    assert "--board icebreaker --model binary" in err and "binary-ice40" in err
+    assert "does not fit ulx3s-85f" in err and "integer residual stream" in err
+    assert "block RAM of ulx3s-85f" in err and "has 208" in err
     assert not (tmp_path / "b").exists()
 
 

@@ -148,11 +148,14 @@ def test_uart_loopback():
     assert got == data
 
 
-@pytest.mark.parametrize("c,lanes,par,gap,stall", [
-    (6, 1, 1, 0.0, 0.0), (6, 3, 1, 0.3, 0.3), (6, 6, 2, 0.2, 0.5), (4, 4, 4, 0.0, 0.6), (8, 2, 2, 0.5, 0.0)])
-def test_requantize_matches_numpy(c, lanes, par, gap, stall):
+@pytest.mark.parametrize("c,lanes,par,gap,stall,regc", [
+    (6, 1, 1, 0.0, 0.0, False), (6, 3, 1, 0.3, 0.3, False), (6, 6, 2, 0.2, 0.5, False),
+    (4, 4, 4, 0.0, 0.6, False), (8, 2, 2, 0.5, 0.0, False), (8, 4, 2, 0.3, 0.5, True),
+    (4, 4, 4, 0.0, 0.6, True)])
+def test_requantize_matches_numpy(c, lanes, par, gap, stall, regc):
     """``y = clamp((acc * mul + add) >> shift, lo, hi)`` per channel, C/lanes transfers in, one
-    transfer of C int8 values out per position, under gaps and backpressure."""
+    transfer of C int8 values out per position, under gaps and backpressure (``regc``: the
+    constants registered before the multipliers, as an ECP5 engine's front builds it)."""
     from kwsbnn.hw.requant import Requantize
     rng = np.random.default_rng(c * 10 + lanes + par)
     aw, positions = 10, 23
@@ -170,7 +173,8 @@ def test_requantize_matches_numpy(c, lanes, par, gap, stall):
             words.append(sum((int(v) & ((1 << aw) - 1)) << (p * aw)
                              for p, v in enumerate(row[g * lanes:(g + 1) * lanes])))
     want = [sum(int(v) << (8 * ch) for ch, v in enumerate(row)) for row in y]
-    dut = Requantize(mul, add, shift, lo=0, hi=127, acc_width=aw, lanes=lanes, par=par)
+    dut = Requantize(mul, add, shift, lo=0, hi=127, acc_width=aw, lanes=lanes, par=par,
+                     register_constants=regc)
     assert dut.cycles_per_position == c // par
     assert run_stream(dut, words, positions, gap=gap, stall=stall, seed=c + lanes) == want
 

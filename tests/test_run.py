@@ -208,7 +208,7 @@ def test_stream_argument_errors_and_clips_checked_first(clips, tmp_path, monkeyp
 
 def test_default_baud_and_model_are_the_boards(clips, monkeypatch, capsys):
     """Without --baud and --model, the board's (those `kwsbnn build` uses): the iCEBreaker at 1 Mbaud
-    running binary, the ULX3S at 3 Mbaud running binary-ice40."""
+    running binary, the ULX3S at 3 Mbaud running binary too."""
     from kwsbnn.boards.build import BOARDS
     bauds = []
     board = {}
@@ -218,8 +218,8 @@ def test_default_baud_and_model_are_the_boards(clips, monkeypatch, capsys):
         return board["now"]
     monkeypatch.setattr(run_cmd, "open_port", port)
     assert BOARDS["icebreaker"].default_model == "binary"
-    assert BOARDS["ulx3s-85f"].default_model == "binary-ice40"
-    for extra, want, model in (([], 1_000_000, "binary"), (["--board", "ulx3s-85f"], 3_000_000, "binary-ice40"),
+    assert BOARDS["ulx3s-85f"].default_model == "binary"
+    for extra, want, model in (([], 1_000_000, "binary"), (["--board", "ulx3s-85f"], 3_000_000, "binary"),
                                (["--baud", "115200", "--model", "binary-ice40"], 115200, "binary-ice40")):
         board["now"] = fake_board(deployable(model))
         assert cli.main(["run", "--port", "x", "--json", *extra, str(clips / "c0.wav")]) == 0

@@ -78,7 +78,8 @@ def run(args) -> int:
         print(f"UART {report['baud']} baud ({report['uart_divisor']} clocks per bit, "
               f"{report['baud_error_percent']:+.2f}%); streaming: a decision every {st['stride']} "
               f"frames, ring buffer {st['ring_bits'] / 1024:g} kbit ("
-              + ("in SPRAM, 1 staging block RAM" if report.get("style") == "engine" else
+              + ("in SPRAM, 1 staging block RAM" if report.get("style") == "engine"
+                 and report.get("memory") != "bram" else
                  f"{st['ring_block_ram']} block RAMs")
               + f"), link limit {st['link_frames_per_second']:.0f} frames/s, network "
               f"{st['network_per_second']:.0f}/s, {'keeps up' if st['keeps_up'] else 'does NOT keep up'}"

@@ -73,7 +73,8 @@ def run(args) -> int:
     check = budget_check(dep, folding, args.board, margin=margin) if args.board else None
     if check is not None and not check["fits"]:
         board_parts = (" (with the UART, the streaming ring in SPRAM and the weight loader)"
-                       if folding.style == "engine" else " (with the UART)")
+                       if folding.style == "engine" and folding.memory != "bram" else
+                       " (with the UART and the streaming ring)")
         print(f"kwsbnn verilog: warning: this folding does not fit {check['board']} by the estimate"
               f"{board_parts}: {check['text']}", file=sys.stderr)
     report = generate(dep, args.out, folding)

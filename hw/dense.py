@@ -1,0 +1,149 @@
+"""The dense layer and argmax on channel sums that are already pooled: the tail of the block-RAM
+engine (:class:`kwsbnn.hw.bram_engine.BramEngine` with ``pool=True`` sums the last layer over the
+positions itself, ``lanes`` channels per cycle, instead of a tail with one adder per channel).
+
+Per inference it takes ``C / lanes`` transfers, transfer ``n`` holding the sums ``g[c]`` of channels
+``c = n * lanes + p`` (lane ``p``, ``sum_width`` bits, signed), and computes, as
+:class:`~kwsbnn.hw.scores.GapDenseArgmax` does after its pooling, ``score[k] = sum_c w[k, c] * g[c] +
+bias[k]`` class by class with one multiply-accumulate per cycle and the class of the largest score
+(lowest index on a tie). The sums are kept in a small memory (``C / lanes`` words of ``lanes``
+sums); the dense loop is GapDenseArgmax's five-stage pipeline (address; operands; product;
+accumulate; argmax), the weights in a ROM read by a counter.
+
+Throughput: one inference per ``C / lanes + C * K + 6`` cycles at most (while the result is taken
+at once). Latency from the last input transfer: ``C * K + 6`` cycles.
+
+Members: ``i : In(stream.Signature(lanes * sum_width))``; ``o : Out(stream.Signature(layout))`` with
+the layout of :func:`kwsbnn.hw.scores.result_layout` (all scores held in registers).
+"""
+
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import signed_width
+from .scores import result_layout
+
+
+class DenseArgmax(wiring.Component):
+    def __init__(self, weights, bias, *, lanes: int, sum_lo: int, sum_hi: int,
+                 binary_weights: bool = False):
+        w = np.asarray(weights, dtype=np.int64)
+        if binary_weights:
+            w = 2 * w - 1
+        self._w = w
+        self._k, self._c = w.shape
+        self._l = int(lanes)
+        if self._l < 1 or self._c % self._l:
+            raise ValueError(f"dense tail: lanes={lanes} must divide the {self._c} channels")
+        self._bias = np.asarray(bias, dtype=np.int64).reshape(self._k)
+        self._glo, self._ghi = int(sum_lo), int(sum_hi)
+        self._gw = signed_width(min(0, self._glo), max(0, self._ghi))
+        self._ww = signed_width(int(w.min()), int(w.max()))
+        gmax = max(abs(self._glo), abs(self._ghi))
+        reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
+        self._sw = signed_width(-reach, reach)
+        self._layout = result_layout(self._k, self._sw)
+        super().__init__({"i": In(stream.Signature(self._l * self._gw)),
+                          "o": Out(stream.Signature(self._layout))})
+
+    @property
+    def sum_width(self) -> int:
+        return self._gw
+
+    @property
+    def score_width(self) -> int:
+        return self._sw
+
+    @property
+    def layout(self):
+        return self._layout
+
+    @property
+    def cycles_per_inference(self) -> int:
+        """At most ``C / lanes + C * K + 6`` (input without gaps, the result taken at once)."""
+        return self._c // self._l + self._c * self._k + 6
+
+    @property
+    def constant_bits(self) -> int:
+        return self._c * self._k * self._ww
+
+    def elaborate(self, platform):
+        m = Module()
+        kn, cn, ln, gw, ww, sw = self._k, self._c, self._l, self._gw, self._ww, self._sw
+        nw = cn // ln
+        init = [int(self._w[k, c]) & ((1 << ww) - 1) for k in range(kn) for c in range(cn)]
+        m.submodules.wrom = wrom = memory.Memory(shape=unsigned(ww), depth=cn * kn, init=init)
+        wrp = wrom.read_port()
+        m.submodules.gram = gram = memory.Memory(shape=unsigned(ln * gw), depth=max(2, nw), init=[])
+        gwp = gram.write_port()
+        grp = gram.read_port(transparent_for=())
+        bias = Array(Const(int(b), signed(sw)) for b in self._bias)
+
+        word = Signal(range(max(2, nw)))
+        c_idx, k_idx = Signal(range(max(2, cn))), Signal(range(max(2, kn)))
+        addr = Signal(range(cn * kn))
+        issue_done = Signal()
+        d_valid, d_c, d_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
+        e_valid, e_c, e_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
+        e_w, e_g = Signal(signed(ww)), Signal(signed(gw))
+        f_valid, f_c, f_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
+        f_p = Signal(signed(ww + gw))
+        h_valid, h_k, h_val = Signal(), Signal(range(max(2, kn))), Signal(signed(sw))
+        acc = Signal(signed(sw))
+        scores = [Signal(signed(sw), name=f"score{k}") for k in range(kn)]
+        best, best_val = Signal(range(max(2, kn))), Signal(signed(sw))
+        lane_of = (lambda c: c[:(ln - 1).bit_length()]) if ln & (ln - 1) == 0 else (lambda c: c % ln)
+        word_of = (lambda c: c >> (ln - 1).bit_length()) if ln & (ln - 1) == 0 else (lambda c: c // ln)
+
+        with m.FSM():
+            with m.State("LOAD"):
+                m.d.comb += [self.i.ready.eq(1), gwp.addr.eq(word), gwp.data.eq(self.i.payload),
+                             gwp.en.eq(self.i.valid)]
+                with m.If(self.i.valid):
+                    m.d.sync += word.eq(word + 1)
+                    with m.If(word == nw - 1):
+                        m.d.sync += [word.eq(0), c_idx.eq(0), k_idx.eq(0), addr.eq(0),
+                                     issue_done.eq(0)]
+                        m.next = "DENSE"
+            with m.State("DENSE"):
+                # Address (k, c); the channel's sum and the weight; their product; accumulate;
+                # each finished score shifts into the score registers and meets the argmax.
+                m.d.comb += [wrp.addr.eq(addr), grp.addr.eq(word_of(c_idx) if ln > 1 else c_idx)]
+                m.d.sync += [d_valid.eq(~issue_done), d_c.eq(c_idx), d_k.eq(k_idx)]
+                with m.If(~issue_done):
+                    with m.If(c_idx == cn - 1):
+                        m.d.sync += c_idx.eq(0)
+                        with m.If(k_idx == kn - 1):
+                            m.d.sync += issue_done.eq(1)
+                        with m.Else():
+                            m.d.sync += [k_idx.eq(k_idx + 1), addr.eq(addr + 1)]
+                    with m.Else():
+                        m.d.sync += [c_idx.eq(c_idx + 1), addr.eq(addr + 1)]
+                g = grp.data.word_select(lane_of(d_c), gw) if ln > 1 else grp.data
+                m.d.sync += [e_valid.eq(d_valid), e_c.eq(d_c), e_k.eq(d_k), e_w.eq(wrp.data.as_signed()),
+                             e_g.eq(g.as_signed())]
+                m.d.sync += [f_valid.eq(e_valid), f_c.eq(e_c), f_k.eq(e_k), f_p.eq(e_w * e_g)]
+                m.d.sync += h_valid.eq(0)
+                with m.If(f_valid):
+                    total = Signal(signed(sw))
+                    m.d.comb += total.eq(Mux(f_c == 0, bias[f_k], acc) + f_p)
+                    m.d.sync += acc.eq(total)
+                    with m.If(f_c == cn - 1):
+                        m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
+                        m.d.sync += [scores[kn - 1].eq(total), h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
+                with m.If(h_valid):
+                    with m.If((h_k == 0) | (h_val > best_val)):
+                        m.d.sync += [best.eq(h_k), best_val.eq(h_val)]
+                    with m.If(h_k == kn - 1):
+                        m.d.sync += [d_valid.eq(0), e_valid.eq(0), f_valid.eq(0), h_valid.eq(0)]
+                        m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += self.o.valid.eq(1)
+                with m.If(self.o.ready):
+                    m.next = "LOAD"
+        m.d.comb += self.o.payload.cls.eq(best)
+        for k in range(kn):
+            m.d.comb += self.o.payload.scores[k].eq(scores[k])
+        return m
