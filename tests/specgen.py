@@ -139,6 +139,30 @@ def stream_conv(rng, name, c, *, shortcut="int8", lo=-128, **kw):
     return layer
 
 
+def stream_layers(seed: int, c: int = 8, lo: int = 0) -> list:
+    """The layer engine's three binary layers on the integer stream, random: ``c`` channels, the
+    first padded with ones, the last dilated by 2 and clamped at ``lo``."""
+    rng = np.random.default_rng(seed)
+    return [stream_conv(rng, "c1", c, pad_bit=1), stream_conv(rng, "c2", c),
+            stream_conv(rng, "c3", c, dilation=(2, 2), padding=(2, 2), lo=lo)]
+
+
+def stream_words(r, lanes: int = 8) -> list:
+    """An int8 map ``r`` (n, c, t, f) as the engines' stream words: per position (t-major), per
+    group of ``lanes`` channels, value ``j`` at bits 8j."""
+    n, c, t, f = r.shape
+    return [sum((int(r[i, g * lanes + j, tt, ff]) & 0xFF) << (8 * j) for j in range(lanes))
+            for i in range(n) for tt in range(t) for ff in range(f) for g in range(c // lanes)]
+
+
+def stream_golden(layers, r):
+    """The golden model's output of the engine layers ``layers`` on the int8 map ``r``."""
+    from kwsbnn.sw.golden import GoldenModel
+    for layer in layers:
+        r = GoldenModel._conv(layer, r, "bin")
+    return r
+
+
 def stream_kws(seed=0, c=8, t=25, f=13, n_classes=5, lo=0):
     """A random network on the integer residual stream, of the shipped ``binary``'s shape: an int8
     input, a 3x3 first layer with binary weights and 4x3 pooling writing the stream (int8 values),

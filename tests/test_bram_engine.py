@@ -14,24 +14,10 @@ import specgen
 from kwsbnn.errors import KwsError
 from kwsbnn.hw.bram_engine import BramEngine
 from kwsbnn.hw.engine import STREAM_LANES
-from kwsbnn.hw.testing import run_stream, stream_put
+from kwsbnn.hw.testing import inference_stamps, run_stream
 from kwsbnn.sw import deploy
-from kwsbnn.sw.golden import GoldenModel
 
 C, T, F = 8, 5, 4
-
-
-def _layers(seed: int, c: int = C, lo: int = 0):
-    rng = np.random.default_rng(seed)
-    return [specgen.stream_conv(rng, "c1", c, pad_bit=1), specgen.stream_conv(rng, "c2", c),
-            specgen.stream_conv(rng, "c3", c, dilation=(2, 2), padding=(2, 2), lo=lo)]
-
-
-def _words(r):
-    """Stream words: per position (t-major), per group of 8 channels, value ``j`` at bits 8j."""
-    n, c, t, f = r.shape
-    return [sum((int(r[i, g * STREAM_LANES + j, tt, ff]) & 0xFF) << (8 * j) for j in range(STREAM_LANES))
-            for i in range(n) for tt in range(t) for ff in range(f) for g in range(c // STREAM_LANES)]
 
 
 def _positions(r):
@@ -41,39 +27,33 @@ def _positions(r):
             for i in range(n) for tt in range(t) for ff in range(f)]
 
 
-def _expected(layers, r):
-    for layer in layers:
-        r = GoldenModel._conv(layer, r, "bin")
-    return r
-
-
 @pytest.mark.parametrize("pe,simd,lo", [(1, 8, 0), (2, 24, -128), (8, 72, 0), (4, 36, 0)])
 def test_bram_engine_matches_golden_under_gaps_and_backpressure(pe, simd, lo):
     """Narrow (8 lanes, a chunk per tap) to wide (PE 8 x a whole 72-bit window: 576 lanes, nine
     map copies so that a window is read in one cycle)."""
-    layers = _layers(1, lo=lo)
+    layers = specgen.stream_layers(1, C, lo=lo)
     dut = BramEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
     assert dut.lanes == pe * simd and dut.load_words == 0
     r = np.random.default_rng(2).integers(-128, 128, (3, C, T, F))
-    want = _expected(layers, r)
+    want = specgen.stream_golden(layers, r)
     assert len(np.unique(want)) > 30 and (want.min() >= 0) == (lo == 0)     # the stream moves
     exp = _positions(want)
-    got = run_stream(dut, _words(r), len(exp), gap=0.3, stall=0.4, seed=pe + simd)
+    got = run_stream(dut, specgen.stream_words(r), len(exp), gap=0.3, stall=0.4, seed=pe + simd)
     assert got == exp
 
 
 @pytest.mark.parametrize("pe,simd,lo", [(1, 72, 0), (8, 72, -128), (2, 24, 0)])
 def test_pooling_engine_sums_the_last_layer_exactly(pe, simd, lo):
     """``pool=True``: per inference ``C / pe`` transfers of ``pe`` sums over the positions."""
-    layers = _layers(1, lo=lo)
+    layers = specgen.stream_layers(1, C, lo=lo)
     dut = BramEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd, pool=True)
     r = np.random.default_rng(2).integers(-128, 128, (3, C, T, F))
-    sums = _expected(layers, r).sum(axis=(2, 3))
+    sums = specgen.stream_golden(layers, r).sum(axis=(2, 3))
     gw = dut.sum_width
     assert dut.sum_range == (lo * T * F, 127 * T * F) and (sums < 0).any() == (lo < 0)
     exp = [sum((int(sums[i, nf * pe + p]) & ((1 << gw) - 1)) << (gw * p) for p in range(pe))
            for i in range(3) for nf in range(C // pe)]
-    got = run_stream(dut, _words(r), len(exp), gap=0.3, stall=0.5, seed=pe)
+    got = run_stream(dut, specgen.stream_words(r), len(exp), gap=0.3, stall=0.5, seed=pe)
     assert got == exp
 
 
@@ -97,45 +77,17 @@ def test_dense_tail_on_pooled_sums_gives_the_golden_scores():
         assert res.cls == int(np.argmax(scores)) and (i != 3 or res.cls == 1)
 
 
-def _stamps(dut, inputs, n: int, per: int) -> list[int]:
-    """Send ``inputs`` back to back, take every output at once: the cycle of each ``per``-th
-    output (the end of each of ``n`` inferences)."""
-    from amaranth.sim import Simulator
-    stamps = []
-
-    async def put(ctx):
-        await stream_put(ctx, dut.i, inputs)
-
-    async def get(ctx):
-        ctx.set(dut.o.ready, 1)
-        seen = cycle = 0
-        while seen < n * per:
-            await ctx.tick()
-            cycle += 1
-            if ctx.get(dut.o.valid):
-                seen += 1
-                if seen % per == 0:
-                    stamps.append(cycle)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(put)
-    sim.add_testbench(get)
-    sim.run()
-    return stamps
-
-
 @pytest.mark.parametrize("pe,simd,pool", [(1, 72, False), (2, 24, True), (8, 72, False), (8, 72, True),
                                            (8, 8, True)])
 def test_bram_engine_cycles_are_exact(pe, simd, pool):
     """Back to back, output taken at once: the period is the computation's ``sum_l (T F P_l +
     ceil(9 / copies) + drain) + 1`` (``+ 0`` with ``pool``), with ``P_l = max(NF SF, ceil(9 /
     copies))`` (the input of the next inference arrives meanwhile)."""
-    layers = _layers(5)
+    layers = specgen.stream_layers(5, C)
     dut = BramEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd, pool=pool)
     n = 4
     per = C // pe if pool else T * F
-    stamps = _stamps(dut, _words(np.random.default_rng(6).integers(-128, 128, (n, C, T, F))), n, per)
+    stamps = inference_stamps(dut, specgen.stream_words(np.random.default_rng(6).integers(-128, 128, (n, C, T, F))), n, per)
     nf, sf = C // pe, 9 * C // simd
     rd = -(-9 // dut.map_copies)
     per_pos = max(nf * sf, rd)
@@ -151,7 +103,7 @@ def test_bram_engine_cycles_are_exact(pe, simd, pool):
 ])
 def test_bram_engine_refuses_foldings_it_cannot_run(kw, match):
     with pytest.raises(ValueError, match=match):
-        BramEngine(_layers(3), channels=C, frames=T, coeffs=F, **kw)
+        BramEngine(specgen.stream_layers(3, C), channels=C, frames=T, coeffs=F, **kw)
 
 
 def test_bram_engine_refuses_bit_networks():

@@ -13,22 +13,8 @@ from kwsbnn.errors import KwsError
 from kwsbnn.hw.engine import STREAM_LANES, LayerEngine
 from kwsbnn.hw.testing import inference_stamps, run_stream
 from kwsbnn.sw import deploy
-from kwsbnn.sw.golden import GoldenModel
 
 C, T, F = 8, 5, 4
-
-
-def _layers(seed: int, c: int = C, lo: int = 0):
-    rng = np.random.default_rng(seed)
-    return [specgen.stream_conv(rng, "c1", c, pad_bit=1), specgen.stream_conv(rng, "c2", c),
-            specgen.stream_conv(rng, "c3", c, dilation=(2, 2), padding=(2, 2), lo=lo)]
-
-
-def _words(r):
-    """Stream words: per position (t-major), per group of 8 channels, value ``j`` at bits 8j."""
-    n, c, t, f = r.shape
-    return [sum((int(r[i, g * STREAM_LANES + j, tt, ff]) & 0xFF) << (8 * j) for j in range(STREAM_LANES))
-            for i in range(n) for tt in range(t) for ff in range(f) for g in range(c // STREAM_LANES)]
 
 
 def _values(r):
@@ -36,20 +22,14 @@ def _values(r):
     return [int(v) & 0xFF for v in np.asarray(r).transpose(0, 2, 3, 1).reshape(-1)]
 
 
-def _expected(layers, r):
-    for layer in layers:
-        r = GoldenModel._conv(layer, r, "bin")
-    return r
-
-
 @pytest.mark.parametrize("pe,simd,lo", [(1, 8, 0), (2, 4, -128), (8, 4, 0)])
 def test_stream_engine_matches_golden_under_gaps_and_backpressure(pe, simd, lo):
-    layers = _layers(1, lo=lo)
+    layers = specgen.stream_layers(1, C, lo=lo)
     dut = LayerEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
     r = np.random.default_rng(2).integers(-128, 128, (2, C, T, F))
-    want = _expected(layers, r)
+    want = specgen.stream_golden(layers, r)
     assert len(np.unique(want)) > 30 and (want.min() >= 0) == (lo == 0)     # the stream moves
-    exp = _words(want)
+    exp = specgen.stream_words(want)
     got = run_stream(dut, _values(r), len(exp), gap=0.3, stall=0.3, seed=pe + simd, load=dut.image(),
                      load_gap=0.2)
     assert got == exp
@@ -59,7 +39,7 @@ def test_stream_engine_matches_golden_under_gaps_and_backpressure(pe, simd, lo):
 def test_stream_engine_cycles_are_exact(pe, simd):
     """Back to back, output taken at once: the period is ``T F C + 7 + sum_l T F (C / 8) (2 + GF SF)
     + L (9 + pe)`` (input, the W and R slots of each group of 8 channels, the drain)."""
-    layers = _layers(5)
+    layers = specgen.stream_layers(5, C)
     dut = LayerEngine(layers, channels=C, frames=T, coeffs=F, pe=pe, simd=simd)
     n, per = 3, T * F * C // STREAM_LANES
     inputs = _values(np.random.default_rng(6).integers(-128, 128, (n, C, T, F)))
@@ -81,7 +61,7 @@ def test_stream_engine_cycles_are_exact(pe, simd):
     (lambda ls: ls[0].update(stride=[2, 1]), "stride 1"),
 ])
 def test_stream_engine_refuses_what_it_cannot_run(change, match):
-    layers = _layers(3)
+    layers = specgen.stream_layers(3, C)
     change(layers)
     with pytest.raises(ValueError, match=match):
         LayerEngine(layers, channels=C, frames=T, coeffs=F, pe=1, simd=8)._MustUse__silence = True
@@ -89,7 +69,7 @@ def test_stream_engine_refuses_what_it_cannot_run(change, match):
 
 def test_stream_engine_refuses_foldings_that_would_stall():
     with pytest.raises(ValueError, match="fewer than its stream updates"):
-        LayerEngine(_layers(3), channels=C, frames=T, coeffs=F, pe=8, simd=8)
+        LayerEngine(specgen.stream_layers(3, C), channels=C, frames=T, coeffs=F, pe=8, simd=8)
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="multiple of 8 channels"):
         LayerEngine([specgen.stream_conv(rng, "c1", 12)], channels=12, frames=T, coeffs=F)
