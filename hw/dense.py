@@ -18,12 +18,12 @@ the layout of :func:`kwsbnn.hw.scores.result_layout` (all scores held in registe
 """
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import signed_width
-from .scores import result_layout
+from .scores import DenseLoop, result_layout
 
 
 class DenseArgmax(wiring.Component):
@@ -71,7 +71,7 @@ class DenseArgmax(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        kn, cn, ln, gw, ww, sw = self._k, self._c, self._l, self._gw, self._ww, self._sw
+        kn, cn, ln, gw, ww = self._k, self._c, self._l, self._gw, self._ww
         nw = cn // ln
         init = [int(self._w[k, c]) & ((1 << ww) - 1) for k in range(kn) for c in range(cn)]
         m.submodules.wrom = wrom = memory.Memory(shape=unsigned(ww), depth=cn * kn, init=init)
@@ -79,23 +79,12 @@ class DenseArgmax(wiring.Component):
         m.submodules.gram = gram = memory.Memory(shape=unsigned(ln * gw), depth=max(2, nw), init=[])
         gwp = gram.write_port()
         grp = gram.read_port(transparent_for=())
-        bias = Array(Const(int(b), signed(sw)) for b in self._bias)
-
         word = Signal(range(max(2, nw)))
-        c_idx, k_idx = Signal(range(max(2, cn))), Signal(range(max(2, kn)))
-        addr = Signal(range(cn * kn))
-        issue_done = Signal()
-        d_valid, d_c, d_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
-        e_valid, e_c, e_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
-        e_w, e_g = Signal(signed(ww)), Signal(signed(gw))
-        f_valid, f_c, f_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
-        f_p = Signal(signed(ww + gw))
-        h_valid, h_k, h_val = Signal(), Signal(range(max(2, kn))), Signal(signed(sw))
-        acc = Signal(signed(sw))
-        scores = [Signal(signed(sw), name=f"score{k}") for k in range(kn)]
-        best, best_val = Signal(range(max(2, kn))), Signal(signed(sw))
-        lane_of = (lambda c: c[:(ln - 1).bit_length()]) if ln & (ln - 1) == 0 else (lambda c: c % ln)
-        word_of = (lambda c: c >> (ln - 1).bit_length()) if ln & (ln - 1) == 0 else (lambda c: c // ln)
+        loop = DenseLoop(kn, cn, weight_width=ww, operand_width=gw, score_width=self._sw,
+                         bias=self._bias)
+        pow2 = ln & (ln - 1) == 0
+        lane_of = (lambda c: c[:(ln - 1).bit_length()]) if pow2 else (lambda c: c % ln)
+        word_of = (lambda c: c >> (ln - 1).bit_length()) if pow2 else (lambda c: c // ln)
 
         with m.FSM():
             with m.State("LOAD"):
@@ -104,46 +93,19 @@ class DenseArgmax(wiring.Component):
                 with m.If(self.i.valid):
                     m.d.sync += word.eq(word + 1)
                     with m.If(word == nw - 1):
-                        m.d.sync += [word.eq(0), c_idx.eq(0), k_idx.eq(0), addr.eq(0),
-                                     issue_done.eq(0)]
+                        m.d.sync += [word.eq(0), *loop.restart()]
                         m.next = "DENSE"
             with m.State("DENSE"):
-                # Address (k, c); the channel's sum and the weight; their product; accumulate;
-                # each finished score shifts into the score registers and meets the argmax.
-                m.d.comb += [wrp.addr.eq(addr), grp.addr.eq(word_of(c_idx) if ln > 1 else c_idx)]
-                m.d.sync += [d_valid.eq(~issue_done), d_c.eq(c_idx), d_k.eq(k_idx)]
-                with m.If(~issue_done):
-                    with m.If(c_idx == cn - 1):
-                        m.d.sync += c_idx.eq(0)
-                        with m.If(k_idx == kn - 1):
-                            m.d.sync += issue_done.eq(1)
-                        with m.Else():
-                            m.d.sync += [k_idx.eq(k_idx + 1), addr.eq(addr + 1)]
-                    with m.Else():
-                        m.d.sync += [c_idx.eq(c_idx + 1), addr.eq(addr + 1)]
-                g = grp.data.word_select(lane_of(d_c), gw) if ln > 1 else grp.data
-                m.d.sync += [e_valid.eq(d_valid), e_c.eq(d_c), e_k.eq(d_k), e_w.eq(wrp.data.as_signed()),
-                             e_g.eq(g.as_signed())]
-                m.d.sync += [f_valid.eq(e_valid), f_c.eq(e_c), f_k.eq(e_k), f_p.eq(e_w * e_g)]
-                m.d.sync += h_valid.eq(0)
-                with m.If(f_valid):
-                    total = Signal(signed(sw))
-                    m.d.comb += total.eq(Mux(f_c == 0, bias[f_k], acc) + f_p)
-                    m.d.sync += acc.eq(total)
-                    with m.If(f_c == cn - 1):
-                        m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
-                        m.d.sync += [scores[kn - 1].eq(total), h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
-                with m.If(h_valid):
-                    with m.If((h_k == 0) | (h_val > best_val)):
-                        m.d.sync += [best.eq(h_k), best_val.eq(h_val)]
-                    with m.If(h_k == kn - 1):
-                        m.d.sync += [d_valid.eq(0), e_valid.eq(0), f_valid.eq(0), h_valid.eq(0)]
-                        m.next = "OUT"
+                # The weight and the channel's sum are read on the same cycle (both memories
+                # addressed by the loop's counters).
+                m.d.comb += [wrp.addr.eq(loop.addr),
+                             grp.addr.eq(word_of(loop.c_idx) if ln > 1 else loop.c_idx)]
+                g = grp.data.word_select(lane_of(loop.d_c), gw) if ln > 1 else grp.data
+                with m.If(loop.run(m, wrp.data, g.as_signed())):
+                    m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
                     m.next = "LOAD"
-        m.d.comb += self.o.payload.cls.eq(best)
-        for k in range(kn):
-            m.d.comb += self.o.payload.scores[k].eq(scores[k])
+        loop.drive(m, self.o.payload)
         return m

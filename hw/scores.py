@@ -35,6 +35,82 @@ def result_layout(n_classes: int, score_width: int) -> data.StructLayout:
                               "scores": data.ArrayLayout(signed(score_width), n_classes)})
 
 
+class DenseLoop:
+    """The dense layer's multiply-accumulate loop and argmax, built into a unit's module: ``score[k]
+    = sum_c w[k, c] * g[c] + bias[k]`` class by class, one product a cycle, in a five-stage pipeline
+    (address the ROM and the operand; operand registers; product register; accumulate, a finished
+    score shifting into the score registers; argmax compare: the largest score, the lowest index on a
+    tie). The weight ROM's address is a counter, not ``k * C + c``. ``C*K + 5`` cycles from
+    :meth:`restart` to ``done``. Shared by :class:`GapDenseArgmax` and
+    :class:`kwsbnn.hw.dense.DenseArgmax`, which differ in where ``g[c]`` comes from."""
+
+    def __init__(self, n_classes: int, channels: int, *, weight_width: int, operand_width: int,
+                 score_width: int, bias):
+        kn, cn, sw = n_classes, channels, score_width
+        self._kn, self._cn, self._sw = kn, cn, sw
+        self._bias = Array(Const(int(b), signed(sw)) for b in bias)
+        self.c_idx, self.k_idx = Signal(range(max(2, cn))), Signal(range(max(2, kn)))
+        self.addr = Signal(range(max(2, cn * kn)))       # k_idx * C + c_idx, counted
+        self._issue_done = Signal()
+        self.d_c = Signal(range(max(2, cn)))             # the channel whose operand is being read
+        self._d_valid, self._d_k = Signal(), Signal(range(max(2, kn)))
+        self._e_valid, self._e_c, self._e_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
+        self._e_w, self._e_g = Signal(signed(weight_width)), Signal(signed(operand_width))
+        self._f_valid, self._f_c, self._f_k = Signal(), Signal(range(max(2, cn))), Signal(range(max(2, kn)))
+        self._f_p = Signal(signed(weight_width + operand_width))
+        self._h_valid, self._h_k, self._h_val = Signal(), Signal(range(max(2, kn))), Signal(signed(sw))
+        self._acc = Signal(signed(sw))
+        self.scores = [Signal(signed(sw), name=f"score{k}") for k in range(kn)]
+        self.best, self._best_val = Signal(range(max(2, kn))), Signal(signed(sw))
+
+    def restart(self) -> list:
+        """Synchronous assignments that start the loop from class 0, channel 0."""
+        return [self.c_idx.eq(0), self.k_idx.eq(0), self.addr.eq(0), self._issue_done.eq(0)]
+
+    def run(self, m, weight, operand) -> Signal:
+        """The loop's logic, for the state that runs it: ``weight``, the ROM's data for the address
+        :attr:`addr` of the cycle before; ``operand``, ``g`` of channel :attr:`d_c` (read on the
+        same cycle as the weight). Returns ``done`` (combinational): the last class's score has met
+        the argmax, and the pipeline is cleared."""
+        kn, cn = self._kn, self._cn
+        m.d.sync += [self._d_valid.eq(~self._issue_done), self.d_c.eq(self.c_idx), self._d_k.eq(self.k_idx)]
+        with m.If(~self._issue_done):
+            with m.If(self.c_idx == cn - 1):
+                m.d.sync += self.c_idx.eq(0)
+                with m.If(self.k_idx == kn - 1):
+                    m.d.sync += self._issue_done.eq(1)
+                with m.Else():
+                    m.d.sync += [self.k_idx.eq(self.k_idx + 1), self.addr.eq(self.addr + 1)]
+            with m.Else():
+                m.d.sync += [self.c_idx.eq(self.c_idx + 1), self.addr.eq(self.addr + 1)]
+        m.d.sync += [self._e_valid.eq(self._d_valid), self._e_c.eq(self.d_c), self._e_k.eq(self._d_k),
+                     self._e_w.eq(weight.as_signed()), self._e_g.eq(operand)]
+        m.d.sync += [self._f_valid.eq(self._e_valid), self._f_c.eq(self._e_c), self._f_k.eq(self._e_k),
+                     self._f_p.eq(self._e_w * self._e_g)]
+        m.d.sync += self._h_valid.eq(0)
+        with m.If(self._f_valid):
+            total = Signal(signed(self._sw))
+            m.d.comb += total.eq(Mux(self._f_c == 0, self._bias[self._f_k], self._acc) + self._f_p)
+            m.d.sync += self._acc.eq(total)
+            with m.If(self._f_c == cn - 1):
+                m.d.sync += [self.scores[k].eq(self.scores[k + 1]) for k in range(kn - 1)]
+                m.d.sync += [self.scores[kn - 1].eq(total), self._h_valid.eq(1), self._h_k.eq(self._f_k),
+                             self._h_val.eq(total)]
+        done = Signal()
+        with m.If(self._h_valid):
+            with m.If((self._h_k == 0) | (self._h_val > self._best_val)):
+                m.d.sync += [self.best.eq(self._h_k), self._best_val.eq(self._h_val)]
+            m.d.comb += done.eq(self._h_k == kn - 1)
+        with m.If(done):
+            m.d.sync += [self._d_valid.eq(0), self._e_valid.eq(0), self._f_valid.eq(0), self._h_valid.eq(0)]
+        return done
+
+    def drive(self, m, payload) -> None:
+        """The result payload: the class and every score."""
+        m.d.comb += payload.cls.eq(self.best)
+        for k in range(self._kn):
+            m.d.comb += payload.scores[k].eq(self.scores[k])
+
 class GapDenseArgmax(wiring.Component):
     def __init__(self, weights: np.ndarray, bias: np.ndarray, *, positions: int, binary_weights: bool,
                  in_prec: str = "bits", lo: int = 0, hi: int = 127):
@@ -88,26 +164,14 @@ class GapDenseArgmax(wiring.Component):
         init = [int(self._w[k, c]) & mask for k in range(kn) for c in range(cn)]
         m.submodules.wrom = wrom = memory.Memory(shape=unsigned(ww), depth=cn * kn, init=init)
         rp = wrom.read_port()
-        bias = Array(Const(int(b), signed(self._sw)) for b in self._bias)
 
         int8_in = self._in == "int8"
         gw = self.sum_width
         ones = Array(Signal(signed(gw) if int8_in else gw, name=f"g{c}" if int8_in else f"ones{c}")
                      for c in range(cn))
         pos = Signal(range(pn + 1))
-        c_idx, k_idx = Signal(range(cn)), Signal(range(kn))
-        addr = Signal(range(cn * kn))       # k_idx * C + c_idx, counted (no multiplier)
-        issue_done = Signal()
-        d_valid, d_c, d_k = Signal(), Signal(range(cn)), Signal(range(kn))
-        e_valid, e_c, e_k = Signal(), Signal(range(cn)), Signal(range(kn))
-        egw = gw if int8_in else bits_for(pn) + 2
-        e_w, e_g = Signal(signed(ww)), Signal(signed(egw))
-        f_valid, f_c, f_k = Signal(), Signal(range(cn)), Signal(range(kn))
-        f_p = Signal(signed(ww + egw))
-        h_valid, h_k, h_val = Signal(), Signal(range(kn)), Signal(signed(self._sw))
-        acc = Signal(signed(self._sw))
-        scores = [Signal(signed(self._sw), name=f"score{k}") for k in range(kn)]
-        best, best_val = Signal(range(kn)), Signal(signed(self._sw))
+        loop = DenseLoop(kn, cn, weight_width=ww, operand_width=gw if int8_in else bits_for(pn) + 2,
+                         score_width=self._sw, bias=self._bias)
 
         with m.FSM():
             with m.State("POOL"):
@@ -120,49 +184,18 @@ class GapDenseArgmax(wiring.Component):
                             m.d.sync += ones[c].eq(ones[c] + self.i.payload[c])
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(pos == pn - 1):
-                        m.d.sync += [pos.eq(0), c_idx.eq(0), k_idx.eq(0), addr.eq(0), issue_done.eq(0)]
+                        m.d.sync += [pos.eq(0), *loop.restart()]
                         m.next = "DENSE"
             with m.State("DENSE"):
-                # Address (k, c) now, multiply-accumulate it on the next cycle. One running sum;
-                # each finished score shifts into the score registers and meets the argmax.
-                m.d.comb += rp.addr.eq(addr)
-                m.d.sync += [d_valid.eq(~issue_done), d_c.eq(c_idx), d_k.eq(k_idx)]
-                with m.If(~issue_done):
-                    with m.If(c_idx == cn - 1):
-                        m.d.sync += c_idx.eq(0)
-                        with m.If(k_idx == kn - 1):
-                            m.d.sync += issue_done.eq(1)
-                        with m.Else():
-                            m.d.sync += [k_idx.eq(k_idx + 1), addr.eq(addr + 1)]
-                    with m.Else():
-                        m.d.sync += [c_idx.eq(c_idx + 1), addr.eq(addr + 1)]
-                # Operands: the channel's ±1 sum and the weight just read.
-                m.d.sync += [e_valid.eq(d_valid), e_c.eq(d_c), e_k.eq(d_k), e_w.eq(rp.data.as_signed()),
-                             e_g.eq(ones[d_c] if int8_in else (ones[d_c] << 1) - pn)]
-                # Product.
-                m.d.sync += [f_valid.eq(e_valid), f_c.eq(e_c), f_k.eq(e_k), f_p.eq(e_w * e_g)]
-                # Accumulate; a finished score shifts into the score registers.
-                m.d.sync += h_valid.eq(0)
-                with m.If(f_valid):
-                    total = Signal(signed(self._sw))
-                    m.d.comb += total.eq(Mux(f_c == 0, bias[f_k], acc) + f_p)
-                    m.d.sync += acc.eq(total)
-                    with m.If(f_c == cn - 1):
-                        m.d.sync += [scores[k].eq(scores[k + 1]) for k in range(kn - 1)]
-                        m.d.sync += [scores[kn - 1].eq(total), h_valid.eq(1), h_k.eq(f_k), h_val.eq(total)]
-                # Argmax.
-                with m.If(h_valid):
-                    with m.If((h_k == 0) | (h_val > best_val)):
-                        m.d.sync += [best.eq(h_k), best_val.eq(h_val)]
-                    with m.If(h_k == kn - 1):
-                        m.d.sync += [d_valid.eq(0), e_valid.eq(0), f_valid.eq(0), h_valid.eq(0),
-                                     *[ones[c].eq(0) for c in range(cn)]]
-                        m.next = "OUT"
+                # The operand: the channel's sum (int8) or its ±1 sum 2 ones - positions (bits).
+                m.d.comb += rp.addr.eq(loop.addr)
+                g = ones[loop.d_c] if int8_in else (ones[loop.d_c] << 1) - pn
+                with m.If(loop.run(m, rp.data, g)):
+                    m.d.sync += [ones[c].eq(0) for c in range(cn)]
+                    m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
                     m.next = "POOL"
-        m.d.comb += self.o.payload.cls.eq(best)
-        for k in range(kn):
-            m.d.comb += self.o.payload.scores[k].eq(scores[k])
+        loop.drive(m, self.o.payload)
         return m
