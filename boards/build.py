@@ -139,23 +139,18 @@ def _board_folding(dep, board: Board, clk_freq: float, progress=None, rate: floa
     from kwsbnn.hw.plan import is_stream
     check_rate(rate)
     b = resolve_budget(board.name)
-    if is_stream(dep) and b["family"] == "ecp5":
-        # The block-RAM engine (weights in the bitstream): its estimate decides, before synthesis.
-        try:
-            return engine_for_budget(dep, b, clk_hz=clk_freq, rate=rate)
-        except KwsError as e:
-            raise _EngineDoesNotFit(f"model {dep.name} (integer residual stream: engine style only) "
-                                    f"does not fit {board.name} with the UART and the streaming ring: "
-                                    f"{e.args[0]}", e.hint) from None
-    if is_stream(dep) and b["available"].get("spram"):
+    if is_stream(dep):
         # Only the engine style runs the integer residual stream: its estimate decides, before
-        # synthesis (with the UART, the ring in SPRAM and its staging block RAM, the loader).
+        # synthesis. On ECP5 the block-RAM engine (weights in the bitstream); on iCE40 the SPRAM
+        # engine, with the ring in SPRAM and its staging block RAM, and the weight loader.
+        beside = ("the UART and the streaming ring" if b["family"] == "ecp5"
+                  else "the UART, the streaming ring in SPRAM and the weight loader")
         try:
             return engine_for_budget(dep, b, clk_hz=clk_freq, rate=rate)
         except KwsError as e:
             raise _EngineDoesNotFit(f"model {dep.name} (integer residual stream: engine style only) "
-                                    f"does not fit {board.name} with the UART, the streaming ring in "
-                                    f"SPRAM and the weight loader: {e.args[0]}", e.hint) from None
+                                    f"does not fit {board.name} with {beside}: "
+                                    f"{e.args[0]}", e.hint) from None
     try:
         return for_budget(dep, board.name, clk_hz=clk_freq, rate=rate, engine=False)
     except KwsError as e:

@@ -74,7 +74,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import bits_for, popcount, signed_width
-from .engine import STREAM_LANES, WORD_BITS, _table, engine_layers
+from .engine import STREAM_LANES, WORD_BITS, _table, engine_layers, stream_update_constants
 
 #: Bits of one popcount group (registered), and the adder tree's inputs per pipeline stage.
 POP_GROUP = 16
@@ -146,16 +146,7 @@ class BramEngine(wiring.Component):
         """The constant ROM (see the module docstring): per layer ``l`` and fold ``nf``, lane ``p``
         (channel ``nf pe + p``) holds ``M``, ``A`` and the next layer's threshold."""
         geo, c, pe = self._geo, self._c, self._pe
-        self._sshift = max(g.shift for g in geo)
-        ms, adds, tns = [], [], []
-        for n, g in enumerate(geo):
-            k = g.kt * g.kf * c
-            sh = self._sshift - g.shift
-            ms.append((-2 * g.mul) << sh)
-            adds.append((k * g.mul + g.add) << sh)
-            tns.append(geo[n + 1].tin if n + 1 < len(geo) else np.zeros(c, np.int64))
-        m_all, a_all = np.concatenate(ms), np.concatenate(adds)
-        t_all = np.clip(np.concatenate(tns), -128, 128)
+        self._sshift, m_all, a_all, t_all = stream_update_constants(geo, c)
         self._smw = signed_width(min(0, int(m_all.min())), max(0, int(m_all.max())))
         self._saw = signed_width(min(0, int(a_all.min())), max(0, int(a_all.max())))
         lw = self._smw + self._saw + 9

@@ -300,6 +300,24 @@ def engine_layers(layers, channels: int, frames: int, coeffs: int) -> list[Engin
     return out
 
 
+def stream_update_constants(geo: list, c: int, first=None):
+    """The integer stream's update constants of layers ``geo`` (:func:`engine_layers`), per channel
+    in layer order, at one shift ``S`` = the largest layer shift: ``M = -2 mul << (S - shift)`` and
+    ``A = (K mul + add) << (S - shift)`` (``d M + A`` is the layer's ``acc mul + add`` for a count
+    ``d`` of mismatches among ``K = kt kf C`` products), and the next layer's threshold (0 after
+    the last), clipped to ``[-128, 128]``; ``first``, an optional ``(M, A, t)`` row set before the
+    layers. Returns ``(S, M, A, t)`` (arrays of ``c`` values a row)."""
+    shift = max(g.shift for g in geo)
+    ms, adds, tns = ([first[0]], [first[1]], [first[2]]) if first is not None else ([], [], [])
+    for n, g in enumerate(geo):
+        k = g.kt * g.kf * c
+        sh = shift - g.shift
+        ms.append((-2 * g.mul) << sh)
+        adds.append((k * g.mul + g.add) << sh)
+        tns.append(geo[n + 1].tin if n + 1 < len(geo) else np.zeros(c, np.int64))
+    return shift, np.concatenate(ms), np.concatenate(adds), np.clip(np.concatenate(tns), -128, 128)
+
+
 def _table(values, index):
     """``values[index]`` for a list of per-layer constants: a constant when they are all equal."""
     values = [int(v) for v in values]
@@ -426,16 +444,8 @@ class LayerEngine(wiring.Component):
                              f"words exceed the {SPRAM_WORDS} words of the weight memory "
                              f"({(len(self._wwords) + self._rwords) * WORD_BITS / 1024:,.1f} of "
                              f"{SPRAM_WORDS * WORD_BITS / 1024:,.0f} kbit)")
-        self._sshift = max(g.shift for g in geo)
-        ms, adds, tns = [np.zeros(c, np.int64)], [np.zeros(c, np.int64)], [geo[0].tin]
-        for n, g in enumerate(geo):
-            k = g.kt * g.kf * c
-            sh = self._sshift - g.shift
-            ms.append((-2 * g.mul) << sh)
-            adds.append((k * g.mul + g.add) << sh)
-            tns.append(geo[n + 1].tin if n + 1 < len(geo) else np.zeros(c, np.int64))
-        m_all, a_all = np.concatenate(ms), np.concatenate(adds)
-        t_all = np.clip(np.concatenate(tns), -128, 128)
+        zero = np.zeros(c, np.int64)
+        self._sshift, m_all, a_all, t_all = stream_update_constants(geo, c, first=(zero, zero, geo[0].tin))
         self._smw = signed_width(min(0, int(m_all.min())), max(0, int(m_all.max())))
         self._saw = signed_width(min(0, int(a_all.min())), max(0, int(a_all.max())))
         self._sconst = [(int(mv) & ((1 << self._smw) - 1)) | ((int(av) & ((1 << self._saw) - 1)) << self._smw)
