@@ -43,6 +43,7 @@ ROWS = {
     "int-ste1": ("shortcut=int,ste_window=1.0", {}, (0,)),
     "int-extra": ("shortcut=int", {}, (0, 1)),                # + speech_commands_extra
     "int-synth": ("shortcut=int", {}, (0, 2)),                # + kwsbnn synth's corpus
+    "int-synth-unk3": ("shortcut=int", {"unknown": 0.3}, (0, 2)),  # + synth, 3x the unknown clips
     "int-speed": ("shortcut=int", {"augment": {"speed": 0.1}}, (0,)),
     "int-reverb": ("shortcut=int", {"augment": {"reverb": 0.3}}, (0,)),
     "int-mixup": ("shortcut=int", {"augment": {"mixup": 0.2}}, (0,)),
