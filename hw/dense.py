@@ -23,7 +23,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import signed_width
-from .scores import DenseLoop, result_layout
+from .scores import DenseLoop, dense_score_width, result_layout
 
 
 class DenseArgmax(wiring.Component):
@@ -41,9 +41,7 @@ class DenseArgmax(wiring.Component):
         self._glo, self._ghi = int(sum_lo), int(sum_hi)
         self._gw = signed_width(min(0, self._glo), max(0, self._ghi))
         self._ww = signed_width(int(w.min()), int(w.max()))
-        gmax = max(abs(self._glo), abs(self._ghi))
-        reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
-        self._sw = signed_width(-reach, reach)
+        self._sw = dense_score_width(w, self._bias, self._glo, self._ghi)
         self._layout = result_layout(self._k, self._sw)
         super().__init__({"i": In(stream.Signature(self._l * self._gw)),
                           "o": Out(stream.Signature(self._layout))})

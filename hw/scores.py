@@ -35,6 +35,14 @@ def result_layout(n_classes: int, score_width: int) -> data.StructLayout:
                               "scores": data.ArrayLayout(signed(score_width), n_classes)})
 
 
+def dense_score_width(w, bias, sum_lo: int, sum_hi: int) -> int:
+    """Bits of a signed score ``sum_c w[k, c] g[c] + bias[k]`` for sums ``g`` in ``[sum_lo,
+    sum_hi]``: enough for the largest magnitude any class can reach."""
+    gmax = max(abs(int(sum_lo)), abs(int(sum_hi)))
+    reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(bias).max())
+    return signed_width(-reach, reach)
+
+
 class DenseLoop:
     """The dense layer's multiply-accumulate loop and argmax, built into a unit's module: ``score[k]
     = sum_c w[k, c] * g[c] + bias[k]`` class by class, one product a cycle, in a five-stage pipeline
@@ -130,9 +138,7 @@ class GapDenseArgmax(wiring.Component):
             self._glo, self._ghi = -self._p, self._p
         else:
             self._glo, self._ghi = self._lo * self._p, self._hi * self._p
-        gmax = max(abs(self._glo), abs(self._ghi))
-        reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
-        self._sw = signed_width(-reach, reach)
+        self._sw = dense_score_width(w, self._bias, self._glo, self._ghi)
         self._layout = result_layout(self._k, self._sw)
         in_width = self._c * (8 if in_prec == "int8" else 1)
         super().__init__({"i": In(stream.Signature(in_width)), "o": Out(stream.Signature(self._layout))})

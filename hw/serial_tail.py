@@ -49,7 +49,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import bits_for, signed_width
-from .scores import result_layout
+from .scores import dense_score_width, result_layout
 
 
 class SerialRequantTail(wiring.Component):
@@ -85,9 +85,7 @@ class SerialRequantTail(wiring.Component):
         # The sums' memory: unsigned when they cannot be negative (a bit narrower: 16 bits hold
         # 127 x 325, one block RAM instead of two).
         self._gmw = bits_for(self._ghi) if self._glo >= 0 else self._gw
-        gmax = max(abs(self._glo), abs(self._ghi))
-        reach = int(np.abs(w).sum(axis=1).max()) * gmax + int(np.abs(self._bias).max())
-        self._sw = signed_width(-reach, reach)
+        self._sw = dense_score_width(w, self._bias, self._glo, self._ghi)
         self._layout = result_layout(self._k, self._sw)
         super().__init__({"i": In(stream.Signature(self._l * self._cw)),
                           "o": Out(stream.Signature(self._layout)), "rot": In(1)})
