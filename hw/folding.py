@@ -224,9 +224,8 @@ def for_budget(dep, budget, *, margin: dict | float | None = None, link: bool = 
         # Only the engine style runs the integer residual stream (with SPRAM, or block RAM on ECP5).
         if not (engine and (b["available"].get("spram") or b["family"] == "ecp5")):
             from .plan import STREAM_HINT, STREAM_REFUSAL, UnsupportedNetwork
-            why = ("" if engine else ", and the engine style is not allowed here")
-            if engine:
-                why = f", which needs SPRAM or ECP5 block RAM ({b['name']} has neither)"
+            why = (f", which needs SPRAM or ECP5 block RAM ({b['name']} has neither)" if engine
+                   else ", and the engine style is not allowed here")
             raise UnsupportedNetwork(f"model {dep.name}: {STREAM_REFUSAL}{why}", STREAM_HINT)
         return engine_for_budget(dep, b, link=link, clk_hz=clk_hz, rate=rate)
     s = _Search(dep, b, link, clk_hz)
