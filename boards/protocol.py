@@ -109,6 +109,29 @@ class Weights(IntEnum):
     LOADED = 2        # engine style, an image of the INFO's model id is loaded and checked
 
 
+class FlashStatus(IntEnum):
+    """The weight image read from the board's SPI flash at power-up, in INFO (byte 23, host
+    protocol 3; 0 on boards without the flash reader). From LOADED on: ``LOADED + LoadStatus``."""
+    ABSENT = 0        # no flash reader: pipeline style, ECP5, or an older bitstream
+    READING = 1       # the image is being read (about 10 ms after configuration)
+    LOADED = 2        # the flash's image is loaded and its CRC-32 checked
+    WRONG_MODEL = 3   # the flash holds an image of another model: refused
+    BAD_CRC = 4       # the flash's image is corrupted: refused
+    BAD_LENGTH = 5    # the flash's image has another word count: refused
+    BAD_FORMAT = 6    # no image at the offset (an erased flash reads 0xFF): refused
+
+
+FLASH_TEXT = {
+    FlashStatus.ABSENT: "no flash reader in this bitstream",
+    FlashStatus.READING: "still reading the flash",
+    FlashStatus.LOADED: "loaded from the flash",
+    FlashStatus.WRONG_MODEL: "the flash holds the weight image of another model",
+    FlashStatus.BAD_CRC: "the flash's weight image is corrupted (CRC-32)",
+    FlashStatus.BAD_LENGTH: "the flash's weight image has another number of words",
+    FlashStatus.BAD_FORMAT: "no weight image in the flash (erased, or another format)",
+}
+
+
 def _crc_table() -> list[int]:
     table = []
     for b in range(256):
@@ -443,7 +466,7 @@ class BoardInfo:
                                                                        20 u8  frames ahead allowed
                                                                        21 u8  stride N (the build's)
                                                                        22 u8  weights (Weights)
-                                                                       23 u8  reserved (0)
+                                                                       23 u8  flash (FlashStatus)
                                                                        24 u16 image words (LOAD)
                                                                        26 u8  image format (1)
                                                                        27 u8  reserved (0)
@@ -467,6 +490,7 @@ class BoardInfo:
     weights: int = 0
     load_words: int = 0
     image_format: int = 0
+    flash: int = 0
 
     SIZE = 28
     SIZE_V2 = 24
@@ -474,13 +498,15 @@ class BoardInfo:
 
     #: Byte of the payload that holds :attr:`weights` (the board sets it as it answers).
     WEIGHTS_BYTE = 22
+    #: Byte of the payload that holds :attr:`flash` (the board sets it as it answers).
+    FLASH_BYTE = 23
 
     def encode(self) -> bytes:
         return (bytes([self.version, self.n_classes, self.score_bytes, self.score_width])
                 + self.input_bytes.to_bytes(2, "little") + bytes([self.transfer_bytes, 0])
                 + self.model_id.to_bytes(4, "little") + self.clock_khz.to_bytes(4, "little")
                 + self.frame_bytes.to_bytes(2, "little") + self.window_frames.to_bytes(2, "little")
-                + bytes([self.ahead, self.stride, self.weights, 0])
+                + bytes([self.ahead, self.stride, self.weights, self.flash])
                 + self.load_words.to_bytes(2, "little") + bytes([self.image_format, 0]))
 
     @classmethod
@@ -493,7 +519,8 @@ class BoardInfo:
                            "the board runs another protocol version: rebuild it with this kwsbnn")
         stream = (int.from_bytes(p[16:18], "little"), int.from_bytes(p[18:20], "little"), p[20],
                   p[21]) if want >= cls.SIZE_V2 else (0, 0, 0, 0)
-        load = (p[22], int.from_bytes(p[24:26], "little"), p[26]) if want >= cls.SIZE else (0, 0, 0)
+        load = ((p[22], int.from_bytes(p[24:26], "little"), p[26], p[23]) if want >= cls.SIZE
+                else (0, 0, 0, 0))
         return cls(p[0], p[1], p[2], p[3], int.from_bytes(p[4:6], "little"), p[6],
                    int.from_bytes(p[8:12], "little"), int.from_bytes(p[12:16], "little"), *stream,
                    *load)

@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 from kwsbnn.hw.network import EngineNetwork, Network
 
 from . import protocol as proto
+from .flash import FlashBoot
 from .loader import WeightLoader
 from .ring import FrameRing, SpramRing
 from .uart import UARTRx, UARTTx, uart_divisor
@@ -341,7 +342,8 @@ class FrameWriter(wiring.Component):
     """
 
     def __init__(self, *, n_classes: int, score_width: int, info: bytes, serial: bool = False):
-        """``info``: the INFO payload; its weights byte (22) is ORed with the ``weights`` input.
+        """``info``: the INFO payload; its weights byte (22) is ORed with the ``weights`` input,
+        its flash byte (23) with ``flash``.
         ``serial``: the network rotates its held scores on ``rot`` (a serial tail,
         :class:`kwsbnn.hw.serial_tail.SerialRequantTail`): no shift register (see the class doc)."""
         self._serial = bool(serial)
@@ -355,7 +357,8 @@ class FrameWriter(wiring.Component):
         super().__init__({"req": In(stream.Signature(RESPONSE)),
                           "res": In(stream.Signature(self._layout)),
                           "o": Out(stream.Signature(8)),
-                          "cls": Out(self._cls_w), "weights": In(2), "busy": Out(1),
+                          "cls": Out(self._cls_w), "weights": In(2), "flash": In(3),
+                          "busy": Out(1),
                           **({"rot": Out(1)} if serial else {})})
 
     def elaborate(self, platform):
@@ -412,8 +415,9 @@ class FrameWriter(wiring.Component):
             m.d.sync += sreg.eq(Cat(*fields))
         with m.Elif(load_info):
             info = int.from_bytes(self._info, "little")
-            if len(self._info) > proto.BoardInfo.WEIGHTS_BYTE:
-                m.d.sync += sreg.eq(info | (self.weights << (8 * proto.BoardInfo.WEIGHTS_BYTE)))
+            if len(self._info) > proto.BoardInfo.FLASH_BYTE:
+                m.d.sync += sreg.eq(info | (self.weights << (8 * proto.BoardInfo.WEIGHTS_BYTE))
+                                    | (self.flash << (8 * proto.BoardInfo.FLASH_BYTE)))
             else:
                 m.d.sync += sreg.eq(info)
         with m.Elif(load_err):
@@ -481,6 +485,8 @@ class FrameWriter(wiring.Component):
                 with m.Case(i):
                     if i == proto.BoardInfo.WEIGHTS_BYTE:
                         m.d.comb += info_byte.eq(b | self.weights)
+                    elif i == proto.BoardInfo.FLASH_BYTE:
+                        m.d.comb += info_byte.eq(b | self.flash)
                     else:
                         m.d.comb += info_byte.eq(b)
 
@@ -559,10 +565,6 @@ class KwsTop(wiring.Component):
     10 ms hop).
     """
 
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    leds: Out(8)
-
     def __init__(self, dep, folding=None, *, clk_freq: float, baud: int = 115200, pll=None,
                  timeout: float = 0.1, stride: int | None = None):
         from kwsbnn.hw.engine import SPRAM_WORDS
@@ -605,7 +607,12 @@ class KwsTop(wiring.Component):
         if self._geom.input_bytes > proto.MAX_PAYLOAD:
             raise ValueError(f"the input of {self._geom.input_bytes} bytes is longer than a frame "
                              f"payload ({proto.MAX_PAYLOAD})")
-        super().__init__()
+        ports = {"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(8)}
+        if self._engine:
+            # The SPI flash the weight image is read from at power-up (boards/flash.py).
+            ports.update({"flash_cs_n": Out(1, init=1), "flash_sck": Out(1), "flash_copi": Out(1),
+                          "flash_cipo": In(1)})
+        super().__init__(ports)
 
     @property
     def network(self) -> Network:
@@ -711,14 +718,24 @@ class KwsTop(wiring.Component):
                 width=g.channels * g.elem_bits, frames=g.frames, coeffs=g.coeffs, stride=g.stride,
                 base=self.ring_base, words=SPRAM_WORDS)
             m.submodules.loader = loader = WeightLoader(words=g.load_words, model_id=g.model_id)
-            wiring.connect(m, parser.lo, loader.i)
+            m.submodules.flash = flash = FlashBoot(words=g.load_words, clk_freq=self._clk)
+            # The loader's bytes: the flash's image once after configuration, then LOAD frames.
+            boot = flash.busy
+            m.d.comb += [loader.i.valid.eq(Mux(boot, flash.o.valid, parser.lo.valid)),
+                         loader.i.payload.eq(Mux(boot, flash.o.payload, parser.lo.payload)),
+                         flash.o.ready.eq(boot & loader.i.ready),
+                         parser.lo.ready.eq(~boot & loader.i.ready),
+                         flash.status.eq(loader.status), writer.flash.eq(flash.result),
+                         self.flash_cs_n.eq(flash.cs_n), self.flash_sck.eq(flash.sck),
+                         self.flash_copi.eq(flash.copi), flash.cipo.eq(self.flash_cipo)]
             wiring.connect(m, loader.wl, net.wl)
             weights = Signal()
             idle = Signal()         # registered: it only gates a LOAD's last header byte
             m.d.sync += idle.eq(~writer.busy & ~parser.resp.valid & ring.idle)
             m.d.comb += [weights.eq(loader.loaded & net.wl_loaded),
-                         loader.start.eq(parser.lstart), loader.finish.eq(parser.lfinish),
-                         loader.frame_ok.eq(parser.lok), parser.lstatus.eq(loader.status),
+                         loader.start.eq(Mux(boot, flash.start, parser.lstart)),
+                         loader.finish.eq(Mux(boot, flash.finish, parser.lfinish)),
+                         loader.frame_ok.eq(boot | parser.lok), parser.lstatus.eq(loader.status),
                          loader.idle.eq(idle),
                          net.wl_reload.eq(loader.reload),
                          parser.weights.eq(weights),
@@ -805,6 +822,20 @@ class KwsTop(wiring.Component):
         m.submodules.uart_rx_buf = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = tx = io.Buffer("o", uart.tx)
         m.d.comb += [self.rx.eq(rx.i), tx.o.eq(self.tx)]
+        if self._engine:
+            # The configuration flash (iCEBreaker: the W25Q128JV on pins 14-17); the resource's
+            # chip select is active-high (inverted pin), wp and hold held inactive.
+            spi = platform.request("spi_flash_1x", 0, dir="-")
+            for name, port, value in (("cs", spi.cs, ~self.flash_cs_n), ("clk", spi.clk, self.flash_sck),
+                                      ("copi", spi.copi, self.flash_copi)):
+                m.submodules[f"flash_{name}_buf"] = buf = io.Buffer("o", port)
+                m.d.comb += buf.o.eq(value)
+            m.submodules.flash_cipo_buf = cipo = io.Buffer("i", spi.cipo)
+            m.d.comb += self.flash_cipo.eq(cipo.i)
+            for name in ("wp", "hold"):
+                if hasattr(spi, name):
+                    m.submodules[f"flash_{name}_buf"] = buf = io.Buffer("o", getattr(spi, name))
+                    m.d.comb += buf.o.eq(0)
         for n in range(len(self.leds)):
             try:
                 port = platform.request("led", n, dir="-")

@@ -32,15 +32,18 @@ def board_verilog(dep, out, *, clk_freq: float = 8e6, baud: int = 1_000_000, tim
     return path, top
 
 
-def _pins_config(vdir: Path) -> Path:
-    """A Verilator configuration that makes only the board's pins (UART, reset, LEDs, clock)
-    visible to VPI: with the C++ main loop driving the clock (``fast=True`` of
+def _pins_config(vdir: Path, flash: bool = False) -> Path:
+    """A Verilator configuration that makes only the board's pins (UART, reset, LEDs, clock; with
+    ``flash``, the SPI flash's) visible to VPI: with the C++ main loop driving the clock (``fast=True`` of
     :func:`~kwsbnn.sim.runner.run_testbench`), Verilator runs the design at nearly its own speed
     between the UART bits Python handles (about 20 times faster than a cocotb clock)."""
     vlt = vdir / f"{TOP}.vlt"
+    rw, rd = ["rx", "rst"], ["tx", "leds", "clk"]
+    if flash:
+        rw, rd = rw + ["flash_cipo"], rd + ["flash_cs_n", "flash_sck", "flash_copi"]
     write_atomic(vlt, "`verilator_config\n"
-                 + "".join(f'public_flat_rw -module "{TOP}" -var "{v}"\n' for v in ("rx", "rst"))
-                 + "".join(f'public_flat_rd -module "{TOP}" -var "{v}"\n' for v in ("tx", "leds", "clk")))
+                 + "".join(f'public_flat_rw -module "{TOP}" -var "{v}"\n' for v in rw)
+                 + "".join(f'public_flat_rd -module "{TOP}" -var "{v}"\n' for v in rd))
     return vlt
 
 
@@ -53,7 +56,7 @@ def _run(top, path, vdir, module: str, workdir: Path, extra: dict, waves: bool, 
            "KWSBNN_TB_CLK_NS": str(clk_ns),
            "KWSBNN_TB_DIVISOR": str(top.divisor),
            "KWSBNN_TB_TIMEOUT_CYCLES": str(top.timeout_cycles[1]), **extra}
-    vlt = _pins_config(vdir)
+    vlt = _pins_config(vdir, flash=top.engine_style)
     digest = hashlib.sha256(path.read_bytes() + vlt.read_bytes()).hexdigest()[:12]
     summary = run_testbench(path, TOP, module, workdir / f"sim_build-{digest}", env,
                             waves=waves, sources=[vlt], fast=True, clock_ns=clk_ns)
@@ -146,3 +149,30 @@ def simulate_load(dep, workdir, *, folding, count: int = 4, frames: int = 0, str
         "KWSBNN_TB_ERRORS": "1" if errors else "0"}, waves)
     summary["figures"] = top.stream_figures()
     return summary
+
+
+def simulate_flash(dep, workdir, *, folding, flash: bytes | None, expect: str, count: int = 2,
+                   seed: int = 0, clk_freq: float = 8e6, baud: int = 1_000_000,
+                   timeout: float = 3e-4, waves: bool = False) -> dict:
+    """Run the flash-boot testbench (:mod:`kwsbnn.sim.tb_flash`) on ``dep``'s engine-style board
+    top: a model of the SPI flash, asleep at power-up, holds ``flash`` (bytes, or None for an
+    erased flash) at :data:`~kwsbnn.boards.flash.FLASH_OFFSET`; the board must wake it, read the
+    image and end with INFO's flash status ``expect`` (a :class:`~kwsbnn.boards.protocol.FlashStatus`
+    name); then ``count`` INFERs against the golden model (after a LOAD over the UART when the
+    flash's image was refused), and a reset that keeps the weights without a second read.
+
+    Returns the testbench summary (``checks``, ``failures``, ``flash``, ``transactions``,
+    ``violations``, ``boot_cycles``: from the first chip select to the last byte read) plus
+    ``tests``, ``failed`` and ``info``."""
+    workdir = Path(workdir).resolve()
+    vdir = workdir / "verilog"
+    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
+                              folding=folding)
+    if not top.engine_style:
+        raise ValueError("simulate_flash needs a folding of the engine style (weights in SPRAM)")
+    return _run(top, path, vdir, "kwsbnn.sim.tb_flash", workdir, {
+        "KWSBNN_TB_MODEL": str(dep.path), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
+        "KWSBNN_TB_IMAGE": top.weight_image().encode().hex(),
+        "KWSBNN_TB_FLASH": (flash or b"").hex(), "KWSBNN_TB_EXPECT": expect,
+        "KWSBNN_TB_CYCLES": str(top.network.costs()["cycles_per_inference"]),
+        "KWSBNN_TB_COUNT": str(count), "KWSBNN_TB_SEED": str(seed)}, waves)

@@ -104,3 +104,41 @@ def test_engine_board_with_the_integer_stream_over_the_uart(tmp_path):
     assert res["statuses"][4] == "LOADED" and res["statuses"][-1] == "LOADED"
     assert res["checks"]["inference"] == 2 and res["decisions"] == 2
     assert res["checks"]["inference after reload"] == 1 and res["checks"]["inference after reset"] == 1
+
+
+def test_engine_board_reads_its_weights_from_the_spi_flash(tmp_path):
+    """The engine-style board top reads its weight image from a model of the SPI flash that starts
+    in deep power-down (any command before the release command and tRES1 counts as a violation):
+    a good image is loaded and checked (INFERs = golden model, no UART LOAD); an image of another
+    model, a corrupted one and an erased flash are refused with their status in INFO (INFER
+    answered NO_WEIGHTS, then a LOAD over the UART works); a reset keeps the weights and does
+    not read the flash again."""
+    import specgen
+    from kwsbnn.boards.flash import FlashBoot
+    from kwsbnn.boards.protocol import FlashStatus
+    from kwsbnn.hw.cost import engine_folding
+    from kwsbnn.sim.board import board_verilog, simulate_flash
+    from kwsbnn.sw.deploy import save
+    dep = deployable(str(save(specgen.binary_kws(3), tmp_path / "model")))
+    folding = engine_folding(dep, pe=1, simd=4)
+    top = board_verilog(dep, tmp_path / "v", folding=folding)[1]
+    image = top.weight_image().encode()
+    boot = FlashBoot(words=len(top.weight_image().words), clk_freq=8e6).boot_cycles
+    wrong, corrupt = bytearray(image), bytearray(image)
+    wrong[4] ^= 0x01                                   # model id
+    corrupt[12 + 8 * 20 + 3] ^= 0x10                   # a word bit: the CRC-32 fails
+    cases = [("LOADED", image, len(image)), ("WRONG_MODEL", bytes(wrong), 12),
+             ("BAD_CRC", bytes(corrupt), len(image)), ("BAD_FORMAT", None, 12)]
+    for expect, flash, nbytes in cases:
+        res = simulate_flash(dep, tmp_path / "sim", folding=folding, flash=flash, expect=expect)
+        assert res["failed"] == 0 and res["tests"] == 1, (expect, res["failures"])
+        assert res["flash"] == FlashStatus[expect] and res["violations"] == []
+        # Woken first, then one read at the image's offset, ended after the header when refused.
+        assert res["transactions"] == [["wake", None, 0], ["read", 0x100000, nbytes]], expect
+        assert res["checks"]["inference after reset"] == 1
+        if expect == "LOADED":
+            # The reader's cycle count (a byte per 16 + 2 cycles at SCK = clk / 2), within the
+            # model's sampling of the pins (a clock edge or two).
+            assert abs(res["boot_cycles"] - boot) <= 2, (res["boot_cycles"], boot)
+        else:
+            assert res["checks"]["load over the uart"] == 1
