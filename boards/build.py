@@ -29,6 +29,8 @@ from .top import KwsTop
 
 #: The weight image ``build`` writes next to an engine-style bitstream (``kws.weights.bin``).
 WEIGHTS_SUFFIX = "weights.bin"
+#: The flash image ``build`` writes beside it: bitstream, then the weight image at 1 MiB.
+FLASH_SUFFIX = "flash.bin"
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,14 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
         load = {"path": str(path), "words": len(image.words), "bytes": len(data),
                 "model_id": f"{image.model_id:08x}", "seconds_at_baud": frame * 10 / baud,
                 "crc32": f"{proto.crc32(image.payload):08x}"}
+        # The flash image: the bitstream, then the weight image at 1 MiB, read at power-up
+        # (boards/flash.py).
+        from .flash import FLASH_OFFSET, flash_image, program_commands
+        bitstream = out / f"{name}.{board.bitstream_ext}"
+        fpath = out / f"{name}.{FLASH_SUFFIX}"
+        write_atomic(fpath, flash_image(bitstream.read_bytes(), data))
+        load["flash"] = {"path": str(fpath), "offset": FLASH_OFFSET, "bytes": fpath.stat().st_size,
+                         "program": program_commands(fpath, path)}
     rep_path = out / f"{name}.report.json"
     resources, fmax = parse_report(json.loads(rep_path.read_text()), board)
     clock_mhz = clk_freq / 1e6

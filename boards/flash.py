@@ -14,7 +14,7 @@ one is refused (the board then waits for a LOAD over the UART) and its verdict i
 
 from math import ceil
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
+from amaranth.hdl import Array, Cat, ClockDomain, ClockSignal, Const, Module, ResetSignal, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,10 +96,10 @@ class FlashBoot(wiring.Component):
     @property
     def boot_cycles(self) -> int:
         """Cycles from the first chip select to the last byte read (a good image): the release
-        command (8 bits), the wait, READ and its address (32 bits), five cycles of state changes,
-        then ``16 half + 2`` a byte."""
+        command (8 bits), the wait, READ and its address (4 bytes), eight cycles of state
+        changes, then ``16 half + 2`` a byte."""
         bit = 2 * self._half
-        return 8 * bit + self._wake + 32 * bit + 5 + (8 * bit + 2) * self._bytes
+        return 8 * bit + self._wake + 32 * bit + 8 + (8 * bit + 2) * self._bytes
 
     @property
     def sck_divisor(self) -> int:
@@ -113,19 +113,21 @@ class FlashBoot(wiring.Component):
         m.domains.flash = ClockDomain("flash", reset_less=True, local=True)
         m.d.comb += ClockSignal("flash").eq(ClockSignal("sync"))
         half = self._half
-        sr = Signal(32)                              # out: MSB first; in: into bit 0
-        nbits = Signal(range(33))                    # bits left of the current transfer
+        sr = Signal(8)                               # out: MSB first; in: into bit 0
+        nbits = Signal(range(9))                     # bits left of the current byte
         tick = Signal(range(max(2, half)))
-        timer = Signal(range(self._wake + 1))
-        count = Signal(range(self._bytes + 1))
+        count = Signal(range(max(self._bytes, self._wake) + 1))   # bytes read, or the wait
+        timer = count
         cs_n = Signal(init=1)
         sck = Signal()
         result = Signal(3, init=proto.FlashStatus.READING)
-        byte = Signal(8)
-        m.d.comb += [self.cs_n.eq(cs_n), self.sck.eq(sck), self.copi.eq(sr[31]),
-                     self.result.eq(result), self.o.payload.eq(byte)]
+        command = [CMD_READ, (self._offset >> 16) & 0xFF, (self._offset >> 8) & 0xFF,
+                   self._offset & 0xFF]
+        txi = Signal(range(len(command)))            # the READ command's byte being sent
+        m.d.comb += [self.cs_n.eq(cs_n), self.sck.eq(sck), self.copi.eq(sr[7]),
+                     self.result.eq(result), self.o.payload.eq(sr)]
 
-        # The bit engine: ``nbits`` bits out of sr[31] and in from cipo, a low half then a high half.
+        # The bit engine: ``nbits`` bits out of sr[7] and in from cipo, a low half then a high half.
         bit_done = Signal()
         with m.If(nbits != 0):
             if half > 1:
@@ -147,7 +149,7 @@ class FlashBoot(wiring.Component):
                 with m.If(~ResetSignal("sync")):
                     m.next = "WAKE"
             with m.State("WAKE"):
-                m.d.flash += [cs_n.eq(0), sr.eq(CMD_WAKE << 24), nbits.eq(8), tick.eq(0)]
+                m.d.flash += [cs_n.eq(0), sr.eq(CMD_WAKE), nbits.eq(8), tick.eq(0)]
                 m.next = "WAKE_SEND"
             with m.State("WAKE_SEND"):
                 with m.If(bit_done):
@@ -156,19 +158,22 @@ class FlashBoot(wiring.Component):
             with m.State("WAIT"):
                 m.d.flash += timer.eq(timer + 1)
                 with m.If(timer == self._wake):
-                    m.d.flash += [cs_n.eq(0), sr.eq((CMD_READ << 24) | self._offset), nbits.eq(32),
-                                 tick.eq(0), count.eq(0)]
+                    m.d.flash += [cs_n.eq(0), sr.eq(CMD_READ), nbits.eq(8), tick.eq(0),
+                                  count.eq(0), txi.eq(0)]
                     m.next = "COMMAND"
             with m.State("COMMAND"):
                 with m.If(bit_done):
-                    m.d.comb += self.start.eq(1)
-                    m.next = "SETTLE"
+                    with m.If(txi == len(command) - 1):
+                        m.d.comb += self.start.eq(1)
+                        m.next = "SETTLE"
+                    with m.Else():
+                        m.d.flash += [txi.eq(txi + 1), nbits.eq(8), tick.eq(0),
+                                      sr.eq(Array(Const(c, 8) for c in command)[txi + 1])]
             with m.State("SETTLE"):              # the loader takes no byte right after start
                 m.d.flash += [nbits.eq(8), tick.eq(0)]
                 m.next = "RECEIVE"
             with m.State("RECEIVE"):
                 with m.If(bit_done):
-                    m.d.flash += byte.eq(sr[:8])
                     m.next = "OFFER"
             with m.State("OFFER"):
                 m.d.comb += self.o.valid.eq(1)
@@ -209,4 +214,4 @@ class FlashBoot(wiring.Component):
         with m.If(~sck):
             m.d.flash += sck.eq(1)
         with m.Else():
-            m.d.flash += [sck.eq(0), nbits.eq(nbits - 1), sr.eq(Cat(cipo, sr[:31]))]
+            m.d.flash += [sck.eq(0), nbits.eq(nbits - 1), sr.eq(Cat(cipo, sr[:7]))]

@@ -33,6 +33,7 @@ Pieces:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -457,7 +458,7 @@ class LinkGeometry:
 
 @dataclass(frozen=True)
 class BoardInfo:
-    """The INFO payload (24 bytes, little-endian)::
+    """The INFO payload (28 bytes, little-endian)::
 
         0 u8  protocol version (2)  4 u16 input bytes (INFER length)   8 u32 model id
         1 u8  n_classes              6 u8  bytes per input transfer    12 u32 clock in kHz
@@ -860,6 +861,7 @@ class SimulatedBoard:
         self._read = 0
         self._unread = []           # (decision frame, end of its answer in the byte count)
         self.weights = Weights.NONE if geometry.load_words else Weights.IN_BITSTREAM
+        self.flash = FlashStatus.ABSENT   # what INFO says of the flash's image (set by tests)
         self.loads = 0              # images loaded
 
     # -- port interface
@@ -968,7 +970,8 @@ class SimulatedBoard:
             if not ok and self.type != FrameType.INFER:
                 return self._error(ErrorCode.BAD_CHECKSUM)
             if self.type == FrameType.PING:
-                self._answer(FrameType.INFO, self.g.info(self.clock_hz, self.weights).encode())
+                info = dataclasses.replace(self.g.info(self.clock_hz, self.weights), flash=self.flash)
+                self._answer(FrameType.INFO, info.encode())
             elif self.type == FrameType.LOAD:
                 status = self._header_status()
                 if status == LoadStatus.LOADED:

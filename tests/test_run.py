@@ -3,6 +3,7 @@
 runs against a Python model of the board (kwsbnn.boards.protocol.SimulatedBoard) answering with
 the golden model, in place of a serial port."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -295,3 +296,55 @@ def test_engine_board_is_loaded_first(clips, tmp_path, monkeypatch, capsys):
                    str(clips / "c0.wav")])
     err = capsys.readouterr().err
     assert rc == 2 and "takes no weight image" in err
+
+
+def test_a_board_that_read_its_weights_from_flash_is_not_loaded_again(clips, tmp_path, monkeypatch,
+                                                                      capsys):
+    """INFO's flash byte: a board whose flash image was loaded at power-up needs no LOAD (the
+    output says where the weights came from); one whose flash image was refused is loaded over
+    the UART, and the message says why the flash's image was not used."""
+    dep = deployable("binary-ice40")
+    image = tmp_path / "kws.weights.bin"
+    image.write_bytes(p.WeightImage(p.model_id(dep), (1, 2, 3)).encode())
+    board = fake_board(dep, load_words=3)
+    board.weights, board.flash = p.Weights.LOADED, p.FlashStatus.LOADED
+    monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--json",
+                     str(clips / "c0.wav")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert board.loads == 0 and out["weight_image"] == {"source": "flash"}
+
+    board = fake_board(dep, load_words=3)
+    board.flash = p.FlashStatus.WRONG_MODEL
+    monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
+    (tmp_path / "build" / "icebreaker").mkdir(parents=True)
+    (tmp_path / "build" / "icebreaker" / "kws.weights.bin").write_bytes(image.read_bytes())
+    assert cli.main(["run", "--port", "fake0", "--model", "binary-ice40", str(clips / "c0.wav")]) == 0
+    err = capsys.readouterr().err
+    assert board.loads == 1 and "flash image was refused: the flash holds the weight image of " \
+        "another model" in err
+
+
+def test_flash_image_puts_the_weights_at_one_mebibyte():
+    """`kwsbnn build`'s flash image: the bitstream, erased bytes, the weight image at 1 MiB; a
+    bitstream that reaches the offset is refused."""
+    from kwsbnn.boards.flash import FLASH_OFFSET, flash_image, program_commands
+    from kwsbnn.errors import KwsError
+    img = p.WeightImage(0x1234, (5, 6)).encode()
+    data = flash_image(b"\x7e\xaa\x99\x7e" + bytes(100), img)
+    assert len(data) == FLASH_OFFSET + len(img) and data[FLASH_OFFSET:] == img
+    assert data[:4] == b"\x7e\xaa\x99\x7e" and set(data[104:FLASH_OFFSET]) == {0xFF}
+    assert p.WeightImage.parse(data[FLASH_OFFSET:]).words == (5, 6)
+    with pytest.raises(KwsError, match="more than the weight image's flash offset"):
+        flash_image(bytes(FLASH_OFFSET + 1), img)
+    assert program_commands("a.bin", "w.bin") == ["iceprog a.bin", "iceprog -o 1024k w.bin"]
+
+
+def test_info_carries_the_flash_status():
+    """INFO byte 23: the flash reader's verdict, round trip; 0 (ABSENT) from boards without one."""
+    g = p.LinkGeometry(1, 101, 40, 8, 12, 32, 0xABCDEF01, 4, 1728)
+    info = dataclasses.replace(g.info(24e6, p.Weights.LOADED), flash=p.FlashStatus.BAD_CRC)
+    raw = info.encode()
+    assert raw[p.BoardInfo.FLASH_BYTE] == 4 and p.BoardInfo.parse(raw).flash == p.FlashStatus.BAD_CRC
+    assert p.BoardInfo.parse(g.info(24e6).encode()).flash == p.FlashStatus.ABSENT

@@ -11,9 +11,11 @@ name or `tiny`.
 On the iCEBreaker a model on the integer residual stream (the default, binary) or one whose
 layer-per-unit pipeline does not fit (binary-wide: 64 channels) is built in the engine style: its
 binary layers' weights live in the UP5K's SPRAM, which the bitstream cannot initialise, so the
-build also writes the weight image (kws.weights.bin next to the bitstream) and prints the
-`kwsbnn run --load` command that sends it over the UART (`kwsbnn run` sends
-build/<board>/kws.weights.bin by itself when the board has no weights).
+build also writes the weight image (kws.weights.bin next to the bitstream) and a flash image
+(kws.flash.bin: the bitstream, then the weight image at 1 MiB, which the board reads at power-up),
+and prints the iceprog command that programs it and the `kwsbnn run --load` command that sends the
+weights over the UART instead (`kwsbnn run` sends build/<board>/kws.weights.bin by itself when the
+board has no weights).
 """
 
 
@@ -92,7 +94,12 @@ def run(args) -> int:
             print(f"engine style: the weights are not in the bitstream; weight image {img['path']} "
                   f"({img['words']} words, {img['seconds_at_baud']:.2f} s at {report['baud']} baud, "
                   f"model id {img['model_id']})")
-            print(f"load it (once after power-up; `kwsbnn run` also loads it when the board has "
-                  f"none): kwsbnn run --board {args.board} --port PORT --model {model} "
+            fl = img.get("flash")
+            if fl:
+                print(f"program the flash once (bitstream, and the weight image at "
+                      f"{fl['offset'] // 1024} KiB, read at power-up): {fl['program'][0]}")
+                print(f"  (a new image for the same bitstream: {fl['program'][1]})")
+            print(f"or load it over the UART (`kwsbnn run` loads it when the board has none): "
+                  f"kwsbnn run --board {args.board} --port PORT --model {model} "
                   f"--load {img['path']} CLIP.wav")
     return 0

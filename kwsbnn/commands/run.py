@@ -258,10 +258,18 @@ def load_weights(link, info, dep, args, out_of_json: bool) -> dict | None:
             raise KwsError(f"the board on {args.port} runs a bitstream with its weights in it: it "
                            "takes no weight image", "drop --load")
         return None
+    from kwsbnn.boards.protocol import FLASH_TEXT, FlashStatus
+    flash = FlashStatus(info.flash) if info.flash in iter(FlashStatus) else None
     path = args.load
     if path is None:
         if info.loaded:
-            return None
+            if flash == FlashStatus.LOADED and not out_of_json:
+                print("weights: loaded from the board's flash at power-up", file=sys.stderr)
+            return {"source": "flash"} if flash == FlashStatus.LOADED else None
+        if flash is not None and flash > FlashStatus.LOADED and not out_of_json:
+            print(f"the board's flash image was refused: {FLASH_TEXT[flash]} (program it with "
+                  "the iceprog command `kwsbnn build` printed); loading over the UART instead",
+                  file=sys.stderr)
         path = Path("build") / args.board / "kws.weights.bin"
         if not path.is_file():
             raise KwsError(f"the board on {args.port} has no weights loaded (engine style) and "
@@ -277,7 +285,7 @@ def load_weights(link, info, dep, args, out_of_json: bool) -> dict | None:
     if not out_of_json:
         print(f"loaded weight image {path} ({len(image.words)} words) in {seconds:.2f} s",
               file=sys.stderr)
-    return {"path": str(path), "words": len(image.words), "seconds": seconds}
+    return {"source": "uart", "path": str(path), "words": len(image.words), "seconds": seconds}
 
 
 def run(args) -> int:
