@@ -43,7 +43,8 @@ def test_the_icebreakers_default_model_builds_at_24_mhz(tmp_path):
     (64 channels, integer residual stream), in the engine style with the host-protocol top: the
     estimate passes the pre-synthesis check, place and route fits it within the 97% rule, meets
     timing at 24 MHz from the PLL, it runs at least the 25 inferences/s a shipped model needs, and
-    the weight image the UART loads lies next to the bitstream."""
+    the weight image the UART loads lies next to the bitstream, with the flash image that holds
+    both."""
     from kwsbnn.boards import protocol as p
     from kwsbnn.boards.build import BOARDS
     from kwsbnn.sw.export import deployable
@@ -55,16 +56,21 @@ def test_the_icebreakers_default_model_builds_at_24_mhz(tmp_path):
     assert rep["clock_mhz"] == 24.0 and rep["timing_met"] and rep["fmax_mhz"] >= 24.0
     assert rep["inferences_per_second"] >= 25
     # The link: 1 Mbaud by default (24 clocks per bit, exact); the streaming ring (101 x 40 int8
-    # frames: 4096 words) in SPRAM behind one staging block RAM, a decision every 4 frames in
+    # frames: 4096 words) in SPRAM behind one staging block RAM, a decision every 3 frames in
     # real time.
     assert (rep["baud"], rep["uart_divisor"], rep["baud_error_percent"]) == (1_000_000, 24, 0)
     st = rep["streaming"]
     assert st["ring_bits"] == 32768 and st["ring_block_ram"] == 1 and st["keeps_up"]
-    assert st["stride"] == 4 and st["link_frames_per_second"] > 2000
+    assert st["stride"] == 3 and st["link_frames_per_second"] > 2000
     dep = deployable(BOARDS["icebreaker"].default_model)
     image = p.WeightImage.parse((out / "kws.weights.bin").read_bytes())
     assert rep["weight_image"]["path"] == str(out / "kws.weights.bin")
     assert image.model_id == p.model_id(dep) and len(image.words) == rep["weight_image"]["words"] == 1728
+    # The flash image: the bitstream, then the same weight image at 1 MiB, read at power-up.
+    flash = (out / "kws.flash.bin").read_bytes()
+    bitstream = (out / "kws.bin").read_bytes()
+    assert flash[:len(bitstream)] == bitstream and flash[0x100000:] == image.encode()
+    assert rep["weight_image"]["flash"]["program"][0] == f"iceprog {out / 'kws.flash.bin'}"
 
 
 def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
