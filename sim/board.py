@@ -118,6 +118,17 @@ def simulate_stream(dep, workdir, *, frames: int | None = None, stride: int = 0,
     return summary
 
 
+def _engine_top(dep, workdir, folding, clk_freq, baud, timeout, who: str):
+    """The engine-style board top's Verilog in ``workdir/verilog``: ``(workdir, vdir, path, top)``."""
+    workdir = Path(workdir).resolve()
+    vdir = workdir / "verilog"
+    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
+                              folding=folding)
+    if not top.engine_style:
+        raise ValueError(f"{who} needs a folding of the engine style (weights in SPRAM)")
+    return workdir, vdir, path, top
+
+
 def simulate_load(dep, workdir, *, folding, count: int = 4, frames: int = 0, stride: int = 1,
                   seed: int = 0, clk_freq: float = 8e6, baud: int = 1_000_000,
                   timeout: float = 3e-4, errors: bool = True, waves: bool = False) -> dict:
@@ -134,12 +145,8 @@ def simulate_load(dep, workdir, *, folding, count: int = 4, frames: int = 0, str
     ``tests``, ``failed``) plus ``figures`` (:meth:`~kwsbnn.boards.top.KwsTop.stream_figures`)
     and ``info``.
     """
-    workdir = Path(workdir).resolve()
-    vdir = workdir / "verilog"
-    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
-                              folding=folding)
-    if not top.engine_style:
-        raise ValueError("simulate_load needs a folding of the engine style")
+    workdir, vdir, path, top = _engine_top(dep, workdir, folding, clk_freq, baud, timeout,
+                                           "simulate_load")
     summary = _run(top, path, vdir, "kwsbnn.sim.tb_load", workdir, {
         "KWSBNN_TB_MODEL": str(dep.path), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
         "KWSBNN_TB_IMAGE": top.weight_image().encode().hex(),
@@ -164,12 +171,8 @@ def simulate_flash(dep, workdir, *, folding, flash: bytes | None, expect: str, c
     Returns the testbench summary (``checks``, ``failures``, ``flash``, ``transactions``,
     ``violations``, ``boot_cycles``: from the first chip select to the last byte read) plus
     ``tests``, ``failed`` and ``info``."""
-    workdir = Path(workdir).resolve()
-    vdir = workdir / "verilog"
-    path, top = board_verilog(dep, vdir, clk_freq=clk_freq, baud=baud, timeout=timeout,
-                              folding=folding)
-    if not top.engine_style:
-        raise ValueError("simulate_flash needs a folding of the engine style (weights in SPRAM)")
+    workdir, vdir, path, top = _engine_top(dep, workdir, folding, clk_freq, baud, timeout,
+                                           "simulate_flash")
     return _run(top, path, vdir, "kwsbnn.sim.tb_flash", workdir, {
         "KWSBNN_TB_MODEL": str(dep.path), "KWSBNN_TB_CLK_HZ": repr(float(clk_freq)),
         "KWSBNN_TB_IMAGE": top.weight_image().encode().hex(),

@@ -96,6 +96,30 @@ class HostSide:
         return self.items.pop(0)
 
 
+class EngineBoardEnv:
+    """The settings an engine-style board testbench reads from the ``KWSBNN_TB_*`` variables of
+    :func:`kwsbnn.sim.board._run` (link geometry, golden model, clock, UART bit time, timeout),
+    the cost model's ``KWSBNN_TB_CYCLES``, ``KWSBNN_TB_IMAGE`` and ``KWSBNN_TB_SEED``; and
+    :attr:`answer_ns`, the longest wait for an answer: two inferences and their replays, the
+    answer's bytes, a timeout, margin."""
+
+    def __init__(self, env):
+        self.g = p.LinkGeometry(**json.loads(env["KWSBNN_TB_GEOMETRY"]))
+        self.image = p.WeightImage.parse(bytes.fromhex(env["KWSBNN_TB_IMAGE"]))
+        self.golden = GoldenModel(env["KWSBNN_TB_MODEL"])
+        self.clk_ns = int(env["KWSBNN_TB_CLK_NS"])
+        self.clk_hz = float(env["KWSBNN_TB_CLK_HZ"])
+        self.bit_ns = int(env["KWSBNN_TB_DIVISOR"]) * self.clk_ns
+        self.byte_ns = 10 * self.bit_ns
+        self.timeout_ns = int(env["KWSBNN_TB_TIMEOUT_CYCLES"]) * self.clk_ns
+        self.cycles = int(env["KWSBNN_TB_CYCLES"])          # of an inference, by the cost model
+        self.rng = np.random.default_rng(int(env.get("KWSBNN_TB_SEED", "0")))
+        g = self.g
+        self.answer_ns = (2 * self.cycles + 8 * g.transfers) * self.clk_ns \
+            + (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * self.byte_ns \
+            + self.timeout_ns + 200 * self.clk_ns
+
+
 async def connect(dut, clk_ns: int, bit_ns: int, types=None) -> HostSide:
     """Start the board top: its clock (unless the C++ side drives it: ``KWSBNN_TB_CLOCK_NS``), the
     UART models on ``rx`` / ``tx``, four cycles of reset, then two byte times of idle line. The host

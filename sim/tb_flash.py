@@ -27,8 +27,7 @@ from cocotb.utils import get_sim_time
 
 from kwsbnn.boards import protocol as p
 from kwsbnn.boards.flash import CMD_READ, CMD_WAKE, FLASH_OFFSET
-from kwsbnn.sim.tb_board import connect
-from kwsbnn.sw.golden import GoldenModel
+from kwsbnn.sim.tb_board import EngineBoardEnv, connect
 
 #: The model's release time from deep power-down (tRES1 of the W25Q128JV), in seconds of the
 #: design's clock (the simulation's clock period stands for ``1 / KWSBNN_TB_CLK_HZ``).
@@ -135,21 +134,11 @@ class SpiFlash:
 @cocotb.test()
 async def board_flash(dut):
     env = os.environ
-    g = p.LinkGeometry(**json.loads(env["KWSBNN_TB_GEOMETRY"]))
-    image = p.WeightImage.parse(bytes.fromhex(env["KWSBNN_TB_IMAGE"]))
-    golden = GoldenModel(env["KWSBNN_TB_MODEL"])
-    clk_ns = int(env["KWSBNN_TB_CLK_NS"])
-    bit_ns = int(env["KWSBNN_TB_DIVISOR"]) * clk_ns
-    timeout_ns = int(env["KWSBNN_TB_TIMEOUT_CYCLES"]) * clk_ns
-    cycles = int(env["KWSBNN_TB_CYCLES"])
+    e = EngineBoardEnv(env)
+    g, image, golden, rng = e.g, e.image, e.golden, e.rng
+    clk_ns, clk_hz, bit_ns, byte_ns, answer_ns = e.clk_ns, e.clk_hz, e.bit_ns, e.byte_ns, e.answer_ns
     count = int(env.get("KWSBNN_TB_COUNT", "2"))
     expect = p.FlashStatus[env["KWSBNN_TB_EXPECT"]]
-    rng = np.random.default_rng(int(env.get("KWSBNN_TB_SEED", "0")))
-    byte_ns = 10 * bit_ns
-    answer_ns = (2 * cycles + 8 * g.transfers) * clk_ns \
-        + (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * byte_ns + timeout_ns + 200 * clk_ns
-
-    clk_hz = float(env["KWSBNN_TB_CLK_HZ"])
     flash = SpiFlash(dut, {FLASH_OFFSET: bytes.fromhex(env.get("KWSBNN_TB_FLASH", ""))},
                      t_res1_ns=T_RES1 * clk_hz * clk_ns)
     cocotb.start_soon(flash.run())

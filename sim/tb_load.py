@@ -28,30 +28,19 @@ from cocotb.triggers import RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from kwsbnn.boards import protocol as p
-from kwsbnn.sim.tb_board import connect
-from kwsbnn.sw.golden import GoldenModel
+from kwsbnn.sim.tb_board import EngineBoardEnv, connect
 
 
 @cocotb.test()
 async def board_load(dut):
     env = os.environ
-    g = p.LinkGeometry(**json.loads(env["KWSBNN_TB_GEOMETRY"]))
-    image = p.WeightImage.parse(bytes.fromhex(env["KWSBNN_TB_IMAGE"]))
-    golden = GoldenModel(env["KWSBNN_TB_MODEL"])
-    clk_ns = int(env["KWSBNN_TB_CLK_NS"])
-    clk_hz = float(env["KWSBNN_TB_CLK_HZ"])
-    bit_ns = int(env["KWSBNN_TB_DIVISOR"]) * clk_ns
-    timeout_ns = int(env["KWSBNN_TB_TIMEOUT_CYCLES"]) * clk_ns
-    cycles = int(env["KWSBNN_TB_CYCLES"])         # of an inference, by the cost model
+    e = EngineBoardEnv(env)
+    g, image, golden, rng = e.g, e.image, e.golden, e.rng
+    clk_ns, clk_hz, bit_ns, byte_ns, answer_ns = e.clk_ns, e.clk_hz, e.bit_ns, e.byte_ns, e.answer_ns
     count = int(env.get("KWSBNN_TB_COUNT", "4"))
     n_frames = int(env.get("KWSBNN_TB_FRAMES", "0"))
     stride = int(env.get("KWSBNN_TB_STRIDE", "1"))
-    rng = np.random.default_rng(int(env.get("KWSBNN_TB_SEED", "0")))
     errors = env.get("KWSBNN_TB_ERRORS", "1") != "0"
-    byte_ns = 10 * bit_ns
-    # Longest wait for an answer: two inferences and their replays, the answer, a timeout, margin.
-    answer_ns = (2 * cycles + 8 * g.transfers) * clk_ns \
-        + (p.OVERHEAD + max(g.result_bytes, p.BoardInfo.SIZE) + 4) * byte_ns + timeout_ns + 200 * clk_ns
 
     host = await connect(dut, clk_ns, bit_ns, types=(p.FrameType.INFO, p.FrameType.RESULT, p.FrameType.ERROR,
                                                     p.FrameType.STARTED, p.FrameType.LOADED))

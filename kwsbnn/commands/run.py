@@ -295,7 +295,7 @@ def run(args) -> int:
     from kwsbnn.boards.protocol import BoardLink, LinkGeometry
     from kwsbnn.cli import emit_json
     from kwsbnn.errors import KwsError
-    from kwsbnn.sw.data import fit_clip, read_wav
+    from kwsbnn.sw.data import fit_clip
 
     if args.timeout <= 0:
         raise KwsError(f"--timeout {args.timeout} must be positive")
