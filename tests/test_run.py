@@ -326,6 +326,35 @@ def test_a_board_that_read_its_weights_from_flash_is_not_loaded_again(clips, tmp
         "another model" in err
 
 
+def test_run_waits_for_the_flash_verdict(clips, tmp_path, monkeypatch, capsys):
+    """A board still reading its flash (INFO byte 23: READING, no weights yet) is asked again until
+    its verdict; weights loaded from the flash then need no LOAD."""
+    dep = deployable("binary-ice40")
+    board = fake_board(dep, load_words=3)
+
+    class Booting(type(board)):
+        polls = 0
+
+        @property
+        def flash(self):            # read after the weights byte of the same INFO
+            self.polls += 1
+            if self.polls == 2:
+                self.weights = p.Weights.LOADED      # the next INFO: loaded, and the verdict
+            return p.FlashStatus.READING if self.polls <= 2 else p.FlashStatus.LOADED
+
+        @flash.setter
+        def flash(self, value):
+            pass
+
+    board.__class__ = Booting
+    monkeypatch.setattr(run_cmd, "open_port", lambda name, baud: board)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--port", "fake0", "--model", "binary-ice40", "--json",
+                     str(clips / "c0.wav")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert board.polls >= 3 and board.loads == 0 and out["weight_image"] == {"source": "flash"}
+
+
 def test_flash_image_puts_the_weights_at_one_mebibyte():
     """`kwsbnn build`'s flash image: the bitstream, erased bytes, the weight image at 1 MiB; a
     bitstream that reaches the offset is refused."""

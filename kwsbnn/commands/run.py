@@ -247,7 +247,9 @@ def read_image(path, dep, model_ref: str):
 
 def load_weights(link, info, dep, args, out_of_json: bool) -> dict | None:
     """Send a weight image to an engine-style board when --load asks for it or the board has
-    none; ``{"path", "words", "seconds"}`` of what was sent, or None."""
+    none (after its flash reader's verdict: INFO byte 23); ``{"source": "uart", "path", "words",
+    "seconds"}`` of what was sent, ``{"source": "flash"}`` when the board loaded its weights from
+    its flash, or None."""
     import sys
     import time
     from pathlib import Path
@@ -259,6 +261,12 @@ def load_weights(link, info, dep, args, out_of_json: bool) -> dict | None:
                            "takes no weight image", "drop --load")
         return None
     from kwsbnn.boards.protocol import FLASH_TEXT, FlashStatus
+    # Just after configuration the board may still be reading its flash (about 10 ms): wait for
+    # its verdict rather than send a LOAD it would hold back.
+    deadline = time.monotonic() + 1.0
+    while info.flash == FlashStatus.READING and time.monotonic() < deadline:
+        time.sleep(0.02)
+        info = link.info()
     flash = FlashStatus(info.flash) if info.flash in iter(FlashStatus) else None
     path = args.load
     if path is None:
