@@ -9,6 +9,10 @@ trains each row once per seed. Every run goes to ``STUDY/<row>-s<seed>/`` and is
 same command again after an interruption: finished runs are skipped, an interrupted one resumes from
 its last epoch). Several processes may share one study folder with disjoint ``--rows``.
 
+A row may start from, or distil from, another row's model of the same seed (``"@row"`` in its
+settings): that row trains first. Step-one rows (``real=true``, ``real_weights=true``) have no integer
+form and are not scored.
+
 ``--report`` trains nothing: it scores every finished run on the testing list of the first data
 folder (torch integer mode, which the golden model equals) and writes ``STUDY/study.json`` and
 ``STUDY/study.md``: per row the mean test accuracy over its seeds, a 95% interval (bootstrap over
@@ -48,7 +52,17 @@ ROWS = {
     "int-reverb": ("shortcut=int", {"augment": {"reverb": 0.3}}, (0,)),
     "int-mixup": ("shortcut=int", {"augment": {"mixup": 0.2}}, (0,)),
     "int-nodistill": ("shortcut=int,distill=0", {}, (0,)),
+    "int-vtlp": ("shortcut=int", {"augment": {"vtlp": 0.1}}, (0,)),   # mel filters warped 0.9-1.1
+    "int-ens": ("shortcut=int", {"teacher": "float,int8"}, (0,)),   # an ensemble teacher
+    # ReActNet's two steps: sign activations on latent weights (not deployable, not scored), then
+    # the binary network from its weights; "-fd" distils from step one block by block and by logits
+    # (Real-to-Binary: a teacher of the same architecture). "@row" is that row's model, same seed.
+    "int-realw": ("shortcut=int,real_weights=true", {}, (0,)),
+    "int-twostep": ("shortcut=int", {"init": "@int-realw"}, (0,)),
+    "int-twostep-fd": ("shortcut=int,feat_distill=10", {"init": "@int-realw", "teacher": "@int-realw"},
+                       (0,)),
 }
+STEP_ONE = ("real=true", "real_weights=true")     # rows whose models have no integer form
 
 
 def row_config(name: str, data: list[str], out: Path, seed: int, epochs: int, threads: int):
@@ -57,15 +71,23 @@ def row_config(name: str, data: list[str], out: Path, seed: int, epochs: int, th
     if max(which) >= len(data):
         sys.exit(f"row {name} trains on --data folder {max(which) + 1}; give that many folders")
     folders = [data[i] for i in which]
+    extra = {k: str(out / f"{v[1:]}-s{seed}" / "model.pt") if isinstance(v, str) and v.startswith("@")
+             else v for k, v in extra.items()}
     cfg = TrainConfig(data=",".join(folders), binary=f"{WIDE},{opts}", epochs=epochs, seed=seed,
                       out=str(out / f"{name}-s{seed}"), threads=threads, **BASE)
     return replace(cfg, **extra)
 
 
+def needs(name: str) -> list[str]:
+    """The rows whose models ``name`` starts from or distils from ("@row"), in training order."""
+    refs = [v[1:] for v in ROWS[name][1].values() if isinstance(v, str) and v.startswith("@")]
+    return [r for ref in dict.fromkeys(refs) for r in needs(ref) + [ref]]
+
+
 def train_rows(args, data):
     from kwsbnn.sw.train import train
     for seed in args.seeds:
-        for name in args.rows:
+        for name in dict.fromkeys(r for row in args.rows for r in needs(row) + [row]):
             cfg = row_config(name, data, args.out, seed, args.epochs, args.threads)
             if (Path(cfg.out) / "metrics.json").exists():
                 print(f"{name} seed {seed}: done", file=sys.stderr)
@@ -99,7 +121,7 @@ def report(args, data):
     rows = {}
     for run in sorted(args.out.glob("*-s*/metrics.json")):
         name, _, seed = run.parent.name.rpartition("-s")
-        if name not in ROWS:
+        if name not in ROWS or any(o in ROWS[name][0].split(",") for o in STEP_ONE):
             continue
         metrics = json.loads(run.read_text())
         res = evaluate(load_model(run.parent / "model.pt"), data[0], "test", "torch")

@@ -7,7 +7,9 @@
   the canonical test set's silence clips (see ``kwsbnn.sw.data``);
 - other rows get a random time shift of up to +-``time_shift_ms`` (zero fill), a random gain of
   ``gain_db`` decibels, and with probability ``noise_prob`` a peak-normalized background crop mixed in
-  at a gain drawn from ``noise_gain`` (TensorFlow's recipe: 0.8 and 0..0.1); results clip to +-1.
+  at a gain drawn from ``noise_gain`` (TensorFlow's recipe: 0.8 and 0..0.1); results clip to +-1;
+- with ``speed``, ``reverb``: speed perturbation and synthetic rooms (below); ``vtlp`` draws per-clip
+  vocal-tract-length warps that the feature stage applies (:meth:`Augmenter.warps`).
 
 :func:`spec_augment` masks random time and frequency bands of feature batches ``[N, T, F]``.
 """
@@ -32,14 +34,14 @@ class Augmenter:
                  gain_db: tuple[float, float] = (-6.0, 6.0),
                  silence_gain: tuple[float, float] = (0.0, 1.0), redraw_silence: bool = True,
                  sample_rate: int = 16000, silence_label: int = SILENCE, speed: float = 0.0,
-                 reverb: float = 0.0, rt60: tuple[float, float] = (0.1, 0.7)):
+                 reverb: float = 0.0, rt60: tuple[float, float] = (0.1, 0.7), vtlp: float = 0.0):
         clips = list(noise_clips.values()) if isinstance(noise_clips, Mapping) else list(noise_clips or [])
         clips = [np.asarray(c, dtype=np.float32) for c in clips]
         self.shift = int(round(time_shift_ms * sample_rate / 1000))
         self.noise_prob, self.noise_gain, self.gain_db = noise_prob, noise_gain, gain_db
         self.silence_gain, self.redraw_silence = silence_gain, redraw_silence
         self.silence_label = silence_label
-        self.speed, self.reverb, self.rt60 = speed, reverb, rt60
+        self.speed, self.reverb, self.rt60, self.vtlp = speed, reverb, rt60, vtlp
         self.sample_rate = sample_rate
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -96,6 +98,15 @@ class Augmenter:
                 sil = labels == self.silence_label
                 out = torch.where(sil[:, None], noise * sil_gain[:, None], out)
         return out.clamp_(-1.0, 1.0)
+
+
+    def warps(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """VTLP factors ``[n]`` drawn from U(1 - vtlp, 1 + vtlp) for the feature stage
+        (:func:`kwsbnn.sw.features.compute`'s ``warp``), or None without VTLP (nothing drawn)."""
+        if self.vtlp <= 0:
+            return None
+        g = generator if generator is not None else self.generator
+        return torch.empty(n).uniform_(1 - self.vtlp, 1 + self.vtlp, generator=g)
 
 
 def speed_perturb(waves: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:

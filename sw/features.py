@@ -127,6 +127,25 @@ def dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return torch.from_numpy(d).float()
 
 
+def vtlp_filterbank(cfg: FeatureConfig, warp: torch.Tensor) -> torch.Tensor:
+    """Per-clip mel filterbanks ``[N, n_mels, n_fft//2 + 1]`` under vocal-tract-length perturbation
+    (Jaitly and Hinton 2013): every filter's edges and centre move through the piecewise-linear warp
+    ``f -> a f`` up to ``f0 = 0.8 * nyquist / max(a, 1)``, then linearly to ``nyquist -> nyquist``
+    (monotonic, so the filters stay ordered). ``a = 1`` gives :func:`mel_filterbank` exactly."""
+    nyq = cfg.sample_rate / 2
+    a = torch.as_tensor(warp, dtype=torch.float64).reshape(-1, 1)
+    pts = torch.from_numpy(mel_to_hz(np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.f_max),
+                                                 cfg.n_mels + 2)))[None, :]
+    f0 = 0.8 * nyq / torch.clamp(a, min=1.0)
+    high = a * f0 + (nyq - a * f0) * (pts - f0) / (nyq - f0)
+    w = torch.where(pts <= f0, a * pts, high)                 # [N, n_mels + 2]
+    freqs = (torch.arange(cfg.n_fft // 2 + 1, dtype=torch.float64) * cfg.sample_rate / cfg.n_fft)
+    lo, c, hi = w[:, :-2, None], w[:, 1:-1, None], w[:, 2:, None]
+    up = (freqs[None, None, :] - lo) / (c - lo)
+    down = (hi - freqs[None, None, :]) / (hi - c)
+    return torch.clamp(torch.minimum(up, down), min=0.0).float()
+
+
 _CONSTS: dict = {}
 
 
@@ -138,8 +157,9 @@ def _consts(cfg: FeatureConfig):
     return _CONSTS[cfg]
 
 
-def compute(waves: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
-    """Features ``[N, T, F]`` float32 of waveforms ``[N, S]`` (or ``[S]`` -> ``[T, F]``)."""
+def compute(waves: torch.Tensor, cfg: FeatureConfig, warp: torch.Tensor | None = None) -> torch.Tensor:
+    """Features ``[N, T, F]`` float32 of waveforms ``[N, S]`` (or ``[S]`` -> ``[T, F]``); ``warp``
+    (``[N]``, training only) gives each clip its own VTLP factor (:func:`vtlp_filterbank`)."""
     waves = torch.as_tensor(waves, dtype=torch.float32)
     single = waves.dim() == 1
     if single:
@@ -148,6 +168,8 @@ def compute(waves: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     spec = torch.stft(waves, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
                       window=window, center=True, pad_mode="reflect", return_complex=True)
     power = spec.real.square() + spec.imag.square()          # [N, bins, T]
+    if warp is not None:
+        fb = vtlp_filterbank(cfg, warp)                       # [N, n_mels, bins]
     mel = torch.matmul(fb, power).transpose(1, 2)             # [N, T, n_mels]
     feats = torch.log(mel + LOG_FLOOR)
     if dct is not None:

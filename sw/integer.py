@@ -143,10 +143,13 @@ def integer_spec(model, name: str = "model", frac_bits: int = 16) -> dict:
         cfg = model.config
         raise KwsError(f"a {cfg.precision} model in the {cfg.layout} layout has no integer form",
                        "train with --precision int8, or binary with the redesign options")
-    if model.config.precision == "binary" and model.config.options.real:
-        raise KwsError("this binary model is step one of two-step training (real=true: latent weights, "
-                       "hardtanh activations) and has no integer form",
-                       "train step two: --binary-options ...,real=false --init THIS_MODEL")
+    opts = model.config.options if model.config.precision == "binary" else None
+    if opts is not None and (opts.real or opts.real_weights):
+        what = "real=true: latent weights, hardtanh activations" if opts.real else \
+            "real_weights=true: latent weights, sign activations"
+        raise KwsError(f"this binary model is step one of two-step training ({what}) and has no "
+                       "integer form", "train step two: --binary-options ...,real=false,"
+                       "real_weights=false --init THIS_MODEL")
     model.eval()
     meta = getattr(model, "meta", {}) or {}
     cfg = model.config

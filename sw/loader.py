@@ -88,7 +88,9 @@ class Batches:
             if not self.augmenter.redraw_silence and bool((r < 0).any()):
                 sil = [examples[j] for j in idx[r < 0].tolist()]
                 w[r < 0] = torch.from_numpy(load_waveforms(sil, self.ds))
-            x = compute(self.augmenter(w, labels[idx], g), self.cfg)
+            w = self.augmenter(w, labels[idx], g)
+            warps = getattr(self.augmenter, "warps", None)
+            x = compute(w, self.cfg, warp=warps(len(idx), g) if warps else None)
             if self.spec_aug is not None:
                 x = spec_augment(x, g, **self.spec_aug)
             yield x, labels[idx]

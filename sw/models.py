@@ -61,7 +61,9 @@ class BinaryOptions:
     are unchanged), ``real`` (step one of two-step training: binary layers
     keep their latent weights and use hardtanh activations instead of signs, so the network learns at
     float speed; step two trains the binary network initialised from it with ``--init``; a ``real``
-    model is not deployable), ``pad_bit`` (binary padding value, 1 = +1).
+    model is not deployable), ``real_weights`` (ReActNet's step one of two-step training: binary
+    layers keep their latent weights but sign their activations; step two binarizes the weights from
+    ``--init``; not deployable either), ``pad_bit`` (binary padding value, 1 = +1).
     Architecture (chain layout; the defaults keep the arch's): ``stages`` (``W1xD1-W2xD2...``: width and
     number of binary layers of each stage; the first layer outputs ``W1`` channels; a layer that
     changes width has no shortcut), ``pool`` (``arch`` | ``none`` | ``TxF`` after the first layer |
@@ -69,6 +71,9 @@ class BinaryOptions:
     layer with one stage; a pooling layer has no shortcut), ``dilation`` (``arch`` | ``on`` | ``off``).
     Training: ``optimizer`` (``adam`` | ``sgd``), ``schedule`` (``cosine`` | ``linear`` | ``constant``),
     ``lr``, ``distill`` (weight of the KL term to a float teacher, 0 = off), ``temperature``,
+    ``feat_distill`` (weight of Real-to-Binary's attention-transfer term: every block's spatial
+    attention map, the channel mean of its squared output, L2-normalised, matched to the same block
+    of a teacher of the same architecture, e.g. the ``real=true`` step-one model; 0 = off),
     ``bn_reestimate`` (recompute batch-norm statistics on training batches before evaluation),
     ``clip_latent`` (clip latent binary weights to [-1, 1] after each step).
     ``shortcut`` (``none`` | ``bit``: the 1-bit shortcut ``BN(conv(x)) + a_c * x`` | ``int``: Bi-Real
@@ -93,12 +98,14 @@ class BinaryOptions:
     ste_window: float = 1.0
     head_gain: float = 1.0
     real: bool = False
+    real_weights: bool = False
     pad_bit: int = 1
     optimizer: str = "adam"
     schedule: str = "cosine"
     lr: float = 2e-3
     distill: float = 0.0
     temperature: float = 4.0
+    feat_distill: float = 0.0
     bn_reestimate: bool = True
     clip_latent: bool = True
     stages: str = ""
@@ -359,12 +366,12 @@ class Block(nn.Module):
 
     def __init__(self, cin, cout, *, dilation=1, pool=None, in_prec, w_prec, out_prec,
                  shortcut=False, bn=True, pad_bit=1, clipped=True, ste_window=1.0, real=False,
-                 stream_frac=4, rsign=True):
+                 real_weights=False, stream_frac=4, rsign=True):
         super().__init__()
         self.cin, self.cout, self.dilation, self.pool = cin, cout, dilation, pool
         self.in_prec, self.w_prec, self.out_prec = in_prec, w_prec, out_prec
         self.pad_bit, self.clipped, self.ste_window = pad_bit, clipped, ste_window
-        self.real = real
+        self.real, self.real_weights = real, real_weights
         self.conv = nn.Conv2d(cin, cout, 3, dilation=dilation, bias=False)
         self.kernel_quantizer = KernelQuantizer(w_prec, clipped=clipped)
         self.bn = nn.BatchNorm2d(cout) if bn else None
@@ -425,7 +432,7 @@ class Block(nn.Module):
 
     def weights(self):
         """``(w_int, scale [C_out])``: the quantized kernel the accumulator uses."""
-        if self.real and self.w_prec == "bin":
+        if (self.real or self.real_weights) and self.w_prec == "bin":
             w = self.conv.weight
             return w, torch.ones(w.shape[0], dtype=w.dtype, device=w.device)
         return self.kernel_quantizer(self.conv.weight)
@@ -483,7 +490,7 @@ class Block(nn.Module):
         residual add): straight-through rounding in training, the exported integers in evaluation."""
         lo, hi = self.stream_range
         res = r if self.stream_add else torch.zeros((), dtype=acc.dtype, device=acc.device)
-        if self.training or self.real:
+        if self.training or self.real or self.real_weights:    # real_weights: acc is not integer
             z = self.pre_activation(acc, r, in_scale)
             return torch.clamp(res + round_ste(z / self.stream_scale), lo, hi)
         mul, add, shift = self.stream_requant(in_scale, self.acc_bound())
@@ -546,7 +553,8 @@ class ChainResNet(nn.Module):
             act, w, first_w, sc, head = "bin", "bin", opts.first_weights, opts.shortcut != "none", "int8"
         kw = dict(bn=opts.bn if cfg.precision == "binary" else True, pad_bit=opts.pad_bit,
                   clipped=opts.clipped_ste, ste_window=opts.ste_window,
-                  real=cfg.precision == "binary" and opts.real)
+                  real=cfg.precision == "binary" and opts.real,
+                  real_weights=cfg.precision == "binary" and opts.real_weights)
         if cfg.precision == "binary" and opts.shortcut == "int":
             # Bi-Real: an integer residual stream between the binary convolutions; every block reads
             # sign(r - shift) and adds round(BN(conv)) to r; the head reads the last stream.

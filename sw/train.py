@@ -68,7 +68,7 @@ class TrainConfig:
     bn_batches: int = 20              # training batches for batch-norm re-estimation
     features: dict = field(default_factory=dict)   # FeatureConfig overrides
     threads: int = 2
-    augment: dict = field(default_factory=dict)    # speed, reverb (Augmenter), mixup (Beta alpha)
+    augment: dict = field(default_factory=dict)    # speed, reverb, vtlp (Augmenter), mixup (Beta alpha)
     unknown: float = 0.1              # training unknown clips per keyword clip (validation/test: 0.1)
 
 
@@ -197,6 +197,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 raise KwsError(f"{ref}: the teacher was trained on other features",
                                "use a teacher trained with the same feature settings")
     distill = (opts.distill if opts else cfg.distill) if teacher is not None else 0.0
+    feat_distill = opts.feat_distill if opts else 0.0
+    if feat_distill > 0:
+        _check_feature_teacher(model, teacher)
     if opts:
         optimizer = _optimizer(model, opts.optimizer, opts.lr, cfg.weight_decay)
         sched_kind = opts.schedule
@@ -238,7 +241,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 x = lam * x + (1 - lam) * x[perm]
                 y2 = y[perm.to(device)]
             q = quantizer.quantize(x).to(device)
-            logits = model(q)
+            if feat_distill > 0:
+                logits, acts = model(q, return_activations=True)
+            else:
+                logits = model(q)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if mixup > 0:
                 loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y2,
@@ -250,6 +256,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 kl = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(t_logits / t, 1),
                               log_target=True, reduction="batchmean") * t * t
                 loss = (1 - distill) * loss + distill * kl
+            if feat_distill > 0:
+                with torch.no_grad():
+                    _, t_acts = teacher.members[0](q, return_activations=True)
+                loss = loss + feat_distill * attention_loss(acts, t_acts)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -304,7 +314,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     return metrics
 
 
-AUGMENTS = ("speed", "reverb", "time_shift_ms", "noise_prob")
+AUGMENTS = ("speed", "reverb", "vtlp", "time_shift_ms", "noise_prob")
 
 
 class _teacher(torch.nn.Module):
@@ -316,6 +326,34 @@ class _teacher(torch.nn.Module):
 
     def forward(self, q):
         return torch.stack([m(q) for m in self.members]).mean(dim=0)
+
+
+def attention_loss(acts, teacher_acts) -> torch.Tensor:
+    """Real-to-Binary's attention transfer: the mean over blocks of ``||a_s - a_t||^2``, where ``a``
+    is a block output's spatial attention map (the channel mean of its square, flattened and
+    L2-normalised per example), averaged over the batch."""
+    total = 0.0
+    for s, t in zip(acts, teacher_acts):
+        a_s = F.normalize(s.float().square().mean(dim=1).flatten(1), dim=1)
+        a_t = F.normalize(t.float().square().mean(dim=1).flatten(1), dim=1)
+        total = total + (a_s - a_t).square().sum(dim=1).mean()
+    return total / max(len(acts), 1)
+
+
+def _check_feature_teacher(model, teacher) -> None:
+    """Block-by-block distillation needs one teacher with the student's blocks (same output shapes)."""
+    if teacher is None or len(teacher.members) != 1:
+        raise KwsError("feat_distill needs exactly one --teacher",
+                       "give one model of the same architecture, e.g. the real=true step-one model")
+    t = teacher.members[0]
+
+    def shapes(m):
+        return [(b.cout, b.pool, b.dilation) for b in getattr(m, "blocks", [])]
+    if not isinstance(t, type(model)) or shapes(t) != shapes(model):
+        raise KwsError("feat_distill: the teacher's blocks do not match the student's "
+                       f"(teacher {shapes(t) or type(t).__name__}, student {shapes(model)})",
+                       "distil block by block from a model of the same architecture (same stages, "
+                       "pooling and dilation), e.g. the real=true step-one model")
 
 
 def _init_from(model, ref) -> None:

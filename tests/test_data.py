@@ -339,6 +339,33 @@ def test_speed_perturbation():
     assert float(y[2, :10].abs().max()) > 0 and float(y[1, :100].abs().max()) == 0.0
 
 
+def test_vtlp_warps_the_mel_filters():
+    from kwsbnn.sw.features import FeatureConfig, compute, mel_filterbank, vtlp_filterbank
+    cfg = FeatureConfig(kind="logmel")
+    fb = vtlp_filterbank(cfg, torch.tensor([1.0, 0.9, 1.1]))
+    assert torch.allclose(fb[0], mel_filterbank(cfg), atol=1e-6)     # a = 1: the plain filterbank
+    freqs = torch.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
+    centre = (fb * freqs).sum(-1) / fb.sum(-1)
+    low = (centre[0] > 500) & (centre[0] < 0.7 * cfg.sample_rate / 2 / 1.1)   # wide filters, below f0
+    assert torch.allclose(centre[1][low], 0.9 * centre[0][low], rtol=0.02)   # f -> a f below f0
+    assert torch.allclose(centre[2][low], 1.1 * centre[0][low], rtol=0.02)
+    assert torch.all(centre[:, 1:] > centre[:, :-1])                         # filters stay ordered
+    # a 1 kHz tone lands in a lower filter when the filters move up (a > 1), a higher one when down
+    t = torch.arange(CLIP_SAMPLES, dtype=torch.float32)
+    x = torch.sin(2 * math.pi * 1000 * t / 16000)[None].repeat(3, 1)
+    band = compute(x, cfg, warp=torch.tensor([1.0, 0.9, 1.1])).mean(1).argmax(1)
+    assert band[2] < band[0] < band[1]
+    assert torch.equal(compute(x, cfg, warp=torch.ones(3)), compute(x, cfg))
+
+
+def test_augmenter_draws_vtlp_warps_only_when_asked(ds):
+    assert Augmenter(ds.noise_clips()).warps(4, torch.Generator().manual_seed(0)) is None
+    aug = Augmenter(ds.noise_clips(), vtlp=0.1)
+    a = aug.warps(256, torch.Generator().manual_seed(3))
+    assert torch.equal(a, aug.warps(256, torch.Generator().manual_seed(3)))
+    assert float(a.min()) >= 0.9 and float(a.max()) <= 1.1 and float(a.std()) > 0.04
+
+
 def test_room_response_decay_and_reverb():
     g = torch.Generator().manual_seed(0)
     rir = room_response(torch.tensor([0.2, 0.6]), 16000, g)

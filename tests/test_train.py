@@ -191,6 +191,43 @@ def test_two_step_binary_training(data, tmp_path):
               progress=False)
 
 
+def test_reactnet_two_step_with_block_distillation_and_vtlp(data, tmp_path):
+    """Step one with real_weights=true signs its activations but keeps latent weights (not
+    deployable); step two binarizes them from --init, distilled block by block from step one, with
+    VTLP on the training clips: deployable. A teacher of other widths is refused."""
+    from kwsbnn.sw.integer import integer_spec
+    from kwsbnn.sw.train import attention_loss
+    opts = "redesign,width=8,shortcut=int,last=bin"
+    step1 = train(_cfg(data, tmp_path / "s1", binary=f"{opts},real_weights=true", epochs=1),
+                  progress=False)
+    m1 = load_model(step1["model"])
+    w = m1.blocks[1].weights()[0]
+    assert ((w != 1) & (w != -1)).any()                                 # latent weights
+    with pytest.raises(KwsError, match="real_weights=true"):
+        integer_spec(m1)
+
+    kw = dict(binary=f"{opts},distill=0.5,feat_distill=2.0", init=step1["model"],
+              teacher=step1["model"], augment={"vtlp": 0.1}, epochs=1)
+    step2 = train(_cfg(data, tmp_path / "s2", **kw), progress=False)
+    assert step2["complete"] and step2["binary_options"]["feat_distill"] == 2.0
+    m2 = load_model(step2["model"])
+    assert set(m2.blocks[1].weights()[0].unique().tolist()) <= {-1.0, 1.0}
+    integer_spec(m2)                                                    # deployable
+
+    q = torch.randint(-127, 128, (4, 101, 40)).float()
+    with torch.no_grad():
+        _, a1 = m1(q, return_activations=True)
+        _, a2 = m2(q, return_activations=True)
+    assert float(attention_loss(a1, a1)) < 1e-9 < float(attention_loss(a2, a1))
+
+    with pytest.raises(KwsError, match="blocks do not match"):
+        train(_cfg(data, tmp_path / "s3", binary="redesign,width=12,shortcut=int,feat_distill=1.0",
+                   teacher=step1["model"], epochs=1), progress=False)
+    with pytest.raises(KwsError, match="exactly one --teacher"):
+        train(_cfg(data, tmp_path / "s4", binary=f"{opts},feat_distill=1.0",
+                   teacher=f"{step1['model']},{step1['model']}", epochs=1), progress=False)
+
+
 def test_cli_spec_aug_and_label_smoothing(data, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--spec-aug", "1,2", "--out", str(tmp_path)]) == 2
     assert "expected four counts" in capsys.readouterr().err

@@ -56,7 +56,8 @@ def add_arguments(parser):
                              "width (default 2,12,2,5; 0 = off)")
     parser.add_argument("--augment", default=None, metavar="K=V,...",
                         help="extra training augmentation: speed=0.1 (resample 0.9-1.1), reverb=0.3 "
-                             "(share of clips through a synthetic room), mixup=0.2 (Beta alpha; the "
+                             "(share of clips through a synthetic room), vtlp=0.1 (warp each clip's "
+                             "mel filters by 0.9-1.1: vocal-tract length), mixup=0.2 (Beta alpha; the "
                              "teacher sees the mixed input)")
     parser.add_argument("--unknown-fraction", type=float, default=None, metavar="F",
                         help="training unknown clips per keyword clip (default 0.1, the standard share; "
@@ -139,7 +140,7 @@ def parse_augment(text: str) -> dict:
             out[key.strip()] = float(val)
         except ValueError:
             raise KwsError(f"--augment {part!r}: expected key=number",
-                           "e.g. --augment speed=0.1,reverb=0.3,mixup=0.2") from None
+                           "e.g. --augment speed=0.1,reverb=0.3,vtlp=0.1,mixup=0.2") from None
         if not sep or out[key.strip()] < 0:
             raise KwsError(f"--augment {part!r}: expected key=number >= 0")
     return out
