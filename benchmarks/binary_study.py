@@ -53,6 +53,8 @@ ROWS = {
     "int-mixup": ("shortcut=int", {"augment": {"mixup": 0.2}}, (0,)),
     "int-nodistill": ("shortcut=int,distill=0", {}, (0,)),
     "int-vtlp": ("shortcut=int", {"augment": {"vtlp": 0.1}}, (0,)),   # mel filters warped 0.9-1.1
+    "int-rprelu": ("shortcut=int,rprelu=true", {}, (0,)),         # ReActNet's RPReLU (scored in float)
+    "int-synth-ft": ("shortcut=int", {"init": "@int-synth"}, (0,)),   # synth as pretraining: then real only
     "int-ens": ("shortcut=int", {"teacher": "float,int8"}, (0,)),   # an ensemble teacher
     # ReActNet's two steps: sign activations on latent weights (not deployable, not scored), then
     # the binary network from its weights; "-fd" distils from step one block by block and by logits
@@ -124,7 +126,8 @@ def report(args, data):
         if name not in ROWS or any(o in ROWS[name][0].split(",") for o in STEP_ONE):
             continue
         metrics = json.loads(run.read_text())
-        res = evaluate(load_model(run.parent / "model.pt"), data[0], "test", "torch")
+        engine = "float" if "rprelu=true" in ROWS[name][0] else "torch"     # no integer form yet
+        res = evaluate(load_model(run.parent / "model.pt"), data[0], "test", engine)
         correct = np.array([p == t for p, t in zip(res["predictions"], res["labels"])])
         r = rows.setdefault(name, {"seeds": [], "correct": [], "val": [], "train": [], "spe": [],
                                    "steps": 0, "clips": res["clips"]})

@@ -150,6 +150,9 @@ def integer_spec(model, name: str = "model", frac_bits: int = 16) -> dict:
         raise KwsError(f"this binary model is step one of two-step training ({what}) and has no "
                        "integer form", "train step two: --binary-options ...,real=false,"
                        "real_weights=false --init THIS_MODEL")
+    if opts is not None and opts.rprelu:
+        raise KwsError("this binary model uses rprelu=true (a training study option) and has no integer "
+                       "form yet", "train without rprelu to deploy it")
     model.eval()
     meta = getattr(model, "meta", {}) or {}
     cfg = model.config

@@ -83,6 +83,9 @@ class BinaryOptions:
     new stream; the head pools the last ``r``, through a ReLU (clamp at 0) with ``last=int8``,
     signed with ``last=bin``), ``rsign`` (ReActNet's learnable
     per-channel shift before the sign of a stream; off: 0; folded into an integer threshold),
+    ``rprelu`` (ReActNet's RPReLU on what each stream layer adds: ``PReLU(z - g_c; b_c) + e_c`` of its
+    batch-normalised output, learnable shifts and slope; a training study option: such a model has no
+    integer form yet, torch evaluates it in floating point),
     ``stream_frac`` (fraction bits of the stream).
     ``last`` (``bin`` | ``int8``: the last binary layer's output. ``int8`` is guideline 1's
     higher-precision last layer: its batch-normalised accumulator goes through ReLU and int8
@@ -113,6 +116,7 @@ class BinaryOptions:
     dilation: str = "arch"
     last: str = "bin"
     rsign: bool = True
+    rprelu: bool = False
     stream_frac: int = 4
     preset: str = field(default="", compare=False)   # the preset parsed from (reports name direct models)
 
@@ -366,7 +370,7 @@ class Block(nn.Module):
 
     def __init__(self, cin, cout, *, dilation=1, pool=None, in_prec, w_prec, out_prec,
                  shortcut=False, bn=True, pad_bit=1, clipped=True, ste_window=1.0, real=False,
-                 real_weights=False, stream_frac=4, rsign=True):
+                 real_weights=False, stream_frac=4, rsign=True, rprelu=False):
         super().__init__()
         self.cin, self.cout, self.dilation, self.pool = cin, cout, dilation, pool
         self.in_prec, self.w_prec, self.out_prec = in_prec, w_prec, out_prec
@@ -389,6 +393,11 @@ class Block(nn.Module):
             self.stream_add = bool(shortcut)
             shortcut = False
         self.shortcut_scale = nn.Parameter(torch.ones(cout)) if shortcut else None
+        self.rprelu = None            # RPReLU on the stream increment: (shift in, slope, shift out)
+        if out_prec == "stream" and rprelu:
+            self.rprelu = nn.ParameterList([nn.Parameter(torch.zeros(cout)),
+                                            nn.Parameter(torch.full((cout,), 0.25)),
+                                            nn.Parameter(torch.zeros(cout))])
 
     @property
     def pad_value(self) -> float:
@@ -490,8 +499,11 @@ class Block(nn.Module):
         residual add): straight-through rounding in training, the exported integers in evaluation."""
         lo, hi = self.stream_range
         res = r if self.stream_add else torch.zeros((), dtype=acc.dtype, device=acc.device)
-        if self.training or self.real or self.real_weights:    # real_weights: acc is not integer
-            z = self.pre_activation(acc, r, in_scale)
+        if self.training or self.real or self.real_weights or self.rprelu is not None:
+            z = self.pre_activation(acc, r, in_scale)     # (real_weights: acc is not integer)
+            if self.rprelu is not None:
+                g, b, e = (p.view(1, -1, 1, 1) for p in self.rprelu)
+                z = torch.where(z >= g, z - g, b * (z - g)) + e
             return torch.clamp(res + round_ste(z / self.stream_scale), lo, hi)
         mul, add, shift = self.stream_requant(in_scale, self.acc_bound())
         dev = acc.device
@@ -558,7 +570,7 @@ class ChainResNet(nn.Module):
         if cfg.precision == "binary" and opts.shortcut == "int":
             # Bi-Real: an integer residual stream between the binary convolutions; every block reads
             # sign(r - shift) and adds round(BN(conv)) to r; the head reads the last stream.
-            kw.update(stream_frac=opts.stream_frac, rsign=opts.rsign)
+            kw.update(stream_frac=opts.stream_frac, rsign=opts.rsign, rprelu=opts.rprelu)
             act, sc = "stream", True
         last = opts.last if cfg.precision == "binary" else act
         if act == "stream":

@@ -228,6 +228,32 @@ def test_reactnet_two_step_with_block_distillation_and_vtlp(data, tmp_path):
                    teacher=f"{step1['model']},{step1['model']}", epochs=1), progress=False)
 
 
+def test_rprelu_trains_starts_as_a_prelu_and_has_no_integer_form_yet(data, tmp_path):
+    from kwsbnn.sw.integer import integer_spec
+    from kwsbnn.sw.models import BinaryOptions, build_model, make_config
+    opts = "redesign,width=8,shortcut=int"
+    run = train(_cfg(data, tmp_path / "r", binary=f"{opts},rprelu=true", epochs=1), progress=False)
+    m = load_model(run["model"])
+    assert m.blocks[1].rprelu is not None
+    with pytest.raises(KwsError, match="rprelu"):
+        integer_spec(m)
+    # slope 1, shifts 0: the same stream as without RPReLU (training mode: batch statistics)
+    plain = build_model(make_config("res8-narrow", "binary", BinaryOptions.parse(opts)))
+    plain.load_state_dict(m.state_dict(), strict=False)
+    with torch.no_grad():
+        for b in m.blocks:
+            if b.rprelu is not None:
+                b.rprelu[0].zero_(), b.rprelu[1].fill_(1.0), b.rprelu[2].zero_()
+        q = torch.randint(-127, 128, (4, 101, 40)).float()
+        _, a = m.train()(q, return_activations=True)
+        _, b = plain.train()(q, return_activations=True)
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        b = m.blocks[1]
+        b.rprelu[1].fill_(0.0)                                  # slope 0: increments >= shift only
+        _, acts = m.train()(q, return_activations=True)
+    assert torch.isfinite(acts[-1]).all()
+
+
 def test_cli_spec_aug_and_label_smoothing(data, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--spec-aug", "1,2", "--out", str(tmp_path)]) == 2
     assert "expected four counts" in capsys.readouterr().err
