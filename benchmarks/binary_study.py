@@ -53,6 +53,8 @@ ROWS = {
     "int-mixup": ("shortcut=int", {"augment": {"mixup": 0.2}}, (0,)),
     "int-nodistill": ("shortcut=int,distill=0", {}, (0,)),
     "int-vtlp": ("shortcut=int", {"augment": {"vtlp": 0.1}}, (0,)),   # mel filters warped 0.9-1.1
+    "int-w96": ("shortcut=int,stages=96x1-96x2", {}, (0,)),       # widths inside the 1 Mbit budget
+    "int-w128": ("shortcut=int,stages=128x1-128x2", {}, (0,)),
     "int-rprelu": ("shortcut=int,rprelu=true", {}, (0,)),         # ReActNet's RPReLU (scored in float)
     "int-synth-ft": ("shortcut=int", {"init": "@int-synth"}, (0,)),   # synth as pretraining: then real only
     "int-ens": ("shortcut=int", {"teacher": "float,int8"}, (0,)),   # an ensemble teacher
