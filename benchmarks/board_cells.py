@@ -2,7 +2,7 @@
 ``synth_ice40 -dsp -noflatten`` and pack it with nextpnr ``--pack-only``; print the packed logic
 cells, EBR, DSP, SPRAM and LUT4 / flip-flops per part (submodule of the top).
 
-    .venv/bin/python benchmarks/board_cells.py [--model binary] [--board icebreaker] [--out DIR] [--fold FILE]
+    .venv/bin/python benchmarks/board_cells.py [--model binary-w64] [--board icebreaker] [--out DIR] [--fold FILE]
 
 ``--fold FILE`` (a folding file, as ``kwsbnn build --fold``) measures that folding instead of the
 build's (to compare a change at a fixed folding: the build's choice moves with the estimate).
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="binary")
+    ap.add_argument("--model", default="binary-w64")
     ap.add_argument("--board", default="icebreaker")
     ap.add_argument("--out", default="build/board-cells")
     ap.add_argument("--fold", default=None, help="a folding file instead of the build's folding")

@@ -1,6 +1,6 @@
 """Benchmark: decisions per second of the board streaming over its UART (README, "Streaming").
 
-    .venv/bin/python benchmarks/stream_rates.py [--model binary] [--work DIR] [--json]
+    .venv/bin/python benchmarks/stream_rates.py [--model binary-w64] [--work DIR] [--json]
 
 Runs the system-level simulation of the board top (:func:`kwsbnn.sim.board.simulate_stream`:
 Verilator, UART included, cycle for cycle, every decision checked against the golden model) for
@@ -31,7 +31,7 @@ def rows(dep):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="binary")
+    ap.add_argument("--model", default="binary-w64")
     ap.add_argument("--work", default=None, help="simulation folder (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)

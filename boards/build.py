@@ -51,14 +51,15 @@ class Board:
 # 12 MHz (or 24 MHz) clock divides it exactly (12 or 24 clocks per bit); 3 Mbaud would leave 4
 # clocks per bit at 12 MHz, too few for a safe mid-bit sample. The ULX3S's FT231X makes 3 Mbaud
 # (3 MHz / 1), and 60 MHz divides it exactly (20 clocks per bit).
-# Default models: the iCEBreaker runs `binary` (64 channels, integer residual stream: the engine
-# style, its weights loaded over the UART; 31 inferences/s at 24 MHz), the ULX3S `binary-ice40`
-# (`binary` runs only in the engine style, whose board top needs the UP5K's SPRAM).
+# Default models: the iCEBreaker runs `binary-w64` (64 channels, integer residual stream: the engine
+# style, its weights in SPRAM from the SPI flash or the UART; 36 inferences/s at 24 MHz), the ULX3S
+# the recommended `binary` (96 channels: 1 Mbit of weights and stream map, more logic than the UP5K
+# has) in its block-RAM engine.
 BOARDS = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "bin",
                         {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "block_ram",
                          "ICESTORM_SPRAM": "spram", "ICESTORM_DSP": "dsp"}, "ice40", default_mhz=24.0,
-                        default_baud=1_000_000, default_model="binary"),
+                        default_baud=1_000_000, default_model="binary-w64"),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "bit",
                        {"TRELLIS_COMB": "logic_cells", "TRELLIS_FF": "flip_flops",
                         "DP16KD": "block_ram", "MULT18X18D": "dsp"}, "ecp5", default_mhz=60.0,

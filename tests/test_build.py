@@ -39,7 +39,7 @@ def test_icebreaker_bitstream_with_pll(tmp_path):
 
 
 def test_the_icebreakers_default_model_builds_at_24_mhz(tmp_path):
-    """`kwsbnn build --board icebreaker` without --model: the board's default, the shipped `binary`
+    """`kwsbnn build --board icebreaker` without --model: the board's default, the shipped `binary-w64`
     (64 channels, integer residual stream), in the engine style with the host-protocol top: the
     estimate passes the pre-synthesis check, place and route fits it within the 97% rule, meets
     timing at 24 MHz from the PLL, it runs at least the 25 inferences/s a shipped model needs, and
@@ -84,7 +84,7 @@ def test_ulx3s_default_clock_is_60_mhz_from_the_pll():
     assert BOARDS["icebreaker"].default_mhz == 24.0
     clk, pll = clock_plan(BOARDS["icebreaker"], 12e6, 24.0)
     assert clk == 24e6 and pll is not None
-    assert BOARDS["icebreaker"].default_model == "binary"
+    assert BOARDS["icebreaker"].default_model == "binary-w64"
     assert BOARDS["ulx3s-85f"].default_model == "binary"
 
 

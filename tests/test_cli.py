@@ -64,7 +64,7 @@ def test_shipped_binary_model_generates_lint_clean_verilog(tmp_path):
     the engine style (the pipeline style refuses it: tests/test_engine_stream.py)."""
     from kwsbnn.paths import MODELS
     from kwsbnn.sim.runner import lint
-    for name in ("binary", "binary-ice40"):
+    for name in ("binary", "binary-w64", "binary-ice40"):
         if not (MODELS / f"{name}.pt").is_file():
             pytest.fail(f"models/{name}.pt is missing from the repository")
     r = kwsbnn("export", "--model", "binary-ice40", "--out", str(tmp_path / "m"), "--json")

@@ -136,14 +136,14 @@ def test_stream_map_counts_against_the_weight_memory(tmp_path):
 
 
 def test_verilog_for_the_shipped_binary_on_the_icebreaker_writes_the_engine_design(tmp_path, capsys):
-    """`kwsbnn verilog --model binary --board icebreaker`: the engine design (64 lanes, the first
+    """`kwsbnn verilog --model binary-w64 --board icebreaker`: the engine design (64 lanes, the first
     layer with its pooling folded in, its MVU on the window's held vector), the loader image of its
     weights, the stream map counted in the SPRAM words; by the estimate it fits the board with the
     UART, the SPRAM ring and the weight loader."""
     import json
 
     from kwsbnn.cli import main
-    assert main(["verilog", "--model", "binary", "--board", "icebreaker", "--out", str(tmp_path / "v"),
+    assert main(["verilog", "--model", "binary-w64", "--board", "icebreaker", "--out", str(tmp_path / "v"),
                  "--json"]) == 0
     out = capsys.readouterr()
     report = json.loads(out.out)

@@ -218,9 +218,9 @@ def test_default_baud_and_model_are_the_boards(clips, monkeypatch, capsys):
         bauds.append(baud)
         return board["now"]
     monkeypatch.setattr(run_cmd, "open_port", port)
-    assert BOARDS["icebreaker"].default_model == "binary"
+    assert BOARDS["icebreaker"].default_model == "binary-w64"
     assert BOARDS["ulx3s-85f"].default_model == "binary"
-    for extra, want, model in (([], 1_000_000, "binary"), (["--board", "ulx3s-85f"], 3_000_000, "binary"),
+    for extra, want, model in (([], 1_000_000, "binary-w64"), (["--board", "ulx3s-85f"], 3_000_000, "binary"),
                                (["--baud", "115200", "--model", "binary-ice40"], 115200, "binary-ice40")):
         board["now"] = fake_board(deployable(model))
         assert cli.main(["run", "--port", "x", "--json", *extra, str(clips / "c0.wav")]) == 0
@@ -234,7 +234,7 @@ def test_default_baud_and_model_are_the_boards(clips, monkeypatch, capsys):
 def test_the_icebreaker_default_model_loads_the_builds_image_by_itself(clips, tmp_path, monkeypatch,
                                                                        capsys):
     """The user path with the defaults: `kwsbnn build --board icebreaker` writes the engine-style
-    `binary`'s weight image to build/icebreaker/kws.weights.bin; `kwsbnn run --port P CLIP` then
+    `binary-w64`'s weight image to build/icebreaker/kws.weights.bin; `kwsbnn run --port P CLIP` then
     finds the board without weights, loads that image and runs the clip (= golden model)."""
     from kwsbnn.boards.build import BOARDS, board_folding
     from kwsbnn.boards.top import KwsTop

@@ -8,7 +8,7 @@ against the clock, and inferences per second at that clock. A design that does n
 timing fails with the numbers. --model takes a deployable folder, a model file, a shipped model's
 name or `tiny`.
 
-On the iCEBreaker a model on the integer residual stream (the default, binary) or one whose
+On the iCEBreaker a model on the integer residual stream (the default, binary-w64) or one whose
 layer-per-unit pipeline does not fit (binary-wide: 64 channels) is built in the engine style: its
 binary layers' weights live in the UP5K's SPRAM, which the bitstream cannot initialise, so the
 build also writes the weight image (kws.weights.bin next to the bitstream) and a flash image

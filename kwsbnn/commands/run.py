@@ -25,9 +25,9 @@ The UART rate must be the bitstream's: --baud, or the default of --board (icebre
 ulx3s-85f: 3000000, the defaults of `kwsbnn build`).
 
 Without --model, the model is the board's default, the one `kwsbnn build --board B` builds
-without --model (icebreaker: binary, ulx3s-85f: binary-ice40).
+without --model (icebreaker: binary-w64, ulx3s-85f: binary).
 
-An engine-style bitstream (the iCEBreaker's default `binary`, or a model whose pipeline does not
+An engine-style bitstream (the iCEBreaker's default `binary-w64`, or a model whose pipeline does not
 fit, such as binary-wide) has no weights after power-up: --load FILE sends the weight image that
 the build wrote next to the bitstream (kws.weights.bin) before the clips; without --load, when the
 board reports no weights, the command loads build/<board>/kws.weights.bin (where `kwsbnn build
