@@ -13,8 +13,8 @@ from .checkpoint import load_model, resolve_model
 from .footprint import footprint
 from .plots import save_figure
 
-DEFAULT_MODELS = ("float", "int8", "binary-direct", "binary-w24", "binary-sign-last", "binary-ice40", "binary-wide",
-                  "binary")
+DEFAULT_MODELS = ("float", "int8", "int8-w48", "binary-direct", "binary-w24", "binary-sign-last", "binary-ice40",
+                  "binary-wide", "binary-w64", "binary")
 CHANCE = 1 / 12                   # 12 balanced-ish classes
 ICEBREAKER_SPRAM_BITS = 1 << 20   # the budget of a deployable binary model (weights + integer maps)
 EQUAL_MEMORY_BITS = (100_000, 200_000, 500_000, 1_000_000)
