@@ -96,7 +96,7 @@ def test_build_help_states_the_defaults(capsys):
         main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "24 MHz on the icebreaker" in text and "60 MHz on the ulx3s-85f" in text
-    assert "binary on the icebreaker" in text and "binary on the ulx3s-85f" in text
+    assert "binary-w64 on the icebreaker" in text and "binary on the ulx3s-85f" in text
 
 
 def test_rate_option_errors(tmp_path, capsys):
