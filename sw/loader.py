@@ -89,8 +89,7 @@ class Batches:
                 sil = [examples[j] for j in idx[r < 0].tolist()]
                 w[r < 0] = torch.from_numpy(load_waveforms(sil, self.ds))
             w = self.augmenter(w, labels[idx], g)
-            warps = getattr(self.augmenter, "warps", None)
-            x = compute(w, self.cfg, warp=warps(len(idx), g) if warps else None)
+            x = compute(w, self.cfg, warp=self.augmenter.warps(len(idx), g))
             if self.spec_aug is not None:
                 x = spec_augment(x, g, **self.spec_aug)
             yield x, labels[idx]

@@ -439,9 +439,15 @@ class Block(nn.Module):
         add = torch.round(b.detach() * scale).to(torch.int64) + (1 << shift >> 1)
         return mul, add, shift
 
+    @property
+    def latent_weights(self) -> bool:
+        """True when the convolution uses its real-valued weights (the float study or ReActNet's
+        step one): such a layer has no integer form."""
+        return self.real or self.real_weights
+
     def weights(self):
         """``(w_int, scale [C_out])``: the quantized kernel the accumulator uses."""
-        if (self.real or self.real_weights) and self.w_prec == "bin":
+        if self.latent_weights and self.w_prec == "bin":
             w = self.conv.weight
             return w, torch.ones(w.shape[0], dtype=w.dtype, device=w.device)
         return self.kernel_quantizer(self.conv.weight)
@@ -499,7 +505,7 @@ class Block(nn.Module):
         residual add): straight-through rounding in training, the exported integers in evaluation."""
         lo, hi = self.stream_range
         res = r if self.stream_add else torch.zeros((), dtype=acc.dtype, device=acc.device)
-        if self.training or self.real or self.real_weights or self.rprelu is not None:
+        if self.training or self.latent_weights or self.rprelu is not None:
             z = self.pre_activation(acc, r, in_scale)     # (real_weights: acc is not integer)
             if self.rprelu is not None:
                 g, b, e = (p.view(1, -1, 1, 1) for p in self.rprelu)
