@@ -4,7 +4,9 @@
 
 The record holds what every shipped record holds (tests/test_provenance.py, kwsbnn report figures):
 the command that trained it and the one that scores it, with portable paths
-(:mod:`kwsbnn.sw.provenance`), the test accuracy on the subset's testing list, best validation and
+(:mod:`kwsbnn.sw.provenance`), the test accuracy on the subset's testing list as its eval command
+prints it (the torch integer engine, the golden model's equal; the training record's figure, from
+the fake-quantized model, is kept beside it when it differs), best validation and
 final training accuracy, seconds per epoch and in all, optimizer steps, the binary options, the run's
 settings and its history. Files are written atomically; an existing NAME is replaced.
 """
@@ -29,9 +31,13 @@ def main():
     if not m.get("complete"):
         raise SystemExit(f"{args.run}: the run is not complete (resume it first)")
     data = m["config"]["data"].split(",")[0]
+    from kwsbnn.sw.evaluate import evaluate
+    from kwsbnn.sw.checkpoint import load_model
+    deployed = evaluate(load_model(args.run / "model.pt"), data, "test")["accuracy"]
     rec = {"name": args.name, "file": f"{args.name}.pt", "command": args.command,
            "eval_command": f"kwsbnn eval --model {args.name} --data {data} --split test --json",
-           "test_accuracy_on_subset_testing_list": m["test_accuracy"],
+           "test_accuracy_on_subset_testing_list": deployed,
+           **({"training_test_accuracy": m["test_accuracy"]} if deployed != m["test_accuracy"] else {}),
            **{k: m.get(k) for k in ("arch", "precision", "epochs", "best_val_accuracy",
                                     "final_train_accuracy", "final_val_accuracy", "seconds_per_epoch",
                                     "total_seconds", "steps_per_epoch", "optimizer_steps", "device",
@@ -44,7 +50,7 @@ def main():
     shutil.copyfile(args.run / "model.pt", tmp)
     tmp.replace(MODELS / f"{args.name}.pt")
     write_atomic(MODELS / f"{args.name}.json", json.dumps(rec, indent=2) + "\n")
-    print(f"models/{args.name}.pt and .json: test {m['test_accuracy']:.4f}, best val {m['best_val_accuracy']:.4f}")
+    print(f"models/{args.name}.pt and .json: test {deployed:.4f}, best val {m['best_val_accuracy']:.4f}")
 
 
 if __name__ == "__main__":
