@@ -62,6 +62,7 @@ ROWS = {
     # the binary network from its weights; "-fd" distils from step one block by block and by logits
     # (Real-to-Binary: a teacher of the same architecture). "@row" is that row's model, same seed.
     "int-e30": ("shortcut=int", {"epochs": 30}, (0,)),         # the two steps' epochs in one run
+    "int-e30-t48": ("shortcut=int", {"epochs": 30, "teacher": "int8-w48"}, (0,)),  # a stronger teacher
     "int-realw": ("shortcut=int,real_weights=true", {}, (0,)),
     "int-twostep": ("shortcut=int", {"init": "@int-realw"}, (0,)),
     "int-twostep-fd": ("shortcut=int,feat_distill=10", {"init": "@int-realw", "teacher": "@int-realw"},
