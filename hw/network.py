@@ -95,11 +95,13 @@ def requant_par(p, mvu, pe: int, memory: str = "spram") -> int:
     return ok[-1]
 
 
-def _register_constants(p, par: int) -> bool:
+def _register_constants(p, par: int, memory: str = "spram") -> bool:
     """Whether the requantization of int8 layer ``p`` registers its constants before its ``par``
-    multipliers: for the integer stream's first layer with more than one (folded for an ECP5
-    engine; the iCEBreaker's runs one multiplier and stays as it was)."""
-    return bool(p.stream_out) and par > 1
+    multipliers: for the integer stream's first layer in front of the ECP5's block-RAM engine
+    (``memory="bram"``: its block-RAM ROM -> DSP path held the 96-channel ULX3S design to 58 MHz
+    with one multiplier) or with more than one multiplier; the iCEBreaker's (SPRAM engine, one
+    multiplier) stays as it was."""
+    return bool(p.stream_out) and (par > 1 or memory == "bram")
 
 
 def stream_group(p, memory: str = "spram") -> int | None:
@@ -226,7 +228,7 @@ class Network(wiring.Component):
                     layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
                     acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
                     group=stream_group(p, memory), name=f"{p.name}_requant",
-                    register_constants=_register_constants(p, par))
+                    register_constants=_register_constants(p, par, memory))
                 return units
             units["mvu"] = MatrixVectorUnit(layer["weights"], in_prec="int8", w_prec="bin", out="bits",
                                             direction=2 * layer["direction"] - 1,
@@ -272,7 +274,7 @@ class Network(wiring.Component):
                 layer["mul"], layer["add"], layer["shift"], lo=layer["lo"], hi=layer["hi"],
                 acc_width=mvu.acc_width, lanes=fold["pe"], par=par,
                 group=stream_group(p, memory), name=f"{p.name}_requant",
-                register_constants=_register_constants(p, par))
+                register_constants=_register_constants(p, par, memory))
             return units
         direction = 2 * layer["direction"] - 1
         if p.pool:

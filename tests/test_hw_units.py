@@ -193,3 +193,17 @@ def test_requantize_signed_range_and_refusals():
         Requantize(mul, add, 6, lo=0, hi=127, acc_width=10, lanes=2, par=3)
     with pytest.raises(ValueError, match="lanes=3 must divide"):
         Requantize(mul, add, 6, lo=0, hi=127, acc_width=10, lanes=3)
+
+
+def test_requantize_registers_its_constants_in_front_of_the_block_ram_engine():
+    """The integer stream's first layer registers its ROM's output before the multipliers when it
+    feeds the ECP5's block-RAM engine, with one multiplier too (that path held the 96-channel
+    ULX3S design to 58 MHz), and with several; into the iCEBreaker's SPRAM engine at one
+    multiplier it stays as it was; layers off the stream never do."""
+    from types import SimpleNamespace
+
+    from kwsbnn.hw.network import _register_constants
+    stream, plain = SimpleNamespace(stream_out=True), SimpleNamespace(stream_out=False)
+    assert _register_constants(stream, 1, "bram") and _register_constants(stream, 3, "bram")
+    assert _register_constants(stream, 2, "spram") and not _register_constants(stream, 1, "spram")
+    assert not any(_register_constants(plain, par, mem) for par in (1, 2) for mem in ("bram", "spram"))
