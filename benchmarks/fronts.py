@@ -27,6 +27,12 @@ run folder). Resumable: run the same command again after an interruption; finish
 ``metrics.json``) are skipped, an interrupted one resumes from its last epoch. Several processes may
 share one folder with disjoint ``--runs`` (a family name, or single runs such as ``int8-w16``).
 
+``--adopt run=model,...`` (e.g. ``redesign-w96=binary,int8-w48=int8-w48``) takes a shipped model as a
+finished run of the study instead of training it again: it checks that the model record's training
+command is the family's recipe at that width on the same ``--data`` (and epochs), then writes
+``FRONTS/<run>-s<seed>/`` with a copy of ``models/<model>.pt`` and a ``metrics.json`` made from the
+record (``adopted_from`` names it).
+
 ``--report`` trains nothing: it scores every finished run on the testing list of the first data
 folder (torch integer mode, which the golden model equals) and writes ``FRONTS/fronts.json`` and
 ``FRONTS/fronts.md``: per run the test accuracy with a 95% bootstrap interval over clips (of the
@@ -128,6 +134,46 @@ def train_runs(args):
             train(cfg, resume=True, progress=args.progress)
 
 
+# TrainConfig fields that do not change what a run learns: where it writes and how many threads it used.
+_INCIDENTAL = ("out", "threads")
+
+
+def adopt(args, pairs: list[tuple[tuple[str, int], str]]):
+    """Write each shipped model as a finished run (see the module docstring); refuse a model whose
+    recorded training differs from the run's recipe."""
+    import shutil
+    from dataclasses import asdict
+
+    from kwsbnn.paths import MODELS, write_atomic
+    for (fam, width), name in pairs:
+        rec_path = MODELS / f"{name}.json"
+        if not rec_path.is_file() or not (MODELS / f"{name}.pt").is_file():
+            raise SystemExit(f"fronts.py: --adopt {fam}-w{width}={name}: no shipped model {name} "
+                             f"(models/{name}.json and .pt)")
+        rec = json.loads(rec_path.read_text())
+        got = rec.get("config") or {}
+        seed = int(got.get("seed", 0))
+        want = asdict(run_config(fam, width, args.data, args.out, seed, args.epochs, args.threads, args.teacher))
+        # A field the record lacks is one added to TrainConfig after it was trained, at its default.
+        diff = [f"{k}: {got[k]!r} (recipe: {want[k]!r})" for k in want
+                if k not in _INCIDENTAL and k in got and got[k] != want[k]]
+        if diff:
+            raise SystemExit(f"fronts.py: --adopt {fam}-w{width}={name}: the model was not trained with "
+                             f"the run's recipe: " + "; ".join(diff))
+        run = args.out / run_name(fam, width, seed)
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(MODELS / f"{name}.pt", run / "model.pt.tmp")
+        (run / "model.pt.tmp").replace(run / "model.pt")
+        metrics = {k: rec.get(k) for k in ("arch", "precision", "epochs", "best_val_accuracy",
+                                           "final_train_accuracy", "final_val_accuracy",
+                                           "seconds_per_epoch", "total_seconds", "steps_per_epoch",
+                                           "optimizer_steps")}
+        metrics.update(complete=True, config=got, adopted_from=f"models/{name}.pt",
+                       command=rec.get("command"))
+        write_atomic(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        print(f"{run.name}: adopted models/{name}.pt", file=sys.stderr)
+
+
 def report(args) -> dict:
     """Score every finished run (see the module docstring); returns the written JSON."""
     from kwsbnn.paths import write_atomic
@@ -222,6 +268,8 @@ def main(argv=None):
     ap.add_argument("--teacher", default="float", help="the redesign's teacher (`none`: no distillation)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    ap.add_argument("--adopt", default="",
+                    help="run=shipped model pairs taken as finished runs, e.g. redesign-w96=binary")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args(argv)
     for d in args.data.split(","):
@@ -239,6 +287,14 @@ def main(argv=None):
                    "binary": _ints(str(args.epochs_binary), "--epochs-binary")[0]}
     args.teacher = None if args.teacher.lower() == "none" else args.teacher
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.adopt:
+        pairs = []
+        for part in (p.strip() for p in args.adopt.split(",") if p.strip()):
+            run, eq, name = part.partition("=")
+            if not eq or not name:
+                raise SystemExit(f"fronts.py: --adopt {part!r}: expected run=model, e.g. redesign-w96=binary")
+            pairs += [(r, name) for r in select(run, runs)]
+        return adopt(args, pairs)
     if args.report:
         return report(args)
     train_runs(args)

@@ -1,7 +1,8 @@
 """The trade-off study: accuracy against weight memory and peak activation memory per model.
 
 :func:`tradeoff` measures each model (accuracy on a split with the torch engine, or the test accuracy
-recorded in the model file when no data folder is given) and its footprint (:mod:`.footprint`);
+recorded for it when no data folder is given: a shipped model's record, ``models/<name>.json``, as the
+README's table reads it, else the model file's training figure) and its footprint (:mod:`.footprint`);
 :func:`format_table` and :func:`plot_tradeoff` present the rows.
 """
 
@@ -58,6 +59,19 @@ def front_runs(folder) -> dict:
     return runs
 
 
+def recorded_accuracy(path, model) -> tuple[float | None, str]:
+    """The test accuracy recorded for a model file, and where it comes from. A shipped model's record
+    (the ``.json`` beside the ``.pt``) holds the figure its ``eval_command`` prints, the integer
+    engine's, which the README's table shows too; otherwise the training run's figure in the file."""
+    import json
+    record = Path(path).with_suffix(".json")
+    if record.is_file():
+        acc = json.loads(record.read_text()).get("test_accuracy_on_subset_testing_list")
+        if acc is not None:
+            return acc, f"recorded in {record.name} (the subset's testing list)"
+    return (model.metrics or {}).get("test_accuracy"), "recorded in the model file (test split)"
+
+
 def tradeoff(refs, data=None, split: str = "test", progress=None, labels: dict | None = None) -> list[dict]:
     """One row per model reference (a path or a shipped name): accuracy, weight and activation bits.
 
@@ -74,11 +88,10 @@ def tradeoff(refs, data=None, split: str = "test", progress=None, labels: dict |
                 progress(f"evaluating {ref} on the {split} split of {data}")
             acc, source = evaluate(model, data, split=split)["accuracy"], f"{split} split of {data}"
         else:
-            acc = (model.metrics or {}).get("test_accuracy")
+            acc, source = recorded_accuracy(path, model)
             if acc is None:
                 raise KwsError(f"{ref}: the model file records no test accuracy",
                                "pass --data DIR to evaluate it")
-            source = "recorded in the model file (test split)"
         cfg = model.config
         rows.append({"model": labels.get(ref, str(ref)), "front": ref in labels,
                      "path": str(path), "kind": _kind(model),

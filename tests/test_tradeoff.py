@@ -6,6 +6,7 @@ import json
 import pytest
 
 from kwsbnn.cli import main
+from kwsbnn.paths import ROOT
 from kwsbnn.sw.checkpoint import save_model
 from kwsbnn.sw.footprint import footprint
 from kwsbnn.sw.models import BinaryOptions, build_model, make_config
@@ -63,6 +64,19 @@ def test_tradeoff_report(tmp_path, capsys):
     assert len(res["rows"]) == 3
     assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "tradeoff.json").read_text())[0]["accuracy"] == 0.8
+
+
+def test_tradeoff_reads_a_shipped_models_record_before_its_training_figure(tmp_path):
+    """One source for a shipped model's accuracy: its record's eval figure (the README's table),
+    not the training run's figure in the .pt; the shipped int8 model's two differ."""
+    p = tmp_path / "m.pt"
+    save_model(p, _model("int8"), {"test_accuracy": 0.8465})
+    assert tradeoff([str(p)])[0]["accuracy"] == 0.8465
+    (tmp_path / "m.json").write_text(json.dumps({"name": "m", "test_accuracy_on_subset_testing_list": 0.844}))
+    row = tradeoff([str(p)])[0]
+    assert row["accuracy"] == 0.844 and "m.json" in row["accuracy_source"]
+    rec = json.loads((ROOT / "models" / "int8.json").read_text())
+    assert tradeoff(["int8"])[0]["accuracy"] == rec["test_accuracy_on_subset_testing_list"]
 
 
 def test_tradeoff_needs_an_accuracy(tmp_path, capsys):
@@ -177,3 +191,30 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     assert (rep / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", "tradeoff", "--fronts", str(tmp_path / "nope"), "--out", str(rep)]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_fronts_adopts_a_shipped_model_only_with_the_runs_recipe(tmp_path, monkeypatch, capsys):
+    """--adopt takes a shipped model as a finished run when its recorded command is the family's
+    recipe at that width on the same data; another width, data or schedule is refused."""
+    fronts = _fronts_module()
+    monkeypatch.chdir(tmp_path)
+    data = "data/speech_commands_subset,data/speech_commands_extra,data/synth"   # int8-w48's folders
+    for d in data.split(","):
+        (tmp_path / d).mkdir(parents=True)
+    out = tmp_path / "fronts"
+    fronts.main(["--data", data, "--out", str(out), "--adopt", "int8-w48=int8-w48"])
+    m = json.loads((out / "int8-w48-s0" / "metrics.json").read_text())
+    rec = json.loads((ROOT / "models" / "int8-w48.json").read_text())
+    assert m["adopted_from"] == "models/int8-w48.pt" and m["complete"]
+    assert m["best_val_accuracy"] == rec["best_val_accuracy"] and m["epochs"] == 40
+    assert (out / "int8-w48-s0" / "model.pt").read_bytes() == (ROOT / "models" / "int8-w48.pt").read_bytes()
+    for bad, why in (("int8-w32=int8-w48", "width: 48"), ("redesign-w64=int8-w48", "precision: 'int8'")):
+        with pytest.raises(SystemExit, match=why):
+            fronts.main(["--data", data, "--out", str(out), "--adopt", bad])
+    with pytest.raises(SystemExit, match="data: "):
+        fronts.main(["--data", "data/speech_commands_subset", "--out", str(out), "--adopt", "int8-w48=int8-w48"])
+    with pytest.raises(SystemExit, match="epochs: 40"):
+        fronts.main(["--data", data, "--out", str(out), "--epochs-float", "20", "--adopt", "int8-w48=int8-w48"])
+    with pytest.raises(SystemExit, match="no shipped model"):
+        fronts.main(["--data", data, "--out", str(out), "--adopt", "int8-w48=nope"])
+    assert not (out / "int8-w32-s0").exists()
