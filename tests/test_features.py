@@ -212,3 +212,31 @@ def test_stream_features_equal_the_whole_clip_bit_for_bit(samples, chunk):
     assert torch.equal(got, whole)          # equality, not closeness
     with pytest.raises(KwsError, match="after end"):
         sf.push(x[:10])
+
+
+def test_a_clips_features_do_not_depend_on_what_is_computed_with_it():
+    """The filterbank and DCT products round the same whatever the batch or the number of frames
+    (torch.matmul does not: its kernel, and so its rounding, depends on the shape and the CPU), so
+    a clip's features equal bit for bit alone, in a batch, and as a prefix of a longer clip."""
+    from kwsbnn.sw.features import ordered_product, sparse_rows
+    cfg = FeatureConfig()
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.normal(0, 0.1, (5, 16000)).clip(-1, 1).astype(np.float32))
+    batch = compute(x, cfg)
+    for i in (0, 3):
+        assert torch.equal(compute(x[i], cfg), batch[i])
+    assert torch.equal(compute(x[1:3], cfg), batch[1:3])
+    # the product itself: every column and batch size, against the textbook sum
+    w = torch.from_numpy(rng.normal(0, 1, (6, 9)).astype(np.float32))
+    w[w.abs() < 0.5] = 0
+    v = torch.from_numpy(rng.normal(0, 1, (3, 9, 37)).astype(np.float32))
+    rows = sparse_rows(w)
+    full = ordered_product(rows, v)
+    for t in (1, 7, 8, 15, 16, 17):
+        assert torch.equal(ordered_product(rows, v[1:2, :, :t]), full[1:2, :, :t])
+    np.testing.assert_allclose(full.numpy(), (w.double() @ v.double()).numpy(), rtol=1e-5, atol=1e-5)
+    # term by term in column order, each step rounded to float32
+    ref = torch.zeros(6, 37)
+    for k in range(9):
+        ref = ref + w[:, k, None] * v[0, k]
+    assert torch.equal(full[0], ref)

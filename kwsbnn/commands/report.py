@@ -7,7 +7,8 @@ kwsbnn report tradeoff [--models M,M,...|none] [--fronts DIR] [--data DIR] [--ou
   the shipped float, int8, binary-w24, binary-sign-last, binary and binary-wide models (binary-naive,
   a documented pitfall, only when named). Each precision's models form a front (a line); the table
   below gives each precision's best accuracy within equal weight budgets. With --data the accuracy is measured on
-  the split (torch engine); without, the test accuracy recorded in each model file is used.
+  the split (torch engine); without, the test accuracy recorded for each model: a shipped model's
+  record (models/NAME.json, as in the README's table), else the one in the model file.
   --fronts DIR adds every finished run of benchmarks/fronts.py's folder DIR (float, int8, direct and
   redesigned binary at four widths each; points labelled with their width) to the models
   (`--models none`: the fronts alone).
