@@ -28,8 +28,9 @@ run folder). Resumable: run the same command again after an interruption; finish
 share one folder with disjoint ``--runs`` (a family name, or single runs such as ``int8-w16``).
 
 ``--adopt run=model,...`` (e.g. ``redesign-w96=binary,int8-w48=int8-w48``) takes a shipped model as a
-finished run of the study instead of training it again: it checks that the model record's training
-command is the family's recipe at that width on the same ``--data`` (and epochs), then writes
+finished run of the study instead of training it again: it checks that the settings the record
+keeps (``config``) are the family's recipe at that width on the same ``--data`` and epochs (the seed
+is the record's), then writes
 ``FRONTS/<run>-s<seed>/`` with a copy of ``models/<model>.pt`` and a ``metrics.json`` made from the
 record (``adopted_from`` names it).
 
@@ -78,17 +79,21 @@ def all_runs(widths_float=FLOAT_WIDTHS, widths_binary=BINARY_WIDTHS) -> list[tup
     return out
 
 
-def select(spec: str, runs: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """``--runs`` (families or ``family-wN`` names, comma-separated) -> the chosen ``(family, width)``."""
+def select(spec: str, runs: list[tuple[str, int]], option: str = "--runs",
+           families: bool = True) -> list[tuple[str, int]]:
+    """``--runs`` (families or ``family-wN`` names, comma-separated) -> the chosen ``(family, width)``;
+    ``families=False``: single runs only."""
     chosen = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part in FAMILIES and not families:
+            raise SystemExit(f"fronts.py: {option} {part!r}: name one run ({part}-wN), not a family")
         if part in FAMILIES:
             hit = [r for r in runs if r[0] == part]
         else:
             fam, _, w = part.partition("-w")
             hit = [r for r in runs if r[0] == fam and w.isdigit() and r[1] == int(w)]
         if not hit:
-            raise SystemExit(f"fronts.py: --runs {part!r}: not a family ({', '.join(FAMILIES)}) or a "
+            raise SystemExit(f"fronts.py: {option} {part!r}: not a family ({', '.join(FAMILIES)}) or a "
                              f"run of this study ({', '.join(f'{f}-w{w}' for f, w in runs)})")
         chosen += [r for r in hit if r not in chosen]
     return chosen
@@ -138,38 +143,60 @@ def train_runs(args):
 _INCIDENTAL = ("out", "threads")
 
 
-def adopt(args, pairs: list[tuple[tuple[str, int], str]]):
-    """Write each shipped model as a finished run (see the module docstring); refuse a model whose
-    recorded training differs from the run's recipe."""
-    import shutil
+def _recipe_differences(fam: str, width: int, args, got: dict) -> list[str]:
+    """How a shipped model's recorded ``config`` differs from the run's recipe (empty: it is the
+    run). A field the record lacks was added to ``TrainConfig`` after it was trained: its default."""
     from dataclasses import asdict
 
+    from kwsbnn.sw.train import TrainConfig
+    defaults = asdict(TrainConfig())
+    want = asdict(run_config(fam, width, args.data, args.out, int(got.get("seed", 0)), args.epochs,
+                             args.threads, args.teacher))
+    out = []
+    for k, v in want.items():
+        have = got.get(k, defaults[k])
+        if k == "data":
+            have, v = ([str(Path(d).resolve()) for d in x.split(",") if d] for x in (have, v))
+        if k not in _INCIDENTAL and have != v:
+            out.append(f"{k}: {have!r} (recipe: {v!r})")
+    return out
+
+
+def adopt(args, pairs: list[tuple[tuple[str, int], str]]):
+    """Write each shipped model as a finished run (see the module docstring). Every pair is checked
+    before anything is written: a model whose recorded settings differ from the run's recipe, or a
+    run folder that already holds another finished run, is refused."""
+    import shutil
+
+    from ship_model import RUN_FIELDS
+
     from kwsbnn.paths import MODELS, write_atomic
+    plans = []
     for (fam, width), name in pairs:
+        what = f"--adopt {fam}-w{width}={name}"
         rec_path = MODELS / f"{name}.json"
         if not rec_path.is_file() or not (MODELS / f"{name}.pt").is_file():
-            raise SystemExit(f"fronts.py: --adopt {fam}-w{width}={name}: no shipped model {name} "
-                             f"(models/{name}.json and .pt)")
+            raise SystemExit(f"fronts.py: {what}: no shipped model {name} (models/{name}.json and .pt)")
         rec = json.loads(rec_path.read_text())
-        got = rec.get("config") or {}
-        seed = int(got.get("seed", 0))
-        want = asdict(run_config(fam, width, args.data, args.out, seed, args.epochs, args.threads, args.teacher))
-        # A field the record lacks is one added to TrainConfig after it was trained, at its default.
-        diff = [f"{k}: {got[k]!r} (recipe: {want[k]!r})" for k in want
-                if k not in _INCIDENTAL and k in got and got[k] != want[k]]
+        got = rec.get("config")
+        if not got:
+            raise SystemExit(f"fronts.py: {what}: models/{name}.json records no training settings "
+                             "(`config`): train the run instead")
+        diff = _recipe_differences(fam, width, args, got)
         if diff:
-            raise SystemExit(f"fronts.py: --adopt {fam}-w{width}={name}: the model was not trained with "
-                             f"the run's recipe: " + "; ".join(diff))
-        run = args.out / run_name(fam, width, seed)
+            raise SystemExit(f"fronts.py: {what}: the model was not trained with the run's recipe: "
+                             + "; ".join(diff))
+        run = args.out / run_name(fam, width, int(got.get("seed", 0)))
+        done = run / "metrics.json"
+        if done.exists() and json.loads(done.read_text()).get("adopted_from") != f"models/{name}.pt":
+            raise SystemExit(f"fronts.py: {what}: {run} already holds a finished run; move it away first")
+        plans.append((run, name, rec))
+    for run, name, rec in plans:
         run.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(MODELS / f"{name}.pt", run / "model.pt.tmp")
         (run / "model.pt.tmp").replace(run / "model.pt")
-        metrics = {k: rec.get(k) for k in ("arch", "precision", "epochs", "best_val_accuracy",
-                                           "final_train_accuracy", "final_val_accuracy",
-                                           "seconds_per_epoch", "total_seconds", "steps_per_epoch",
-                                           "optimizer_steps")}
-        metrics.update(complete=True, config=got, adopted_from=f"models/{name}.pt",
-                       command=rec.get("command"))
+        metrics = {k: rec.get(k) for k in RUN_FIELDS}
+        metrics.update(complete=True, adopted_from=f"models/{name}.pt", command=rec.get("command"))
         write_atomic(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print(f"{run.name}: adopted models/{name}.pt", file=sys.stderr)
 
@@ -269,7 +296,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true", help="progress bars on stderr")
     ap.add_argument("--adopt", default="",
-                    help="run=shipped model pairs taken as finished runs, e.g. redesign-w96=binary")
+                    help="run=shipped model pairs taken as finished runs, e.g. redesign-w96=binary "
+                         "(the seed is the model's)")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args(argv)
     for d in args.data.split(","):
@@ -288,12 +316,14 @@ def main(argv=None):
     args.teacher = None if args.teacher.lower() == "none" else args.teacher
     args.out.mkdir(parents=True, exist_ok=True)
     if args.adopt:
+        if args.report:
+            raise SystemExit("fronts.py: --adopt and --report are two steps: adopt first, then --report")
         pairs = []
         for part in (p.strip() for p in args.adopt.split(",") if p.strip()):
             run, eq, name = part.partition("=")
             if not eq or not name:
                 raise SystemExit(f"fronts.py: --adopt {part!r}: expected run=model, e.g. redesign-w96=binary")
-            pairs += [(r, name) for r in select(run, runs)]
+            pairs += [(r, name) for r in select(run, runs, "--adopt", families=False)]
         return adopt(args, pairs)
     if args.report:
         return report(args)

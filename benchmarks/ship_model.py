@@ -17,7 +17,14 @@ import shutil
 from pathlib import Path
 
 from kwsbnn.paths import MODELS, write_atomic
+from kwsbnn.sw.checkpoint import load_model
+from kwsbnn.sw.evaluate import evaluate
 from kwsbnn.sw.provenance import portable
+
+# The fields of a run's metrics.json that its record keeps (benchmarks/fronts.py --adopt reads them back).
+RUN_FIELDS = ("arch", "precision", "epochs", "best_val_accuracy", "final_train_accuracy",
+              "final_val_accuracy", "seconds_per_epoch", "total_seconds", "steps_per_epoch",
+              "optimizer_steps", "device", "binary_options", "config")
 
 
 def main():
@@ -31,17 +38,12 @@ def main():
     if not m.get("complete"):
         raise SystemExit(f"{args.run}: the run is not complete (resume it first)")
     data = m["config"]["data"].split(",")[0]
-    from kwsbnn.sw.evaluate import evaluate
-    from kwsbnn.sw.checkpoint import load_model
     deployed = evaluate(load_model(args.run / "model.pt"), data, "test")["accuracy"]
     rec = {"name": args.name, "file": f"{args.name}.pt", "command": args.command,
            "eval_command": f"kwsbnn eval --model {args.name} --data {data} --split test --json",
            "test_accuracy_on_subset_testing_list": deployed,
            **({"training_test_accuracy": m["test_accuracy"]} if deployed != m["test_accuracy"] else {}),
-           **{k: m.get(k) for k in ("arch", "precision", "epochs", "best_val_accuracy",
-                                    "final_train_accuracy", "final_val_accuracy", "seconds_per_epoch",
-                                    "total_seconds", "steps_per_epoch", "optimizer_steps", "device",
-                                    "binary_options", "config")}}
+           **{k: m.get(k) for k in RUN_FIELDS}}
     if args.note:
         rec["note"] = args.note
     rec["history"] = m["history"]

@@ -154,7 +154,7 @@ def sparse_rows(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(cols [M, L], w [M, L])``: each row's nonzero weights of ``weights`` ``[M, K]`` and their
     columns, in increasing column order, padded with zero weights (on column 0) to the longest row."""
     nz = [torch.nonzero(r).flatten() for r in weights]
-    width = max(1, max(len(n) for n in nz))
+    width = max([1, *map(len, nz)])
     cols = torch.zeros(len(nz), width, dtype=torch.long)
     w = torch.zeros(len(nz), width, dtype=weights.dtype)
     for m, n in enumerate(nz):
@@ -165,7 +165,7 @@ def sparse_rows(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def ordered_product(rows: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``W @ x`` over ``x``'s second-last axis (``[..., K, T] -> [..., M, T]``) with ``rows =
     sparse_rows(W)``, summed term by term in increasing column order, each product and sum rounded
-    once (float32).
+    once (float32 ``W`` and ``x``; ``x`` finite).
 
     Every output element is the same sequence of IEEE operations whatever the shape of ``x``, so a
     frame's features do not depend on how many frames or clips are computed with it, nor on the
@@ -174,7 +174,8 @@ def ordered_product(rows: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) ->
     limit was 8). A zero weight adds an exact zero (``x`` finite), so skipping it changes nothing.
     Cost: L (the longest row: 30 filterbank bins, 40 DCT inputs) multiply-adds over ``[..., M, T]``;
     :func:`compute` takes about twice as long as with ``torch.matmul`` (1.3 s against 0.7 s for 512
-    one-second clips on one core), once per clip: the features are cached."""
+    one-second clips on one core): once per clip where the features are cached, every batch where
+    training augments the waveform (speed, reverberation, VTLP)."""
     cols, w = rows
     acc = w[:, :1] * x[..., cols[:, 0], :]
     for j in range(1, cols.shape[1]):
@@ -283,15 +284,14 @@ class StreamFeatures:
     both ends by reflection, as here). Frame ``t`` is centred on sample ``t * hop`` and needs the
     samples up to ``t * hop + n_fft / 2``: it comes out once they are in, or at :meth:`end`.
 
-    Each frame is computed in a block with the 7 frames before it (the first 8 frames together),
-    by the same calls as :func:`compute` (``torch.stft`` without centring on the padded samples,
-    then the filterbank and DCT products of :func:`ordered_product`, whose rounding does not depend
-    on the number of frames): the FFT of a frame is then computed in a batch of the same size as
-    before. A stream must hold more than ``n_fft / 2`` samples (reflection). Cost: 8 frames of STFT
-    per frame.
+    The frames a call completes are computed together by the same calls as :func:`compute`
+    (``torch.stft`` without centring on the padded samples, then :func:`ordered_product`'s
+    filterbank and DCT products, whose rounding does not depend on the number of frames; the FFT
+    of a frame does not depend on the frames beside it either, which the tests check with chunks
+    of 37 to 4,000 samples). A stream must hold more than ``n_fft / 2`` samples (reflection). Cost: one frame of
+    STFT per frame (until session 13 every frame was recomputed in a block of 8, for
+    ``torch.matmul``'s sake).
     """
-
-    BLOCK = 8
 
     def __init__(self, cfg: FeatureConfig):
         self.cfg = cfg
@@ -319,20 +319,12 @@ class StreamFeatures:
         return _power_to_features(power, fb, dct)[0]
 
     def _frames_upto(self, last: int, n: int) -> list:
-        """Frames ``emitted .. last`` (inclusive)."""
-        out = []
-        while self.emitted <= last:
-            t = self.emitted
-            first = max(0, t - self.BLOCK + 1)
-            if t < self.BLOCK - 1:          # the first frames: one block of 8
-                upto = min(last, self.BLOCK - 1)
-                block = self._block(0, max(self.BLOCK, upto + 1), n)
-                out += [block[k] for k in range(t, upto + 1)]
-                self.emitted = upto + 1
-                continue
-            out.append(self._block(first, self.BLOCK, n)[-1])
-            self.emitted += 1
-        return out
+        """Frames ``emitted .. last`` (inclusive), computed together."""
+        if last < self.emitted:
+            return []
+        block = self._block(self.emitted, last - self.emitted + 1, n)
+        self.emitted = last + 1
+        return list(block)
 
     def push(self, samples) -> list:
         """The frames completed by ``samples`` (float32 in [-1, 1))."""
@@ -343,10 +335,7 @@ class StreamFeatures:
         half, hop = self.cfg.n_fft // 2, self.cfg.hop_length
         if n <= half:
             return []
-        last = (n - half) // hop            # the last frame whose samples are all in
-        if last < self.BLOCK - 1:
-            return []
-        return self._frames_upto(last, n)
+        return self._frames_upto((n - half) // hop, n)     # up to the last frame whose samples are in
 
     def end(self) -> list:
         """The remaining frames of the stream (``1 + samples // hop`` in all)."""

@@ -200,9 +200,9 @@ def test_stream_features_equal_the_whole_clip_bit_for_bit(samples, chunk):
     frames, seen = [], []
     for i in range(0, samples, chunk):
         new = sf.push(x[i:i + chunk])
-        # A frame comes out as soon as its samples are in (the first 8 together).
+        # A frame comes out as soon as its samples are in.
         n_in = min(samples, i + chunk)
-        if sf.emitted >= 8:
+        if n_in > cfg.n_fft // 2:
             assert sf.emitted == (n_in - cfg.n_fft // 2) // cfg.hop_length + 1
         frames += new
         seen.append(len(new))
@@ -217,8 +217,9 @@ def test_stream_features_equal_the_whole_clip_bit_for_bit(samples, chunk):
 def test_a_clips_features_do_not_depend_on_what_is_computed_with_it():
     """The filterbank and DCT products round the same whatever the batch or the number of frames
     (torch.matmul does not: its kernel, and so its rounding, depends on the shape and the CPU), so
-    a clip's features equal bit for bit alone, in a batch, and as a prefix of a longer clip."""
-    from kwsbnn.sw.features import ordered_product, sparse_rows
+    a clip's features equal bit for bit alone and in a batch, and a spectrum's first frames give
+    the features of the whole spectrum's first frames."""
+    from kwsbnn.sw.features import _consts, _power_to_features, ordered_product, sparse_rows
     cfg = FeatureConfig()
     rng = np.random.default_rng(7)
     x = torch.from_numpy(rng.normal(0, 0.1, (5, 16000)).clip(-1, 1).astype(np.float32))
@@ -226,17 +227,20 @@ def test_a_clips_features_do_not_depend_on_what_is_computed_with_it():
     for i in (0, 3):
         assert torch.equal(compute(x[i], cfg), batch[i])
     assert torch.equal(compute(x[1:3], cfg), batch[1:3])
-    # the product itself: every column and batch size, against the textbook sum
+    _, fb, dct = _consts(cfg)
+    power = torch.from_numpy(rng.gamma(0.5, 2.0, (2, cfg.n_fft // 2 + 1, 101)).astype(np.float32))
+    full = _power_to_features(power, fb, dct)
+    for t in (1, 7, 8, 15, 16, 17, 33):
+        assert torch.equal(_power_to_features(power[:, :, :t], fb, dct), full[:, :t])
+        assert torch.equal(_power_to_features(power[1:, :, :t], fb, dct), full[1:, :t])
+    # the product against the textbook sum, and term by term in column order, rounded at each step
     w = torch.from_numpy(rng.normal(0, 1, (6, 9)).astype(np.float32))
     w[w.abs() < 0.5] = 0
+    w[2] = 0                                            # a row of zeros gives zeros
     v = torch.from_numpy(rng.normal(0, 1, (3, 9, 37)).astype(np.float32))
-    rows = sparse_rows(w)
-    full = ordered_product(rows, v)
-    for t in (1, 7, 8, 15, 16, 17):
-        assert torch.equal(ordered_product(rows, v[1:2, :, :t]), full[1:2, :, :t])
-    np.testing.assert_allclose(full.numpy(), (w.double() @ v.double()).numpy(), rtol=1e-5, atol=1e-5)
-    # term by term in column order, each step rounded to float32
+    got = ordered_product(sparse_rows(w), v)
+    np.testing.assert_allclose(got.numpy(), (w.double() @ v.double()).numpy(), rtol=1e-5, atol=1e-5)
     ref = torch.zeros(6, 37)
     for k in range(9):
         ref = ref + w[:, k, None] * v[0, k]
-    assert torch.equal(full[0], ref)
+    assert torch.equal(got[0], ref) and not got[:, 2].any()

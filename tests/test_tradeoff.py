@@ -68,15 +68,16 @@ def test_tradeoff_report(tmp_path, capsys):
 
 def test_tradeoff_reads_a_shipped_models_record_before_its_training_figure(tmp_path):
     """One source for a shipped model's accuracy: its record's eval figure (the README's table),
-    not the training run's figure in the .pt; the shipped int8 model's two differ."""
+    before the training run's figure in the .pt."""
     p = tmp_path / "m.pt"
     save_model(p, _model("int8"), {"test_accuracy": 0.8465})
     assert tradeoff([str(p)])[0]["accuracy"] == 0.8465
     (tmp_path / "m.json").write_text(json.dumps({"name": "m", "test_accuracy_on_subset_testing_list": 0.844}))
     row = tradeoff([str(p)])[0]
     assert row["accuracy"] == 0.844 and "m.json" in row["accuracy_source"]
+    row = tradeoff(["int8"])[0]
     rec = json.loads((ROOT / "models" / "int8.json").read_text())
-    assert tradeoff(["int8"])[0]["accuracy"] == rec["test_accuracy_on_subset_testing_list"]
+    assert row["accuracy"] == rec["test_accuracy_on_subset_testing_list"] and "int8.json" in row["accuracy_source"]
 
 
 def test_tradeoff_needs_an_accuracy(tmp_path, capsys):
@@ -194,27 +195,43 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
 
 
 def test_fronts_adopts_a_shipped_model_only_with_the_runs_recipe(tmp_path, monkeypatch, capsys):
-    """--adopt takes a shipped model as a finished run when its recorded command is the family's
-    recipe at that width on the same data; another width, data or schedule is refused."""
+    """--adopt takes a shipped model as a finished run when its recorded settings are the family's
+    recipe at that width on the same data; another width, data or schedule is refused, and nothing
+    is written when any pair is refused."""
     fronts = _fronts_module()
     monkeypatch.chdir(tmp_path)
     data = "data/speech_commands_subset,data/speech_commands_extra,data/synth"   # int8-w48's folders
     for d in data.split(","):
         (tmp_path / d).mkdir(parents=True)
     out = tmp_path / "fronts"
-    fronts.main(["--data", data, "--out", str(out), "--adopt", "int8-w48=int8-w48"])
+    base = ["--data", data, "--out", str(out)]
+    # a refused pair after a good one: nothing written
+    with pytest.raises(SystemExit, match="no shipped model"):
+        fronts.main(base + ["--adopt", "int8-w48=int8-w48,int8-w32=nope"])
+    assert not out.exists() or not any(out.iterdir())
+    fronts.main(base + ["--adopt", "int8-w48=int8-w48"])
     m = json.loads((out / "int8-w48-s0" / "metrics.json").read_text())
     rec = json.loads((ROOT / "models" / "int8-w48.json").read_text())
     assert m["adopted_from"] == "models/int8-w48.pt" and m["complete"]
     assert m["best_val_accuracy"] == rec["best_val_accuracy"] and m["epochs"] == 40
     assert (out / "int8-w48-s0" / "model.pt").read_bytes() == (ROOT / "models" / "int8-w48.pt").read_bytes()
-    for bad, why in (("int8-w32=int8-w48", "width: 48"), ("redesign-w64=int8-w48", "precision: 'int8'")):
+    fronts.main(base + ["--adopt", "int8-w48=int8-w48"])          # again: the same run, allowed
+    dotted = ",".join("./" + d for d in data.split(","))            # the same folders, spelt otherwise
+    fronts.main(["--data", dotted, "--out", str(out), "--adopt", "int8-w48=int8-w48"])
+    for bad, why in (("int8-w32=int8-w48", "width: 48"), ("redesign-w64=int8-w48", "precision: 'int8'"),
+                     # int8's record has no `width` (it is the arch's 45 channels): not the 16-channel run
+                     ("int8-w16=int8", "width: None"),
+                     ("int8=int8-w48", "not a family"), ("int8-w40=int8-w48", "--adopt 'int8-w40'")):
         with pytest.raises(SystemExit, match=why):
-            fronts.main(["--data", data, "--out", str(out), "--adopt", bad])
+            fronts.main(base + ["--adopt", bad])
     with pytest.raises(SystemExit, match="data: "):
         fronts.main(["--data", "data/speech_commands_subset", "--out", str(out), "--adopt", "int8-w48=int8-w48"])
     with pytest.raises(SystemExit, match="epochs: 40"):
-        fronts.main(["--data", data, "--out", str(out), "--epochs-float", "20", "--adopt", "int8-w48=int8-w48"])
-    with pytest.raises(SystemExit, match="no shipped model"):
-        fronts.main(["--data", data, "--out", str(out), "--adopt", "int8-w48=nope"])
-    assert not (out / "int8-w32-s0").exists()
+        fronts.main(base + ["--epochs-float", "20", "--adopt", "int8-w48=int8-w48"])
+    with pytest.raises(SystemExit, match="two steps"):
+        fronts.main(base + ["--report", "--adopt", "int8-w48=int8-w48"])
+    # a finished run of its own is not overwritten
+    (out / "int8-w48-s0" / "metrics.json").write_text(json.dumps({"epochs": 40}))
+    with pytest.raises(SystemExit, match="already holds a finished run"):
+        fronts.main(base + ["--adopt", "int8-w48=int8-w48"])
+    assert sorted(p.name for p in out.iterdir()) == ["int8-w48-s0"]
