@@ -39,7 +39,7 @@ folder (torch integer mode, which the golden model equals) and writes ``FRONTS/f
 ``FRONTS/fronts.md``: per run the test accuracy with a 95% bootstrap interval over clips (of the
 seed-averaged per-clip correctness), best validation accuracy, final training accuracy, weight and
 peak activation bits, seconds per epoch, optimizer steps; then each family's best accuracy within
-equal weight budgets (100 kbit, 200 kbit, 500 kbit, 1 Mbit).
+equal weight budgets (100 kbit, 200 kbit, 500 kbit, and the SPRAM's 1 Mbit = 2**20 bits).
 """
 
 import argparse
@@ -207,7 +207,7 @@ def report(args) -> dict:
     from kwsbnn.sw.checkpoint import load_model
     from kwsbnn.sw.evaluate import evaluate
     from kwsbnn.sw.footprint import footprint
-    from kwsbnn.sw.tradeoff import EQUAL_MEMORY_BITS, _kind, equal_memory
+    from kwsbnn.sw.tradeoff import EQUAL_MEMORY_BITS, _kind, budget_label, equal_memory
 
     first = args.data.split(",")[0]
     groups = {}
@@ -260,7 +260,7 @@ def report(args) -> dict:
                      f"{100 * r['best_val_accuracy']:.1f}% | {100 * r['final_train_accuracy']:.1f}% | "
                      f"{r['weight_bits'] / 1000:,.1f} | {r['activation_peak_bits'] / 1000:,.1f} | "
                      f"{r['seconds_per_epoch']:.0f} | {r['epochs']} | {len(r['seeds'])} |")
-    lines += ["", "| best accuracy within | " + " | ".join(f"{b / 1000:,.0f} kbit" for b in EQUAL_MEMORY_BITS)
+    lines += ["", "| best accuracy within | " + " | ".join(budget_label(b) for b in EQUAL_MEMORY_BITS)
               + " |", "|---|" + "---|" * len(EQUAL_MEMORY_BITS)]
     for kind, accs in eq.items():
         lines.append(f"| {kind} | " + " | ".join("-" if a is None else f"{100 * a:.1f}%" for a in accs.values())

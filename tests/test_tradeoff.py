@@ -235,3 +235,15 @@ def test_fronts_adopts_a_shipped_model_only_with_the_runs_recipe(tmp_path, monke
     with pytest.raises(SystemExit, match="already holds a finished run"):
         fronts.main(base + ["--adopt", "int8-w48=int8-w48"])
     assert sorted(p.name for p in out.iterdir()) == ["int8-w48-s0"]
+
+
+def test_the_last_equal_memory_budget_is_the_sprams_megabit():
+    """The 48-channel int8 network (1,014,560 bits) is inside the 1 Mbit budget (2**20 bits, the
+    iCEBreaker's SPRAM), as a deployable model of that size is; a model over it is not."""
+    from kwsbnn.sw.tradeoff import EQUAL_MEMORY_BITS, budget_label, equal_memory
+    rows = [{"kind": "8-bit", "weight_bits": 1_014_560, "accuracy": 0.875},
+            {"kind": "8-bit", "weight_bits": 455_264, "accuracy": 0.85},
+            {"kind": "8-bit", "weight_bits": 1_100_000, "accuracy": 0.9}]
+    eq = equal_memory(rows)["8-bit"]
+    assert eq[EQUAL_MEMORY_BITS[-1]] == 0.875 and eq[500_000] == 0.85 and eq[100_000] is None
+    assert [budget_label(b) for b in EQUAL_MEMORY_BITS] == ["100 kbit", "200 kbit", "500 kbit", "1 Mbit"]
