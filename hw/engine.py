@@ -443,7 +443,7 @@ class LayerEngine(wiring.Component):
             raise ValueError(f"{name}: {len(self._wwords)} weight words and {self._rwords} stream-map "
                              f"words exceed the {SPRAM_WORDS} words of the weight memory "
                              f"({(len(self._wwords) + self._rwords) * WORD_BITS / 1024:,.1f} of "
-                             f"{SPRAM_WORDS * WORD_BITS / 1024:,.0f} kbit)")
+                             f"{SPRAM_WORDS * WORD_BITS / 1024:,.0f} Kibit)")
         zero = np.zeros(c, np.int64)
         self._sshift, m_all, a_all, t_all = stream_update_constants(geo, c, first=(zero, zero, geo[0].tin))
         self._smw = signed_width(min(0, int(m_all.min())), max(0, int(m_all.max())))

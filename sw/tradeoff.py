@@ -6,6 +6,7 @@ README's table reads it, else the model file's training figure) and its footprin
 :func:`format_table` and :func:`plot_tradeoff` present the rows.
 """
 
+import json
 from pathlib import Path
 
 from kwsbnn.errors import KwsError
@@ -65,7 +66,6 @@ def recorded_accuracy(path, model) -> tuple[float | None, str]:
     """The test accuracy recorded for a model file, and where it comes from. A shipped model's record
     (the ``.json`` beside the ``.pt``) holds the figure its ``eval_command`` prints, the integer
     engine's, which the README's table shows too; otherwise the training run's figure in the file."""
-    import json
     record = Path(path).with_suffix(".json")
     if record.is_file():
         acc = json.loads(record.read_text()).get("test_accuracy_on_subset_testing_list")

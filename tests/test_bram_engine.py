@@ -166,8 +166,8 @@ def test_a_network_the_board_cannot_hold_names_its_memory(tmp_path):
     with pytest.raises(KwsError) as e:
         engine_for_budget(big, resolve_budget("ulx3s-85f"))
     msg = e.value.args[0]
-    assert "block RAM of ulx3s-85f" in msg and "EBR (DP16KD of 18 kbit" in msg and "has 208" in msg
-    assert "1,728.0 kbit" in msg and "SPRAM" not in msg and "\n" not in msg
+    assert "block RAM of ulx3s-85f" in msg and "EBR (DP16KD of 18 Kibit" in msg and "has 208" in msg
+    assert "1,728.0 Kibit" in msg and "SPRAM" not in msg and "\n" not in msg
     mid = deploy.load(deploy.save(specgen.stream_kws(0, c=160, t=101, f=40), tmp_path / "s160"))
-    with pytest.raises(KwsError, match=r"the weight memory holds 1,024 kbit \(4 SB_SPRAM256KA"):
+    with pytest.raises(KwsError, match=r"the weight memory holds 1,024 Kibit \(4 SB_SPRAM256KA"):
         engine_for_budget(mid, resolve_budget("icebreaker"))

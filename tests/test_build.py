@@ -170,7 +170,7 @@ def test_a_model_that_fits_no_style_is_a_clear_error(tmp_path):
         board_folding(dep, "icebreaker")
     text = str(e.value)
     assert "does not fit icebreaker" in text and "in the engine style" in text
-    assert "432.0 kbit of weights in SPRAM" in text and "block ram of 30" in text
+    assert "432.0 Kibit of weights in SPRAM" in text and "block ram of 30" in text
 
 
 def test_a_stream_network_on_the_icebreaker_fails_before_synthesis_with_the_numbers(tmp_path, capsys):

@@ -211,5 +211,5 @@ def test_weights_beyond_the_spram_fail_before_synthesis(tmp_path):
     from kwsbnn.hw.folding import engine_for_budget, resolve_budget
     from kwsbnn.sw import deploy
     dep = deploy.load(deploy.save(specgen.wide_kws(0, c=256), tmp_path / "w256"))
-    with pytest.raises(KwsError, match=r"weights are 1,728.0 kbit; the weight memory holds 1,024 kbit"):
+    with pytest.raises(KwsError, match=r"weights are 1,728.0 Kibit; the weight memory holds 1,024 Kibit"):
         engine_for_budget(dep, resolve_budget("icebreaker"))

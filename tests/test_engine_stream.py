@@ -129,9 +129,9 @@ def test_stream_map_counts_against_the_weight_memory(tmp_path):
     (101 x 40 input, 25 x 13 positions x 160 x 8 bits) they do not: an error with the numbers."""
     from kwsbnn.hw.folding import engine_for_budget, resolve_budget
     dep = deploy.load(deploy.save(specgen.stream_kws(0, c=160, t=101, f=40), tmp_path / "s160"))
-    with pytest.raises(KwsError, match=r"weights \(675.0 kbit\) and the integer stream's map "
-                                       r"\(406.2 kbit\) are 1,081.2 kbit; the weight memory holds "
-                                       r"1,024 kbit"):
+    with pytest.raises(KwsError, match=r"weights \(675.0 Kibit\) and the integer stream's map "
+                                       r"\(406.2 Kibit\) are 1,081.2 Kibit; the weight memory holds "
+                                       r"1,024 Kibit"):
         engine_for_budget(dep, resolve_budget("icebreaker"))
 
 

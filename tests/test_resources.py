@@ -236,13 +236,13 @@ def test_ring_buffer_cost_and_a_build_that_does_not_fit(tmp_path):
     assert 250 < res.ring_estimate(ring, "ice40")["logic_cells"] < 350      # 271 + 36 measured + mux
     long = deploy.load(deploy.save(specgen.binary_kws(0, t=400, f=40), tmp_path / "m"))
     with pytest.raises(KwsError, match=r"needs \d+ block RAMs, icebreaker has 30: .*ring buffer 32 "
-                       r"\(16384 x 8 bits = 128 kbit\)"):
+                       r"\(16384 x 8 bits = 128 Kibit\)"):
         stream_budget(long, Folding.default(long), BOARDS["icebreaker"], 12e6)
     ok = stream_budget(long, Folding.default(long), BOARDS["ulx3s-85f"], 60e6)
     assert ok["ring"]["block_ram"] == 8 and ok["block_ram"]["used"] <= 208
     # The build command's folding search says it too, before any synthesis.
     from kwsbnn.boards.build import build
     with pytest.raises(KwsError, match=r"37 block ram of 30 .*the streaming ring buffer takes 32 "
-                       r"block RAMs \(16384 x 8 bits = 128 kbit\)"):
+                       r"block RAMs \(16384 x 8 bits = 128 Kibit\)"):
         build(long, "icebreaker", tmp_path / "b")
     assert not (tmp_path / "b").exists()

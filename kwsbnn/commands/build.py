@@ -79,7 +79,7 @@ def run(args) -> int:
         st = report["streaming"]
         print(f"UART {report['baud']} baud ({report['uart_divisor']} clocks per bit, "
               f"{report['baud_error_percent']:+.2f}%); streaming: a decision every {st['stride']} "
-              f"frames, ring buffer {st['ring_bits'] / 1024:g} kbit ("
+              f"frames, ring buffer {st['ring_bits'] / 1024:g} Kibit ("
               + ("in SPRAM, 1 staging block RAM" if report.get("style") == "engine"
                  and report.get("memory") != "bram" else
                  f"{st['ring_block_ram']} block RAMs")
