@@ -169,15 +169,19 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
                     best = y
             if len(pts) > 1:
                 ax.plot(*zip(*pts), color=colors.get(kind, "gray"), alpha=0.5, zorder=2)
+        shipped = {(r[key], r["accuracy"]) for r in rows if not r.get("front")}
         for r in rows:
             star = r["model"] == recommended
             ax.scatter(r[key] / 1000, 100 * r["accuracy"], s=200 if star else (30 if r.get("front") else 60),
                        marker="*" if star else "o", color=colors.get(r["kind"], "gray"),
                        label=r["kind"], zorder=3, edgecolors="black" if star else "none")
-            # A fronts run is labelled with its width only (16 of them would hide the plot).
+            # A fronts run is labelled with its width only (16 of them would hide the plot), below
+            # its point where the models' names go above, and not at all under a shipped model.
+            if r.get("front") and (r[key], r["accuracy"]) in shipped:
+                continue
             text = f"{r['channels']}" if r.get("front") else r["model"] + (" (recommended)" if star else "")
             ax.annotate(text, (r[key] / 1000, 100 * r["accuracy"]), textcoords="offset points",
-                        xytext=(6, 4), fontsize=7 if r.get("front") else 8)
+                        xytext=(4, -10) if r.get("front") else (6, 4), fontsize=7 if r.get("front") else 8)
         ax.axhline(100 * CHANCE, color="gray", linestyle=":", linewidth=1)
         ax.text(0.01, 100 * CHANCE + 1, "chance", transform=ax.get_yaxis_transform(), fontsize=8,
                 color="gray")
