@@ -208,6 +208,7 @@ def report(args) -> dict:
     from kwsbnn.sw.evaluate import evaluate
     from kwsbnn.sw.footprint import footprint
     from kwsbnn.sw.tradeoff import EQUAL_MEMORY_BITS, _kind, budget_label, equal_memory
+    from kwsbnn.units import kbit
 
     first = args.data.split(",")[0]
     groups = {}
@@ -258,7 +259,7 @@ def report(args) -> dict:
         lines.append(f"| {r['run']} | {r['kind']} | {100 * r['test_accuracy']:.1f}% "
                      f"({100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}) | "
                      f"{100 * r['best_val_accuracy']:.1f}% | {100 * r['final_train_accuracy']:.1f}% | "
-                     f"{r['weight_bits'] / 1000:,.1f} | {r['activation_peak_bits'] / 1000:,.1f} | "
+                     f"{kbit(r['weight_bits'], unit=False)} | {kbit(r['activation_peak_bits'], unit=False)} | "
                      f"{r['seconds_per_epoch']:.0f} | {r['epochs']} | {len(r['seeds'])} |")
     lines += ["", "| best accuracy within | " + " | ".join(budget_label(b) for b in EQUAL_MEMORY_BITS)
               + " |", "|---|" + "---|" * len(EQUAL_MEMORY_BITS)]

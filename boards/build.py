@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kwsbnn import toolchain
 from kwsbnn.errors import KwsError
+from kwsbnn.units import kibit
 
 from . import pll as pll_mod
 from .progress import BuildTicker
@@ -197,7 +198,7 @@ def stream_budget(dep, folding, board: Board, clk_freq: float) -> dict:
         raise KwsError(f"the design needs {est['block_ram']} block RAMs, {board.name} has {have}: the "
                        f"network and link {est['block_ram'] - ring['block_ram']}, the streaming ring "
                        f"buffer {ring['block_ram']} ({ru.depth} x {ru.width} bits = "
-                       f"{ru.depth * ru.width / 1024:g} Kibit)",
+                       f"{kibit(ru.depth * ru.width, 'g')})",
                        "use a folding with smaller weight memories or a smaller model")
     return out
 
@@ -230,7 +231,7 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
             ring = ring_estimate(ru, board.family)
             raise KwsError(f"{e.message}; of these, the streaming ring buffer takes "
                            f"{ring['block_ram']} block RAMs ({ru.depth} x {ru.width} bits = "
-                           f"{ru.depth * ru.width / 1024:g} Kibit) and about "
+                           f"{kibit(ru.depth * ru.width, 'g')}) and about "
                            f"{ring['logic_cells']:.0f} logic cells", e.hint) from None
     else:
         check = budget_check(dep, folding, board.name, clk_hz=clk_freq)
@@ -245,7 +246,7 @@ def build(dep, board_name: str, out: Path, *, folding=None, freq_mhz: float | No
                  if top.engine_style else f"= {memory['ring']['block_ram']} block RAMs")
         progress(f"UART {baud} baud: {top.divisor} clocks per bit at {clk_freq / 1e6:.4g} MHz, "
                  f"{100 * top.baud_error:+.2f}% off; streaming ring buffer "
-                 f"{memory['ring']['bits'] / 1024:g} Kibit {where} "
+                 f"{kibit(memory['ring']['bits'], 'g')} {where} "
                  f"({memory['block_ram']['used']} of {memory['block_ram']['available']} block RAMs "
                  f"in all), a decision every {top.stride} frames")
     if progress and pll is not None:

@@ -102,6 +102,8 @@ from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, 
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from kwsbnn.units import kibit
+
 from .arith import bits_for, int_pair, popcount, signed_width
 
 #: Width of a weight-memory word (and of the loader port): four 16-bit SB_SPRAM256KA side by side.
@@ -442,8 +444,8 @@ class LayerEngine(wiring.Component):
         if len(self._wwords) + self._rwords > SPRAM_WORDS:
             raise ValueError(f"{name}: {len(self._wwords)} weight words and {self._rwords} stream-map "
                              f"words exceed the {SPRAM_WORDS} words of the weight memory "
-                             f"({(len(self._wwords) + self._rwords) * WORD_BITS / 1024:,.1f} of "
-                             f"{SPRAM_WORDS * WORD_BITS / 1024:,.0f} Kibit)")
+                             f"({kibit((len(self._wwords) + self._rwords) * WORD_BITS, unit=False)} of "
+                             f"{kibit(SPRAM_WORDS * WORD_BITS, ',.0f')})")
         zero = np.zeros(c, np.int64)
         self._sshift, m_all, a_all, t_all = stream_update_constants(geo, c, first=(zero, zero, geo[0].tin))
         self._smw = signed_width(min(0, int(m_all.min())), max(0, int(m_all.max())))

@@ -8,6 +8,7 @@ synthesis) fit a board, and :func:`budget_check` says whether a given folding fi
 """
 
 from kwsbnn.errors import KwsError
+from kwsbnn.units import kibit
 
 from .cost import Folding, divisors, layer_costs
 from .plan import plan
@@ -312,10 +313,10 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
     have = SPRAM_WORDS * WORD_BITS if budget["available"].get("spram", 0) >= 4 else 0
     stream_bits = eng[0].in_shape[0] * eng[0].in_shape[1] * eng[0].in_shape[2] * 8 if eng[0].stream else 0
     if need + stream_bits > have:
-        what = (f"the engine layers' weights ({need / 1024:,.1f} Kibit) and the integer stream's map "
-                f"({stream_bits / 1024:,.1f} Kibit) are {(need + stream_bits) / 1024:,.1f} Kibit"
-                if stream_bits else f"the engine layers' weights are {need / 1024:,.1f} Kibit")
-        raise KwsError(f"{what}; the weight memory holds {have / 1024:,.0f} Kibit (4 SB_SPRAM256KA "
+        what = (f"the engine layers' weights ({kibit(need)}) and the integer stream's map "
+                f"({kibit(stream_bits)}) are {kibit(need + stream_bits)}"
+                if stream_bits else f"the engine layers' weights are {kibit(need)}")
+        raise KwsError(f"{what}; the weight memory holds {kibit(have, ',.0f')} (4 SB_SPRAM256KA "
                        "of 256 Kibit)", "use fewer channels or layers")
     est = LayerEstimator(dep, budget["family"])
     front, _, _ = engine_split(dep)
@@ -372,9 +373,9 @@ def engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 12e6,
         best = min((r for r in rows if overuse(r) <= least + 0.05), key=lambda r: (r[0], overuse(r)))
         if closest:
             return best[2]
-        stream = f" and {stream_bits / 1024:,.1f} Kibit of stream map" if stream_bits else ""
+        stream = f" and {kibit(stream_bits)} of stream map" if stream_bits else ""
         raise KwsError(f"estimated {_describe(best[3], budget)} at its engine folding closest to "
-                       f"fitting ({need / 1024:,.1f} Kibit of weights{stream} in SPRAM)")
+                       f"fitting ({kibit(need)} of weights{stream} in SPRAM)")
     if rate:
         fast = [r for r in fitting if r[0] <= clk_hz / rate]
         if fast:
@@ -461,9 +462,9 @@ def bram_engine_for_budget(dep, budget, *, link: bool = True, clk_hz: float = 60
         smaps = sum(bram_tiles(w, d, budget["family"]) for name, w, d, rom in u.memories()
                     if name.startswith("smap"))
         raise KwsError(f"model {dep.name} does not fit the block RAM of {budget['name']}: the engine "
-                       f"layers' weights ({u.weight_bits / 1024:,.1f} Kibit), the integer stream's two "
-                       f"maps ({u.stream_map_bits / 1024:,.1f} Kibit) and its bit maps "
-                       f"({u.map_bits / 1024:,.1f} Kibit) take at least {least[1]:,} EBR (DP16KD of "
+                       f"layers' weights ({kibit(u.weight_bits)}), the integer stream's two "
+                       f"maps ({kibit(u.stream_map_bits)}) and its bit maps "
+                       f"({kibit(u.map_bits)}) take at least {least[1]:,} EBR (DP16KD of "
                        f"18 Kibit; weights {least[1] - maps - smaps}, stream maps {smaps}, bit maps "
                        f"{maps}), {budget['name']} has {have:,}", "use fewer channels or layers, or a "
                        "shorter input")

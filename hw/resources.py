@@ -3,7 +3,7 @@ iCE40 and ECP5, calibrated against real synthesis.
 
 What is counted, per family (the names nextpnr reports):
 - iCE40: ``logic_cells`` = ICESTORM_LC (a LUT4, its flip-flop and carry, as nextpnr packs them),
-  ``block_ram`` = SB_RAM40_4K (EBR, 4 kbit), ``dsp`` = SB_MAC16, ``spram`` = SB_SPRAM256KA (the
+  ``block_ram`` = SB_RAM40_4K (EBR, 4 Kibit), ``dsp`` = SB_MAC16, ``spram`` = SB_SPRAM256KA (the
   layer engine's weight memory, :class:`kwsbnn.hw.engine.WeightMemory`: 16 bits x 16K words each);
 - ECP5: ``logic_cells`` = TRELLIS_COMB (LUT4s, carry halves and LUT-RAM), ``flip_flops`` =
   TRELLIS_FF, ``block_ram`` = DP16KD (18 kbit), ``dsp`` = MULT18X18D.

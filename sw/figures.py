@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kwsbnn.errors import KwsError
 from kwsbnn.paths import MODELS, ROOT, write_atomic
+from kwsbnn.units import kbit
 
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
@@ -22,13 +23,13 @@ ORDER = {"float": 0, "int8": 1, "binary": 2}
 BOARD_NAMES = {"icebreaker": "iCEBreaker", "ulx3s-85f": "ULX3S-85F"}
 
 
-def _weight_kbit(name: str, models: Path):
+def _weight_bits(name: str, models: Path):
     pt = models / f"{name}.pt"
     if not pt.is_file():
         return None
     from .checkpoint import load_model
     from .footprint import footprint
-    return footprint(load_model(pt))["weight_bits"] / 1000
+    return footprint(load_model(pt))["weight_bits"]
 
 
 def _builds(results: Path) -> dict:
@@ -58,9 +59,9 @@ def table(models: Path = MODELS, results: Path = RESULTS) -> str:
     for r in records:
         name = r["name"]
         acc = r.get("test_accuracy_on_subset_testing_list")
-        kbit = _weight_kbit(name, Path(models))
+        bits = _weight_bits(name, Path(models))
         cells = [f"`{name}`", r.get("precision", ""), f"{100 * acc:.1f}%" if acc is not None else "",
-                 f"{kbit:,.1f} kbit" if kbit is not None else ""]
+                 kbit(bits) if bits is not None else ""]
         reps = builds.get(name) or [None]
         for i, b in enumerate(reps):
             lead = cells if i == 0 else ["", "", "", ""]

@@ -10,6 +10,7 @@ the deployable model of any trial that finished.
 from pathlib import Path
 
 from kwsbnn.errors import KwsError
+from kwsbnn.units import kbit
 
 from .search import _safe_url, load_study, open_storage, refined_rows, summary
 from .plots import save_figure
@@ -75,9 +76,6 @@ def shipped_rows(refs=None, progress=None) -> list[dict]:
     return rows
 
 
-def _kbit(bits) -> str:
-    return "-" if bits is None else f"{bits / 1000:,.1f}"
-
 
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
@@ -91,13 +89,14 @@ def format_table(rows: list[dict], shipped: list[dict] | None = None) -> str:
     for r in sorted(rows, key=lambda r: (r["weight_bits"] or 0)):
         opts = (r.get("binary_options") or "").removeprefix("redesign,")
         lines.append(f"{r['number']:5d} {_pct(r['val_accuracy']):>6s} {_pct(r['test_accuracy']):>6s} "
-                     f"{_kbit(r['weight_bits']):>12s} {r['cycles'] or 0:10,d} {r['ebr'] or 0:4d} "
+                     f"{kbit(r['weight_bits'], unit=False):>12s} {r['cycles'] or 0:10,d} {r['ebr'] or 0:4d} "
                      f"{r.get('epochs') or 0:6d}  {opts}")
     for s in shipped or []:
         cyc = f"{s['cycles']:10,d}" if s.get("cycles") else f"{'-':>10s}"
         ebr = f"{s['ebr']:4d}" if s.get("ebr") is not None else f"{'-':>4s}"
         lines.append(f"{'':5s} {_pct(s['val_accuracy']):>6s} {_pct(s['test_accuracy']):>6s} "
-                     f"{_kbit(s['weight_bits']):>12s} {cyc} {ebr} {'':6s}  shipped {s['model']} ({s['kind']})")
+                     f"{kbit(s['weight_bits'], unit=False):>12s} {cyc} {ebr} {'':6s}  "
+                     f"shipped {s['model']} ({s['kind']})")
     return "\n".join(lines)
 
 
@@ -108,7 +107,7 @@ def format_refined(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['number']:5d} {_pct(r['val_accuracy']):>6s} {_pct(r.get('test_accuracy')):>6s} "
-                     f"{_pct(r.get('trial_val_accuracy')):>11s} {_kbit(r.get('weight_bits')):>12s} "
+                     f"{_pct(r.get('trial_val_accuracy')):>11s} {kbit(r.get('weight_bits'), unit=False):>12s} "
                      f"{r.get('cycles') or 0:10,d} {r['epochs']:6d} {r.get('seconds') or 0:8.0f}")
     return "\n".join(lines)
 

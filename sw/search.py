@@ -54,7 +54,7 @@ from kwsbnn.errors import KwsError
 OBJECTIVES = ("val_accuracy", "weight_bits", "cycles")
 DIRECTIONS = ("maximize", "minimize", "minimize")
 BOARD = "icebreaker"
-BOARD_EBRS = 30                     # iCE40UP5K: 30 EBRs of 4 kbit
+BOARD_EBRS = 30                     # iCE40UP5K: 30 EBRs of 4 Kibit
 BOARD_MEMORY_BITS = BOARD_EBRS * 4096
 BOARD_LOGIC_CELLS = 5280
 BOARD_DSPS = 8
@@ -431,7 +431,7 @@ def over_budget(costs: dict, budget: str) -> str | None:
             return (f"needs {costs['ebr']} block RAMs; the iCEBreaker's iCE40UP5K has {BOARD_EBRS} "
                     f"({costs['memory_bits']:,} memory bits)" + (" in the engine style" if style == "engine" else ""))
         if style == "pipeline" and costs["memory_bits"] > BOARD_MEMORY_BITS:
-            return f"{costs['memory_bits']:,} memory bits > {BOARD_MEMORY_BITS:,} (30 EBRs of 4 kbit)"
+            return f"{costs['memory_bits']:,} memory bits > {BOARD_MEMORY_BITS:,} (30 EBRs of 4 Kibit)"
         if costs.get("logic_cells", 0) > BOARD_LOGIC_CELLS:
             return (f"needs about {costs['logic_cells']:,} logic cells; the iCE40UP5K has {BOARD_LOGIC_CELLS:,}"
                     + (" (engine style)" if style == "engine" else ""))

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from kwsbnn.errors import KwsError
+from kwsbnn.units import KBIT, kbit
 
 from .checkpoint import load_model, resolve_model
 from .footprint import footprint
@@ -118,7 +119,7 @@ def tradeoff(refs, data=None, split: str = "test", progress=None, labels: dict |
 
 def budget_label(bits: int) -> str:
     """A weight budget's name in the tables: ``"500 kbit"``, or ``"1 Mbit"`` for the SPRAM's 2**20 bits."""
-    return "1 Mbit" if bits == ICEBREAKER_SPRAM_BITS else f"{bits / 1000:,.0f} kbit"
+    return "1 Mbit" if bits == ICEBREAKER_SPRAM_BITS else kbit(bits, ",.0f")
 
 
 def format_equal_memory(rows: list[dict], points=EQUAL_MEMORY_BITS) -> str:
@@ -132,10 +133,6 @@ def format_equal_memory(rows: list[dict], points=EQUAL_MEMORY_BITS) -> str:
     return "\n".join(lines)
 
 
-def _kbit(bits: int) -> str:
-    return f"{bits / 1000:,.1f}"
-
-
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of the rows."""
     head = f"{'model':18s} {'kind':18s} {'ch':>3s} {'accuracy':>8s} {'weights kbit':>12s} " \
@@ -145,7 +142,8 @@ def format_table(rows: list[dict]) -> str:
         vf = r.get("weight_reduction_vs_float")
         vi = r.get("weight_reduction_vs_int8")
         lines.append(f"{r['model'][:18]:18s} {r['kind']:18s} {r['channels']:3d} {r['accuracy']:8.3f} "
-                     f"{_kbit(r['weight_bits']):>12s} {_kbit(r['activation_peak_bits']):>14s} "
+                     f"{kbit(r['weight_bits'], unit=False):>12s} "
+                     f"{kbit(r['activation_peak_bits'], unit=False):>14s} "
                      f"{(f'{vf:.1f}x' if vf else '-'):>11s} {(f'{vi:.1f}x' if vi else '-'):>11s}")
     return "\n".join(lines)
 
@@ -163,7 +161,7 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
                            (axes[1], "activation_peak_bits", "peak activation memory (kbit, log)")):
         for kind in dict.fromkeys(r["kind"] for r in rows):      # one front (line) per kind
             pts, best = [], -1.0          # the front: models more accurate than every smaller one
-            for x, y in sorted((r[key] / 1000, 100 * r["accuracy"]) for r in rows if r["kind"] == kind):
+            for x, y in sorted((r[key] / KBIT, 100 * r["accuracy"]) for r in rows if r["kind"] == kind):
                 if y > best:
                     pts.append((x, y))
                     best = y
@@ -172,7 +170,7 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
         shipped = {(r[key], r["accuracy"]) for r in rows if not r.get("front")}
         for r in rows:
             star = r["model"] == recommended
-            ax.scatter(r[key] / 1000, 100 * r["accuracy"], s=200 if star else (30 if r.get("front") else 60),
+            ax.scatter(r[key] / KBIT, 100 * r["accuracy"], s=200 if star else (30 if r.get("front") else 60),
                        marker="*" if star else "o", color=colors.get(r["kind"], "gray"),
                        label=r["kind"], zorder=3, edgecolors="black" if star else "none")
             # A fronts run is labelled with its width only (16 of them would hide the plot), below
@@ -180,7 +178,7 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
             if r.get("front") and (r[key], r["accuracy"]) in shipped:
                 continue
             text = f"{r['channels']}" if r.get("front") else r["model"] + (" (recommended)" if star else "")
-            ax.annotate(text, (r[key] / 1000, 100 * r["accuracy"]), textcoords="offset points",
+            ax.annotate(text, (r[key] / KBIT, 100 * r["accuracy"]), textcoords="offset points",
                         xytext=(4, -10) if r.get("front") else (6, 4), fontsize=7 if r.get("front") else 8)
         ax.axhline(100 * CHANCE, color="gray", linestyle=":", linewidth=1)
         ax.text(0.01, 100 * CHANCE + 1, "chance", transform=ax.get_yaxis_transform(), fontsize=8,
@@ -188,8 +186,8 @@ def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].axvline(ICEBREAKER_SPRAM_BITS / 1000, color="black", linestyle="--", linewidth=1)
-    axes[0].text(ICEBREAKER_SPRAM_BITS / 1000, 92, " iCEBreaker\n SPRAM 1 Mbit", fontsize=8)
+    axes[0].axvline(ICEBREAKER_SPRAM_BITS / KBIT, color="black", linestyle="--", linewidth=1)
+    axes[0].text(ICEBREAKER_SPRAM_BITS / KBIT, 92, " iCEBreaker\n SPRAM 1 Mbit", fontsize=8)
     axes[0].set_ylim(0, 100)
     axes[0].set_ylabel("12-class accuracy (%), subset testing list")
     from matplotlib.lines import Line2D

@@ -205,7 +205,7 @@ def test_board_choice_falls_back_to_the_engine_for_the_wide_model(tmp_path, caps
 
 
 def test_weights_beyond_the_spram_fail_before_synthesis(tmp_path):
-    """Three binary layers of 256 channels: 1,728 kbit of weights, more than the 1,024 kbit of the
+    """Three binary layers of 256 channels: 1,728 Kibit of weights, more than the 1,024 Kibit of the
     four SPRAMs: an error that gives both numbers."""
     from kwsbnn.errors import KwsError
     from kwsbnn.hw.folding import engine_for_budget, resolve_budget

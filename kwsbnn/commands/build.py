@@ -1,5 +1,7 @@
 """`kwsbnn build`: a bitstream for a board with the YoWASP toolchain."""
 
+from kwsbnn.units import kibit
+
 HELP = "build a bitstream for a board (icebreaker, ulx3s-85f)"
 DESCRIPTION = """\
 Build the board top (network behind a UART link, LEDs showing the last class) for an FPGA board with
@@ -79,7 +81,7 @@ def run(args) -> int:
         st = report["streaming"]
         print(f"UART {report['baud']} baud ({report['uart_divisor']} clocks per bit, "
               f"{report['baud_error_percent']:+.2f}%); streaming: a decision every {st['stride']} "
-              f"frames, ring buffer {st['ring_bits'] / 1024:g} Kibit ("
+              f"frames, ring buffer {kibit(st['ring_bits'], 'g')} ("
               + ("in SPRAM, 1 staging block RAM" if report.get("style") == "engine"
                  and report.get("memory") != "bram" else
                  f"{st['ring_block_ram']} block RAMs")

@@ -13,7 +13,7 @@ augmentation are study settings, not searched.
 Every candidate is exported untrained and costed first; one the hardware cannot build or that does
 not fit --budget is rejected without training:
   board    the iCEBreaker (iCE40UP5K) with its UART link and streaming ring, in the style it runs
-           the network in: the layer-per-unit pipeline where that fits (30 block RAMs of 4 kbit,
+           the network in: the layer-per-unit pipeline where that fits (30 block RAMs of 4 Kibit,
            5,280 logic cells, 8 DSPs, by the calibrated estimate of hw/resources.py), else the
            layer engine: its weights, the integer stream map (shortcut=int: channels x positions x
            8 bits) and the input ring within the 1 Mbit of SPRAM (16K 64-bit words), and its logic,
