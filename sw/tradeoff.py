@@ -148,52 +148,86 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
-    """Accuracy against weight memory and against peak activation memory (log x), one PNG."""
+COLORS = {"float": "tab:blue", "8-bit": "tab:green", "binary (naive)": "tab:red",
+          "binary (direct)": "tab:orange", "binary (redesign)": "tab:purple",
+          "binary (Bi-Real stream)": "tab:brown"}
+
+
+def _panel(ax, rows: list[dict], key: str, recommended: str, widths: bool) -> None:
+    """One panel: accuracy against ``key`` (bits, log x), a front line per kind, every model's point,
+    model names above their points and, if ``widths``, each fronts run's width below its point."""
+    for kind in dict.fromkeys(r["kind"] for r in rows):      # one front (line) per kind
+        pts, best = [], -1.0          # the front: models more accurate than every smaller one
+        for x, y in sorted((r[key] / KBIT, 100 * r["accuracy"]) for r in rows if r["kind"] == kind):
+            if y > best:
+                pts.append((x, y))
+                best = y
+        if len(pts) > 1:
+            ax.plot(*zip(*pts), color=COLORS.get(kind, "gray"), alpha=0.5, zorder=2)
+    shipped = {(r[key], r["accuracy"]) for r in rows if not r.get("front")}
+    for r in rows:
+        star = r["model"] == recommended
+        ax.scatter(r[key] / KBIT, 100 * r["accuracy"], s=200 if star else (30 if r.get("front") else 60),
+                   marker="*" if star else "o", color=COLORS.get(r["kind"], "gray"),
+                   label=r["kind"], zorder=3, edgecolors="black" if star else "none")
+        # A fronts run is labelled with its width only, below its point where the models' names go
+        # above, and not at all under a shipped model (or in the overview panels: the zoom has them).
+        if r.get("front") and (not widths or (r[key], r["accuracy"]) in shipped):
+            continue
+        text = f"{r['channels']}" if r.get("front") else r["model"] + (" (recommended)" if star else "")
+        ax.annotate(text, (r[key] / KBIT, 100 * r["accuracy"]), textcoords="offset points",
+                    xytext=(4, -10) if r.get("front") else (6, 4), fontsize=7 if r.get("front") else 8)
+    ax.set_xscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def tradeoff_figure(rows: list[dict], recommended: str = "binary"):
+    """The trade-off figure: accuracy against weight memory and against peak activation memory
+    (log x, 0-100%, with chance), and where there are fronts runs (``front`` rows) a third, wide
+    panel below that zooms the weight-memory panel onto the fronts, with their widths."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    colors = {"float": "tab:blue", "8-bit": "tab:green", "binary (naive)": "tab:red",
-              "binary (direct)": "tab:orange", "binary (redesign)": "tab:purple",
-              "binary (Bi-Real stream)": "tab:brown"}
+    fronts = [r for r in rows if r.get("front")]
+    fig = plt.figure(figsize=(11, 9 if fronts else 4.5))
+    grid = fig.add_gridspec(2 if fronts else 1, 2)
+    axes = [fig.add_subplot(grid[0, 0])]
+    axes.append(fig.add_subplot(grid[0, 1], sharey=axes[0]))
     for ax, key, label in ((axes[0], "weight_bits", "weight memory (kbit, log)"),
                            (axes[1], "activation_peak_bits", "peak activation memory (kbit, log)")):
-        for kind in dict.fromkeys(r["kind"] for r in rows):      # one front (line) per kind
-            pts, best = [], -1.0          # the front: models more accurate than every smaller one
-            for x, y in sorted((r[key] / KBIT, 100 * r["accuracy"]) for r in rows if r["kind"] == kind):
-                if y > best:
-                    pts.append((x, y))
-                    best = y
-            if len(pts) > 1:
-                ax.plot(*zip(*pts), color=colors.get(kind, "gray"), alpha=0.5, zorder=2)
-        shipped = {(r[key], r["accuracy"]) for r in rows if not r.get("front")}
-        for r in rows:
-            star = r["model"] == recommended
-            ax.scatter(r[key] / KBIT, 100 * r["accuracy"], s=200 if star else (30 if r.get("front") else 60),
-                       marker="*" if star else "o", color=colors.get(r["kind"], "gray"),
-                       label=r["kind"], zorder=3, edgecolors="black" if star else "none")
-            # A fronts run is labelled with its width only (16 of them would hide the plot), below
-            # its point where the models' names go above, and not at all under a shipped model.
-            if r.get("front") and (r[key], r["accuracy"]) in shipped:
-                continue
-            text = f"{r['channels']}" if r.get("front") else r["model"] + (" (recommended)" if star else "")
-            ax.annotate(text, (r[key] / KBIT, 100 * r["accuracy"]), textcoords="offset points",
-                        xytext=(4, -10) if r.get("front") else (6, 4), fontsize=7 if r.get("front") else 8)
+        _panel(ax, rows, key, recommended, widths=not fronts)
         ax.axhline(100 * CHANCE, color="gray", linestyle=":", linewidth=1)
         ax.text(0.01, 100 * CHANCE + 1, "chance", transform=ax.get_yaxis_transform(), fontsize=8,
                 color="gray")
-        ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].axvline(ICEBREAKER_SPRAM_BITS / KBIT, color="black", linestyle="--", linewidth=1)
-    axes[0].text(ICEBREAKER_SPRAM_BITS / KBIT, 92, " iCEBreaker\n SPRAM 1 Mbit", fontsize=8)
+    axes[1].tick_params(labelleft=False)
     axes[0].set_ylim(0, 100)
     axes[0].set_ylabel("12-class accuracy (%), subset testing list")
+    weight_axes = [axes[0]]
+    if fronts:
+        zoom = fig.add_subplot(grid[1, :])
+        _panel(zoom, rows, "weight_bits", recommended, widths=True)
+        xs = [r["weight_bits"] / KBIT for r in fronts]
+        ys = [100 * r["accuracy"] for r in fronts]
+        zoom.set_xlim(min(xs) / 1.3, max(xs) * 1.3)
+        zoom.set_ylim(min(ys) - 3, min(100, max(ys) + 3))
+        zoom.set_xlabel("weight memory (kbit, log): the fronts, each point labelled with its width "
+                        "(channels)")
+        zoom.set_ylabel("accuracy (%)")
+        weight_axes.append(zoom)
+    for ax, y in zip(weight_axes, (0.45, 0.92)):      # the overview's top is crowded: its middle
+        ax.axvline(ICEBREAKER_SPRAM_BITS / KBIT, color="black", linestyle="--", linewidth=1)
+        ax.text(ICEBREAKER_SPRAM_BITS / KBIT, y, " iCEBreaker\n SPRAM 1 Mbit", fontsize=8,
+                transform=ax.get_xaxis_transform(), va="top")
     from matplotlib.lines import Line2D
     kinds = list(dict.fromkeys(r["kind"] for r in rows))     # one plain marker per kind
-    axes[0].legend([Line2D([], [], marker="o", linestyle="", color=colors.get(k, "gray")) for k in kinds],
+    axes[0].legend([Line2D([], [], marker="o", linestyle="", color=COLORS.get(k, "gray")) for k in kinds],
                    kinds, loc="upper left", fontsize=8)
     fig.suptitle("Keyword spotting: accuracy against memory by precision")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_tradeoff(rows: list[dict], path, recommended: str = "binary") -> Path:
+    """Write :func:`tradeoff_figure` as a PNG at ``path``."""
+    return save_figure(tradeoff_figure(rows, recommended), path)

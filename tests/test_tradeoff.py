@@ -247,3 +247,30 @@ def test_the_last_equal_memory_budget_is_the_sprams_megabit():
     eq = equal_memory(rows)["8-bit"]
     assert eq[EQUAL_MEMORY_BITS[-1]] == 0.875 and eq[500_000] == 0.85 and eq[100_000] is None
     assert [budget_label(b) for b in EQUAL_MEMORY_BITS] == ["100 kbit", "200 kbit", "500 kbit", "1 Mbit"]
+
+
+def _row(model, kind, bits, acc, front=False, ch=16):
+    return {"model": model, "kind": kind, "weight_bits": bits, "activation_peak_bits": bits // 2,
+            "accuracy": acc, "channels": ch, **({"front": "x"} if front else {})}
+
+
+def test_the_plot_zooms_onto_the_fronts_and_labels_widths_only_there():
+    """With fronts runs the figure gets a third panel whose axes hold exactly the fronts (their
+    widths labelled there, not in the crowded overview); without them it stays two panels."""
+    from kwsbnn.sw.tradeoff import tradeoff_figure
+    rows = [_row("binary-direct", "binary (direct)", 117_000, 0.32),
+            _row("int8-w16", "8-bit", 117_000, 0.78, front=True, ch=16),
+            _row("int8-w32", "8-bit", 455_000, 0.85, front=True, ch=32),
+            _row("redesign-w64", "binary (Bi-Real stream)", 118_000, 0.806, front=True, ch=64)]
+    fig = tradeoff_figure(rows)
+    overview, _, zoom = fig.axes
+    lo, hi = zoom.get_ylim()
+    assert lo <= 78 and hi >= 85 and lo > 32          # the fronts, not the direct model at 32%
+    xlo, xhi = zoom.get_xlim()
+    assert xlo <= 117 and xhi >= 455
+    labels = lambda ax: {t.get_text() for t in ax.texts}
+    assert {"16", "32", "64"} <= labels(zoom)
+    assert not {"16", "32", "64"} & labels(overview) and "binary-direct" in labels(overview)
+    assert len(tradeoff_figure([rows[0]]).axes) == 2
+    import matplotlib.pyplot as plt
+    plt.close("all")
