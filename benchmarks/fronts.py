@@ -13,13 +13,14 @@ Families (:data:`FAMILIES`) and their recipes:
   recipe of ``kwsbnn train`` (SGD 0.1 with a cosine schedule, label smoothing 0.1, dropout 0.2,
   SpecAugment 2,12,2,5), ``--epochs-float`` epochs.
 - ``direct``: the float network binarized the textbook way (``--binary-options direct``, shipped as
-  ``binary-direct``) at widths 16, 32, 64, 96, with the float recipe and the same epochs (the
+  ``binary-direct``) at widths 16, 32, 64, 96, 128, with the float recipe and the same epochs (the
   paper's "direct binarization" figure).
 - ``redesign``: the shipped ``binary``'s recipe (``stages=Wx1-Wx2``, integer residual stream, ±1
   first layer, ``last=int8``, Adam 6.28e-3 cosine, distilled from ``--teacher`` with weight 0.7, no
   dropout or label smoothing, SpecAugment 1,8,1,4, no speed perturbation: it bought nothing, see
-  docs/studies/binary-accuracy.md) at widths 16, 32, 64, 96, ``--epochs-binary`` epochs (the shipped
-  model: 120 on subset + extra + the ``kwsbnn synth`` corpus).
+  docs/studies/binary-accuracy.md) at widths 16, 32, 64, 96, 128, ``--epochs-binary`` epochs (the
+  shipped model: 120 on subset + extra + the ``kwsbnn synth`` corpus). At 128 channels the weights
+  (456 kbit) and the integer stream's map (333 kbit) still fit the 1 Mbit budget.
 
 Every family trains on all ``--data`` folders (the union of their training splits) with seed
 ``--seeds``. A run is ``<family>-w<width>-s<seed>`` and goes to ``FRONTS/<run>/`` (a ``kwsbnn train``
@@ -55,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from binary_study import WIDE, bootstrap  # noqa: E402  (the shipped `binary`'s recipe at 64 channels)
 
 FLOAT_WIDTHS = (16, 24, 32, 48)
-BINARY_WIDTHS = (16, 32, 64, 96)
+BINARY_WIDTHS = (16, 32, 64, 96, 128)
 # The redesign: `binary`'s options at width W (stages=Wx1-Wx2: the first layer and three binary layers).
 REDESIGN = WIDE.replace("stages=64x1-64x2", "stages={w}x1-{w}x2") + ",shortcut=int"
 REDESIGN_TRAIN = dict(dropout=0.0, label_smoothing=0.0,
