@@ -150,7 +150,7 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     out = tmp_path / "fronts"
     # the study's own runs: four widths per family, int8 from ~100 kbit to ~1 Mbit
     runs = fronts.all_runs()
-    assert len(runs) == 16 and {f for f, _ in runs} == {"float", "int8", "direct", "redesign"}
+    assert len(runs) == 18 and {f for f, _ in runs} == {"float", "int8", "direct", "redesign"}
     assert fronts.select("int8-w16,redesign", runs) == [("int8", 16)] + [("redesign", w) for w in (16, 32, 64, 96, 128)]
     with pytest.raises(SystemExit, match="not a family"):
         fronts.select("int8-w17", runs)
