@@ -148,7 +148,7 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     fronts = _fronts_module()
     data = make_speech_commands(tmp_path / "sc").root
     out = tmp_path / "fronts"
-    # the study's own runs: four widths per family, int8 from ~100 kbit to ~1 Mbit
+    # the study's own runs: four widths for float and int8, five for binary, int8 from ~100 kbit to ~1 Mbit
     runs = fronts.all_runs()
     assert len(runs) == 18 and {f for f, _ in runs} == {"float", "int8", "direct", "redesign"}
     assert fronts.select("int8-w16,redesign", runs) == [("int8", 16)] + [("redesign", w) for w in (16, 32, 64, 96, 128)]
