@@ -1,5 +1,5 @@
 """Benchmark: the fronts at equal memory (issue 15, "the study"): float, int8, direct binary and the
-redesigned binary network, each at four widths, same data and seeds, scored on the testing list.
+redesigned binary network, each at four or five widths, same data and seeds, scored on the testing list.
 
     .venv/bin/python benchmarks/fronts.py --data SUBSET[,EXTRA,...] --out FRONTS [--runs a,b] [--seeds 0]
         [--epochs-float 40] [--epochs-binary 50] [--threads 1] [--report]

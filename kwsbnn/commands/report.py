@@ -10,7 +10,7 @@ kwsbnn report tradeoff [--models M,M,...|none] [--fronts DIR] [--data DIR] [--ou
   the split (torch engine); without, the test accuracy recorded for each model: a shipped model's
   record (models/NAME.json, as in the README's table), else the one in the model file.
   --fronts DIR adds every finished run of benchmarks/fronts.py's folder DIR (float, int8, direct and
-  redesigned binary at four widths each) to the models (`--models none`: the fronts alone); the plot
+  redesigned binary at four or five widths each) to the models (`--models none`: the fronts alone); the plot
   then gets a third panel that zooms onto the fronts, each point labelled with its width.
   Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: build/reports/, ignored by git).
 kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--json]
