@@ -20,8 +20,8 @@ not fit --budget is rejected without training:
            block RAMs and DSPs within the chip's. Cycles are those of that style.
   bits:N   at most N weight bits
   none     only what the generator can build
-(The integer stream is costed as the same network without shortcuts plus its map until the
-generator builds it.)
+An integer-stream candidate (shortcut=int) is costed as the generator builds it: the engine style
+with its stream map.
 
 Successive halving over epochs (--rungs, --eta): every trial runs one schedule of --epochs epochs
 (a cosine schedule over all of them) and is judged at --epochs / eta^k epochs; at each rung only the
