@@ -10,7 +10,7 @@ the deployable model of any trial that finished.
 from pathlib import Path
 
 from kwsbnn.errors import KwsError
-from kwsbnn.units import kbit
+from kwsbnn.units import KBIT, kbit
 
 from .search import _safe_url, load_study, open_storage, refined_rows, summary
 from .plots import save_figure
@@ -169,7 +169,7 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
     done = [r for r in rows if r.get(accuracy) is not None]
     for ax, key, label in ((axes[0], "weight_bits", "weight memory (kbit, log)"),
                            (axes[1], "cycles", "cycles per inference (default folding, log)")):
-        pts = [(r[key] / (1000 if key == "weight_bits" else 1), 100 * r[accuracy], r) for r in done
+        pts = [(r[key] / (KBIT if key == "weight_bits" else 1), 100 * r[accuracy], r) for r in done
                if r.get(key)]
         ax.scatter([p[0] for p in pts if not p[2]["pareto"]], [p[1] for p in pts if not p[2]["pareto"]],
                    s=18, color="0.65", label="trial", zorder=2)
@@ -192,7 +192,7 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
             trial_acc = r.get("trial_val_accuracy") if accuracy == "val_accuracy" else None
             if acc is None or not r.get(key):
                 continue
-            x = r[key] / (1000 if key == "weight_bits" else 1)
+            x = r[key] / (KBIT if key == "weight_bits" else 1)
             ax.scatter(x, 100 * acc, s=45, marker="D", color="tab:cyan", edgecolor="black",
                        label="refined (trained longer)", zorder=5)
             if trial_acc is not None:
@@ -203,7 +203,7 @@ def plot_pareto(rows: list[dict], shipped: list[dict], path, accuracy: str = "va
             acc = s.get(accuracy)
             if acc is None or not s.get(key):
                 continue
-            x = s[key] / (1000 if key == "weight_bits" else 1)
+            x = s[key] / (KBIT if key == "weight_bits" else 1)
             ax.scatter(x, 100 * acc, s=70, marker="*", color=colors.get(s["kind"], "black"),
                        label=f"shipped: {s['kind']}", zorder=5)
             labels.append((x, 100 * acc, s["model"], 8))
