@@ -139,6 +139,11 @@ def _bn_batches(train_b: Batches, quantizer, device, epoch: int, n: int):
         yield quantizer.quantize(x).to(device)
 
 
+def epoch_seconds(history: list[dict]) -> float | None:
+    """Median wall time of an epoch in `history`: an epoch that spanned a pause does not inflate it."""
+    return float(np.median([h["seconds"] for h in history])) if history else None
+
+
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
           progress: bool = True, on_epoch=None) -> dict:
     """Run (or resume) training; returns the metrics dict. ``stop_after`` ends the run after that
@@ -294,7 +299,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                "best_val_accuracy": best,
                "final_train_accuracy": history[-1]["train_accuracy"] if history else None,
                "final_val_accuracy": history[-1]["val_accuracy"] if history else None,
-               "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+               "seconds_per_epoch": epoch_seconds(history),
                "total_seconds": float(sum(h["seconds"] for h in history)),
                "run_seconds": time.time() - t_run, "device": str(device),
                "steps_per_epoch": len(train_b), "optimizer_steps": len(history) * len(train_b),

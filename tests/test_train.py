@@ -9,7 +9,7 @@ from fixtures import make_speech_commands
 from kwsbnn.cli import main
 from kwsbnn.errors import KwsError
 from kwsbnn.sw.checkpoint import load_model, model_payload
-from kwsbnn.sw.train import TrainConfig, train
+from kwsbnn.sw.train import TrainConfig, epoch_seconds, train
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,17 @@ def _cfg(data, out, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+def test_an_epoch_that_spans_a_pause_does_not_inflate_the_epoch_time():
+    history = [{"seconds": s} for s in (60.0, 62.0, 3600.0, 61.0, 59.0)]  # one epoch paused for an hour
+    assert epoch_seconds(history) == 61.0
+    assert epoch_seconds([]) is None
+
+
 def test_interrupted_run_resumes_to_the_same_result(data, tmp_path):
     full = train(_cfg(data, tmp_path / "full"), progress=False)
     assert full["complete"] and (tmp_path / "full" / "model.pt").exists()
     assert set(full) >= {"best_val_accuracy", "test_accuracy", "seconds_per_epoch", "total_seconds"}
+    assert full["seconds_per_epoch"] == epoch_seconds(full["history"]) > 0
 
     part = train(_cfg(data, tmp_path / "part"), stop_after=1, progress=False)
     assert not part["complete"] and (tmp_path / "part" / "state.pt").exists()
