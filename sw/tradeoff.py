@@ -153,9 +153,10 @@ COLORS = {"float": "tab:blue", "8-bit": "tab:green", "binary (naive)": "tab:red"
           "binary (Bi-Real stream)": "tab:brown"}
 
 
-def _panel(ax, rows: list[dict], key: str, recommended: str, widths: bool) -> None:
+def _panel(ax, rows: list[dict], key: str, recommended: str, widths: bool, zoom: bool = False) -> None:
     """One panel: accuracy against ``key`` (bits, log x), a front line per kind, every model's point,
-    model names above their points and, if ``widths``, each fronts run's width below its point."""
+    model names beside their points and, if ``widths``, each fronts run's width beside its point.
+    ``zoom``: the panel zoomed onto the fronts (the recommended model's name goes up-left there)."""
     for kind in dict.fromkeys(r["kind"] for r in rows):      # one front (line) per kind
         pts, best = [], -1.0          # the front: models more accurate than every smaller one
         for x, y in sorted((r[key] / KBIT, 100 * r["accuracy"]) for r in rows if r["kind"] == kind):
@@ -175,8 +176,17 @@ def _panel(ax, rows: list[dict], key: str, recommended: str, widths: bool) -> No
         if r.get("front") and (not widths or (r[key], r["accuracy"]) in shipped):
             continue
         text = f"{r['channels']}" if r.get("front") else r["model"] + (" (recommended)" if star else "")
-        ax.annotate(text, (r[key] / KBIT, 100 * r["accuracy"]), textcoords="offset points",
-                    xytext=(4, -10) if r.get("front") else (6, 4), fontsize=7 if r.get("front") else 8)
+        # Binary fronts' widths go right of their points, the others' below. The recommended model's
+        # name goes below-right in the overview (the legend and the int8 front are up-left), up-left
+        # in the zoom (the fronts pass through its memory on the right).
+        if r.get("front"):
+            xy, ha = ((5, 2) if r["kind"].startswith("binary") else (4, -10)), "left"
+        elif star:
+            xy, ha = ((-8, 5), "right") if zoom else ((6, -13), "left")
+        else:
+            xy, ha = (6, 4), "left"
+        ax.annotate(text, (r[key] / KBIT, 100 * r["accuracy"]), textcoords="offset points", xytext=xy,
+                    ha=ha, fontsize=7 if r.get("front") else 8)
     ax.set_xscale("log")
     ax.grid(True, which="both", alpha=0.3)
 
@@ -206,7 +216,7 @@ def tradeoff_figure(rows: list[dict], recommended: str = "binary"):
     weight_axes = [axes[0]]
     if fronts:
         zoom = fig.add_subplot(grid[1, :])
-        _panel(zoom, rows, "weight_bits", recommended, widths=True)
+        _panel(zoom, rows, "weight_bits", recommended, widths=True, zoom=True)
         xs = [r["weight_bits"] / KBIT for r in fronts]
         ys = [100 * r["accuracy"] for r in fronts]
         zoom.set_xlim(min(xs) / 1.3, max(xs) * 1.3)
