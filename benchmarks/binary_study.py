@@ -58,6 +58,9 @@ ROWS = {
     "int-rprelu": ("shortcut=int,rprelu=true", {}, (0,)),         # ReActNet's RPReLU (scored in float)
     "int-synth-ft": ("shortcut=int", {"init": "@int-synth"}, (0,)),   # synth as pretraining: then real only
     "int-ens": ("shortcut=int", {"teacher": "float,int8"}, (0,)),   # an ensemble teacher
+    "int-nodil": ("shortcut=int,dilation=off", {}, (0,)),         # receptive field: no dilation
+    "int-deep": ("shortcut=int,stages=64x2-64x3", {}, (0,)),       # depth: five binary layers, not three
+    "int-pool2": ("shortcut=int,pool=2x3/2x1", {}, (0,)),          # pool time in two steps (finer early)
     # ReActNet's two steps: sign activations on latent weights (not deployable, not scored), then
     # the binary network from its weights; "-fd" distils from step one block by block and by logits
     # (Real-to-Binary: a teacher of the same architecture). "@row" is that row's model, same seed.
