@@ -3,6 +3,7 @@ fixture data."""
 
 import json
 
+import numpy as np
 import pytest
 
 from kwsbnn.cli import main
@@ -181,6 +182,9 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     assert r["kind"] == "8-bit" and r["width"] == 4 and 0 <= r["ci95"][0] <= r["test_accuracy"] <= r["ci95"][1]
     assert json.loads((out / "fronts.json").read_text())["rows"] == res["rows"]
     assert "| int8-w4 |" in (out / "fronts.md").read_text()
+    assert {p["against"] for p in res["paired"]} == {"int8-w4"}
+    assert sorted(p["run"] for p in res["paired"] if p["versus"] == "1 Mbit") == [
+        "direct-w4", "direct-w8", "float-w4", "redesign-w4", "redesign-w8"]
     capsys.readouterr()
 
     rep = tmp_path / "rep"
@@ -192,6 +196,33 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     assert (rep / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", "tradeoff", "--fronts", str(tmp_path / "nope"), "--out", str(rep)]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_fronts_pairs_each_run_with_int8_at_the_same_memory_and_inside_1_mbit():
+    """The targets' comparisons: int8's best at or below the run's weight bits, and int8's best inside
+    the SPRAM's 1 Mbit for a run that fits it; seed-mean difference, its interval, McNemar per seed."""
+    fronts = _fronts_module()
+    rows = [dict(run="int8-w16", family="int8", weight_bits=117_280, accuracy=0.6),
+            dict(run="int8-w24", family="int8", weight_bits=258_700, accuracy=0.7),
+            dict(run="int8-w64", family="int8", weight_bits=1_800_000, accuracy=0.9),
+            dict(run="redesign-w96", family="redesign", weight_bits=259_300, accuracy=0.75),
+            dict(run="float-w48", family="float", weight_bits=4_000_000, accuracy=0.8)]
+    n = 200
+    ones = np.ones(n, bool)
+    correct = {"int8-w16": [np.arange(n) < 120], "int8-w24": [np.arange(n) < 140],
+               "int8-w64": [np.arange(n) < 180],
+               "redesign-w96": [np.arange(n) < 160, np.arange(n) < 140],     # two seeds: 80% and 70%
+               "float-w48": [ones]}
+    got = {(p["run"], p["versus"]): p for p in fronts.paired(rows, correct)}
+    assert set(got) == {("redesign-w96", "same memory"), ("redesign-w96", "1 Mbit"),
+                        ("float-w48", "same memory")}        # float-w48 is over the budget
+    same = got["redesign-w96", "same memory"]
+    assert same["against"] == "int8-w24"                     # not int8-w16, and not the wider one
+    assert same["difference"] == pytest.approx(0.05) and same["ci95"][0] <= 0.05 <= same["ci95"][1]
+    assert same["p_per_seed"][1] == 1.0 and same["p_per_seed"][0] < 0.001   # equal, then 20 clips all one way
+    assert got["redesign-w96", "1 Mbit"]["against"] == "int8-w24"   # int8-w64 is over 1 Mbit
+    assert got["float-w48", "same memory"]["against"] == "int8-w64"
+    assert got["float-w48", "same memory"]["difference"] == pytest.approx(0.1)
 
 
 def test_fronts_adopts_a_shipped_model_only_with_the_runs_recipe(tmp_path, monkeypatch, capsys):
