@@ -117,6 +117,27 @@ def tradeoff(refs, data=None, split: str = "test", progress=None, labels: dict |
     return rows
 
 
+def merge_seeds(rows: list[dict]) -> list[dict]:
+    """One row per fronts run over its seeds: the rows of ``<run>-s<seed>`` (same network, same
+    clips) become one row named ``<run>`` whose accuracy is the seeds' mean and ``seeds`` their
+    list, in the place of the first; other rows pass unchanged."""
+    import re
+    out, merged = [], {}
+    for r in rows:
+        m = re.fullmatch(r"(.+)-s(\d+)", r["model"]) if r.get("front") else None
+        if m is None:
+            out.append(r)
+        elif m[1] in merged:
+            row = merged[m[1]]
+            row["seeds"].append(int(m[2]))
+            row["seed_accuracies"].append(r["accuracy"])
+            row["accuracy"] = sum(row["seed_accuracies"]) / len(row["seed_accuracies"])
+        else:
+            merged[m[1]] = dict(r, model=m[1], seeds=[int(m[2])], seed_accuracies=[r["accuracy"]])
+            out.append(merged[m[1]])
+    return out
+
+
 def budget_label(bits: int) -> str:
     """A weight budget's name in the tables: ``"500 kbit"``, or ``"1 Mbit"`` for the SPRAM's 2**20 bits."""
     return "1 Mbit" if bits == ICEBREAKER_SPRAM_BITS else kbit(bits, ",.0f")

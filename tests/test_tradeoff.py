@@ -191,11 +191,26 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     assert main(["report", "tradeoff", "--models", "none", "--fronts", str(out), "--out", str(rep),
                  "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert sorted(r["model"] for r in got["rows"]) == names and all(r["front"] for r in got["rows"])
+    assert sorted(r["model"] + "-s0" for r in got["rows"]) == names and all(r["front"] for r in got["rows"])
     assert set(got["equal_memory"]) == {"float", "8-bit", "binary (direct)", "binary (Bi-Real stream)"}
     assert (rep / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", "tradeoff", "--fronts", str(tmp_path / "nope"), "--out", str(rep)]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_a_fronts_runs_seeds_make_one_point_with_their_mean_accuracy():
+    from kwsbnn.sw.tradeoff import merge_seeds
+    rows = [dict(model="binary", front=False, accuracy=0.8),
+            dict(model="redesign-w96-s0", front=True, accuracy=0.825),
+            dict(model="int8-w24-s0", front=True, accuracy=0.823),
+            dict(model="redesign-w96-s1", front=True, accuracy=0.82),
+            dict(model="redesign-w96-s2", front=True, accuracy=0.837),
+            dict(model="shipped-s1", front=False, accuracy=0.5)]       # not a fronts run: kept as is
+    got = merge_seeds(rows)
+    assert [r["model"] for r in got] == ["binary", "redesign-w96", "int8-w24", "shipped-s1"]
+    assert got[1]["seeds"] == [0, 1, 2] and got[1]["accuracy"] == pytest.approx(0.8273, abs=1e-4)
+    assert got[2]["seeds"] == [0] and got[2]["accuracy"] == 0.823
+    assert rows[1]["accuracy"] == 0.825                                 # the input rows are not changed
 
 
 def test_fronts_pairs_each_run_with_int8_at_the_same_memory_and_inside_1_mbit():

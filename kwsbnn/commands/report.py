@@ -10,8 +10,9 @@ kwsbnn report tradeoff [--models M,M,...|none] [--fronts DIR] [--data DIR] [--ou
   the split (torch engine); without, the test accuracy recorded for each model: a shipped model's
   record (models/NAME.json, as in the README's table), else the one in the model file.
   --fronts DIR adds every finished run of benchmarks/fronts.py's folder DIR (float, int8, direct and
-  redesigned binary at four or five widths each) to the models (`--models none`: the fronts alone); the plot
-  then gets a third panel that zooms onto the fronts, each point labelled with its width.
+  redesigned binary at four or five widths each) to the models (`--models none`: the fronts alone); a run's
+  seeds (RUN-s0, RUN-s1, ...) make one point, their mean accuracy. The plot then gets a third panel that
+  zooms onto the fronts, each point labelled with its width.
   Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: build/reports/, ignored by git).
 kwsbnn report pareto (--dir DIR | --storage URL) [--study NAME] [--out DIR] [--json]
   The Pareto front of an architecture search (`kwsbnn search`): validation accuracy (max), weight
@@ -76,7 +77,7 @@ def run(args) -> int:
     if args.what == "figures":
         return _figures(args)
     from kwsbnn.sw.tradeoff import (DEFAULT_MODELS, equal_memory, format_equal_memory, format_table,
-                                    front_runs, plot_tradeoff, tradeoff)
+                                    front_runs, merge_seeds, plot_tradeoff, tradeoff)
 
     refs = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(DEFAULT_MODELS)
     if refs == ["none"]:
@@ -92,8 +93,8 @@ def run(args) -> int:
     if args.data is not None:
         from kwsbnn.sw.skipped import scan
         skipped = scan(args.data, args.strict, "kwsbnn report")
-    rows = tradeoff(refs, data=args.data, split=args.split,
-                    progress=lambda m: print(m, file=sys.stderr, flush=True), labels=labels)
+    rows = merge_seeds(tradeoff(refs, data=args.data, split=args.split,
+                                progress=lambda m: print(m, file=sys.stderr, flush=True), labels=labels))
     out = Path(args.out or DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     result = {"rows": rows, "equal_memory": {k: {str(b): a for b, a in v.items()}
