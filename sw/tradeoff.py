@@ -119,8 +119,8 @@ def tradeoff(refs, data=None, split: str = "test", progress=None, labels: dict |
 
 def merge_seeds(rows: list[dict]) -> list[dict]:
     """One row per fronts run over its seeds: the rows of ``<run>-s<seed>`` (same network, same
-    clips) become one row named ``<run>`` whose accuracy is the seeds' mean and ``seeds`` their
-    list, in the place of the first; other rows pass unchanged."""
+    clips) become one row named ``<run>`` whose accuracy (and accuracy deltas) are the seeds' mean
+    and ``seeds`` their list, in the place of the first; other rows pass unchanged."""
     import re
     out, merged = [], {}
     for r in rows:
@@ -131,7 +131,10 @@ def merge_seeds(rows: list[dict]) -> list[dict]:
             row = merged[m[1]]
             row["seeds"].append(int(m[2]))
             row["seed_accuracies"].append(r["accuracy"])
-            row["accuracy"] = sum(row["seed_accuracies"]) / len(row["seed_accuracies"])
+            n = len(row["seeds"])
+            row["accuracy"] = sum(row["seed_accuracies"]) / n
+            for k in (k for k in r if k.startswith("accuracy_delta_vs_")):   # the mean's, too
+                row[k] += (r[k] - row[k]) / n
         else:
             merged[m[1]] = dict(r, model=m[1], seeds=[int(m[2])], seed_accuracies=[r["accuracy"]])
             out.append(merged[m[1]])

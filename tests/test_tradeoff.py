@@ -201,14 +201,15 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
 def test_a_fronts_runs_seeds_make_one_point_with_their_mean_accuracy():
     from kwsbnn.sw.tradeoff import merge_seeds
     rows = [dict(model="binary", front=False, accuracy=0.8),
-            dict(model="redesign-w96-s0", front=True, accuracy=0.825),
+            dict(model="redesign-w96-s0", front=True, accuracy=0.825, accuracy_delta_vs_int8=0.825 - 0.847),
             dict(model="int8-w24-s0", front=True, accuracy=0.823),
-            dict(model="redesign-w96-s1", front=True, accuracy=0.82),
-            dict(model="redesign-w96-s2", front=True, accuracy=0.837),
+            dict(model="redesign-w96-s1", front=True, accuracy=0.82, accuracy_delta_vs_int8=0.82 - 0.847),
+            dict(model="redesign-w96-s2", front=True, accuracy=0.837, accuracy_delta_vs_int8=0.837 - 0.847),
             dict(model="shipped-s1", front=False, accuracy=0.5)]       # not a fronts run: kept as is
     got = merge_seeds(rows)
     assert [r["model"] for r in got] == ["binary", "redesign-w96", "int8-w24", "shipped-s1"]
     assert got[1]["seeds"] == [0, 1, 2] and got[1]["accuracy"] == pytest.approx(0.8273, abs=1e-4)
+    assert got[1]["accuracy_delta_vs_int8"] == pytest.approx(got[1]["accuracy"] - 0.847)
     assert got[2]["seeds"] == [0] and got[2]["accuracy"] == 0.823
     assert rows[1]["accuracy"] == 0.825                                 # the input rows are not changed
 
