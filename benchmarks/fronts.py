@@ -308,11 +308,8 @@ def paired(rows: list[dict], correct: dict, reference: str = "int8") -> list[dic
             if ref is None:
                 continue
             diff = np.mean(correct[run["run"]], axis=0) - np.mean(correct[ref["run"]], axis=0)
-            rng = np.random.default_rng(0)
-            means = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(axis=1)
             out.append({"run": run["run"], "versus": versus, "against": ref["run"],
-                        "difference": float(diff.mean()),
-                        "ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
+                        "difference": float(diff.mean()), "ci95": list(bootstrap(diff)),
                         "p_per_seed": [mcnemar(c, correct[ref["run"]][0]) for c in correct[run["run"]]]})
     return out
 

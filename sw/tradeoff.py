@@ -121,23 +121,21 @@ def merge_seeds(rows: list[dict]) -> list[dict]:
     """One row per fronts run over its seeds: the rows of ``<run>-s<seed>`` (same network, same
     clips) become one row named ``<run>`` whose accuracy (and accuracy deltas) are the seeds' mean
     and ``seeds`` their list, in the place of the first; other rows pass unchanged."""
-    import re
-    out, merged = [], {}
+    groups = {}                                   # run (or a row's own id) -> [(seed, row)]
     for r in rows:
-        m = re.fullmatch(r"(.+)-s(\d+)", r["model"]) if r.get("front") else None
-        if m is None:
-            out.append(r)
-        elif m[1] in merged:
-            row = merged[m[1]]
-            row["seeds"].append(int(m[2]))
-            row["seed_accuracies"].append(r["accuracy"])
-            n = len(row["seeds"])
-            row["accuracy"] = sum(row["seed_accuracies"]) / n
-            for k in (k for k in r if k.startswith("accuracy_delta_vs_")):   # the mean's, too
-                row[k] += (r[k] - row[k]) / n
-        else:
-            merged[m[1]] = dict(r, model=m[1], seeds=[int(m[2])], seed_accuracies=[r["accuracy"]])
-            out.append(merged[m[1]])
+        base, _, seed = r["model"].rpartition("-s")
+        key = base if r.get("front") and base and seed.isdigit() else id(r)
+        groups.setdefault(key, []).append((seed, r))
+    out = []
+    for key, members in groups.items():
+        if isinstance(key, int):                  # not a fronts run: unchanged
+            out.append(members[0][1])
+            continue
+        seeds = [r for _, r in members]
+        mean = {k: sum(r[k] for r in seeds) / len(seeds)
+                for k in seeds[0] if k == "accuracy" or k.startswith("accuracy_delta_vs_")}
+        out.append(dict(seeds[0], model=key, seeds=[int(s) for s, _ in members],
+                        seed_accuracies=[r["accuracy"] for r in seeds], **mean))
     return out
 
 
