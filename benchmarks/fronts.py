@@ -293,11 +293,11 @@ def paired(rows: list[dict], correct: dict, reference: str = "int8") -> list[dic
     accuracies, 95% bootstrap interval of the difference over clips (2,000 resamples of the
     seed-averaged per-clip correctness), exact McNemar p of each of the run's seeds against the
     reference's first seed. ``correct``: run -> list of per-seed correctness vectors."""
-    from kwsbnn.sw.tradeoff import ICEBREAKER_SPRAM_BITS
+    from kwsbnn.sw.tradeoff import ICEBREAKER_SPRAM_BITS, best_within
+    refs = [r for r in rows if r["family"] == reference]
 
     def best(bits):
-        fits = [r for r in rows if r["family"] == reference and r["weight_bits"] <= bits]
-        return max(fits, key=lambda r: r["accuracy"], default=None)
+        return best_within(refs, bits)
 
     out = []
     for run in (r for r in rows if r["family"] != reference):

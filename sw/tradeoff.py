@@ -37,15 +37,21 @@ def _kind(model) -> str:
     return {"float": "float", "int8": "8-bit"}[cfg.precision]
 
 
+def best_within(rows: list[dict], bits: int) -> dict | None:
+    """The most accurate of ``rows`` whose weights fit ``bits`` (at or below), or None: the point of
+    a front at that memory (a front is a step function of weight bits)."""
+    return max((r for r in rows if r["weight_bits"] <= bits), key=lambda r: r["accuracy"], default=None)
+
+
 def equal_memory(rows: list[dict], points=EQUAL_MEMORY_BITS) -> dict:
     """Accuracy of each kind's front at equal weight memory: ``{kind: {bits: accuracy or None}}``.
 
-    A kind's front is its most accurate model at or below each memory (a step function of weight
-    bits); ``None`` where the kind has no model that small."""
+    A kind's front is its most accurate model at or below each memory (:func:`best_within`);
+    ``None`` where the kind has no model that small."""
     out = {}
     for kind in dict.fromkeys(r["kind"] for r in rows):
-        pts = sorted((r["weight_bits"], r["accuracy"]) for r in rows if r["kind"] == kind)
-        out[kind] = {b: max((a for w, a in pts if w <= b), default=None) for b in points}
+        mine = [r for r in rows if r["kind"] == kind]
+        out[kind] = {b: (best["accuracy"] if (best := best_within(mine, b)) else None) for b in points}
     return out
 
 
