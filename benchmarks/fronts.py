@@ -21,6 +21,10 @@ Families (:data:`FAMILIES`) and their recipes:
   docs/studies/binary-accuracy.md) at widths 16, 32, 64, 96, 128, ``--epochs-binary`` epochs (the
   shipped model: 120 on subset + extra + the ``kwsbnn synth`` corpus). At 128 channels the weights
   (456 kbit) and the integer stream's map (333 kbit) still fit the 1 Mbit budget.
+- ``deep``: the redesign with five binary layers instead of three (``stages=Wx2-Wx3``; the
+  screening's largest lever, docs/studies/binary-accuracy.md) at widths 32, 64, 96
+  (``--widths-deep``), the redesign's recipe and epochs. At 96 channels weights (425 kbit) and map
+  (250 kbit) fit the 1 Mbit budget; at 128 they would not (755 + 333 kbit).
 
 Every family trains on all ``--data`` folders (the union of their training splits) with seed
 ``--seeds``. A run is ``<family>-w<width>-s<seed>`` and goes to ``FRONTS/<run>/`` (a ``kwsbnn train``
@@ -62,6 +66,9 @@ FLOAT_WIDTHS = (16, 24, 32, 48)
 BINARY_WIDTHS = (16, 32, 64, 96, 128)
 # The redesign: `binary`'s options at width W (stages=Wx1-Wx2: the first layer and three binary layers).
 REDESIGN = WIDE.replace("stages=64x1-64x2", "stages={w}x1-{w}x2") + ",shortcut=int"
+# The deep redesign: two more binary layers (stages=Wx2-Wx3: the first layer and five binary layers).
+DEEP = REDESIGN.replace("stages={w}x1-{w}x2", "stages={w}x2-{w}x3")
+DEEP_WIDTHS = (32, 64, 96)
 REDESIGN_TRAIN = dict(dropout=0.0, label_smoothing=0.0,
                       spec_aug=dict(time_masks=1, time_width=8, freq_masks=1, freq_width=4))
 
@@ -71,15 +78,17 @@ FAMILIES = {
     "int8": ("int8", None, "float", FLOAT_WIDTHS, {}),
     "direct": ("binary", "direct", "float", BINARY_WIDTHS, {}),
     "redesign": ("binary", REDESIGN, "binary", BINARY_WIDTHS, REDESIGN_TRAIN),
+    "deep": ("binary", DEEP, "binary", DEEP_WIDTHS, REDESIGN_TRAIN),
 }
 
 
-def all_runs(widths_float=FLOAT_WIDTHS, widths_binary=BINARY_WIDTHS) -> list[tuple[str, int]]:
+def all_runs(widths_float=FLOAT_WIDTHS, widths_binary=BINARY_WIDTHS,
+             widths_deep=DEEP_WIDTHS) -> list[tuple[str, int]]:
     """Every ``(family, width)`` of the study, families in :data:`FAMILIES` order."""
     out = []
+    chosen = {FLOAT_WIDTHS: widths_float, BINARY_WIDTHS: widths_binary, DEEP_WIDTHS: widths_deep}
     for fam, (_, _, _, default, _) in FAMILIES.items():
-        widths = widths_float if default is FLOAT_WIDTHS else widths_binary
-        out += [(fam, w) for w in widths]
+        out += [(fam, w) for w in chosen[default]]
     return out
 
 
@@ -329,13 +338,14 @@ def main(argv=None):
     ap.add_argument("--data", required=True, help="data folder(s), comma-separated; the first is scored")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--runs", default=",".join(FAMILIES),
-                    help="families (float,int8,direct,redesign) or runs (int8-w16); default: all")
+                    help="families (float,int8,direct,redesign,deep) or runs (int8-w16); default: all")
     ap.add_argument("--widths-float", default=",".join(map(str, FLOAT_WIDTHS)), help="float and int8 widths")
     ap.add_argument("--widths-binary", default=",".join(map(str, BINARY_WIDTHS)),
                     help="direct and redesign widths")
+    ap.add_argument("--widths-deep", default=",".join(map(str, DEEP_WIDTHS)), help="deep redesign widths")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs-float", type=int, default=40, help="epochs of float, int8 and direct")
-    ap.add_argument("--epochs-binary", type=int, default=50, help="epochs of the redesign")
+    ap.add_argument("--epochs-binary", type=int, default=50, help="epochs of the redesign and the deep redesign")
     ap.add_argument("--teacher", default="float", help="the redesign's teacher (`none`: no distillation)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true", help="progress bars on stderr")
@@ -347,7 +357,8 @@ def main(argv=None):
     for d in args.data.split(","):
         if d and not Path(d).is_dir():
             raise SystemExit(f"fronts.py: --data {d}: no such folder")
-    runs = all_runs(_ints(args.widths_float, "--widths-float"), _ints(args.widths_binary, "--widths-binary"))
+    runs = all_runs(_ints(args.widths_float, "--widths-float"), _ints(args.widths_binary, "--widths-binary"),
+                    _ints(args.widths_deep, "--widths-deep"))
     args.runs = select(args.runs, runs)
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -33,7 +33,10 @@ def _kind(model) -> str:
         opts = cfg.options
         if opts.preset == "direct":
             return "binary (direct)"
-        return "binary (Bi-Real stream)" if opts.shortcut == "int" else "binary (redesign)"
+        if opts.shortcut == "int":
+            # More than the redesign's three binary layers: the deep redesign, a front of its own.
+            return "binary (deep stream)" if cfg.layers > 3 else "binary (Bi-Real stream)"
+        return "binary (redesign)"
     return {"float": "float", "int8": "8-bit"}[cfg.precision]
 
 
@@ -178,7 +181,7 @@ def format_table(rows: list[dict]) -> str:
 
 COLORS = {"float": "tab:blue", "8-bit": "tab:green", "binary (naive)": "tab:red",
           "binary (direct)": "tab:orange", "binary (redesign)": "tab:purple",
-          "binary (Bi-Real stream)": "tab:brown"}
+          "binary (Bi-Real stream)": "tab:brown", "binary (deep stream)": "tab:pink"}
 
 
 def _panel(ax, rows: list[dict], key: str, recommended: str, widths: bool, zoom: bool = False) -> None:

@@ -149,14 +149,18 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     fronts = _fronts_module()
     data = make_speech_commands(tmp_path / "sc").root
     out = tmp_path / "fronts"
-    # the study's own runs: four widths for float and int8, five for binary, int8 from ~100 kbit to ~1 Mbit
+    # the study's own runs: four widths for float and int8, five for binary, three for the deep
+    # redesign, int8 from ~100 kbit to ~1 Mbit
     runs = fronts.all_runs()
-    assert len(runs) == 18 and {f for f, _ in runs} == {"float", "int8", "direct", "redesign"}
+    assert len(runs) == 21 and {f for f, _ in runs} == {"float", "int8", "direct", "redesign", "deep"}
+    assert [w for f, w in runs if f == "deep"] == [32, 64, 96]
     assert fronts.select("int8-w16,redesign", runs) == [("int8", 16)] + [("redesign", w) for w in (16, 32, 64, 96, 128)]
     with pytest.raises(SystemExit, match="not a family"):
         fronts.select("int8-w17", runs)
     cfg = fronts.run_config("redesign", 96, "d", out, 0, {"float": 40, "binary": 50}, 1, "float")
     assert "stages=96x1-96x2" in cfg.binary and "shortcut=int" in cfg.binary and cfg.teacher == "float"
+    deep = fronts.run_config("deep", 96, "d", out, 0, {"float": 40, "binary": 50}, 1, "float")
+    assert deep.binary == cfg.binary.replace("stages=96x1-96x2", "stages=96x2-96x3") and deep.epochs == 50
     cfg = fronts.run_config("float", 24, "d", out, 0, {"float": 40, "binary": 50}, 1, "float")
     assert cfg.width == 24 and cfg.layout == "chain" and cfg.epochs == 40 and cfg.precision == "float"
 
@@ -165,26 +169,26 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
     first = train(fronts.run_config("int8", 4, str(data), out, 0, {"float": 2, "binary": 1}, 1, None),
                   stop_after=1, progress=False)["history"][0]
     args = ["--data", str(data), "--out", str(out), "--widths-float", "4", "--widths-binary", "4,8",
-            "--epochs-float", "2", "--epochs-binary", "1", "--teacher", "none"]
+            "--widths-deep", "4", "--epochs-float", "2", "--epochs-binary", "1", "--teacher", "none"]
     fronts.main(args)
     history = json.loads((out / "int8-w4-s0" / "metrics.json").read_text())["history"]
     assert len(history) == 2 and history[0] == first
     names = sorted(p.parent.name for p in out.glob("*/metrics.json"))
-    assert names == ["direct-w4-s0", "direct-w8-s0", "float-w4-s0", "int8-w4-s0", "redesign-w4-s0",
-                     "redesign-w8-s0"]
+    assert names == ["deep-w4-s0", "direct-w4-s0", "direct-w8-s0", "float-w4-s0", "int8-w4-s0",
+                     "redesign-w4-s0", "redesign-w8-s0"]
     stamp = (out / "int8-w4-s0" / "model.pt").stat().st_mtime_ns
     fronts.main(args)                           # finished runs are skipped
     assert (out / "int8-w4-s0" / "model.pt").stat().st_mtime_ns == stamp
     res = fronts.main(args + ["--report"])
     assert [r["run"] for r in res["rows"]] == ["float-w4", "int8-w4", "direct-w4", "direct-w8",
-                                               "redesign-w4", "redesign-w8"]
+                                               "redesign-w4", "redesign-w8", "deep-w4"]
     r = res["rows"][1]
     assert r["kind"] == "8-bit" and r["width"] == 4 and 0 <= r["ci95"][0] <= r["test_accuracy"] <= r["ci95"][1]
     assert json.loads((out / "fronts.json").read_text())["rows"] == res["rows"]
     assert "| int8-w4 |" in (out / "fronts.md").read_text()
     assert {p["against"] for p in res["paired"]} == {"int8-w4"}
     assert sorted(p["run"] for p in res["paired"] if p["versus"] == "1 Mbit") == [
-        "direct-w4", "direct-w8", "float-w4", "redesign-w4", "redesign-w8"]
+        "deep-w4", "direct-w4", "direct-w8", "float-w4", "redesign-w4", "redesign-w8"]
     capsys.readouterr()
 
     rep = tmp_path / "rep"
@@ -192,7 +196,8 @@ def test_fronts_study_on_fixture_data(tmp_path, capsys):
                  "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert sorted(r["model"] + "-s0" for r in got["rows"]) == names and all(r["front"] for r in got["rows"])
-    assert set(got["equal_memory"]) == {"float", "8-bit", "binary (direct)", "binary (Bi-Real stream)"}
+    assert set(got["equal_memory"]) == {"float", "8-bit", "binary (direct)", "binary (Bi-Real stream)",
+                                        "binary (deep stream)"}
     assert (rep / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["report", "tradeoff", "--fronts", str(tmp_path / "nope"), "--out", str(rep)]) == 2
     assert "no such folder" in capsys.readouterr().err
