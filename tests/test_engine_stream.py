@@ -109,6 +109,25 @@ def test_trained_like_stream_network_equals_golden_in_verilator(trained, tmp_pat
     assert res["equal"] == 4 and abs(res["cycles_steady"] - model) <= 0.05 * model
 
 
+def test_deep_stream_network_equals_golden_in_verilator(tmp_path):
+    """The deep redesign (``stages=Wx2-Wx3``: five binary layers on the stream, the fronts' ``deep``
+    family) through the same engine: more layers in the engine's schedule, exact, on the cost model's
+    cycles."""
+    from kwsbnn.hw.cost import engine_folding, layer_costs
+    from kwsbnn.sim.network import simulate
+    from kwsbnn.sw.integer import integer_spec
+    model = specgen.trained_like("binary", "redesign,shortcut=int,last=int8,first_weights=bin,pool=4x3,"
+                                 "stages=8x2-8x3,dilation=on", seed=2, width=8, t=25, f=13)
+    dep = deploy.load(deploy.save(integer_spec(model), tmp_path / "m"))
+    assert [layer.get("in_threshold") is not None for layer in dep.layers[:6]] == [False] + [True] * 5
+    folding = engine_folding(dep)
+    res = simulate(dep, tmp_path / "sim", count=4, seed=5, folding=folding)
+    model_cycles = layer_costs(dep, folding)["cycles_per_inference"]
+    assert res["report"]["style"] == "engine"
+    assert res["failed"] == 0 and res["equal"] == res["total"] == 4
+    assert abs(res["cycles_steady"] - model_cycles) <= 0.05 * model_cycles
+
+
 def test_random_stream_network_with_python_stream_models_and_a_reset(tmp_path):
     """Another folding (the engine at 4 lanes, the first layer at one), random constants, the
     last layer without the ReLU; transfer by transfer from Python after an abandoned inference and
