@@ -9,8 +9,8 @@ kwsbnn report tradeoff [--models M,M,...|none] [--fronts DIR] [--data DIR] [--ou
   below gives each precision's best accuracy within equal weight budgets. With --data the accuracy is measured on
   the split (torch engine); without, the test accuracy recorded for each model: a shipped model's
   record (models/NAME.json, as in the README's table), else the one in the model file.
-  --fronts DIR adds every finished run of benchmarks/fronts.py's folder DIR (float, int8, direct and
-  redesigned binary at four or five widths each) to the models (`--models none`: the fronts alone); a run's
+  --fronts DIR adds every finished run of benchmarks/fronts.py's folder DIR (float, int8, direct,
+  redesigned and deep redesigned binary at three to five widths each) to the models (`--models none`: the fronts alone); a run's
   seeds (RUN-s0, RUN-s1, ...) make one point, their mean accuracy. The plot then gets a third panel that
   zooms onto the fronts, each point labelled with its width.
   Writes OUT/tradeoff.json and OUT/tradeoff.png (default OUT: build/reports/, ignored by git).
