@@ -86,9 +86,9 @@ def all_runs(widths_float=FLOAT_WIDTHS, widths_binary=BINARY_WIDTHS,
              widths_deep=DEEP_WIDTHS) -> list[tuple[str, int]]:
     """Every ``(family, width)`` of the study, families in :data:`FAMILIES` order."""
     out = []
-    chosen = {FLOAT_WIDTHS: widths_float, BINARY_WIDTHS: widths_binary, DEEP_WIDTHS: widths_deep}
+    chosen = ((FLOAT_WIDTHS, widths_float), (BINARY_WIDTHS, widths_binary), (DEEP_WIDTHS, widths_deep))
     for fam, (_, _, _, default, _) in FAMILIES.items():
-        out += [(fam, w) for w in chosen[default]]
+        out += [(fam, w) for w in next(given for group, given in chosen if group is default)]
     return out
 
 
@@ -304,15 +304,11 @@ def paired(rows: list[dict], correct: dict, reference: str = "int8") -> list[dic
     reference's first seed. ``correct``: run -> list of per-seed correctness vectors."""
     from kwsbnn.sw.tradeoff import ICEBREAKER_SPRAM_BITS, best_within
     refs = [r for r in rows if r["family"] == reference]
-
-    def best(bits):
-        return best_within(refs, bits)
-
     out = []
     for run in (r for r in rows if r["family"] != reference):
-        pairs = [("same memory", best(run["weight_bits"]))]
+        pairs = [("same memory", best_within(refs, run["weight_bits"]))]
         if run["weight_bits"] <= ICEBREAKER_SPRAM_BITS:
-            pairs.append(("1 Mbit", best(ICEBREAKER_SPRAM_BITS)))
+            pairs.append(("1 Mbit", best_within(refs, ICEBREAKER_SPRAM_BITS)))
         for versus, ref in pairs:
             if ref is None:
                 continue
